@@ -1,0 +1,47 @@
+"""modelmill: from an organisation's raw data to a deployed, monitored model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelmill.errors import (
+    BundleError,
+    ConfigError,
+    DataError,
+    ModelError,
+    ModelmillError,
+    ServingError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from modelmill.api import Pipeline, load
+    from modelmill.config import PipelineConfig
+
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "ModelmillError",
+    "Pipeline",
+    "PipelineConfig",
+    "ServingError",
+    "__version__",
+    "load",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `import modelmill.errors` (or the CLI's --help)
+    # does not pay for torch, pandas and scikit-learn.
+    if name in ("Pipeline", "load"):
+        from modelmill import api
+
+        return getattr(api, name)
+    if name == "PipelineConfig":
+        from modelmill.config import PipelineConfig
+
+        return PipelineConfig
+    raise AttributeError(f"module 'modelmill' has no attribute {name!r}")

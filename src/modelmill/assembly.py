@@ -1,0 +1,107 @@
+"""The fitted parts of a pipeline and how they turn frames into tensors and back:
+shared by training, prediction, evaluation and (later) serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.config.schema import PipelineConfig
+from modelmill.features import FEATURES, TARGETS, Feature, Predictions, Target
+from modelmill.features.number import NumberFeature
+from modelmill.models import MODELS, TorchModel
+from modelmill.training import TensorData, predict_raw
+
+
+def build_feature(config: Any, pipeline: PipelineConfig) -> Feature[Any]:
+    """An unfitted feature for one feature config (number features get the outlier rule)."""
+    feature_class = FEATURES.get(config.type)
+    if issubclass(feature_class, NumberFeature):
+        return feature_class(config, outliers=pipeline.cleaning.outliers)
+    return feature_class(config)
+
+
+def build_model(config: PipelineConfig, features: list[Feature[Any]], target: Target[Any]) -> nn.Module:
+    model_type = MODELS.get(config.model.type, path="model.type")
+    if not issubclass(model_type, TorchModel):
+        raise NotImplementedError(f"model type {config.model.type!r} is not a torch model")
+    return model_type(config.model).build(features, target)
+
+
+@dataclass
+class FittedParts:
+    """Everything fitted: the feature and target states and the model."""
+
+    config: PipelineConfig
+    features: list[Feature[Any]]
+    target: Target[Any]
+    model: nn.Module
+
+    def inputs(self, frame: pd.DataFrame) -> list[torch.Tensor]:
+        return [feature.transform(frame[feature.name]) for feature in self.features]
+
+    def tensors(self, frame: pd.DataFrame) -> TensorData:
+        return TensorData(self.inputs(frame), self.target.transform(frame[self.target.name]))
+
+    def predict(self, frame: pd.DataFrame) -> Predictions:
+        return self.target.postprocess(predict_raw(self.model, self.inputs(frame)))
+
+    def feature_state(self) -> dict[str, Any]:
+        return {
+            "features": {f.name: f.state() for f in self.features},
+            "target": self.target.state(),
+        }
+
+    @classmethod
+    def from_state(cls, config: PipelineConfig, state: dict[str, Any], weights: dict[str, torch.Tensor]) -> FittedParts:
+        features = [
+            FEATURES.get(fc.type).from_state(fc, state["features"][fc.name]) for fc in config.features
+        ]
+        target = TARGETS.get(config.target.type).from_state(config.target, state["target"])
+        model = build_model(config, features, target)
+        model.load_state_dict(weights)
+        model.eval()
+        return cls(config, features, target, model)
+
+    def input_schema(self) -> dict[str, Any]:
+        """The input columns, their types and allowed values: what a request must carry."""
+        columns = []
+        for feature in self.features:
+            entry: dict[str, Any] = {"name": feature.name, "type": feature.config.type}
+            state = feature.state()
+            if feature.config.type == "category":
+                entry["values"] = state["vocabulary"]
+            elif feature.config.type == "binary":
+                entry["values"] = [state["negative"], state["positive"]]
+            columns.append(entry)
+        target = {"name": self.target.name, "type": self.target.task, "classes": self.target.class_names}
+        return {"inputs": columns, "target": target}
+
+    def profile(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Reference profile of the training data, for drift monitoring."""
+        return {
+            "rows": int(len(frame)),
+            "features": {f.name: f.profile(frame[f.name]) for f in self.features},
+        }
+
+
+def prediction_frame(predictions: Predictions, target: str, index: pd.Index) -> pd.DataFrame:
+    """Predictions as columns: ``<target>_predicted`` and ``<target>_probability_<class>``."""
+    columns: dict[str, Any] = {f"{target}_predicted": predictions.labels}
+    if predictions.proba is not None:
+        for i, name in enumerate(predictions.class_names):
+            columns[f"{target}_probability_{name}"] = predictions.proba[:, i]
+    return pd.DataFrame(columns, index=index)
+
+
+def labelled_rows(frame: pd.DataFrame, target: Target[Any]) -> np.ndarray:
+    """Mask of rows whose target is known to the fitted target (for metrics)."""
+    codes = target.codes(frame[target.name])
+    if target.task == "number":
+        return ~np.isnan(codes)
+    return np.asarray(codes >= 0)

@@ -1,0 +1,190 @@
+"""The command line: each command a few lines over the Python API.
+
+Exit codes: 0 done, 2 the user's input was wrong (one clear message, no traceback),
+1 a fault of ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from modelmill.errors import ModelmillError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="modelmill: from raw data to an evaluated, deployable model bundle.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Public data sets that ship inside packages.")
+app.add_typer(datasets_app, name="datasets")
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def init(
+    data: Annotated[str, typer.Argument(help="Data file or URL to infer the config from.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="The column to predict.")],
+    name: Annotated[str | None, typer.Option(help="Name of the runs (default: the file's stem).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Write a commented config inferred from the data."""
+    from modelmill.config.infer import infer_config_with_warnings
+    from modelmill.config.schema import DataConfig
+    from modelmill.data.sources import read_table
+
+    frame = read_table(DataConfig(source=data))
+    result = infer_config_with_warnings(frame, source=data, target=target, name=name)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    text = result.text
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")],
+    runs: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest unfinished run.")] = False,
+) -> None:
+    """Clean, split, fit the features, train, evaluate and write the bundle."""
+    from modelmill.api import Pipeline
+    from modelmill.runs import mark_latest, new_run_dir, resumable_run
+
+    pipeline = Pipeline.from_yaml(config)
+    name = pipeline.config.name
+    run_dir = resumable_run(runs, name) if resume else new_run_dir(runs, name)
+    err.print(f"run {run_dir}")
+    try:
+        with _log_to(run_dir / "train.log"):
+            pipeline.fit(run_dir=run_dir, resume=resume)
+            bundle = pipeline.save(run_dir / "bundle")
+    except ModelmillError:
+        if not resume:  # a new run that failed on the user's input leaves nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    mark_latest(run_dir)
+    _summary(pipeline.metrics_, title=f"{name}: test metrics")
+    if pipeline.result_ is not None:
+        r = pipeline.result_
+        err.print(f"{r.epochs_run} epochs in {r.seconds:.1f} s (best epoch {r.best_epoch}; {r.stop_reason})")
+    out.print(f"bundle: {bundle}")
+    out.print(f"report: {bundle / 'report.html'}")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
+    data: Annotated[str, typer.Argument(help="Labelled data file or URL.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics, plots, report.")] = None,
+) -> None:
+    """Metrics, plots and a report on new labelled data."""
+    import modelmill
+
+    pipeline = modelmill.load(bundle)
+    out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = pipeline.evaluate(data, out_dir=out_dir)
+    _summary(metrics, title=f"{pipeline.config.name} on {data}")
+    out.print(f"report: {out_dir / 'report.html'}")
+
+
+@app.command()
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
+    data: Annotated[str, typer.Argument(help="Data file or URL to predict.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write.")],
+) -> None:
+    """Predict every row of a file."""
+    import modelmill
+    from modelmill.data.sinks import write_table
+
+    predictions = modelmill.load(bundle).predict(data)
+    write_table(predictions, output)
+    err.print(f"wrote {len(predictions)} predictions to {output}")
+
+
+@app.command("render-config")
+def render_config(config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")]) -> None:
+    """Print the config with every default filled in."""
+    from modelmill.config import dump_config, load_config
+
+    sys.stdout.write(dump_config(load_config(config)))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config (for editor completion and checks)."""
+    from modelmill.config.reference import json_schema
+
+    sys.stdout.write(json_schema() + "\n")
+
+
+@datasets_app.command("fetch")
+def fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")]) -> None:
+    """Materialise a packaged data set as a CSV file and print its path."""
+    from modelmill.data.datasets import fetch_dataset
+
+    out.print(str(fetch_dataset(name)))
+
+
+def _summary(metrics: dict[str, Any], *, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    out.print(table)
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("modelmill")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def main() -> None:
+    """Entry point: user errors print one message and exit 2; faults of ours exit 1."""
+    logging.getLogger("modelmill").addHandler(_WarningsToConsole())
+    try:
+        app()  # standalone: usage errors exit 2 with typer's own message
+    except ModelmillError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except Exception:
+        err.print_exception()
+        err.print("[bold red]internal error[/]: this is a bug in modelmill, please report it with the trace above")
+        sys.exit(1)
+
+
+class _WarningsToConsole(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""``modelmill init``: a commented starting config inferred from the data.
+
+Only what was read from the data is written (the name, the source, the split method, each
+column's type and the target); every other setting keeps the default defined once in
+:mod:`modelmill.config.schema`, and ``modelmill render-config FILE`` shows them all. Each
+line says why it was written so, and the columns left out are listed as comments with the
+reason, ready to be uncommented.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from modelmill.config.schema import ModelConfig, SplitConfig, TrainingConfig
+from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
+from modelmill.errors import ConfigError, DataError, did_you_mean
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # PipelineConfig.name's pattern
+_DATA_SUFFIXES = frozenset({
+    ".csv", ".tsv", ".txt", ".data", ".parquet", ".pq", ".json", ".jsonl", ".ndjson",
+    ".xlsx", ".xls", ".db", ".sqlite", ".gz", ".bz2", ".xz", ".zip", ".zst",
+})
+_COMMENT_COLUMN = 44  # where trailing comments start, so that they line up
+_FEW_CLASSES = 20  # a number target with at most this many distinct integers may be classes
+_SHOWN_COLUMNS = 30
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """What :func:`infer_config_with_warnings` found.
+
+    Attributes:
+        text: The commented YAML config.
+        warnings: Things the user should look at before training (leakage, unparseable
+            values, missing targets), one sentence each.
+        columns: The inferred schema, one entry per column of the frame.
+    """
+
+    text: str
+    warnings: tuple[str, ...]
+    columns: tuple[ColumnInfo, ...]
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One column as the config will show it."""
+
+    name: str
+    type: str
+    comment: str
+
+
+def infer_config(frame: pd.DataFrame, *, source: str, target: str, name: str | None = None) -> str:
+    """A commented YAML config for learning ``target`` from the other columns of ``frame``.
+
+    Args:
+        frame: The data, as read from ``source``.
+        source: The data source as the config should name it (path, URL, ``dataset:NAME``).
+        target: The column to predict.
+        name: The pipeline's name; by default the source file's stem.
+
+    Returns:
+        YAML text that :func:`modelmill.config.parse_config` accepts once loaded.
+
+    Raises:
+        DataError: No rows, the target is missing, empty, constant or a date, or no column
+            can be a feature.
+        ConfigError: ``name`` does not fit the name pattern.
+    """
+    return infer_config_with_warnings(frame, source=source, target=target, name=name).text
+
+
+def infer_config_with_warnings(
+    frame: pd.DataFrame, *, source: str, target: str, name: str | None = None
+) -> InferResult:
+    """Like :func:`infer_config`, and also the warnings and the inferred schema.
+
+    Args:
+        frame: The data, as read from ``source``.
+        source: The data source as the config should name it.
+        target: The column to predict.
+        name: The pipeline's name; by default the source file's stem.
+
+    Returns:
+        The config text, the warnings and the schema.
+
+    Raises:
+        DataError: As for :func:`infer_config`.
+        ConfigError: As for :func:`infer_config`.
+    """
+    run_name = _checked_name(name) if name is not None else default_name(source)
+    position = _target_position(frame, target, source)
+    columns = infer_schema(frame)
+    goal = columns[position]
+    target_type, warnings = _target_type(frame.iloc[:, position], goal, source)
+    features, left_out, feature_warnings = _feature_lines(frame, columns, position)
+    if not features:
+        raise DataError(_no_features_message(left_out), source=source)
+    goal_line = _target_line(goal, target_type, frame.iloc[:, position])
+    text = _render(run_name=run_name, source=source, rows=len(frame), goal=goal_line,
+                   features=features, left_out=left_out)
+    return InferResult(text=text, warnings=tuple(warnings + feature_warnings), columns=tuple(columns))
+
+
+def default_name(source: str) -> str:
+    """The run name a source gives: its file stem, sanitised (``data/adult.csv.gz`` → ``adult``).
+
+    Args:
+        source: A path, URL, SQL URL or ``dataset:NAME``.
+
+    Returns:
+        A name matching ``PipelineConfig.name``'s pattern (``model`` if nothing is left).
+    """
+    base = re.split(r"[?#]", source)[0] if "://" in source else source  # a URL's query
+    base = base.rstrip("/\\")
+    stem = re.split(r"[/\\:]", base)[-1]
+    while PurePath(stem).suffix.lower() in _DATA_SUFFIXES:
+        stem = PurePath(stem).stem
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-_.")
+    return cleaned or "model"
+
+
+# ------------------------------------------------------------------------- checks
+
+
+def _checked_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"{name!r} is not a valid name: use letters, digits, '_', '.' and '-', starting "
+            f"with a letter or digit. Fix: e.g. {default_name(name)!r}",
+            path="name",
+        )
+    return name
+
+
+def _target_position(frame: pd.DataFrame, target: str, source: str) -> int:
+    """The target's column position; DataError for no rows, a missing or doubled column."""
+    names = [str(c) for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError("0 rows: there is nothing to infer a config from", source=source)
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise DataError(f"column names appear more than once: {', '.join(doubled)}. "
+                        "Fix: give every column its own name", source=source)
+    if target not in names:
+        raise DataError(
+            f"target column {target!r} not found{did_you_mean(target, names)}. "
+            f"The data has: {_listing(names)}. Fix: pass one of these as the target",
+            source=source,
+        )
+    return names.index(target)
+
+
+def _target_type(series: pd.Series, goal: ColumnInfo, source: str) -> tuple[str, list[str]]:
+    """binary, category or number for the target, and warnings; DataError if unlearnable."""
+    if goal.kind in ("empty", "constant"):
+        raise DataError(f"cannot be the target: {goal.reason}, so there is nothing to learn. "
+                        "Fix: choose another target column", source=source, column=goal.name)
+    if goal.kind == "date":
+        raise DataError("cannot be the target: it holds dates, and modelmill predicts numbers and "
+                        "classes. Fix: turn it into a number (e.g. days since a start date) or "
+                        "choose another target", source=source, column=goal.name)
+    warnings: list[str] = []
+    if goal.n_missing:
+        warnings.append(f"target {goal.name!r} is missing in {goal.n_missing:,} rows "
+                        f"({goal.n_missing / len(series):.1%}); those rows are dropped when training")
+    kind = goal.kind
+    if kind in ("identifier", "text"):
+        present = len(series) - goal.n_missing
+        numeric = pd.to_numeric(series, errors="coerce").notna().sum() >= MAJORITY * present
+        kind = "number" if numeric else "category"
+        warnings.append(f"target {goal.name!r}: {goal.reason}; predicting it as a {kind} "
+                        "is unlikely to generalise. Check that it is the column you mean")
+    return kind, warnings
+
+
+# ----------------------------------------------------------------------- features
+
+
+def _feature_lines(
+    frame: pd.DataFrame, columns: list[ColumnInfo], position: int
+) -> tuple[list[_Line], list[_Line], list[str]]:
+    """(features, columns left out, warnings) for every column but the target."""
+    features: list[_Line] = []
+    left_out: list[_Line] = []
+    warnings: list[str] = []
+    target, goal = frame.iloc[:, position], columns[position]
+    for index, info in enumerate(columns):
+        if index == position:
+            continue
+        if not info.usable:
+            why = info.reason if info.kind in info.reason else f"{info.kind}: {info.reason}"
+            left_out.append(_Line(info.name, "category", why))
+            continue
+        leak = _leak(frame.iloc[:, index], target, info, goal)
+        if leak:
+            left_out.append(_Line(info.name, info.kind, f"leakage: {leak}"))
+            warnings.append(f"feature {info.name!r} is {leak} (leakage): left out of the features")
+            continue
+        features.append(_Line(info.name, info.kind, f"{info.reason}; {_missing(info, len(frame))}"))
+        if info.n_invalid:
+            about = "about " if info.kind == "date" else ""  # dates are checked on a sample
+            warnings.append(
+                f"feature {info.name!r} is inferred as {info.kind}, but {about}{info.n_invalid:,} of its "
+                f"values are not {info.kind}s ({info.reason}): training stops on such values. "
+                "Fix: clean them, or make it `type: category`"
+            )
+    return features, left_out, warnings
+
+
+def _leak(feature: pd.Series, target: pd.Series, info: ColumnInfo, goal: ColumnInfo) -> str | None:
+    """How ``feature`` gives the target away (identical, or a one-to-one recoding), or None."""
+    if info.n_unique != goal.n_unique or info.n_missing != goal.n_missing:
+        return None
+    left, right = _canonical(feature), _canonical(target)
+    if left.equals(right):
+        return f"identical to the target {goal.name!r}"
+    if goal.n_unique >= len(target) - goal.n_missing:
+        return None  # every value distinct: any distinct column maps one-to-one; not evidence
+    left_codes, right_codes = pd.factorize(left)[0], pd.factorize(right)[0]
+    pairs = left_codes.astype(np.int64) * (int(right_codes.max()) + 1) + right_codes
+    if len(np.unique(pairs)) == int(left_codes.max()) + 1 == int(right_codes.max()) + 1:
+        return f"a one-to-one recoding of the target {goal.name!r}"
+    return None
+
+
+def _canonical(series: pd.Series) -> pd.Series:
+    """Values as stripped strings with missing as "", so that 1 and " 1" compare equal."""
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        if np.all(np.isnan(values) | (np.mod(values, 1) == 0)):
+            series = pd.Series(values).astype("Int64")  # 1.0 (float for the NaN) is 1
+    text = series.astype("string").str.strip().fillna("")
+    return text.reset_index(drop=True)
+
+
+def _no_features_message(left_out: list[_Line]) -> str:
+    why = "; ".join(f"{line.name} ({line.comment})" for line in left_out[:_SHOWN_COLUMNS])
+    return (f"no column can be a feature: {why or 'the target is the only column'}. "
+            "Fix: add columns to predict from")
+
+
+def _target_line(goal: ColumnInfo, target_type: str, series: pd.Series) -> _Line:
+    comment = f"{goal.reason}; {_missing(goal, len(series))}"
+    if target_type == "number" and goal.n_unique <= _FEW_CLASSES and _whole_numbers(series):
+        comment += "; if these are classes, make it `type: category`"
+    return _Line(goal.name, target_type, comment)
+
+
+def _whole_numbers(series: pd.Series) -> bool:
+    values = pd.to_numeric(series, errors="coerce").dropna().to_numpy(dtype="float64")
+    return bool(np.all(np.mod(values, 1) == 0))
+
+
+# ------------------------------------------------------------------------- render
+
+
+def _render(*, run_name: str, source: str, rows: int, goal: _Line, features: list[_Line],
+            left_out: list[_Line]) -> str:
+    """The YAML text: a header that explains, then the config with a comment per choice."""
+    columns = len(features) + len(left_out) + 1
+    lines = [
+        f"# modelmill config inferred from {_one_line(source)} ({rows:,} rows, {columns:,} columns).",
+        "#",
+        "# Only what was read from the data is written here; every other setting keeps its",
+        "# default. To see the whole config, every default filled in:",
+        "#",
+        "#     modelmill render-config FILE      (FILE: this file)",
+        "#",
+        "# Each comment says why a column got its type: change a type where it is wrong, delete",
+        "# a line to drop a column, or uncomment a left-out column to use it.",
+        "",
+        f"name: {_scalar(run_name)}",
+        "",
+        "data:",
+        f"  source: {_scalar(source)}",
+        "  split:",
+        _commented(f"    method: {_split_method(goal.type)}", _split_comment(goal)),
+        "",
+        "features:",
+        *[_commented(f"  - {_flow(line)}", line.comment) for line in features],
+    ]
+    if left_out:
+        lines.append("  # Left out (uncomment a line to use the column):")
+        lines += [_commented(f"  # - {_flow(line)}", line.comment) for line in left_out]
+    lines += [
+        "",
+        _commented(f"target: {_flow(goal)}", goal.comment),
+        "",
+        "model:",
+        _commented("  type: mlp", f"a multilayer perceptron; other types: {_other_models('mlp')}"),
+        "",
+        "training:",
+        _commented(f"  epochs: {TrainingConfig.model_fields['epochs'].default}",
+                   "passes over the training rows; early stopping may end sooner"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _split_method(target_type: str) -> str:
+    return "random" if target_type == "number" else "stratified"
+
+
+def _split_comment(goal: _Line) -> str:
+    fields = SplitConfig.model_fields
+    test, valid = fields["test"].default, fields["valid"].default
+    parts = f"test {test:.0%} of rows, validation {valid:.0%} of the rest"
+    if goal.type == "number":
+        return f"{parts}, drawn at random"
+    return f"{parts}, each keeping the class shares of {goal.name}"
+
+
+def _other_models(chosen: str) -> str:
+    """The model types of the config tree other than ``chosen`` (from the union, not a list)."""
+    union = typing.get_args(ModelConfig)[0]
+    names = [model.model_fields["type"].default for model in typing.get_args(union)]
+    return ", ".join(str(n) for n in names if n != chosen)
+
+
+def _flow(line: _Line) -> str:
+    return f"{{name: {_scalar(line.name)}, type: {line.type}}}"
+
+
+def _commented(code: str, comment: str) -> str:
+    return f"{code.ljust(_COMMENT_COLUMN - 1)} # {_one_line(comment)}"
+
+
+def _scalar(value: str) -> str:
+    """``value`` as a YAML scalar, valid in block and flow context (quoted only if needed)."""
+    style = None if value.isprintable() else '"'  # line breaks and controls as escapes, one line
+    dumped = yaml.safe_dump([value], default_flow_style=True, default_style=style,
+                            allow_unicode=True, width=2**31)
+    return dumped.strip()[1:-1]
+
+
+def _missing(info: ColumnInfo, rows: int) -> str:
+    if not info.n_missing:
+        return "0 missing"
+    return f"{info.n_missing:,} missing ({info.n_missing / rows:.1%})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN_COLUMNS])
+    more = len(names) - _SHOWN_COLUMNS
+    return f"{shown} and {more} more" if more > 0 else shown

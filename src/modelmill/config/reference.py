@@ -1,0 +1,87 @@
+"""The config reference (docs/config.md) and the JSON Schema, generated from the config
+classes themselves so that the documentation cannot drift from the code."""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from modelmill.config.schema import PipelineConfig
+
+
+def json_schema() -> str:
+    """JSON Schema of the whole config, for editors (YAML language servers)."""
+    return json.dumps(PipelineConfig.model_json_schema(), indent=2)
+
+
+def markdown_reference() -> str:
+    lines = ["# Config reference", "",
+             "Generated from the config classes (`modelmill render-config FILE` prints a config with",
+             "every default filled in). Components chosen by `type:` list each type's own keys.", ""]
+    seen: set[type[BaseModel]] = set()
+    _section(PipelineConfig, "(top level)", lines, seen)
+    return "\n".join(lines) + "\n"
+
+
+def _section(model: type[BaseModel], title: str, lines: list[str], seen: set[type[BaseModel]]) -> None:
+    if model in seen:
+        return
+    seen.add(model)
+    doc = (model.__doc__ or "").strip().splitlines()
+    lines += [f"## {title}", ""]
+    if doc and not doc[0].startswith("Base"):
+        lines += [doc[0], ""]
+    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    children: list[tuple[str, type[BaseModel]]] = []
+    for name, field in model.model_fields.items():
+        default = _default(field)
+        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
+        for child in _models_in(field.annotation):
+            children.append((_child_title(title, name, child), child))
+    lines.append("")
+    for child_title, child in children:
+        _section(child, child_title, lines, seen)
+
+
+def _child_title(parent: str, name: str, child: type[BaseModel]) -> str:
+    prefix = "" if parent == "(top level)" else parent.split(" ")[0] + "."
+    kind = child.model_fields.get("type")
+    tag = f" (type: {kind.default})" if kind is not None and isinstance(kind.default, str) else ""
+    return f"{prefix}{name}{tag}"
+
+
+def _default(field: Any) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return "see below" if isinstance(value, BaseModel) else f"`{json.dumps(value)}`"
+    return f"`{json.dumps(field.default)}`"
+
+
+def _type_name(annotation: Any) -> str:
+    models = _models_in(annotation)
+    tags = [m.model_fields["type"].default for m in models if "type" in m.model_fields]
+    if len(models) > 1 and len(tags) == len(models):
+        prefix = "list of " if typing.get_origin(annotation) is list else ""
+        return prefix + "one of type: " + ", ".join(str(t) for t in tags)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(str(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        return annotation.__name__.replace("Config", "").lower() if issubclass(annotation, BaseModel) else annotation.__name__
+    text = str(annotation).replace("typing.", "").replace("modelmill.config.schema.", "")
+    return text.replace("|", "\\|")
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found += _models_in(arg)
+    return found

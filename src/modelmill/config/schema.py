@@ -1,0 +1,365 @@
+"""The config tree: one pydantic model per component, each default written once, here.
+
+Unknown keys are rejected (``extra="forbid"``). Components chosen by ``type:`` are
+discriminated unions, so a wrong ``type`` lists the valid ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: strict keys, validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class SplitConfig(Section):
+    """How rows are divided into train, validation (early stopping) and test."""
+
+    method: Literal["random", "stratified", "time", "group", "column", "files"] = Field(
+        "stratified",
+        description="random; stratified (by target class); time (oldest rows train, newest test, "
+        "by `column`); group (no group in two splits, by `column`); column (a column holding "
+        "train/valid/test); files (`test_source` and optional `valid_source`).",
+    )
+    test: float = Field(0.2, gt=0, lt=1, description="Fraction of rows held out for the test set.")
+    valid: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of the remaining rows held out for validation."
+    )
+    seed: int = Field(0, description="Seed of the shuffling.")
+    column: str | None = Field(
+        None, description="Date column (time), group column (group) or split column (column)."
+    )
+    test_source: str | None = Field(None, description="Test file for method `files`.")
+    valid_source: str | None = Field(None, description="Validation file for method `files`.")
+
+    @model_validator(mode="after")
+    def _needs_column(self) -> SplitConfig:
+        if self.method in ("time", "group", "column") and not self.column:
+            raise ValueError(f"split method {self.method!r} needs `column`")
+        if self.method == "files" and not self.test_source:
+            raise ValueError("split method 'files' needs `test_source`")
+        return self
+
+
+class DataConfig(Section):
+    """Where the data comes from and how it is read."""
+
+    source: str = Field(
+        description="Path or URL: CSV/TSV, Parquet, JSON, JSON Lines, Excel, an http(s) URL, "
+        "a SQLAlchemy URL (sqlite:///file.db) with `query`, or dataset:NAME."
+    )
+    format: Literal["auto", "csv", "tsv", "parquet", "json", "jsonl", "excel", "sql", "dataset"] = (
+        "auto"
+    )
+    query: str | None = Field(None, description="SQL query, for a SQL source.")
+    sheet: str | int | None = Field(None, description="Excel sheet name or index (default: first).")
+    delimiter: str | None = Field(None, description="CSV delimiter (default: sniffed).")
+    encoding: str = Field(
+        "auto", description="Text encoding; auto = UTF-8 (BOM honoured), invalid bytes are an error."
+    )
+    header: bool | None = Field(None, description="Whether a CSV has a header row (default: sniffed).")
+    columns: list[str] | None = Field(None, description="Column names for a file without a header.")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+# ------------------------------------------------------------------------- cleaning
+
+
+class OutlierConfig(Section):
+    """Outliers of number features, detected with bounds fitted on the training split."""
+
+    method: Literal["none", "iqr", "zscore"] = "none"
+    action: Literal["clip", "drop"] = Field(
+        "clip", description="clip: values are clipped to the bounds everywhere (also when serving); "
+        "drop: training rows outside the bounds are dropped (test rows never are)."
+    )
+    threshold: float | None = Field(
+        None, gt=0, description="IQR multiplier (default 1.5) or z-score (default 3)."
+    )
+
+
+class CleaningConfig(Section):
+    duplicates: Literal["drop", "keep"] = "drop"
+    outliers: OutlierConfig = Field(default_factory=OutlierConfig)
+
+
+class MissingConfig(Section):
+    """What to do with missing values of one feature."""
+
+    strategy: Literal["auto", "mean", "median", "mode", "constant", "drop"] = Field(
+        "auto", description="auto = median for numbers and dates, the unknown bucket for "
+        "categories, the most frequent value for binaries; drop = drop the training row "
+        "(at prediction time the fitted fallback is used)."
+    )
+    value: float | str | None = Field(None, description="The fill value for `constant`.")
+    indicator: bool = Field(False, description="Add a was-missing 0/1 input.")
+
+    @model_validator(mode="after")
+    def _constant_needs_value(self) -> MissingConfig:
+        if self.strategy == "constant" and self.value is None:
+            raise ValueError("missing strategy 'constant' needs `value`")
+        return self
+
+
+# ------------------------------------------------------------------------- features
+
+
+class FeatureBase(Section):
+    name: str = Field(description="Column name in the data.")
+    missing: MissingConfig = Field(default_factory=MissingConfig)
+
+
+class NumberFeatureConfig(FeatureBase):
+    type: Literal["number"] = "number"
+    normalization: Literal["zscore", "minmax", "robust", "log1p", "none"] = "zscore"
+
+
+class CategoryFeatureConfig(FeatureBase):
+    type: Literal["category"] = "category"
+    min_frequency: int = Field(1, ge=1, description="Rarer values go to the unknown bucket.")
+    max_size: int = Field(10_000, ge=1, description="Largest vocabulary kept (most frequent first).")
+    encoding: Literal["auto", "onehot", "embedding"] = Field(
+        "auto", description="auto = onehot up to 64 values, embedding above."
+    )
+    embedding_dim: int | None = Field(
+        None, ge=1, description="Embedding size (default: min(50, 1.6 * vocabulary^0.56))."
+    )
+
+
+class BinaryFeatureConfig(FeatureBase):
+    type: Literal["binary"] = "binary"
+    positive: str | None = Field(
+        None, description="The value that means 1 (default: true/yes/1 or the later in sort order)."
+    )
+
+
+DatePart = Literal["year", "month", "day", "weekday", "hour", "minute", "dayofyear"]
+DEFAULT_DATE_PARTS: tuple[DatePart, ...] = ("year", "month", "day", "weekday", "dayofyear")
+
+
+class DateFeatureConfig(FeatureBase):
+    type: Literal["date"] = "date"
+    parts: list[DatePart] = Field(default_factory=lambda: list(DEFAULT_DATE_PARTS))
+    cyclical: bool = Field(True, description="Encode periodic parts as sine and cosine.")
+    format: str | None = Field(None, description="strftime format (default: inferred).")
+
+
+class TextFeatureConfig(FeatureBase):
+    type: Literal["text"] = "text"
+    max_tokens: int = Field(20_000, ge=1, description="Vocabulary size of the bag of words.")
+    min_frequency: int = Field(2, ge=1)
+    lowercase: bool = True
+    embedding_dim: int = Field(64, ge=1)
+
+
+FeatureConfig = Annotated[
+    NumberFeatureConfig
+    | CategoryFeatureConfig
+    | BinaryFeatureConfig
+    | DateFeatureConfig
+    | TextFeatureConfig,
+    Field(discriminator="type"),
+]
+
+
+# -------------------------------------------------------------------------- targets
+
+
+class TargetBase(Section):
+    name: str = Field(description="Column to predict.")
+
+
+class BinaryTargetConfig(TargetBase):
+    type: Literal["binary"] = "binary"
+    positive: str | None = Field(None, description="The positive class (default: inferred).")
+    loss: Literal["bce"] = "bce"
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    threshold: float = Field(0.5, gt=0, lt=1, description="Probability above which 1 is predicted.")
+
+
+class CategoryTargetConfig(TargetBase):
+    type: Literal["category"] = "category"
+    loss: Literal["cross_entropy"] = "cross_entropy"
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class NumberTargetConfig(TargetBase):
+    type: Literal["number"] = "number"
+    loss: Literal["mse", "huber"] = "mse"
+    huber_delta: float = Field(1.0, gt=0)
+    normalization: Literal["zscore", "none"] = Field(
+        "zscore", description="Train on the standardised target; predictions are in original units."
+    )
+
+
+TargetConfig = Annotated[
+    BinaryTargetConfig | CategoryTargetConfig | NumberTargetConfig, Field(discriminator="type")
+]
+
+
+# --------------------------------------------------------------------------- models
+
+
+class LinearModelConfig(Section):
+    """Linear, logistic or softmax regression (by the target type), trained by gradient descent."""
+
+    type: Literal["linear"] = "linear"
+
+
+class MLPModelConfig(Section):
+    type: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [256, 128], description="Hidden layer sizes.")
+    activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    batch_norm: bool = True
+    init: Literal["gaussian", "xavier", "kaiming", "zeros"] = "kaiming"
+
+
+ModelConfig = Annotated[LinearModelConfig | MLPModelConfig, Field(discriminator="type")]
+
+
+# ------------------------------------------------------------------------- training
+
+
+class SGDConfig(Section):
+    type: Literal["sgd"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class AdamConfig(Section):
+    type: Literal["adam"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class AdamWConfig(Section):
+    type: Literal["adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(1e-4, ge=0)
+
+
+class AdagradConfig(Section):
+    type: Literal["adagrad"] = "adagrad"
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class RMSpropConfig(Section):
+    type: Literal["rmsprop"] = "rmsprop"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    alpha: float = Field(0.99, gt=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+OptimizerConfig = Annotated[
+    SGDConfig | AdamConfig | AdamWConfig | AdagradConfig | RMSpropConfig,
+    Field(discriminator="type"),
+]
+
+
+class NoSchedulerConfig(Section):
+    type: Literal["none"] = "none"
+
+
+class OneCycleConfig(Section):
+    """One-cycle policy (Smith & Topin, 2017): warm up to `max_lr_factor` × lr, then anneal."""
+
+    type: Literal["onecycle"] = "onecycle"
+    max_lr_factor: float = Field(10.0, ge=1)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+
+
+class CosineConfig(Section):
+    type: Literal["cosine"] = "cosine"
+    min_lr: float = Field(0.0, ge=0)
+
+
+class StepConfig(Section):
+    type: Literal["step"] = "step"
+    step_size: int = Field(10, ge=1, description="Epochs between decays.")
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+class PlateauConfig(Section):
+    type: Literal["plateau"] = "plateau"
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+
+
+SchedulerConfig = Annotated[
+    NoSchedulerConfig | OneCycleConfig | CosineConfig | StepConfig | PlateauConfig,
+    Field(discriminator="type"),
+]
+
+
+class EarlyStoppingConfig(Section):
+    metric: str = Field(
+        "auto", description="Validation metric to watch (auto = roc_auc, accuracy or rmse by target)."
+    )
+    patience: int = Field(5, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0)
+    enabled: bool = True
+
+
+class TrainingConfig(Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=AdamWConfig)
+    scheduler: SchedulerConfig = Field(default_factory=OneCycleConfig)
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights.")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on weights (added to the loss).")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this.")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    time_budget: float | None = Field(None, gt=0, description="Wall-clock budget in seconds.")
+    seed: int = 0
+    deterministic: bool = Field(False, description="Bit-for-bit repeatable runs (slower).")
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: physical cores).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+
+class EvaluationConfig(Section):
+    plots: bool = True
+    report: bool = True
+
+
+# --------------------------------------------------------------------------- whole
+
+
+class PipelineConfig(Section):
+    """The whole pipeline."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Name of the runs.")
+    data: DataConfig
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    features: list[FeatureConfig] = Field(min_length=1)
+    target: TargetConfig
+    model: ModelConfig = Field(default_factory=MLPModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> PipelineConfig:
+        seen: set[str] = set()
+        for feature in self.features:
+            if feature.name in seen:
+                raise ValueError(f"feature {feature.name!r} is listed twice")
+            seen.add(feature.name)
+        if self.target.name in seen:
+            raise ValueError(f"the target {self.target.name!r} is also listed as a feature")
+        return self

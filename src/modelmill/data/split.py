@@ -1,0 +1,71 @@
+"""Splitting rows into train, validation and test: random, stratified, time-ordered,
+group-wise, or by a column; always seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+from modelmill.config.schema import SplitConfig
+from modelmill.errors import DataError
+
+Splits = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+_SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
+                "val": "valid", "dev": "valid", "test": "test", "testing": "test"}
+
+
+def split_frame(frame: pd.DataFrame, config: SplitConfig, *, target: str, classify: bool) -> Splits:
+    """(train, valid, test); for method ``files`` the frame is train + valid only, and the
+    test part comes back empty (the caller reads ``test_source``)."""
+    if config.method == "column":
+        return _by_column(frame, config)
+    holdout = 0.0 if config.method == "files" else config.test
+    rest, test = _two_way(frame, holdout, config, target=target, classify=classify)
+    if config.method == "files" and config.valid_source:
+        return rest.reset_index(drop=True), frame.iloc[:0], test
+    train, valid = _two_way(rest, config.valid, config, target=target, classify=classify)
+    return train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _two_way(frame: pd.DataFrame, fraction: float, config: SplitConfig, *, target: str,
+             classify: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if fraction <= 0:
+        return frame, frame.iloc[:0]
+    if len(frame) < 3:
+        raise DataError(f"only {len(frame)} rows are left to split; at least 3 are needed")
+    if config.method == "time":
+        order = pd.to_datetime(frame[str(config.column)], errors="coerce", format="mixed").argsort(kind="stable")
+        ordered = frame.iloc[np.asarray(order)]
+        cut = len(frame) - max(1, round(len(frame) * fraction))
+        return ordered.iloc[:cut], ordered.iloc[cut:]
+    if config.method == "group":
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=config.seed)
+        keep, hold = next(splitter.split(frame, groups=frame[str(config.column)].astype("string").fillna("")))
+        return frame.iloc[keep], frame.iloc[hold]
+    stratify = None
+    if config.method == "stratified" and classify:
+        labels = frame[target].astype("string")
+        # Stratifying needs two rows per class in each part; fall back to random otherwise.
+        if labels.value_counts().min() >= 2:
+            stratify = labels
+    keep_part, hold_part = train_test_split(frame, test_size=fraction, random_state=config.seed,
+                                            stratify=stratify)
+    return keep_part, hold_part
+
+
+def _by_column(frame: pd.DataFrame, config: SplitConfig) -> Splits:
+    column = str(config.column)
+    names = frame[column].astype("string").str.strip().str.lower().map(_SPLIT_NAMES)
+    unknown = names.isna()
+    if unknown.any():
+        values = sorted(set(frame.loc[unknown, column].astype("string").fillna("<missing>")))[:5]
+        raise DataError(
+            f"split column holds values other than train/valid/test: {values}",
+            column=column, rows=np.flatnonzero(unknown.to_numpy()).tolist(),
+        )
+    parts = [frame.loc[names == part].drop(columns=[column]).reset_index(drop=True)
+             for part in ("train", "valid", "test")]
+    if parts[0].empty or parts[2].empty:
+        raise DataError("the split column must mark at least one train and one test row", column=column)
+    return parts[0], parts[1], parts[2]

@@ -1,0 +1,58 @@
+"""How raw cell values are read: missing markers, numbers and dates, one rule for every
+stage (schema inference, validation, cleaning, features), so they cannot disagree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from modelmill.errors import DataError
+
+MISSING_MARKERS = frozenset({"", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
+
+
+def as_strings(column: pd.Series) -> pd.Series:
+    """Values as stripped strings, with missing markers turned into NA (object dtype)."""
+    text = column.astype("string").str.strip()
+    return text.mask(text.isin(MISSING_MARKERS))
+
+
+def as_numbers(column: pd.Series, *, feature: str) -> np.ndarray:
+    """Values as float64 with NaN for missing; words in a number column are a DataError."""
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return column.to_numpy(dtype="float64", na_value=np.nan)
+    text = as_strings(column)
+    numbers = pd.to_numeric(text, errors="coerce")
+    bad = numbers.isna() & text.notna()
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        examples = ", ".join(repr(v) for v in text[bad].unique()[:3])
+        raise DataError(
+            f"is a number feature but holds {int(bad.sum())} values that are not numbers "
+            f"(e.g. {examples}). Fix: clean those values, or declare the column as "
+            f"`type: category`",
+            column=feature,
+            rows=rows.tolist(),
+        )
+    return numbers.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def parse_dates(column: pd.Series, fmt: str | None, *, feature: str) -> pd.Series:
+    """Values as timezone-naive datetimes (NaT for missing); unparseable words are a DataError."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        parsed = column
+    else:
+        text = as_strings(column)
+        parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce")
+        bad = parsed.isna() & text.notna()
+        if bad.any():
+            examples = ", ".join(repr(v) for v in text[bad].unique()[:3])
+            raise DataError(
+                f"is a date feature but holds {int(bad.sum())} values that are not dates (e.g. {examples}). "
+                "Fix: clean them, or set `format:` (strftime) on the feature",
+                column=feature,
+                rows=np.flatnonzero(bad.to_numpy()).tolist(),
+            )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed

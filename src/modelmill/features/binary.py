@@ -1,0 +1,174 @@
+"""Binary features (0/1) and the binary-classification target."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.config.schema import BinaryFeatureConfig, BinaryTargetConfig
+from modelmill.errors import DataError
+from modelmill.data.values import as_strings
+from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, most_common
+from modelmill.features.category import class_weight_vector
+
+_TRUTHY = ("true", "yes", "y", "t", "1", "positive", "pos")
+
+
+def binary_strings(column: pd.Series) -> pd.Series:
+    """Canonical strings, so that 1, 1.0, "1" and True from a request all mean the same."""
+    if pd.api.types.is_bool_dtype(column):
+        return column.map({True: "true", False: "false"}).astype("string")
+    if pd.api.types.is_numeric_dtype(column):
+        numbers = pd.to_numeric(column, errors="coerce")
+        whole = numbers.dropna().mod(1).eq(0).all()
+        return (numbers.astype("Int64") if whole else numbers).astype("string")
+    return as_strings(column)
+
+
+def pick_positive(values: list[str], configured: str | None, *, column: str) -> tuple[str, str]:
+    """(negative, positive): the configured one, else true/yes/1, else the later in sort order."""
+    if len(values) != 2:
+        shown = ", ".join(values[:5])
+        if len(values) < 2:
+            raise DataError(
+                f"has a single value ({shown or 'none'}) in the training split: nothing to learn from it",
+                column=column,
+            )
+        raise DataError(
+            f"is declared binary but has {len(values)} distinct values ({shown}...). "
+            "Fix: declare it as `type: category`",
+            column=column,
+        )
+    ordered = sorted(values)
+    if configured is not None:
+        if configured not in values:
+            raise DataError(f"positive value {configured!r} is not among its values {ordered}", column=column)
+        positive = configured
+    else:
+        truthy = [v for v in ordered if v.lower() in _TRUTHY]
+        positive = truthy[0] if len(truthy) == 1 else ordered[1]
+    negative = ordered[0] if ordered[1] == positive else ordered[1]
+    return negative, positive
+
+
+def to_codes(values: pd.Series, negative: str, positive: str) -> np.ndarray:
+    """1.0 for positive, 0.0 for negative, NaN for anything else (missing or unseen)."""
+    mapped = values.map({positive: 1.0, negative: 0.0})
+    return mapped.to_numpy(dtype="float64", na_value=np.nan)
+
+
+@FEATURES.register("binary")
+class BinaryFeature(Feature[BinaryFeatureConfig]):
+    def fit(self, column: pd.Series) -> Self:
+        values = binary_strings(column)
+        distinct = [str(v) for v in values.dropna().unique()]
+        self.negative_, self.positive_ = pick_positive(distinct, self.config.positive, column=self.name)
+        strategy = self.config.missing.strategy
+        if strategy == "constant":
+            fill = str(self.config.missing.value)
+        else:
+            fill = most_common(values) or self.negative_
+        self.fill_ = 1.0 if fill == self.positive_ else 0.0
+        self.fitted_ = True
+        return self
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        codes = to_codes(binary_strings(column), self.negative_, self.positive_)
+        missing = np.isnan(codes)
+        filled = np.where(missing, self.fill_, codes)
+        columns = [filled, missing.astype("float64")] if self.config.missing.indicator else [filled]
+        return torch.from_numpy(np.stack(columns, axis=1).astype("float32"))  # (rows, 1 or 2)
+
+    def encoder(self) -> nn.Module:
+        return nn.Identity()
+
+    @property
+    def output_dim(self) -> int:
+        return 2 if self.config.missing.indicator else 1
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"negative": self.negative_, "positive": self.positive_, "fill": self.fill_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.negative_, self.positive_, self.fill_ = state["negative"], state["positive"], state["fill"]
+
+    def profile(self, column: pd.Series) -> dict[str, Any]:
+        codes = to_codes(binary_strings(column), self.negative_, self.positive_)
+        present = codes[~np.isnan(codes)]
+        return {
+            "type": "binary",
+            "missing_rate": float(np.isnan(codes).mean()) if codes.size else 0.0,
+            "positive_rate": float(present.mean()) if present.size else None,
+        }
+
+
+class WeightedBCE(nn.Module):
+    """Binary cross-entropy on logits with an optional weight per class."""
+
+    def __init__(self, weights: list[float] | None) -> None:
+        super().__init__()
+        self.class_weights: torch.Tensor
+        self.register_buffer("class_weights", torch.tensor(weights or [1.0, 1.0], dtype=torch.float32))
+
+    def forward(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = raw.reshape(-1)  # (batch,)
+        losses = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        weights = self.class_weights[target.long()]
+        return (losses * weights).sum() / weights.sum()
+
+
+@TARGETS.register("binary")
+class BinaryTarget(Target[BinaryTargetConfig]):
+    """Binary classification: one logit, P(positive) through a sigmoid."""
+
+    task = "binary"
+
+    def fit(self, column: pd.Series) -> Self:
+        values = binary_strings(column)
+        distinct = [str(v) for v in values.dropna().unique()]
+        self.negative_, self.positive_ = pick_positive(distinct, self.config.positive, column=self.name)
+        codes = to_codes(values, self.negative_, self.positive_)
+        present = codes[~np.isnan(codes)].astype("int64")
+        self.weights_ = class_weight_vector(present, self.class_names, self.config.class_weights, column=self.name)
+        self.fitted_ = True
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.negative_, self.positive_]
+
+    def codes(self, column: pd.Series) -> np.ndarray:
+        codes = to_codes(binary_strings(column), self.negative_, self.positive_)
+        return np.where(np.isnan(codes), -1, codes).astype("int64")  # -1 for missing/unseen
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        return torch.from_numpy(self.codes(column).astype("float32"))  # (rows,)
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def loss(self) -> nn.Module:
+        return WeightedBCE(self.weights_)
+
+    def postprocess(self, raw: torch.Tensor) -> Predictions:
+        positive = torch.sigmoid(raw.detach().float().reshape(-1)).cpu().numpy()
+        codes = (positive >= self.config.threshold).astype("int64")
+        labels = np.asarray(self.class_names, dtype=object)[codes]
+        proba = np.stack([1 - positive, positive], axis=1)  # (rows, 2)
+        return Predictions(labels=labels, codes=codes, proba=proba, class_names=self.class_names)
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"negative": self.negative_, "positive": self.positive_, "weights": self.weights_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.negative_, self.positive_ = state["negative"], state["positive"]
+        self.weights_ = state["weights"]

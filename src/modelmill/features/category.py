@@ -1,0 +1,195 @@
+"""Category features (vocabulary with an unknown bucket; one-hot or embedding) and the
+multi-class target."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.config.schema import CategoryFeatureConfig, CategoryTargetConfig
+from modelmill.errors import DataError
+from modelmill.data.values import as_strings
+from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, most_common
+
+# Index 0 of every vocabulary is the bucket for unseen, rare and (by default) missing values.
+UNKNOWN = "<unknown>"
+ONEHOT_LIMIT = 64
+
+
+def encode(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    """Strings → vocabulary index + 1 (0 for anything not in the vocabulary). Vectorised."""
+    codes = pd.Index(vocabulary).get_indexer(values)  # -1 where absent or missing
+    return np.asarray(codes, dtype="int64") + 1
+
+
+def class_weight_vector(
+    codes: np.ndarray, names: list[str], setting: str | dict[str, float], *, column: str
+) -> list[float] | None:
+    """Per-class loss weights: "balanced" = n / (k · count), or given per label."""
+    if setting == "none":
+        return None
+    if isinstance(setting, dict):
+        unknown = sorted(set(setting) - set(names))
+        if unknown:
+            raise DataError(f"class_weights names classes not in the data: {unknown}; classes: {names}", column=column)
+        return [float(setting.get(name, 1.0)) for name in names]
+    counts = np.bincount(codes, minlength=len(names)).astype("float64")
+    return (codes.size / (len(names) * np.maximum(counts, 1))).tolist()
+
+
+class OneHot(nn.Module):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:  # (batch,) -> (batch, size)
+        return nn.functional.one_hot(codes, self.size).float()
+
+
+class CategoryEncoder(nn.Module):
+    """One-hot or embedding of the code; a was-missing flag, if present, is appended."""
+
+    def __init__(self, inner: nn.Module, with_indicator: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.with_indicator = with_indicator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch,) or (batch, 2) -> (batch, dim)
+        if not self.with_indicator:
+            return self.inner(x)  # type: ignore[no-any-return]
+        return torch.cat([self.inner(x[:, 0]), x[:, 1:].float()], dim=1)
+
+
+@FEATURES.register("category")
+class CategoryFeature(Feature[CategoryFeatureConfig]):
+    def fit(self, column: pd.Series) -> Self:
+        values = as_strings(column)
+        counts = values.value_counts()
+        kept = counts[counts >= self.config.min_frequency].index[: self.config.max_size]
+        if len(kept) == 0:
+            raise DataError(
+                "has no value frequent enough to keep in the training split "
+                f"(min_frequency={self.config.min_frequency})",
+                column=self.name,
+            )
+        self.vocabulary_ = sorted(str(v) for v in kept)
+        self.fill_ = self._fill_value(values)
+        self.fitted_ = True
+        return self
+
+    def _fill_value(self, values: pd.Series) -> str | None:
+        """None = missing goes to the unknown bucket (auto); else the value to fill in."""
+        strategy = self.config.missing.strategy
+        if strategy == "constant":
+            return str(self.config.missing.value)
+        if strategy in ("mode", "mean", "median"):
+            return most_common(values)
+        return None
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        values = as_strings(column)
+        missing = values.isna().to_numpy()
+        if self.fill_ is not None:
+            values = values.fillna(self.fill_)
+        codes = encode(values, self.vocabulary_)
+        if self.config.missing.indicator:
+            return torch.from_numpy(np.stack([codes, missing.astype("int64")], axis=1))  # (rows, 2)
+        return torch.from_numpy(codes)  # (rows,)
+
+    @property
+    def size(self) -> int:
+        return len(self.vocabulary_) + 1
+
+    @property
+    def one_hot(self) -> bool:
+        encoding = self.config.encoding
+        return encoding == "onehot" or (encoding == "auto" and self.size <= ONEHOT_LIMIT)
+
+    @property
+    def embedding_dim(self) -> int:
+        # fast.ai's rule of thumb for embedding sizes: 1.6 · n^0.56, capped.
+        return self.config.embedding_dim or int(min(50, round(1.6 * self.size**0.56)))
+
+    def encoder(self) -> nn.Module:
+        inner: nn.Module = OneHot(self.size) if self.one_hot else nn.Embedding(self.size, self.embedding_dim)
+        return CategoryEncoder(inner, self.config.missing.indicator)
+
+    @property
+    def output_dim(self) -> int:
+        width = self.size if self.one_hot else self.embedding_dim
+        return width + (1 if self.config.missing.indicator else 0)
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"vocabulary": self.vocabulary_, "fill": self.fill_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.vocabulary_, self.fill_ = state["vocabulary"], state["fill"]
+
+    def profile(self, column: pd.Series) -> dict[str, Any]:
+        values = as_strings(column)
+        frequencies = values.value_counts(normalize=True).head(100)
+        return {
+            "type": "category",
+            "missing_rate": float(values.isna().mean()) if len(values) else 0.0,
+            "frequencies": {str(k): float(v) for k, v in frequencies.items()},
+        }
+
+
+@TARGETS.register("category")
+class CategoryTarget(Target[CategoryTargetConfig]):
+    """Multi-class classification with softmax outputs."""
+
+    task = "category"
+
+    def fit(self, column: pd.Series) -> Self:
+        values = as_strings(column).dropna()
+        classes = sorted(str(v) for v in values.unique())
+        if len(classes) < 2:
+            raise DataError(
+                f"the target has a single class ({classes[0] if classes else 'none'}): nothing to learn. "
+                "Fix: check the data source, or the split",
+                column=self.name,
+            )
+        self.classes_ = classes
+        codes = encode(values, classes) - 1
+        self.weights_ = class_weight_vector(codes, classes, self.config.class_weights, column=self.name)
+        self.fitted_ = True
+        return self
+
+    def codes(self, column: pd.Series) -> np.ndarray:
+        return encode(as_strings(column), self.classes_) - 1  # -1 for an unseen class
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        return torch.from_numpy(self.codes(column))  # (rows,) long
+
+    @property
+    def output_size(self) -> int:
+        return len(self.classes_)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes_)
+
+    def loss(self) -> nn.Module:
+        weight = torch.tensor(self.weights_, dtype=torch.float32) if self.weights_ else None
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.config.label_smoothing)
+
+    def postprocess(self, raw: torch.Tensor) -> Predictions:
+        proba = torch.softmax(raw.detach().float(), dim=1).cpu().numpy()  # (rows, classes)
+        codes = proba.argmax(axis=1)
+        labels = np.asarray(self.classes_, dtype=object)[codes]
+        return Predictions(labels=labels, codes=codes, proba=proba, class_names=self.class_names)
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"classes": self.classes_, "weights": self.weights_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.classes_, self.weights_ = state["classes"], state["weights"]

@@ -1,0 +1,87 @@
+"""Date features: calendar parts, periodic ones as sine/cosine (so December sits next to
+January), the year standardised."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.config.schema import DateFeatureConfig
+from modelmill.errors import DataError
+from modelmill.data.values import parse_dates
+from modelmill.features.base import FEATURES, Feature
+
+# Period of each cyclical part; "year" is not periodic and is standardised instead.
+PERIODS: dict[str, float] = {
+    "month": 12, "day": 31, "weekday": 7, "hour": 24, "minute": 60, "dayofyear": 366,
+}
+
+
+def date_parts(dates: pd.Series, part: str) -> np.ndarray:
+    attribute = {"weekday": "day_of_week", "dayofyear": "day_of_year"}.get(part, part)
+    values = getattr(dates.dt, attribute)
+    return np.asarray(values.to_numpy(dtype="float64", na_value=np.nan))
+
+
+@FEATURES.register("date")
+class DateFeature(Feature[DateFeatureConfig]):
+    def fit(self, column: pd.Series) -> Self:
+        dates = parse_dates(column, self.config.format, feature=self.name)
+        present = dates.dropna()
+        if present.empty:
+            raise DataError("has no dates in the training split", column=self.name)
+        self.fill_ = str(present.sort_values().iloc[len(present) // 2])  # the median date
+        years = present.dt.year.to_numpy(dtype="float64")
+        self.year_center_ = float(years.mean())
+        self.year_scale_ = float(years.std()) or 1.0
+        self.fitted_ = True
+        return self
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        dates = parse_dates(column, self.config.format, feature=self.name)
+        missing = dates.isna().to_numpy()
+        dates = dates.fillna(pd.Timestamp(self.fill_))
+        columns: list[np.ndarray] = []
+        for part in self.config.parts:
+            values = date_parts(dates, part)
+            if part == "year":
+                columns.append((values - self.year_center_) / self.year_scale_)
+            elif self.config.cyclical:
+                angle = 2 * np.pi * values / PERIODS[part]
+                columns += [np.sin(angle), np.cos(angle)]
+            else:
+                columns.append(values / PERIODS[part])
+        if self.config.missing.indicator:
+            columns.append(missing.astype("float64"))
+        return torch.from_numpy(np.stack(columns, axis=1).astype("float32"))  # (rows, output_dim)
+
+    def encoder(self) -> nn.Module:
+        return nn.Identity()
+
+    @property
+    def output_dim(self) -> int:
+        width = sum(1 if part == "year" or not self.config.cyclical else 2 for part in self.config.parts)
+        return width + (1 if self.config.missing.indicator else 0)
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"fill": self.fill_, "year_center": self.year_center_, "year_scale": self.year_scale_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.fill_ = state["fill"]
+        self.year_center_, self.year_scale_ = state["year_center"], state["year_scale"]
+
+    def profile(self, column: pd.Series) -> dict[str, Any]:
+        dates = parse_dates(column, self.config.format, feature=self.name)
+        present = dates.dropna()
+        return {
+            "type": "date",
+            "missing_rate": float(dates.isna().mean()) if len(dates) else 0.0,
+            "min": str(present.min()) if len(present) else None,
+            "max": str(present.max()) if len(present) else None,
+        }

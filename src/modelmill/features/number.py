@@ -1,0 +1,170 @@
+"""Number features (zscore, minmax, robust, log1p) and the regression target."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.config.schema import NumberFeatureConfig, NumberTargetConfig, OutlierConfig
+from modelmill.errors import DataError
+from modelmill.data.clean import outlier_bounds
+from modelmill.data.values import as_numbers
+from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, histogram_profile
+
+
+class Standardize(nn.Module):
+    """Identity on already-normalised numbers; kept as a module so every feature has one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, k) -> (batch, k)
+        return x
+
+
+@FEATURES.register("number")
+class NumberFeature(Feature[NumberFeatureConfig]):
+    """A numeric column: outliers clipped (if asked), missing values filled, then scaled."""
+
+    def __init__(self, config: NumberFeatureConfig, *, outliers: OutlierConfig | None = None) -> None:
+        super().__init__(config)
+        self.outliers = outliers or OutlierConfig.model_validate({})
+
+    def fit(self, column: pd.Series) -> Self:
+        values = as_numbers(column, feature=self.name)
+        if np.isnan(values).all():
+            raise DataError("has no values in the training split; drop it from `features`", column=self.name)
+        bounds = outlier_bounds(values, self.outliers) if self.outliers.action == "clip" else None
+        self.clip_ = list(bounds) if bounds else None
+        if bounds:
+            values = np.clip(values, *bounds)
+        self.fill_ = self._fill_value(values)
+        filled = np.where(np.isnan(values), self.fill_, values)
+        self.center_, self.scale_ = self._scaling(filled)
+        self.fitted_ = True
+        return self
+
+    def _fill_value(self, values: np.ndarray) -> float:
+        strategy = self.config.missing.strategy
+        if strategy == "constant":
+            return float(self.config.missing.value)  # type: ignore[arg-type]
+        if strategy == "mean":
+            return float(np.nanmean(values))
+        if strategy == "mode":
+            uniques, counts = np.unique(values[~np.isnan(values)], return_counts=True)
+            return float(uniques[np.argmax(counts)])
+        return float(np.nanmedian(values))  # auto, median, and the fallback of "drop"
+
+    def _scaling(self, values: np.ndarray) -> tuple[float, float]:
+        method = self.config.normalization
+        if method == "log1p":
+            values = np.sign(values) * np.log1p(np.abs(values))
+        if method in ("zscore", "log1p"):
+            return float(values.mean()), float(values.std()) or 1.0
+        if method == "minmax":
+            low, high = float(values.min()), float(values.max())
+            return low, (high - low) or 1.0
+        if method == "robust":
+            q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])
+            return float(median), float(q3 - q1) or 1.0
+        return 0.0, 1.0
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        values = as_numbers(column, feature=self.name)
+        missing = np.isnan(values)
+        if self.clip_:
+            values = np.clip(values, self.clip_[0], self.clip_[1])
+        values = np.where(missing, self.fill_, values)
+        if self.config.normalization == "log1p":
+            values = np.sign(values) * np.log1p(np.abs(values))
+        scaled = (values - self.center_) / self.scale_
+        columns = [scaled, missing.astype("float64")] if self.config.missing.indicator else [scaled]
+        return torch.from_numpy(np.stack(columns, axis=1).astype("float32"))  # (rows, 1 or 2)
+
+    def encoder(self) -> nn.Module:
+        return Standardize()
+
+    @property
+    def output_dim(self) -> int:
+        return 2 if self.config.missing.indicator else 1
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"fill": self.fill_, "center": self.center_, "scale": self.scale_, "clip": self.clip_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.fill_, self.center_, self.scale_ = state["fill"], state["center"], state["scale"]
+        self.clip_ = state["clip"]
+
+    def profile(self, column: pd.Series) -> dict[str, Any]:
+        values = as_numbers(column, feature=self.name)
+        present = values[~np.isnan(values)]
+        return {
+            "type": "number",
+            "missing_rate": float(np.isnan(values).mean()) if values.size else 0.0,
+            "mean": float(present.mean()) if present.size else None,
+            "std": float(present.std()) if present.size else None,
+            "histogram": histogram_profile(values),
+        }
+
+
+@TARGETS.register("number")
+class NumberTarget(Target[NumberTargetConfig]):
+    """Regression: trained on the standardised target, predictions in original units."""
+
+    task = "number"
+
+    def fit(self, column: pd.Series) -> Self:
+        values = as_numbers(column, feature=self.name)
+        present = values[~np.isnan(values)]
+        if present.size == 0 or np.unique(present).size < 2:
+            raise DataError("the target has fewer than 2 distinct values: nothing to learn", column=self.name)
+        standardize = self.config.normalization == "zscore"
+        self.center_ = float(present.mean()) if standardize else 0.0
+        self.scale_ = (float(present.std()) or 1.0) if standardize else 1.0
+        self.fitted_ = True
+        return self
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        values = (as_numbers(column, feature=self.name) - self.center_) / self.scale_
+        return torch.from_numpy(values.astype("float32"))  # (rows,)
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def loss(self) -> nn.Module:
+        if self.config.loss == "huber":
+            return _Squeezed(nn.HuberLoss(delta=self.config.huber_delta))
+        return _Squeezed(nn.MSELoss())
+
+    def postprocess(self, raw: torch.Tensor) -> Predictions:
+        values = raw.detach().reshape(-1).double().cpu().numpy() * self.scale_ + self.center_
+        return Predictions(labels=values, codes=values, proba=None, class_names=[])
+
+    def codes(self, column: pd.Series) -> np.ndarray:
+        return as_numbers(column, feature=self.name)
+
+    def untransform(self, encoded: torch.Tensor) -> np.ndarray:
+        return encoded.detach().cpu().double().numpy() * self.scale_ + self.center_
+
+    def state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"center": self.center_, "scale": self.scale_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.center_, self.scale_ = state["center"], state["scale"]
+
+
+class _Squeezed(nn.Module):
+    """Applies a loss to (batch, 1) outputs and (batch,) targets."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.inner(raw.reshape(-1), target)  # type: ignore[no-any-return]

@@ -1,0 +1,86 @@
+"""Callbacks: cross-cutting work around the loop (progress, early stopping, budgets)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs to continue after a restart, as plain data."""
+
+    epoch: int = 0
+    elapsed: float = 0.0
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+class Callback:
+    """Hooks of the loop; each returns nothing, and sets ``state.stop_reason`` to stop."""
+
+    def on_train_start(self, state: LoopState, total_epochs: int) -> None:
+        pass
+
+    def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
+        pass
+
+    def on_train_end(self, state: LoopState) -> None:
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stops after ``patience`` epochs without improvement of the monitored metric."""
+
+    def __init__(self, metric: str, mode: Literal["max", "min"], patience: int, min_delta: float) -> None:
+        self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, min_delta
+
+    def improved(self, state: LoopState, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if state.best_value is None:
+            return True
+        gain = value - state.best_value if self.mode == "max" else state.best_value - value
+        return gain > self.min_delta
+
+    def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
+        if state.bad_epochs >= self.patience:
+            state.stop_reason = f"early stopping: no better {self.metric} for {self.patience} epochs"
+
+
+class TimeBudget(Callback):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
+        if state.elapsed >= self.seconds:
+            state.stop_reason = f"time budget of {self.seconds:g} s reached"
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over epochs with the latest metrics."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"), console=console or Console(stderr=True), transient=False,
+        )
+        self.task: Any = None
+
+    def on_train_start(self, state: LoopState, total_epochs: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total_epochs, completed=state.epoch, metrics="")
+
+    def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and k != "seconds")
+        self.progress.update(self.task, completed=state.epoch, metrics=shown)
+
+    def on_train_end(self, state: LoopState) -> None:
+        self.progress.stop()

@@ -1,0 +1,132 @@
+"""The feature-type contract, checked for every registered type, plus each type's specifics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from modelmill.config.schema import (
+    BinaryFeatureConfig,
+    CategoryFeatureConfig,
+    DateFeatureConfig,
+    MissingConfig,
+    NumberFeatureConfig,
+    OutlierConfig,
+    TextFeatureConfig,
+)
+from modelmill.errors import DataError, ModelError
+from modelmill.features import FEATURES
+from modelmill.features.number import NumberFeature
+from tests.conftest import make_frame
+
+CONFIGS: dict[str, Any] = {
+    "number": NumberFeatureConfig(name="x"),
+    "category": CategoryFeatureConfig(name="colour"),
+    "binary": BinaryFeatureConfig(name="flag"),
+    "date": DateFeatureConfig(name="when"),
+    "text": TextFeatureConfig(name="review", min_frequency=1),
+}
+
+
+def test_every_registered_type_has_a_contract_case() -> None:
+    assert sorted(CONFIGS) == FEATURES.names()
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_contract(kind: str) -> None:
+    config = CONFIGS[kind]
+    frame = make_frame(200)
+    feature = FEATURES.get(kind)(config)
+    with pytest.raises(ModelError, match="before it was fitted"):
+        feature.transform(frame[config.name])
+    assert feature.fit(frame[config.name]) is feature
+    encoded = feature.transform(frame[config.name])
+    assert encoded.shape[0] == 200
+    out = feature.encoder()(encoded)
+    assert out.shape == (200, feature.output_dim)
+    assert torch.isfinite(out).all()
+    # State is plain JSON and restores a feature that transforms identically.
+    state = json.loads(json.dumps(feature.state()))
+    restored = FEATURES.get(kind).from_state(config, state)
+    assert torch.equal(restored.transform(frame[config.name]), encoded)
+    json.dumps(feature.profile(frame[config.name]))
+
+
+@pytest.mark.parametrize("method,expected", [
+    ("zscore", (np.array([1.0, 2.0, 3.0]) - 2.0) / np.std([1.0, 2.0, 3.0])),
+    ("minmax", np.array([0.0, 0.5, 1.0])),
+    ("robust", np.array([-1.0, 0.0, 1.0])),
+    ("none", np.array([1.0, 2.0, 3.0])),
+])
+def test_number_normalizations(method: str, expected: np.ndarray) -> None:
+    column = pd.Series([1.0, 2.0, 3.0])
+    feature = NumberFeature(NumberFeatureConfig(name="v", normalization=method)).fit(column)  # type: ignore[arg-type]
+    np.testing.assert_allclose(feature.transform(column)[:, 0].numpy(), expected, rtol=1e-6)
+
+
+def test_number_missing_strategies_and_indicator() -> None:
+    column = pd.Series([1.0, None, 3.0, 100.0])
+    for strategy, fill in [("mean", 104 / 3), ("median", 3.0), ("constant", -1.0)]:
+        config = NumberFeatureConfig(name="v", normalization="none",
+                                     missing=MissingConfig(strategy=strategy, value=-1.0, indicator=True))  # type: ignore[arg-type]
+        encoded = NumberFeature(config).fit(column).transform(column)
+        assert encoded[1, 0].item() == pytest.approx(fill, rel=1e-5)
+        assert encoded[:, 1].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_number_outliers_clipped_with_bounds_from_training() -> None:
+    column = pd.Series([1.0, 2.0, 3.0, 4.0, 1000.0])
+    feature = NumberFeature(NumberFeatureConfig(name="v", normalization="none"),
+                            outliers=OutlierConfig(method="iqr", action="clip")).fit(column)
+    assert feature.transform(pd.Series([1000.0])).item() == pytest.approx(4.0 + 1.5 * 2.0)
+
+
+def test_number_column_with_words_names_column_and_rows() -> None:
+    feature = NumberFeature(NumberFeatureConfig(name="price"))
+    with pytest.raises(DataError, match=r"column 'price' rows 1, 3.*not numbers.*'cheap'"):
+        feature.fit(pd.Series(["1.5", "cheap", "2", "n/a?"]))
+
+
+def test_category_unknown_bucket_and_min_frequency() -> None:
+    column = pd.Series(["a"] * 5 + ["b"] * 5 + ["rare"])
+    config = CategoryFeatureConfig(name="c", min_frequency=2)
+    feature = FEATURES.get("category")(config).fit(column)
+    codes = feature.transform(pd.Series(["a", "b", "rare", "never-seen", None]))
+    assert codes.tolist() == [1, 2, 0, 0, 0]
+
+
+def test_category_embedding_above_onehot_limit() -> None:
+    column = pd.Series([f"v{i}" for i in range(200)])
+    feature = FEATURES.get("category")(CategoryFeatureConfig(name="c")).fit(column)
+    assert not feature.one_hot and feature.output_dim == feature.embedding_dim
+
+
+def test_binary_positive_value_inference() -> None:
+    feature = FEATURES.get("binary")(BinaryFeatureConfig(name="b")).fit(pd.Series(["No", "Yes", "No"]))
+    assert feature.state()["positive"] == "Yes"
+    # numbers from a request (1, 1.0, True-like) mean the same as in training
+    numeric = FEATURES.get("binary")(BinaryFeatureConfig(name="b")).fit(pd.Series([0.0, 1.0, 1.0]))
+    assert numeric.transform(pd.Series([1, 0])).reshape(-1).tolist() == [1.0, 0.0]
+
+
+def test_binary_with_three_values_is_a_clear_error() -> None:
+    with pytest.raises(DataError, match="3 distinct values.*type: category"):
+        FEATURES.get("binary")(BinaryFeatureConfig(name="b")).fit(pd.Series(["a", "b", "c"]))
+
+
+def test_date_cyclical_parts() -> None:
+    config = DateFeatureConfig(name="d", parts=["month"], cyclical=True)
+    feature = FEATURES.get("date")(config).fit(pd.Series(["2021-12-31", "2022-01-01"]))
+    encoded = feature.transform(pd.Series(["2021-12-31", "2022-01-01"]))
+    # December and January sit next to each other on the circle
+    assert torch.dist(encoded[0], encoded[1]).item() < 0.6
+
+
+def test_date_column_with_words_is_a_clear_error() -> None:
+    with pytest.raises(DataError, match="not dates"):
+        FEATURES.get("date")(DateFeatureConfig(name="d")).fit(pd.Series(["2020-01-01", "yesterday"]))

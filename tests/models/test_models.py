@@ -1,0 +1,60 @@
+"""Every registered model builds from fitted features and gives (batch, outputs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from modelmill.assembly import FittedParts, build_feature, build_model
+from modelmill.config import parse_config
+from modelmill.errors import ConfigError
+from modelmill.features import TARGETS
+from modelmill.models import MODELS
+from tests.conftest import base_config, make_frame
+
+
+def fitted_parts(model: dict[str, Any], target: dict[str, Any] | None = None) -> FittedParts:
+    config = parse_config(base_config(model=model, **({"target": target} if target else {})))
+    frame = make_frame(100)
+    features = [build_feature(fc, config).fit(frame[fc.name]) for fc in config.features]
+    fitted_target = TARGETS.get(config.target.type)(config.target).fit(frame[config.target.name])
+    return FittedParts(config, features, fitted_target, build_model(config, features, fitted_target))
+
+
+@pytest.mark.parametrize("model_type", MODELS.names())
+@pytest.mark.parametrize("target,outputs", [
+    ({"name": "label", "type": "binary"}, 1),
+    ({"name": "kind", "type": "category"}, 3),
+    ({"name": "amount", "type": "number"}, 1),
+])
+def test_every_model_gives_one_output_per_target_unit(model_type: str, target: dict[str, Any], outputs: int) -> None:
+    parts = fitted_parts({"type": model_type}, target)
+    raw = parts.model(parts.inputs(make_frame(32, seed=1)))
+    assert raw.shape == (32, outputs)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
+@pytest.mark.parametrize("init", ["gaussian", "xavier", "kaiming", "zeros"])
+def test_mlp_options(activation: str, init: str) -> None:
+    parts = fitted_parts({"type": "mlp", "hidden": [8, 4], "activation": activation, "init": init,
+                          "dropout": 0.2, "batch_norm": True})
+    layers = [m for m in parts.model.body if isinstance(m, torch.nn.Linear)]
+    assert [layer.out_features for layer in layers] == [8, 4]
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in parts.model.body)
+    if init == "zeros":
+        assert all(float(layer.weight.abs().sum()) == 0.0 for layer in layers)
+    else:
+        assert all(float(layer.weight.abs().sum()) > 0.0 for layer in layers)
+
+
+def test_linear_is_a_single_affine_layer() -> None:
+    parts = fitted_parts({"type": "linear"})
+    linear_layers = [m for m in parts.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linear_layers) == 1
+
+
+def test_unknown_model_type_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown model type 'gbdt'; valid: linear, mlp"):
+        MODELS.get("gbdt", path="model.type")

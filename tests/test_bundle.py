@@ -1,0 +1,81 @@
+"""The bundle: written atomically, every file verified on load, never unpickled, and
+predictions identical to the in-process pipeline."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import modelmill
+from modelmill.bundle import MANIFEST, WEIGHTS, read_bundle, write_bundle
+from tests.conftest import base_config, make_frame
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[modelmill.Pipeline, Path]:
+    pipeline = modelmill.Pipeline(base_config()).fit(make_frame(400))
+    path = pipeline.save(tmp_path_factory.mktemp("b") / "bundle")
+    return pipeline, path
+
+
+def test_bundle_has_the_documented_files(fitted: tuple[modelmill.Pipeline, Path]) -> None:
+    _, path = fitted
+    for name in ["manifest.json", "config.yaml", "schema.json", "features.json", WEIGHTS,
+                 "profile.json", "metrics.json", "report.html", "cleaning_report.json"]:
+        assert (path / name).is_file(), name
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert set(manifest["files"]) >= {"config.yaml", WEIGHTS, "report.html"}
+    assert manifest["format_version"] == 1 and manifest["data_sha256"]
+    schema = json.loads((path / "schema.json").read_text())
+    colour = next(c for c in schema["inputs"] if c["name"] == "colour")
+    assert colour["values"] == ["blue", "green", "red"]
+
+
+def test_loaded_bundle_predicts_exactly_like_the_pipeline(fitted: tuple[modelmill.Pipeline, Path]) -> None:
+    pipeline, path = fitted
+    frame = make_frame(200, seed=7)
+    pd.testing.assert_frame_equal(modelmill.load(path).predict(frame), pipeline.predict(frame))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "features.json", WEIGHTS, "profile.json"])
+def test_one_changed_byte_is_an_integrity_error_naming_the_file(
+    fitted: tuple[modelmill.Pipeline, Path], tmp_path: Path, name: str
+) -> None:
+    _, path = fitted
+    copy = tmp_path / "copy"
+    write_bundle(copy, {n: (path / n).read_bytes() for n in json.loads((path / MANIFEST).read_text())["files"]}, {})
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / name).write_bytes(bytes(data))
+    with pytest.raises(modelmill.BundleError, match=f"integrity check failed for .*{name}"):
+        modelmill.load(copy)
+
+
+def test_a_pickle_where_weights_are_expected_is_refused(fitted: tuple[modelmill.Pipeline, Path], tmp_path: Path) -> None:
+    _, path = fitted
+    files = {n: (path / n).read_bytes() for n in json.loads((path / MANIFEST).read_text())["files"]}
+    files[WEIGHTS] = pickle.dumps({"weight": [1.0, 2.0]})
+    write_bundle(tmp_path / "evil", files, {})  # hashes match: only the content check can refuse it
+    with pytest.raises(modelmill.BundleError, match="pickle.*never unpickles"):
+        modelmill.load(tmp_path / "evil")
+
+
+def test_not_a_bundle_and_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(modelmill.BundleError, match="does not exist"):
+        read_bundle(tmp_path / "nope")
+    with pytest.raises(modelmill.BundleError, match="not a modelmill bundle"):
+        read_bundle(tmp_path)
+
+
+def test_failed_write_leaves_the_old_bundle_and_no_temp_dirs(tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    write_bundle(target, {"a.json": b"{}"}, {})
+
+    with pytest.raises(Exception):
+        write_bundle(target, {"a.json": b"{}", "../escape": b"x"}, {})
+    assert read_bundle(target).files == {"a.json": b"{}"}
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
