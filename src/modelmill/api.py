@@ -119,6 +119,7 @@ class Pipeline:
             if "fill" in state:
                 report.column(feature.name)["filled_with"] = state["fill"]
         target = TARGETS.get(config.target.type)(config.target).fit(train[config.target.name])
+        torch.manual_seed(config.training.seed)  # the initial weights are part of a repeatable run
         return FittedParts(config, features, target, build_model(config, features, target))
 
     def _train(self, parts: FittedParts, train: TensorData, valid: TensorData,

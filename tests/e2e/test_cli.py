@@ -57,7 +57,7 @@ def test_predict_equals_in_process_pipeline(trained: Path) -> None:
     assert list(written.columns) == list(expected.columns)
     assert (written["label_predicted"] == expected["label_predicted"]).all()
     pd.testing.assert_series_equal(written["label_probability_good"], expected["label_probability_good"],
-                                   check_exact=False, rtol=1e-12)
+                                   check_exact=True)
 
 
 def test_evaluate_writes_metrics_plots_report(trained: Path) -> None:

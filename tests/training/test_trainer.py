@@ -24,24 +24,30 @@ from tests.conftest import base_config, make_frame
 
 
 def regression_frame() -> pd.DataFrame:
+    """100 training points and 20 more for the test split, marked in a split column."""
     rng = np.random.default_rng(0)
-    x = rng.uniform(-3, 3, size=100)
-    return pd.DataFrame({"x": x, "y": 2 * x + 1 + rng.normal(0, 1, size=100)})
+    x = rng.uniform(-3, 3, size=120)
+    part = ["train"] * 100 + ["test"] * 20
+    return pd.DataFrame({"x": x, "y": 2 * x + 1 + rng.normal(0, 1, size=120), "part": part})
 
 
 def test_gradient_descent_recovers_the_line() -> None:
     """y = 2x + 1 + N(0, 1), 100 points, linear model, SGD with learning rate 0.1."""
     config = {
         "name": "line",
-        "data": {"source": "unused", "split": {"method": "random", "test": 0.2, "valid": 0.1, "seed": 0}},
+        "data": {"source": "unused", "split": {"method": "column", "column": "part"}},
         "features": [{"name": "x", "type": "number", "normalization": "none"}],
         "target": {"name": "y", "type": "number", "normalization": "none"},
         "model": {"type": "linear"},
         "training": {"epochs": 100, "batch_size": 100, "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.0},
                      "scheduler": {"type": "none"}, "early_stopping": {"enabled": False}, "progress": False},
     }
-    pipeline = modelmill.Pipeline(config).fit(regression_frame())
+    frame = regression_frame()
+    pipeline = modelmill.Pipeline(config).fit(frame)
     linear = pipeline.parts.model.head
+    train = frame[frame["part"] == "train"]
+    slope, intercept = np.polyfit(train["x"], train["y"], 1)
+    assert linear.weight.item() == pytest.approx(slope, abs=1e-3)  # gradient descent reached least squares
     assert linear.weight.item() == pytest.approx(2.0, abs=0.1)
     assert linear.bias.item() == pytest.approx(1.0, abs=0.3)
     assert pipeline.metrics_["rmse"] < 1.5

@@ -159,7 +159,7 @@ class BinaryTarget(Target[BinaryTargetConfig]):
         return WeightedBCE(self.weights_)
 
     def postprocess(self, raw: torch.Tensor) -> Predictions:
-        positive = torch.sigmoid(raw.detach().float().reshape(-1)).cpu().numpy()
+        positive = torch.sigmoid(raw.detach().double().reshape(-1)).cpu().numpy()
         codes = (positive >= self.config.threshold).astype("int64")
         labels = np.asarray(self.class_names, dtype=object)[codes]
         proba = np.stack([1 - positive, positive], axis=1)  # (rows, 2)

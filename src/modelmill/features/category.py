@@ -182,7 +182,7 @@ class CategoryTarget(Target[CategoryTargetConfig]):
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.config.label_smoothing)
 
     def postprocess(self, raw: torch.Tensor) -> Predictions:
-        proba = torch.softmax(raw.detach().float(), dim=1).cpu().numpy()  # (rows, classes)
+        proba = torch.softmax(raw.detach().double(), dim=1).cpu().numpy()  # (rows, classes)
         codes = proba.argmax(axis=1)
         labels = np.asarray(self.classes_, dtype=object)[codes]
         return Predictions(labels=labels, codes=codes, proba=proba, class_names=self.class_names)
