@@ -65,14 +65,15 @@ def test_contract(kind: str) -> None:
 ])
 def test_number_normalizations(method: str, expected: np.ndarray) -> None:
     column = pd.Series([1.0, 2.0, 3.0])
-    feature = NumberFeature(NumberFeatureConfig(name="v", normalization=method)).fit(column)  # type: ignore[arg-type]
+    config = NumberFeatureConfig(name="v", normalization=method, encoding="scalar")  # type: ignore[arg-type]
+    feature = NumberFeature(config).fit(column)
     np.testing.assert_allclose(feature.transform(column)[:, 0].numpy(), expected, rtol=1e-6)
 
 
 def test_number_missing_strategies_and_indicator() -> None:
     column = pd.Series([1.0, None, 3.0, 100.0])
     for strategy, fill in [("mean", 104 / 3), ("median", 3.0), ("constant", -1.0)]:
-        config = NumberFeatureConfig(name="v", normalization="none",
+        config = NumberFeatureConfig(name="v", normalization="none", encoding="scalar",
                                      missing=MissingConfig(strategy=strategy, value=-1.0, indicator=True))  # type: ignore[arg-type]
         encoded = NumberFeature(config).fit(column).transform(column)
         assert encoded[1, 0].item() == pytest.approx(fill, rel=1e-5)
@@ -81,7 +82,7 @@ def test_number_missing_strategies_and_indicator() -> None:
 
 def test_number_outliers_clipped_with_bounds_from_training() -> None:
     column = pd.Series([1.0, 2.0, 3.0, 4.0, 1000.0])
-    feature = NumberFeature(NumberFeatureConfig(name="v", normalization="none"),
+    feature = NumberFeature(NumberFeatureConfig(name="v", normalization="none", encoding="scalar"),
                             outliers=OutlierConfig(method="iqr", action="clip")).fit(column)
     assert feature.transform(pd.Series([1000.0])).item() == pytest.approx(4.0 + 1.5 * 2.0)
 
@@ -130,3 +131,15 @@ def test_date_cyclical_parts() -> None:
 def test_date_column_with_words_is_a_clear_error() -> None:
     with pytest.raises(DataError, match="not dates"):
         FEATURES.get("date")(DateFeatureConfig(name="d")).fit(pd.Series(["2020-01-01", "yesterday"]))
+
+
+def test_number_piecewise_encoding() -> None:
+    column = pd.Series(np.arange(100, dtype="float64"))
+    config = NumberFeatureConfig(name="v", encoding="piecewise", bins=4, normalization="none")
+    feature = NumberFeature(config).fit(column)
+    encoded = feature.transform(pd.Series([0.0, 50.0, 99.0, 500.0])).numpy()
+    assert encoded.shape == (4, 4) and feature.output_dim == 4
+    np.testing.assert_allclose(encoded[0], [0, 0, 0, 0], atol=1e-6)  # the lowest value: nothing filled
+    np.testing.assert_allclose(encoded[2], [1, 1, 1, 1], atol=1e-6)  # the highest: every bin full
+    assert 0 < encoded[1, 2] < 1 and encoded[1, 1] == 1 and encoded[1, 3] == 0  # inside the third bin
+    assert encoded[3, 3] > 1  # beyond the training range the last bin extends linearly

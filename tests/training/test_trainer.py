@@ -36,7 +36,7 @@ def test_gradient_descent_recovers_the_line() -> None:
     config = {
         "name": "line",
         "data": {"source": "unused", "split": {"method": "column", "column": "part"}},
-        "features": [{"name": "x", "type": "number", "normalization": "none"}],
+        "features": [{"name": "x", "type": "number", "normalization": "none", "encoding": "scalar"}],
         "target": {"name": "y", "type": "number", "normalization": "none"},
         "model": {"type": "linear"},
         "training": {"epochs": 100, "batch_size": 100, "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.0},
@@ -98,7 +98,8 @@ def test_time_budget_stops_training() -> None:
 
 def test_class_weights_and_multiclass_and_regression_targets() -> None:
     frame = make_frame(500)
-    multi = modelmill.Pipeline(base_config(target={"name": "kind", "type": "category", "class_weights": "balanced"}))
+    multi = modelmill.Pipeline(base_config(target={"name": "kind", "type": "category", "class_weights": "balanced"},
+                                           training={"epochs": 20, "progress": False}))
     assert multi.fit(frame).metrics_["accuracy"] > 0.6
     weighted = modelmill.Pipeline(base_config(target={"name": "label", "type": "binary", "class_weights": {"good": 2.0}}))
     assert weighted.fit(frame).metrics_["roc_auc"] > 0.8

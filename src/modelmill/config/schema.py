@@ -120,6 +120,12 @@ class FeatureBase(Section):
 class NumberFeatureConfig(FeatureBase):
     type: Literal["number"] = "number"
     normalization: Literal["zscore", "minmax", "robust", "log1p", "none"] = "zscore"
+    encoding: Literal["scalar", "piecewise"] = Field(
+        "piecewise", description="scalar: the normalised value; piecewise: a piecewise-linear encoding "
+        "over quantile bins fitted on the training split (Gorishniy et al., 2022), which lets an "
+        "MLP model thresholds and non-monotone effects."
+    )
+    bins: int = Field(16, ge=2, le=256, description="Quantile bins of the piecewise encoding.")
 
 
 class CategoryFeatureConfig(FeatureBase):
@@ -280,7 +286,7 @@ class OneCycleConfig(Section):
     """One-cycle policy (Smith & Topin, 2017): warm up to `max_lr_factor` × lr, then anneal."""
 
     type: Literal["onecycle"] = "onecycle"
-    max_lr_factor: float = Field(10.0, ge=1)
+    max_lr_factor: float = Field(2.0, ge=1, description="Peak learning rate = optimizer lr × this.")
     pct_start: float = Field(0.3, gt=0, lt=1)
 
 

@@ -42,8 +42,31 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         self.fill_ = self._fill_value(values)
         filled = np.where(np.isnan(values), self.fill_, values)
         self.center_, self.scale_ = self._scaling(filled)
+        self.edges_ = self._bin_edges(filled) if self.config.encoding == "piecewise" else None
         self.fitted_ = True
         return self
+
+    def _bin_edges(self, values: np.ndarray) -> list[float]:
+        """Quantile edges of the scaled values; fewer bins when values repeat."""
+        scaled = self._scale(values)
+        edges = np.unique(np.quantile(scaled, np.linspace(0, 1, self.config.bins + 1)))
+        return edges.tolist() if edges.size >= 2 else [float(edges[0]) - 1.0, float(edges[0]) + 1.0]
+
+    def _scale(self, values: np.ndarray) -> np.ndarray:
+        if self.config.normalization == "log1p":
+            values = np.sign(values) * np.log1p(np.abs(values))
+        return (values - self.center_) / self.scale_
+
+    def _piecewise(self, scaled: np.ndarray) -> np.ndarray:
+        """(rows,) → (rows, bins): 1 for bins left of the value, the position inside its own
+        bin, 0 right of it; the outer bins extend linearly beyond the training range."""
+        edges = np.asarray(self.edges_)
+        left, width = edges[:-1], np.diff(edges)
+        position = (scaled[:, None] - left[None, :]) / width[None, :]  # (rows, bins)
+        encoded = np.clip(position, 0.0, 1.0)
+        encoded[:, 0] = np.minimum(position[:, 0], 1.0)
+        encoded[:, -1] = np.maximum(position[:, -1], 0.0) if len(left) > 1 else position[:, -1]
+        return encoded
 
     def _fill_value(self, values: np.ndarray) -> float:
         strategy = self.config.missing.strategy
@@ -76,27 +99,28 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         missing = np.isnan(values)
         if self.clip_:
             values = np.clip(values, self.clip_[0], self.clip_[1])
-        values = np.where(missing, self.fill_, values)
-        if self.config.normalization == "log1p":
-            values = np.sign(values) * np.log1p(np.abs(values))
-        scaled = (values - self.center_) / self.scale_
-        columns = [scaled, missing.astype("float64")] if self.config.missing.indicator else [scaled]
-        return torch.from_numpy(np.stack(columns, axis=1).astype("float32"))  # (rows, 1 or 2)
+        scaled = self._scale(np.where(missing, self.fill_, values))
+        encoded = self._piecewise(scaled) if self.edges_ else scaled[:, None]
+        if self.config.missing.indicator:
+            encoded = np.concatenate([encoded, missing[:, None]], axis=1)
+        return torch.from_numpy(encoded.astype("float32"))  # (rows, output_dim)
 
     def encoder(self) -> nn.Module:
         return Standardize()
 
     @property
     def output_dim(self) -> int:
-        return 2 if self.config.missing.indicator else 1
+        width = len(self.edges_) - 1 if self.edges_ else 1
+        return width + (1 if self.config.missing.indicator else 0)
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"fill": self.fill_, "center": self.center_, "scale": self.scale_, "clip": self.clip_}
+        return {"fill": self.fill_, "center": self.center_, "scale": self.scale_, "clip": self.clip_,
+                "edges": self.edges_}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.fill_, self.center_, self.scale_ = state["fill"], state["center"], state["scale"]
-        self.clip_ = state["clip"]
+        self.clip_, self.edges_ = state["clip"], state["edges"]
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
         values = as_numbers(column, feature=self.name)
