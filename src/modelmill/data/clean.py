@@ -50,12 +50,25 @@ def missing_mask(column: pd.Series) -> np.ndarray:
     return as_strings(column).isna().to_numpy()
 
 
+def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Exact duplicate mask (later copies True). Rows are first compared by a 64-bit hash,
+    which is several times faster than pandas' column-wise comparison; only rows whose
+    hash repeats are then compared exactly, so a hash collision can never drop a row."""
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    candidates = hashes.duplicated(keep=False).to_numpy()
+    mask = np.zeros(len(frame), dtype=bool)
+    if candidates.any():
+        subset = frame.loc[candidates]
+        mask[np.flatnonzero(candidates)] = subset.duplicated().to_numpy()
+    return mask
+
+
 def clean_rows(frame: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, CleaningReport]:
     """Row-level cleaning that needs no fitted state; safe to run before the split."""
     report = CleaningReport(rows_in=len(frame))
     columns = [f.name for f in config.features] + [config.target.name]
     if config.cleaning.duplicates == "drop":
-        duplicated = frame.duplicated(subset=columns).to_numpy()
+        duplicated = duplicated_rows(frame[columns])
         report.duplicates_dropped = int(duplicated.sum())
         frame = frame.loc[~duplicated]
     no_target = missing_mask(frame[config.target.name])

@@ -7,6 +7,8 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -22,6 +24,10 @@ ONEHOT_LIMIT = 64
 
 def encode(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
     """Strings → vocabulary index + 1 (0 for anything not in the vocabulary). Vectorised."""
+    array = values.array
+    if isinstance(array, pd.arrays.ArrowStringArray):  # the hash lookup of pyarrow, without copies
+        found = pc.index_in(pa.array(array), value_set=pa.array(vocabulary, pa.string()))
+        return np.asarray(found.fill_null(-1), dtype="int64") + 1
     codes = pd.Index(vocabulary).get_indexer(values)  # -1 where absent or missing
     return np.asarray(codes, dtype="int64") + 1
 

@@ -61,11 +61,11 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         """(rows,) → (rows, bins): 1 for bins left of the value, the position inside its own
         bin, 0 right of it; the outer bins extend linearly beyond the training range."""
         edges = np.asarray(self.edges_)
-        left, width = edges[:-1], np.diff(edges)
-        position = (scaled[:, None] - left[None, :]) / width[None, :]  # (rows, bins)
-        encoded = np.clip(position, 0.0, 1.0)
-        encoded[:, 0] = np.minimum(position[:, 0], 1.0)
-        encoded[:, -1] = np.maximum(position[:, -1], 0.0) if len(left) > 1 else position[:, -1]
+        bins = len(edges) - 1
+        index = np.clip(np.searchsorted(edges, scaled, side="right") - 1, 0, bins - 1)  # (rows,)
+        position = (scaled - edges[index]) / (edges[index + 1] - edges[index])
+        encoded = (np.arange(bins)[None, :] < index[:, None]).astype("float32")  # (rows, bins)
+        encoded[np.arange(len(scaled)), index] = position
         return encoded
 
     def _fill_value(self, values: np.ndarray) -> float:
