@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from modelmill.features import TARGETS, Target
 from modelmill.training import TensorData, Trainer, TrainResult, predict_raw
 
 log = logging.getLogger("modelmill")
-Data = pd.DataFrame | str | Path
+Data: TypeAlias = pd.DataFrame | str | Path
 
 
 class Pipeline:
@@ -128,10 +128,7 @@ class Pipeline:
         metric = self.config.training.early_stopping.metric
         monitor = default_metric(task) if metric == "auto" else metric
         check_metric(task, monitor, "training.early_stopping.metric")
-        if monitor == "loss":
-            mode = "min"
-        else:
-            mode = metric_direction(monitor)
+        mode: Literal["max", "min"] = "min" if monitor == "loss" else metric_direction(monitor)
         target = parts.target
 
         def scorer(raw: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:

@@ -173,3 +173,20 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
     second = modelmill.load(tmp_path / "b" / "tiny" / "latest").parts.model.state_dict()
     for name, tensor in first.items():
         assert torch.equal(tensor, second[name]), name
+
+
+def test_cuda_device_is_refused_clearly_without_a_gpu() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    config = base_config(training={"device": "cuda", "progress": False})
+    with pytest.raises(modelmill.ConfigError, match="no CUDA GPU is available"):
+        modelmill.Pipeline(config).fit(make_frame(100))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_matches_cpu_quality() -> None:
+    frame = make_frame(600)
+    cpu = modelmill.Pipeline(base_config(training={"device": "cpu", "progress": False})).fit(frame)
+    gpu = modelmill.Pipeline(base_config(training={"device": "cuda", "progress": False})).fit(frame)
+    assert abs(cpu.metrics_["roc_auc"] - gpu.metrics_["roc_auc"]) < 0.05
+    assert next(gpu.parts.model.parameters()).device.type == "cpu"  # handed back on the CPU for saving

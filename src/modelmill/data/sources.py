@@ -1,305 +1,429 @@
-"""Reading data: CSV/TSV (delimiter, header and BOM sniffed), Parquet, JSON, JSON Lines,
-Excel, any SQLAlchemy URL with a query, http(s) URLs of those files, and packaged public
-data sets (``dataset:NAME``). Readers are registered by format name.
+"""Reading a table from a file, an http(s) URL, a SQL database or a packaged data set.
 
-CSV goes through pyarrow's multi-threaded reader, with whitespace stripping, missing
-markers and number recovery done column-wise in pyarrow compute before one conversion
-to pandas: several times faster than the pandas C parser on large files.
+Every format is a registration in :data:`READERS` (keyed by the ``data.format`` name),
+binding how a source string is located and how it is read. Text encodings and the
+CSV/TSV reader live in :mod:`modelmill.data.delimited`.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
+import http.client
 import json
-import os
 import re
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
+from typing import IO, Any
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-from pyarrow import csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
 from modelmill.config.schema import DataConfig
-from modelmill.data.values import MISSING_MARKERS
+from modelmill.data.datasets import fetch_dataset
+from modelmill.data.delimited import NULL_MARKERS, Source, read_delimited, read_text, text_codec
 from modelmill.errors import ConfigError, DataError
 from modelmill.registry import Registry
 
-Reader = Callable[[Path, DataConfig], pd.DataFrame]
-READERS: Registry[Reader] = Registry("data format")
+__all__ = ["READERS", "Format", "Source", "infer_format", "read_table"]
 
-MAX_DOWNLOAD = 2 * 1024**3
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
+DOWNLOAD_TIMEOUT_S = 60.0
 _EXTENSIONS = {
-    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
-    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel",
+    ".csv": "csv", ".txt": "csv", ".data": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet",
+    ".pq": "parquet", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel",
 }
-_CONTENT_TYPES = {"text/csv": "csv", "text/tab-separated-values": "tsv", "application/json": "json",
-                  "application/x-ndjson": "jsonl", "application/jsonl": "jsonl",
-                  "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet"}
-_SQL_URL = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9_]+)?://", re.IGNORECASE)
+_COMPRESSED = (".gz", ".bz2", ".zst")  # pyarrow decompresses these by extension
+_TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
+_CONTENT_TYPES = {
+    "text/csv": "csv", "text/plain": "csv", "text/tab-separated-values": "tsv",
+    "application/json": "json", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl",
+    "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
+    "application/vnd.ms-excel": "excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "excel",
+}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
-def read_table(config: DataConfig, *, source: str | None = None, base_dir: Path | None = None) -> pd.DataFrame:
-    """Read ``source`` (default ``config.source``) into a DataFrame with string column names.
+@dataclass(frozen=True)
+class Format:
+    """A registered format: ``locate`` turns ``data.source`` into a Source, ``read`` reads it."""
 
-    Relative paths resolve against ``base_dir`` (the config file's folder; default the cwd).
-    Raises DataError naming the source for anything unreadable or empty.
+    read: Callable[[Source, DataConfig], pd.DataFrame]
+    locate: Callable[[str, Path], Source]
+
+
+READERS: Registry[Format] = Registry("data format")
+
+
+def read_table(
+    config: DataConfig, *, source: str | None = None, base_dir: Path | None = None
+) -> pd.DataFrame:
+    """Read a source into a DataFrame with string column names.
+
+    Args:
+        config: The ``data`` section (format, query, sheet, delimiter, encoding, header, columns).
+        source: What to read instead of ``config.source``: a path, a URL or ``dataset:NAME``.
+        base_dir: Where relative paths start (the YAML config's folder); default the cwd.
+
+    Returns:
+        The table; never empty.
+
+    Raises:
+        ConfigError: the format is unknown or cannot be inferred, or a setting is wrong.
+        DataError: the source is missing, unreadable, malformed or holds 0 rows (the
+            message names it, and where known the line).
     """
-    location = source or config.source
-    base = base_dir or Path.cwd()
-    scheme = urlparse(location).scheme.lower()
-    if location.startswith("dataset:") or config.format == "dataset":
-        from modelmill.data.datasets import fetch_dataset
-
-        path = fetch_dataset(location.removeprefix("dataset:"))
-        return _finish(READERS.get("csv")(path, config.model_copy(update={"header": True, "columns": None})), location)
-    if scheme in ("http", "https"):
-        return _read_url(location, config)
-    if config.format == "sql" or (_SQL_URL.match(location) and scheme not in ("file",)):
-        return _finish(_read_sql(location, config, base), location)
-    path = Path(location.removeprefix("file://")).expanduser()
-    path = path if path.is_absolute() else base / path
-    if not path.exists():
-        raise DataError(f"file not found: {path}. Fix: check the path (relative paths start at {base})",
-                        source=location)
-    if not path.is_file():
-        raise DataError(f"{path} is not a file", source=location)
-    fmt = config.format if config.format != "auto" else format_of(path.name, location)
-    return _finish(READERS.get(fmt, path="data.format")(path, config), location)
+    raw = source if source is not None else config.source
+    base = base_dir if base_dir is not None else Path.cwd()
+    if _scheme(raw) in ("http", "https"):
+        with _download(raw) as (path, content_type):
+            fmt = config.format if config.format != "auto" else _download_format(raw, content_type)
+            return _read(READERS.get(fmt, path="data.format"), Source(str(path), raw), config)
+    fmt = config.format if config.format != "auto" else infer_format(raw)
+    entry = READERS.get(fmt, path="data.format")
+    return _read(entry, entry.locate(raw, base), config)
 
 
-def format_of(name: str, source: str) -> str:
-    """The format a file name implies (``.csv.gz`` → csv)."""
-    suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in _EXTENSIONS:
-        return _EXTENSIONS[suffixes[-1]]
-    raise DataError(
-        f"cannot tell the format of {name!r} from its extension; set data.format to one of "
-        f"{', '.join(READERS.names())}", source=source,
-    )
+def infer_format(source: str) -> str:
+    """The format name a source implies: its URL scheme, ``dataset:`` prefix or extension.
+
+    Raises:
+        ConfigError: nothing tells the format (the message lists the valid ones).
+    """
+    if source.startswith("dataset:"):
+        return "dataset"
+    scheme = _scheme(source)
+    if scheme and scheme not in ("file", "http", "https"):
+        return "sql"  # any dialect[+driver]:// is a SQLAlchemy URL
+    fmt = _format_from_name(unquote(urlparse(source).path) if scheme else source)
+    if fmt is None:
+        raise ConfigError(
+            f"cannot tell the format of {source!r} from its extension; set data.format to one "
+            f"of: {', '.join(READERS.names())}",
+            path="data.format",
+        )
+    return fmt
 
 
-def _finish(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    frame.columns = [str(c) for c in frame.columns]
+def _read(entry: Format, src: Source, config: DataConfig) -> pd.DataFrame:
+    try:
+        frame = entry.read(src, config)
+    except OSError as error:  # permissions, I/O, corrupt compression: pyarrow raises OSError
+        raise DataError(f"cannot read it: {error.strerror or error}", source=src.label) from None
     if len(frame) == 0:
-        raise DataError("0 rows: the data has no records (only a header, or nothing at all)", source=source)
+        raise DataError(
+            "0 rows: it holds no records (an empty file, a header only, or a query that "
+            "matched nothing). Fix: point data.source at the data itself",
+            source=src.label,
+        )
+    frame.columns = [str(name) for name in frame.columns]
     return frame
 
 
-# ------------------------------------------------------------------------ CSV
+def _scheme(source: str) -> str:
+    match = _SCHEME.match(source)
+    return match.group(1).lower() if match else ""
 
 
-def _decoded_bytes(path: Path, config: DataConfig) -> bytes:
-    """The file as UTF-8 bytes. With encoding auto, invalid UTF-8 is an error naming the line."""
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a valid gzip file ({exc})", source=str(path)) from None
-    if config.encoding != "auto":
-        try:
-            return raw.decode(config.encoding).encode("utf-8")
-        except LookupError:
-            raise ConfigError(f"unknown encoding {config.encoding!r}", path="data.encoding") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(_bad_bytes(raw, exc, config.encoding), source=str(path)) from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:]
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16").encode("utf-8")
+def _format_from_name(name: str) -> str | None:
+    suffixes = [suffix.lower() for suffix in PurePosixPath(name).suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSED
+    if compressed:
+        suffixes.pop()
+    fmt = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    return None if compressed and fmt not in _TEXT_FORMATS else fmt
+
+
+def _local_file(raw: str, base: Path) -> Source:
+    """A path resolved against ``base``: it must exist and be a regular file."""
+    text = unquote(urlparse(raw).path) if _scheme(raw) == "file" else raw
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        raise DataError(
+            f"file not found: {path}. Fix: check the path (relative paths start at {base})",
+            source=raw,
+        )
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise DataError(f"{path} is {kind}. Fix: point data.source at a data file", source=raw)
+    _check_not_empty(path, raw)
+    return Source(str(path), raw)
+
+
+def _check_not_empty(path: Path, label: str) -> None:
+    if path.stat().st_size == 0:
+        raise DataError("0 rows: the file is empty (0 bytes)", source=label)
+
+
+# ------------------------------------------------------------ other file formats
+
+
+def _read_tsv(src: Source, config: DataConfig) -> pd.DataFrame:
+    return read_delimited(src, config, default_delimiter="\t")
+
+
+def _read_parquet(src: Source, config: DataConfig) -> pd.DataFrame:
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(_bad_bytes(raw, exc, "UTF-8"), source=str(path)) from None
-    return raw
+        table = pq.read_table(src.location)
+    except pa.ArrowInvalid as error:
+        raise DataError(
+            f"is not a readable Parquet file ({error}). Fix: check that it is Parquet and complete",
+            source=src.label,
+        ) from None
+    return table.to_pandas(date_as_object=False)
 
 
-def _bad_bytes(raw: bytes, exc: UnicodeDecodeError, encoding: str) -> str:
-    line = raw.count(b"\n", 0, exc.start) + 1
-    return (f"line {line} (byte offset {exc.start}) is not valid {encoding}: {raw[exc.start:exc.start + 4]!r}. "
-            "Fix: if the file is in a legacy encoding, set `data.encoding: latin-1` (or cp1252); "
-            "otherwise repair that line")
-
-
-def _dialect(sample: str, config: DataConfig, fmt: str) -> tuple[str, bool]:
-    """(delimiter, has_header), sniffed from a sample unless the config says."""
-    delimiter = config.delimiter or ("\t" if fmt == "tsv" else None)
-    sniffer = csv.Sniffer()
-    if delimiter is None:
-        try:
-            delimiter = sniffer.sniff(sample, delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = ","
-    if config.header is not None:
-        return delimiter, config.header
-    if config.columns:
-        return delimiter, False
+def _read_json(src: Source, config: DataConfig) -> pd.DataFrame:
     try:
-        return delimiter, sniffer.has_header(sample)
-    except csv.Error:
-        return delimiter, True
+        document = json.loads(read_text(src, config))
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+            source=src.label,
+        ) from None
+    return _records_frame(document, src)
 
 
-def _read_delimited(path: Path, config: DataConfig, fmt: str) -> pd.DataFrame:
-    data = _decoded_bytes(path, config)
-    if not data.strip():
-        raise DataError("0 rows: the file is empty (0 bytes)", source=str(path))
-    sample = data[: 64 * 1024].decode("utf-8", errors="ignore")
-    delimiter, header = _dialect(sample, config, fmt)
-    width = len(next(csv.reader([sample.splitlines()[0]], delimiter=delimiter)))
-    names = config.columns or (None if header else [f"column_{i + 1}" for i in range(width)])
-    if config.columns and len(config.columns) != width:
-        raise ConfigError(f"names {len(config.columns)} columns but the file has {width}", path="data.columns")
-    read = pacsv.ReadOptions(column_names=names, skip_rows=1 if header and names else 0, block_size=16 << 20)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values='"' in sample)
-    convert = pacsv.ConvertOptions(null_values=sorted(MISSING_MARKERS), strings_can_be_null=True)
-    try:
-        table = pacsv.read_csv(pa.py_buffer(data), read_options=read, parse_options=parse, convert_options=convert)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise DataError(f"cannot be parsed as {fmt.upper()} (delimiter {delimiter!r}): {exc}", source=str(path)) from None
-    return _clean_strings(table).to_pandas()
+def _records_frame(document: Any, src: Source) -> pd.DataFrame:
+    """A frame from records, ``{"data": records}``, pandas' split orient, or column lists."""
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        if isinstance(document.get("columns"), list):
+            return pd.DataFrame(document["data"], columns=document["columns"])
+        document = document["data"]
+    if isinstance(document, list) and all(isinstance(record, dict) for record in document):
+        return pd.DataFrame(document)
+    if isinstance(document, dict) and document and all(isinstance(v, list) for v in document.values()):
+        lengths = {len(values) for values in document.values()}
+        if len(lengths) == 1:
+            return pd.DataFrame(document)
+    raise DataError(
+        'holds no table: expected a list of records [{"a": 1, ...}, ...], {"data": [...]}, '
+        f'or {{"column": [values...], ...}}; found a JSON {type(document).__name__}',
+        source=src.label,
+    )
 
 
-def _clean_strings(table: pa.Table) -> pa.Table:
-    """Strip whitespace around strings, turn missing markers into nulls, and recover number
-    columns that only failed to parse because of the whitespace (" 39" in adult.data)."""
-    markers = pa.array(sorted(MISSING_MARKERS))
-    columns = []
-    for column in table.columns:
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            trimmed = pc.utf8_trim_whitespace(column)
-            column = pc.if_else(pc.is_in(trimmed, value_set=markers), pa.scalar(None, pa.string()), trimmed)
-            column = _as_number(column)
-        columns.append(column)
-    return pa.table(columns, names=table.column_names)
-
-
-def _as_number(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    for kind in (pa.int64(), pa.float64()):
+def _read_jsonl(src: Source, config: DataConfig) -> pd.DataFrame:
+    if text_codec(src, config.encoding) == "utf-8":
         try:
-            return pc.cast(column, kind)
+            table = pajson.read_json(src.location)
+            table.validate(full=True)  # pyarrow.json does not check UTF-8 itself
+            return table.to_pandas(date_as_object=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-    return column
-
-
-READERS.add("csv", lambda path, config: _read_delimited(path, config, "csv"))
-READERS.add("tsv", lambda path, config: _read_delimited(path, config, "tsv"))
-
-
-# ------------------------------------------------------------ other files
-
-
-def _read_parquet(path: Path, config: DataConfig) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"is not a readable Parquet file: {exc}", source=str(path)) from None
-
-
-def _read_json(path: Path, config: DataConfig) -> pd.DataFrame:
-    try:
-        data = json.loads(_decoded_bytes(path, config) or b"null")
-    except json.JSONDecodeError as exc:
-        raise DataError(f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-                        source=str(path)) from None
-    if isinstance(data, dict):
-        records = data.get("data", data.get("records"))
-        data = records if isinstance(records, list) else data
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError("must hold a list of records ([{...}, ...]) or {\"data\": [...]}", source=str(path))
-    return pd.DataFrame.from_records(data)
-
-
-def _read_jsonl(path: Path, config: DataConfig) -> pd.DataFrame:
+            pass  # mixed types or bad bytes: the line-by-line reader copes or names the line
     records = []
-    for number, line in enumerate(_decoded_bytes(path, config).decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(src, config).split("\n"), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"line {number} is not valid JSON: {exc.msg}", source=str(path)) from None
+        except json.JSONDecodeError as error:
+            raise DataError(f"line {number} is not valid JSON: {error.msg}", source=src.label) from None
         if not isinstance(record, dict):
-            raise DataError(f"line {number} is not a JSON object", source=str(path))
+            raise DataError(f"line {number} is not a JSON object", source=src.label)
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame(records)
 
 
-def _read_excel(path: Path, config: DataConfig) -> pd.DataFrame:
+def _read_excel(src: Source, config: DataConfig) -> pd.DataFrame:
+    sheet = config.sheet if config.sheet is not None else 0
     try:
-        return pd.read_excel(path, sheet_name=config.sheet if config.sheet is not None else 0)
-    except (ValueError, OSError, KeyError) as exc:
-        raise DataError(f"cannot be read as Excel: {exc}", source=str(path)) from None
+        frame = pd.read_excel(
+            src.location, sheet_name=sheet, header=None if config.header is False else 0,
+            names=config.columns, na_values=NULL_MARKERS, keep_default_na=False,
+        )
+    except ImportError as error:
+        raise DataError(
+            f"needs a package to read this workbook: {error}. Fix: pip install openpyxl "
+            "(.xlsx) or xlrd (.xls)",
+            source=src.label,
+        ) from None
+    except (ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"cannot be read as Excel ({error}). Fix: check that it is a workbook and that "
+            f"data.sheet ({sheet!r}) names one of its sheets",
+            source=src.label,
+        ) from None
+    if config.header is False and config.columns is None:  # named as headerless CSVs are
+        frame.columns = [f"column_{i + 1}" for i in range(frame.shape[1])]
+    return _strip_frame(frame)
 
 
-READERS.add("parquet", _read_parquet)
-READERS.add("json", _read_json)
-READERS.add("jsonl", _read_jsonl)
-READERS.add("excel", _read_excel)
+def _strip_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip text cells and null the missing markers, leaving numbers in mixed columns alone."""
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            stripped = column.map(lambda value: value.strip() if isinstance(value, str) else value)
+            frame[name] = stripped.mask(stripped.isin(NULL_MARKERS))
+    return frame
 
 
-# ------------------------------------------------------------- SQL and URLs
+# ------------------------------------------------------------ SQL and data sets
 
 
-def _read_sql(url: str, config: DataConfig, base: Path) -> pd.DataFrame:
+def _sql_source(raw: str, base: Path) -> Source:
+    """The URL with a relative SQLite path resolved; the label hides any password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except ArgumentError as error:
+        raise ConfigError(f"not a database URL {raw!r}: {error}", path="data.source") from None
+    label = url.render_as_string(hide_password=True)
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
+        path = Path(database).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():  # SQLite would silently create an empty database
+            raise DataError(
+                f"SQLite database not found: {path}. Fix: check the path (relative paths start "
+                f"at {base})",
+                source=label,
+            )
+        url = url.set(database=str(path))
+    return Source(url.render_as_string(hide_password=False), label)
+
+
+def _read_sql(src: Source, config: DataConfig) -> pd.DataFrame:
     import sqlalchemy
+    from sqlalchemy import exc
 
     if not config.query:
         raise ConfigError("a SQL source needs a query, e.g. SELECT * FROM sales", path="data.query")
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        database = Path(url.removeprefix("sqlite:///"))
-        if not database.is_absolute():
-            database = base / database
-        if not database.is_file():
-            raise DataError(f"SQLite database not found: {database}", source=url)
-        url = f"sqlite:///{database}"
     try:
-        engine = sqlalchemy.create_engine(url)
+        engine = sqlalchemy.create_engine(src.location)
+    except exc.NoSuchModuleError:
+        raise ConfigError(
+            f"SQLAlchemy knows no database {src.label.split('://')[0]!r}. Fix: use a file path, "
+            "an http(s) URL, dataset:NAME, or a database URL such as sqlite:///file.db",
+            path="data.source",
+        ) from None
+    except ImportError as error:
+        raise DataError(
+            f"the database driver is not installed ({error}). Fix: pip install it, e.g. "
+            "psycopg2-binary for postgresql",
+            source=src.label,
+        ) from None
+    try:
         with engine.connect() as connection:
-            return pd.read_sql(sqlalchemy.text(config.query), connection)
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise ConfigError(f"not a valid database URL: {exc}", path="data.source") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ModuleNotFoundError) as exc:
-        message = getattr(exc, "orig", None) or exc
-        raise DataError(f"the query failed: {message}", source=url) from None
-
-
-def _read_url(url: str, config: DataConfig) -> pd.DataFrame:
-    """Download to a temporary file (size-capped), then read it with the right reader."""
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (http(s) only, checked above)
-            content_type = response.headers.get_content_type()
-            data = response.read(MAX_DOWNLOAD + 1)
-    except urllib.error.HTTPError as exc:
-        raise DataError(f"the server answered {exc.code} {exc.reason}", source=url) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"cannot be downloaded: {getattr(exc, 'reason', exc)}", source=url) from None
-    if len(data) > MAX_DOWNLOAD:
-        raise DataError(f"is larger than {MAX_DOWNLOAD // 2**30} GiB; download it and read the file", source=url)
-    name = PurePosixPath(urlparse(url).path).name
-    if config.format != "auto":
-        fmt = config.format
-    elif content_type in _CONTENT_TYPES and not any(name.lower().endswith(e) for e in _EXTENSIONS):
-        fmt = _CONTENT_TYPES[content_type]
-    else:
-        fmt = format_of(name or "download", url)
-    suffix = ".gz" if name.lower().endswith(".gz") else ""
-    handle, temp = tempfile.mkstemp(suffix=suffix)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        return _finish(READERS.get(fmt)(Path(temp), config), url)
+            # A plain string runs as the driver's SQL: no ':name' bind parsing of the query.
+            return pd.read_sql_query(config.query, connection)
+    except (exc.SQLAlchemyError, pd.errors.DatabaseError) as error:
+        message = _database_message(error)
+        raise DataError(f"the query failed: {message}. Query: {config.query}", source=src.label) from None
     finally:
-        os.unlink(temp)
+        engine.dispose()
+
+
+def _database_message(error: BaseException) -> str:
+    """The database's own message: pandas and SQLAlchemy wrap it (``orig``) in theirs."""
+    cause: BaseException | None = error
+    while cause is not None:
+        original = getattr(cause, "orig", None)
+        if original is not None:
+            return str(original).strip()
+        cause = cause.__cause__
+    return str(error).strip()
+
+
+def _dataset_source(raw: str, base: Path) -> Source:
+    return Source(raw.removeprefix("dataset:"), raw)
+
+
+def _read_dataset(src: Source, config: DataConfig) -> pd.DataFrame:
+    path = fetch_dataset(src.location)
+    fixed = config.model_copy(
+        update={"delimiter": ",", "header": True, "columns": None, "encoding": "utf-8"}
+    )
+    return read_delimited(Source(str(path), src.label), fixed)
+
+
+# ------------------------------------------------------------------ http(s) URLs
+
+
+@contextmanager
+def _download(url: str) -> Iterator[tuple[Path, str]]:
+    """The URL's body in a private temporary folder, removed afterwards (also on error)."""
+    folder = Path(tempfile.mkdtemp(prefix="modelmill-download-"))
+    try:
+        # Keep the URL's extension (only): it selects decompression, and no name from the
+        # server ever becomes a path.
+        name = PurePosixPath(unquote(urlparse(url).path)).name
+        suffix = "".join(PurePosixPath(name).suffixes[-2:])
+        path = folder / ("download" + (suffix if re.fullmatch(r"(\.[A-Za-z0-9]{1,8}){1,2}", suffix) else ""))
+        content_type = _fetch(url, path)
+        _check_not_empty(path, url)
+        yield path, content_type
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fetch(url: str, path: Path) -> str:
+    """Download ``url`` to ``path`` within the size cap and timeout; return its Content-Type."""
+    request = urllib.request.Request(url, headers={"User-Agent": "modelmill"})
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, path.open("wb") as out:
+            _copy_capped(response, out, url)
+            return str(response.headers.get_content_type())
+    except urllib.error.HTTPError as error:
+        raise DataError(
+            f"the server answered HTTP {error.code} {error.reason}. Fix: check the URL", source=url
+        ) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise DataError(
+            f"cannot be downloaded: {reason}. Fix: check the URL and the network", source=url
+        ) from None
+
+
+def _copy_capped(response: Any, out: IO[bytes], url: str) -> None:
+    limit = MAX_DOWNLOAD_BYTES
+    too_big = DataError(
+        f"is larger than the download limit of {limit:,} bytes. Fix: download it yourself and "
+        "point data.source at the file",
+        source=url,
+    )
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    copied = 0
+    while chunk := response.read(1 << 20):
+        copied += len(chunk)
+        if copied > limit:  # a missing or lying Content-Length
+            raise too_big
+        out.write(chunk)
+
+
+def _download_format(url: str, content_type: str) -> str:
+    fmt = _format_from_name(PurePosixPath(unquote(urlparse(url).path)).name)
+    fmt = fmt or _CONTENT_TYPES.get(content_type)
+    if fmt is None:
+        raise ConfigError(
+            f"cannot tell the format of {url!r} from its path or its Content-Type "
+            f"({content_type}); set data.format to one of: {', '.join(READERS.names())}",
+            path="data.format",
+        )
+    return fmt
+
+
+READERS.add("csv", Format(read_delimited, _local_file))
+READERS.add("tsv", Format(_read_tsv, _local_file))
+READERS.add("parquet", Format(_read_parquet, _local_file))
+READERS.add("json", Format(_read_json, _local_file))
+READERS.add("jsonl", Format(_read_jsonl, _local_file))
+READERS.add("excel", Format(_read_excel, _local_file))
+READERS.add("sql", Format(_read_sql, _sql_source))
+READERS.add("dataset", Format(_read_dataset, _dataset_source))

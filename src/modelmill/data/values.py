@@ -8,7 +8,7 @@ import pandas as pd
 
 from modelmill.errors import DataError
 
-MISSING_MARKERS = frozenset({"", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
+MISSING_MARKERS = frozenset({"", "?", "-", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
 
 
 def as_strings(column: pd.Series) -> pd.Series:

@@ -93,7 +93,9 @@ def check_metric(task: Task, name: str, path: str = "") -> str:
 
     Args:
         task: The target's task.
-        name: The configured name; ``"auto"`` resolves to :func:`default_metric`.
+        name: The configured name: one of :data:`METRIC_NAMES` for the task, ``"loss"``
+            (the validation loss the trainer computes), or ``"auto"``, which resolves
+            to :func:`default_metric`.
         path: The dotted config path, for the error message
             (``training.early_stopping.metric``).
 
@@ -106,9 +108,10 @@ def check_metric(task: Task, name: str, path: str = "") -> str:
     """
     if name == "auto":
         return default_metric(task)
-    if name not in METRIC_NAMES[task]:
+    valid = [*METRIC_NAMES[task], "loss"]
+    if name not in valid:
         kind = f"metric for a {task} target"
-        raise ConfigError(unknown_choice(kind, name, METRIC_NAMES[task]), path=path)
+        raise ConfigError(unknown_choice(kind, name, ["auto", *valid]), path=path)
     return name
 
 

@@ -9,7 +9,7 @@ Nothing here changes ``rcParams``.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,8 @@ def _category_figures(
             correct = (top == y_true).astype(int)
             confidence = np.clip(proba.max(axis=1), 0.0, 1.0)
             figures["calibration"] = _calibration(
-                correct, confidence, "Mean top-class confidence", "Fraction correct"
+                correct, confidence, "Mean top-class confidence", "Fraction correct",
+                "Calibration of the top class",
             )
     return figures
 
@@ -169,7 +170,7 @@ def _pr(y_true: np.ndarray, p1: np.ndarray) -> Figure:
     ap = average_precision_score(y_true, p1)
     base_rate = float(np.mean(y_true))
     fig, ax = _figure()
-    ax.plot(recall, precision, label=f"PR (AP = {ap:.3f})")
+    ax.plot(recall, precision, drawstyle="steps-post", label=f"PR (AP = {ap:.3f})")
     ax.axhline(base_rate, color="grey", linewidth=1, linestyle="--",
                label=f"base rate ({base_rate:.3f})")
     _label(ax, "Precision-recall curve", "Recall", "Precision")
@@ -178,14 +179,16 @@ def _pr(y_true: np.ndarray, p1: np.ndarray) -> Figure:
     return fig
 
 
-def _calibration(y: np.ndarray, score: np.ndarray, xlabel: str, ylabel: str) -> Figure:
+def _calibration(
+    y: np.ndarray, score: np.ndarray, xlabel: str, ylabel: str, title: str = "Calibration"
+) -> Figure:
     observed, predicted = calibration_curve(
         y, score, n_bins=CALIBRATION_BINS, strategy="uniform", pos_label=1
     )
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="perfectly calibrated")
     ax.plot(predicted, observed, marker="o", label="model")
-    _label(ax, "Calibration", xlabel, ylabel)
+    _label(ax, title, xlabel, ylabel)
     _unit_square(ax)
     ax.legend(loc="upper left")
     return fig
@@ -296,13 +299,17 @@ def _unit_square(ax: Axes) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write a PNG atomically: a temporary sibling renamed into place."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write a PNG atomically: a temporary sibling renamed into place.
+
+    The sibling is opened with ``"xb"`` rather than made by ``tempfile.mkstemp``, so the
+    PNG gets the usual umask-derived mode instead of mkstemp's owner-only 0600.
+    """
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with temp.open("xb") as stream:
             fig.savefig(stream, format="png", dpi=DPI)
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     return path

