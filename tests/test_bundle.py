@@ -79,3 +79,12 @@ def test_failed_write_leaves_the_old_bundle_and_no_temp_dirs(tmp_path: Path) -> 
         write_bundle(target, {"a.json": b"{}", "../escape": b"x"}, {})
     assert read_bundle(target).files == {"a.json": b"{}"}
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_bundle_of_the_python_api_carries_plots_in_its_report(fitted: tuple[modelmill.Pipeline, Path]) -> None:
+    _, path = fitted
+    plots = sorted(p.name for p in (path / "plots").glob("*.png"))
+    assert {"roc.png", "pr.png", "confusion.png", "calibration.png", "learning_curves.png"} <= set(plots)
+    report = (path / "report.html").read_text()
+    assert report.count("data:image/png;base64,") >= len(plots)
+    assert "Cleaning" in report and "roc_auc" in report

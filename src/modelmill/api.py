@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, Self, TypeAlias
 
@@ -50,7 +51,7 @@ class Pipeline:
         self.cleaning_: CleaningReport | None = None
         self.warnings_: list[str] = []
         self.profile_: dict[str, Any] = {}
-        self.plots_: dict[str, Path] = {}
+        self.plots_: dict[str, bytes] = {}  # PNG file name → bytes, of the latest scoring
         self.data_hash_ = ""
 
     @classmethod
@@ -86,8 +87,7 @@ class Pipeline:
         self.result_ = self._train(parts, parts.tensors(train), valid_data, run_dir, resume)
         self.parts_, self.cleaning_ = parts, report
         self.profile_ = parts.profile(train)
-        plots_dir = run_dir / "plots" if run_dir else None
-        self.metrics_ = self._score(test, plots_dir, history=self.result_.history)
+        self.metrics_ = self._score(test, run_dir / "plots" if run_dir else None, history=self.result_.history)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
         return self
 
@@ -162,15 +162,16 @@ class Pipeline:
         frame = self.read(data)
         source = str(data) if not isinstance(data, pd.DataFrame) else "the frame"
         check_columns(frame, [f.name for f in self.parts.features] + [self.config.target.name], source=source)
-        plots_dir = out_dir / "plots" if out_dir else None
-        metrics = self._score(frame, plots_dir, history=[])
+        metrics = self._score(frame, out_dir / "plots" if out_dir else None, history=[])
         if out_dir:
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            write_report(out_dir / "report.html", title=f"{self.config.name}: evaluation on {source}",
-                         metrics=metrics, plots=self.plots_, config_yaml=dump_config(self.config))
+            (out_dir / "report.html").write_bytes(
+                self._report_html(f"{self.config.name}: evaluation on {source}", metrics, {}))
         return metrics
 
     def _score(self, frame: pd.DataFrame, plots_dir: Path | None, *, history: list[dict[str, float]]) -> dict[str, Any]:
+        """Metrics on the labelled rows; the plots are kept in memory (and written to
+        ``plots_dir`` when given)."""
         parts = self.parts_ if self.parts_ is not None else self.parts
         known = labelled_rows(frame, parts.target)
         if not known.any():
@@ -179,12 +180,14 @@ class Pipeline:
         raw = predict_raw(parts.model, parts.inputs(frame))
         truth = parts.target.codes(frame[parts.target.name])
         metrics = _metrics(parts.target, raw, truth)
-        if plots_dir is not None and self.config.evaluation.plots:
+        if self.config.evaluation.plots:
             predictions = parts.target.postprocess(raw)
             proba = predictions.proba[:, 1] if parts.target.task == "binary" and predictions.proba is not None \
                 else predictions.proba
-            self.plots_ = make_plots(parts.target.task, np.asarray(truth), predictions.codes, proba,
-                                     parts.target.class_names, history, plots_dir)
+            with tempfile.TemporaryDirectory() as temp:
+                written = make_plots(parts.target.task, np.asarray(truth), predictions.codes, proba,
+                                     parts.target.class_names, history, plots_dir or Path(temp))
+                self.plots_ = {path.name: path.read_bytes() for path in written.values()}
         return metrics
 
     # ------------------------------------------------------------------ saving
@@ -205,16 +208,17 @@ class Pipeline:
             files["cleaning_report.json"] = _json(self.cleaning_.as_dict())
         if self.result_ is not None:
             files["history.json"] = _json(self.result_.history)
-        for name, plot in self.plots_.items():
-            files[f"plots/{Path(plot).name}"] = Path(plot).read_bytes()
+        for name, png in self.plots_.items():
+            files[f"plots/{name}"] = png
         if self.config.evaluation.report:
-            files["report.html"] = self._report_html()
+            files["report.html"] = self._report_html(f"{self.config.name}: test-set report", self.metrics_,
+                                                     self._run_sections())
         info = {"name": self.config.name, "config_sha256": sha256(files["config.yaml"]),
                 "data_sha256": self.data_hash_}
         return write_bundle(Path(path), files, info)
 
-    def _report_html(self) -> bytes:
-        import tempfile
+    def _run_sections(self) -> dict[str, Any]:
+        """Cleaning, training and warnings, as sections of the run's report."""
         sections: dict[str, Any] = {}
         if self.cleaning_ is not None:
             report = self.cleaning_.as_dict()
@@ -225,10 +229,16 @@ class Pipeline:
                                     "seconds": round(self.result_.seconds, 2), "stopped": self.result_.stop_reason}
         if self.warnings_:
             sections["Warnings"] = self.warnings_
+        return sections
+
+    def _report_html(self, title: str, metrics: dict[str, Any], sections: dict[str, Any]) -> bytes:
         with tempfile.TemporaryDirectory() as temp:
-            path = write_report(Path(temp) / "report.html", title=f"{self.config.name}: test-set report",
-                                metrics=self.metrics_, plots=self.plots_, sections=sections,
-                                config_yaml=dump_config(self.config))
+            plots = {}
+            for name, png in self.plots_.items():
+                plots[name.removesuffix(".png")] = Path(temp) / name
+                plots[name.removesuffix(".png")].write_bytes(png)
+            path = write_report(Path(temp) / "report.html", title=title, metrics=metrics, plots=plots,
+                                sections=sections, config_yaml=dump_config(self.config))
             return path.read_bytes()
 
 
