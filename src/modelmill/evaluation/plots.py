@@ -236,6 +236,9 @@ def _learning_curves(history: Sequence[Mapping[str, Any]]) -> Figure | None:
 # ---------------------------------------------------------------- helpers
 
 
+_NOT_CURVES = frozenset({"epoch", "seconds", "lr"})  # bookkeeping in the history rows, not metrics
+
+
 def _history_series(
     history: Sequence[Mapping[str, Any]],
 ) -> dict[str, tuple[list[float], list[float]]]:
@@ -245,7 +248,7 @@ def _history_series(
         epoch = row.get("epoch", index)
         x = float(epoch) if _is_number(epoch) else float(index)
         for name, value in row.items():
-            if name == "epoch" or not _is_number(value) or not np.isfinite(float(value)):
+            if name in _NOT_CURVES or not _is_number(value) or not np.isfinite(float(value)):
                 continue
             xs, ys = series.setdefault(str(name), ([], []))
             xs.append(x)
