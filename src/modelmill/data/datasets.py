@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelmill.errors import DataError
+from modelmill.files import atomic_open
 from modelmill.registry import Registry
 
 __all__ = ["PackagedDataset", "DATASETS", "cache_dir", "dataset_names", "fetch_dataset"]
@@ -145,26 +145,13 @@ def _clean_rows(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
 
 
 def _write_atomically(target: Path, rows: Iterator[list[str]], *, source: str) -> None:
-    """Write to a temporary sibling, fsync, then rename: readers never see half a file,
-    and a failure leaves nothing behind."""
-    temp: Path | None = None
+    """Atomically: readers never see half a file, and a failure leaves nothing behind."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", newline="", dir=target.parent, prefix=f".{target.name}.",
-            suffix=".tmp", delete=False,
-        ) as handle:
-            temp = Path(handle.name)
+        with atomic_open(target, "w", encoding="utf-8", newline="") as handle:
             csv.writer(handle).writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
     except OSError as error:
         raise DataError(
             f"cannot write the cache file {target}: {error.strerror or error}. "
             "Fix: set MODELMILL_CACHE to a writable folder with free space",
             source=source,
         ) from error
-    finally:
-        if temp is not None:
-            temp.unlink(missing_ok=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from modelmill.errors import DataError
+from modelmill.files import atomic_path
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -22,10 +22,5 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     }
     if suffix not in writers:
         raise DataError(f"cannot write {path}: unknown extension {suffix!r}; use one of {', '.join(writers)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as temp:
         writers[suffix](temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)

@@ -8,8 +8,6 @@ Nothing here changes ``rcParams``.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from sklearn.metrics import (
 )
 
 from modelmill.evaluation.metrics import Task
+from modelmill.files import atomic_open
 
 DPI = 100
 SIZE = (6.0, 4.5)  # inches: 600 x 450 pixels at DPI
@@ -302,17 +301,6 @@ def _unit_square(ax: Axes) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write a PNG atomically: a temporary sibling renamed into place.
-
-    The sibling is opened with ``"xb"`` rather than made by ``tempfile.mkstemp``, so the
-    PNG gets the usual umask-derived mode instead of mkstemp's owner-only 0600.
-    """
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temp.open("xb") as stream:
-            fig.savefig(stream, format="png", dpi=DPI)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as stream:
+        fig.savefig(stream, format="png", dpi=DPI)
     return path

@@ -11,11 +11,11 @@ import base64
 import dataclasses
 import html
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from modelmill.files import atomic_open
 
 import numpy as np
 import pandas as pd
@@ -274,19 +274,5 @@ def _esc(text: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary sibling and rename it into place: never half a report.
-
-    The sibling is opened with ``"x"`` rather than made by ``tempfile.mkstemp``, so the
-    report gets the usual umask-derived mode instead of mkstemp's owner-only 0600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temp.open("x", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)

@@ -6,7 +6,6 @@ into safetensors, everything else (RNG-free loop state, numbers) into its JSON m
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from modelmill.errors import ModelError
+from modelmill.files import atomic_path
 
 
 def split_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
@@ -49,25 +49,13 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(temp_path)``, fsync, then rename over ``path``; the temp file is removed on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def save_checkpoint(path: Path, parts: dict[str, Any]) -> None:
     """``parts``: name → state dict or plain data (e.g. model, best, optimizer, scheduler, loop)."""
     tensors: dict[str, torch.Tensor] = {}
     tree = split_tensors(parts, tensors, "t")
     metadata = {"modelmill.checkpoint": json.dumps(tree)}
-    atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
+    with atomic_path(path) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

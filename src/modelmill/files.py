@@ -1,0 +1,39 @@
+"""Atomic file writes, one helper for every stage: write a temporary sibling, fsync it,
+rename it over the target. Readers never see half a file, and a failure (or a kill)
+leaves the previous file untouched and no temporary file behind."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield temp
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]]:
+    """``open`` for writing, atomically. The temporary file is created with ``"x"`` (not
+    mkstemp), so it gets the usual umask-derived permissions."""
+    with atomic_path(path) as temp, open(temp, mode.replace("w", "x"), **options) as stream:
+        yield stream
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as stream:
+        stream.write(data)
