@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelmill.config.schema import DataConfig
-from modelmill.data import sources
+from modelmill.data import download, sources
 from modelmill.data.sources import infer_format, read_table
 from modelmill.errors import ConfigError, DataError
 
@@ -344,7 +344,7 @@ def test_http_errors(server: tuple[str, Path], tmp_path: Path, monkeypatch: pyte
     with pytest.raises(DataError, match=rf"{url}/missing.csv.*HTTP 404"):
         read(f"{url}/missing.csv")
     small_frame().to_csv(root / "big.csv", index=False)
-    monkeypatch.setattr(sources, "MAX_DOWNLOAD_BYTES", 10)
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 10)
     with pytest.raises(DataError, match=r"big\.csv.*larger than the download limit of 10 bytes"):
         read(f"{url}/big.csv")
     with pytest.raises(DataError, match=r"cannot be downloaded"):

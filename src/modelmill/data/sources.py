@@ -7,19 +7,13 @@ CSV/TSV reader live in :mod:`modelmill.data.delimited`.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
@@ -30,13 +24,12 @@ import pyarrow.parquet as pq
 from modelmill.config.schema import DataConfig
 from modelmill.data.datasets import fetch_dataset
 from modelmill.data.delimited import NULL_MARKERS, Source, read_delimited, read_text, text_codec
+from modelmill.data.download import download
 from modelmill.errors import ConfigError, DataError
 from modelmill.registry import Registry
 
 __all__ = ["READERS", "Format", "Source", "infer_format", "read_table"]
 
-MAX_DOWNLOAD_BYTES = 2 * 1024**3
-DOWNLOAD_TIMEOUT_S = 60.0
 _EXTENSIONS = {
     ".csv": "csv", ".txt": "csv", ".data": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet",
     ".pq": "parquet", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -86,7 +79,7 @@ def read_table(
     raw = source if source is not None else config.source
     base = base_dir if base_dir is not None else Path.cwd()
     if _scheme(raw) in ("http", "https"):
-        with _download(raw) as (path, content_type):
+        with download(raw) as (path, content_type):
             fmt = config.format if config.format != "auto" else _download_format(raw, content_type)
             return _read(READERS.get(fmt, path="data.format"), Source(str(path), raw), config)
     fmt = config.format if config.format != "auto" else infer_format(raw)
@@ -349,62 +342,6 @@ def _read_dataset(src: Source, config: DataConfig) -> pd.DataFrame:
         update={"delimiter": ",", "header": True, "columns": None, "encoding": "utf-8"}
     )
     return read_delimited(Source(str(path), src.label), fixed)
-
-
-# ------------------------------------------------------------------ http(s) URLs
-
-
-@contextmanager
-def _download(url: str) -> Iterator[tuple[Path, str]]:
-    """The URL's body in a private temporary folder, removed afterwards (also on error)."""
-    folder = Path(tempfile.mkdtemp(prefix="modelmill-download-"))
-    try:
-        # Keep the URL's extension (only): it selects decompression, and no name from the
-        # server ever becomes a path.
-        name = PurePosixPath(unquote(urlparse(url).path)).name
-        suffix = "".join(PurePosixPath(name).suffixes[-2:])
-        path = folder / ("download" + (suffix if re.fullmatch(r"(\.[A-Za-z0-9]{1,8}){1,2}", suffix) else ""))
-        content_type = _fetch(url, path)
-        _check_not_empty(path, url)
-        yield path, content_type
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _fetch(url: str, path: Path) -> str:
-    """Download ``url`` to ``path`` within the size cap and timeout; return its Content-Type."""
-    request = urllib.request.Request(url, headers={"User-Agent": "modelmill"})
-    try:
-        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, path.open("wb") as out:
-            _copy_capped(response, out, url)
-            return str(response.headers.get_content_type())
-    except urllib.error.HTTPError as error:
-        raise DataError(
-            f"the server answered HTTP {error.code} {error.reason}. Fix: check the URL", source=url
-        ) from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise DataError(
-            f"cannot be downloaded: {reason}. Fix: check the URL and the network", source=url
-        ) from None
-
-
-def _copy_capped(response: Any, out: IO[bytes], url: str) -> None:
-    limit = MAX_DOWNLOAD_BYTES
-    too_big = DataError(
-        f"is larger than the download limit of {limit:,} bytes. Fix: download it yourself and "
-        "point data.source at the file",
-        source=url,
-    )
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    copied = 0
-    while chunk := response.read(1 << 20):
-        copied += len(chunk)
-        if copied > limit:  # a missing or lying Content-Length
-            raise too_big
-        out.write(chunk)
 
 
 def _download_format(url: str, content_type: str) -> str:
