@@ -65,22 +65,34 @@ class TimeBudget(Callback):
 
 
 class ProgressBar(Callback):
-    """A rich progress bar over epochs with the latest metrics."""
+    """A rich progress bar over epochs with the live losses and the watched metric; where
+    the console is not a terminal (CI, a log file), one plain line per epoch instead."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, metric: str, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.keys = ["train_loss", "valid_loss", f"valid_{metric}"]
         self.progress = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[metrics]}"), console=console or Console(stderr=True), transient=False,
+            TextColumn("[bold]epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"), console=self.console, transient=False,
         )
         self.task: Any = None
+        self.total = 0
+
+    def _metrics(self, row: dict[str, float]) -> str:
+        return "  ".join(f"{k}={row[k]:.4g}" for k in self.keys if k in row)
 
     def on_train_start(self, state: LoopState, total_epochs: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=total_epochs, completed=state.epoch, metrics="")
+        self.total = total_epochs
+        if self.console.is_terminal:
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total_epochs, completed=state.epoch, metrics="")
 
     def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
-        shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and k != "seconds")
-        self.progress.update(self.task, completed=state.epoch, metrics=shown)
+        if self.task is not None:
+            self.progress.update(self.task, completed=state.epoch, metrics=self._metrics(row))
+        else:
+            self.console.print(f"epoch {state.epoch}/{self.total}  {self._metrics(row)}", highlight=False)
 
     def on_train_end(self, state: LoopState) -> None:
-        self.progress.stop()
+        if self.task is not None:
+            self.progress.stop()

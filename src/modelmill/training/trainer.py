@@ -81,7 +81,7 @@ class Trainer:
         if config.time_budget:
             self.callbacks.append(TimeBudget(config.time_budget))
         if config.progress:
-            self.callbacks.append(ProgressBar())
+            self.callbacks.append(ProgressBar(monitor))
 
     # ------------------------------------------------------------------ the loop
 
