@@ -88,3 +88,11 @@ def test_bundle_of_the_python_api_carries_plots_in_its_report(fitted: tuple[mode
     report = (path / "report.html").read_text()
     assert report.count("data:image/png;base64,") >= len(plots)
     assert "Cleaning" in report and "roc_auc" in report
+
+
+def test_evaluating_other_data_leaves_the_test_set_plots_for_the_bundle(tmp_path: Path) -> None:
+    pipeline = modelmill.Pipeline(base_config()).fit(make_frame(300))
+    before = dict(pipeline.plots_)
+    metrics = pipeline.evaluate(make_frame(100, seed=5), out_dir=tmp_path / "evaluation")
+    assert (tmp_path / "evaluation" / "plots" / "roc.png").is_file() and "roc_auc" in metrics
+    assert pipeline.plots_ == before

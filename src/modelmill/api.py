@@ -87,7 +87,8 @@ class Pipeline:
         self.result_ = self._train(parts, parts.tensors(train), valid_data, run_dir, resume)
         self.parts_, self.cleaning_ = parts, report
         self.profile_ = parts.profile(train)
-        self.metrics_ = self._score(test, run_dir / "plots" if run_dir else None, history=self.result_.history)
+        self.metrics_, self.plots_ = self._score(test, run_dir / "plots" if run_dir else None,
+                                                 history=self.result_.history)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
         return self
 
@@ -162,15 +163,16 @@ class Pipeline:
         frame = self.read(data)
         source = str(data) if not isinstance(data, pd.DataFrame) else "the frame"
         check_columns(frame, [f.name for f in self.parts.features] + [self.config.target.name], source=source)
-        metrics = self._score(frame, out_dir / "plots" if out_dir else None, history=[])
+        metrics, plots = self._score(frame, out_dir / "plots" if out_dir else None, history=[])
         if out_dir:
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             (out_dir / "report.html").write_bytes(
-                self._report_html(f"{self.config.name}: evaluation on {source}", metrics, {}))
+                self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}))
         return metrics
 
-    def _score(self, frame: pd.DataFrame, plots_dir: Path | None, *, history: list[dict[str, float]]) -> dict[str, Any]:
-        """Metrics on the labelled rows; the plots are kept in memory (and written to
+    def _score(self, frame: pd.DataFrame, plots_dir: Path | None, *,
+               history: list[dict[str, float]]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Metrics on the labelled rows, and the plots as PNG bytes (also written to
         ``plots_dir`` when given)."""
         parts = self.parts_ if self.parts_ is not None else self.parts
         known = labelled_rows(frame, parts.target)
@@ -180,6 +182,7 @@ class Pipeline:
         raw = predict_raw(parts.model, parts.inputs(frame))
         truth = parts.target.codes(frame[parts.target.name])
         metrics = _metrics(parts.target, raw, truth)
+        plots: dict[str, bytes] = {}
         if self.config.evaluation.plots:
             predictions = parts.target.postprocess(raw)
             proba = predictions.proba[:, 1] if parts.target.task == "binary" and predictions.proba is not None \
@@ -187,8 +190,8 @@ class Pipeline:
             with tempfile.TemporaryDirectory() as temp:
                 written = make_plots(parts.target.task, np.asarray(truth), predictions.codes, proba,
                                      parts.target.class_names, history, plots_dir or Path(temp))
-                self.plots_ = {path.name: path.read_bytes() for path in written.values()}
-        return metrics
+                plots = {path.name: path.read_bytes() for path in written.values()}
+        return metrics, plots
 
     # ------------------------------------------------------------------ saving
 
@@ -212,7 +215,7 @@ class Pipeline:
             files[f"plots/{name}"] = png
         if self.config.evaluation.report:
             files["report.html"] = self._report_html(f"{self.config.name}: test-set report", self.metrics_,
-                                                     self._run_sections())
+                                                     self.plots_, self._run_sections())
         info = {"name": self.config.name, "config_sha256": sha256(files["config.yaml"]),
                 "data_sha256": self.data_hash_}
         return write_bundle(Path(path), files, info)
@@ -231,10 +234,11 @@ class Pipeline:
             sections["Warnings"] = self.warnings_
         return sections
 
-    def _report_html(self, title: str, metrics: dict[str, Any], sections: dict[str, Any]) -> bytes:
+    def _report_html(self, title: str, metrics: dict[str, Any], pngs: dict[str, bytes],
+                     sections: dict[str, Any]) -> bytes:
         with tempfile.TemporaryDirectory() as temp:
             plots = {}
-            for name, png in self.plots_.items():
+            for name, png in pngs.items():
                 plots[name.removesuffix(".png")] = Path(temp) / name
                 plots[name.removesuffix(".png")].write_bytes(png)
             path = write_report(Path(temp) / "report.html", title=title, metrics=metrics, plots=plots,
