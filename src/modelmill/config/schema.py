@@ -324,7 +324,16 @@ class EarlyStoppingConfig(Section):
 
 class TrainingConfig(Section):
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(256, ge=1)
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="Rows per step; auto = training rows / 32 rounded down to a power of "
+        "two, between 16 and 256 (small data sets still get enough optimiser steps)."
+    )
+
+    @model_validator(mode="after")
+    def _positive_batch(self) -> TrainingConfig:
+        if isinstance(self.batch_size, int) and self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1 (or auto)")
+        return self
     optimizer: OptimizerConfig = Field(default_factory=AdamWConfig)
     scheduler: SchedulerConfig = Field(default_factory=OneCycleConfig)
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights.")

@@ -8,6 +8,7 @@ per-row Python work in the loop.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -73,6 +74,7 @@ class Trainer:
         self.loss = loss
         self.scorer = scorer
         self.checkpoint_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
+        self.batch_size = 1
         stopping = config.early_stopping
         self.stopper = EarlyStopping(monitor, mode, stopping.patience, stopping.min_delta)
         self.callbacks: list[Callback] = list(callbacks or [])
@@ -93,6 +95,7 @@ class Trainer:
         model.to(device)
         self.loss.to(device)
         train, valid = train.to(device), valid.to(device)
+        self.batch_size = resolve_batch_size(config.batch_size, len(train))
         steps = self._steps_per_epoch(len(train))
         optimizer = OPTIMIZERS.get(config.optimizer.type)(config.optimizer, model.parameters())
         schedule = SCHEDULERS.get(config.scheduler.type)(config.scheduler, optimizer, config.epochs, steps)
@@ -124,7 +127,7 @@ class Trainer:
                            state.elapsed, state.stop_reason or "all epochs done")
 
     def _steps_per_epoch(self, rows: int) -> int:
-        full, rest = divmod(rows, self.config.batch_size)
+        full, rest = divmod(rows, self.batch_size)
         return full + (1 if rest >= 2 else 0)  # a last batch of one row would break batch norm
 
     def _train_epoch(
@@ -137,7 +140,7 @@ class Trainer:
         order = torch.randperm(len(data), device=data.target.device)
         model.train()
         total, count = 0.0, 0
-        size = self.config.batch_size
+        size = self.batch_size
         for step in range(self._steps_per_epoch(len(data))):
             inputs, target = data.take(order[step * size:(step + 1) * size])
             optimizer.zero_grad(set_to_none=True)
@@ -202,6 +205,15 @@ class Trainer:
         if schedule and parts["scheduler"] is not None:
             schedule.scheduler.load_state_dict(parts["scheduler"])
         return LoopState(**parts["loop"]), parts["best"]
+
+
+def resolve_batch_size(setting: int | str, rows: int) -> int:
+    """``auto``: rows / 32 rounded down to a power of two, clamped to 16..256."""
+    if isinstance(setting, int):
+        return setting
+    if rows < 32 * 16:
+        return 16
+    return min(256, 2 ** int(math.log2(rows / 32)))
 
 
 @torch.no_grad()
