@@ -37,7 +37,7 @@ def init(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Write a commented config inferred from the data."""
-    from modelmill.config.infer import infer_config_with_warnings
+    from modelmill.data.infer_config import infer_config_with_warnings
     from modelmill.config.schema import DataConfig
     from modelmill.data.sources import read_table
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from modelmill.config import parse_config
-from modelmill.config.infer import default_name, infer_config, infer_config_with_warnings
+from modelmill.data.infer_config import default_name, infer_config, infer_config_with_warnings
 from modelmill.config.schema import PipelineConfig
 from modelmill.errors import ConfigError, DataError
 
