@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelmill.config.schema import DataConfig
-from modelmill.data import download, sources
+from modelmill.data import download
 from modelmill.data.sources import infer_format, read_table
 from modelmill.errors import ConfigError, DataError
 
