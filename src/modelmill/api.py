@@ -31,7 +31,7 @@ from modelmill.data.validate import check_columns, validate_frame
 from modelmill.errors import DataError, ModelError
 from modelmill.evaluation.metrics import check_metric, compute_metrics, default_metric, metric_direction
 from modelmill.evaluation.plots import make_plots
-from modelmill.evaluation.report import write_report
+from modelmill.evaluation.report import render_report
 from modelmill.features import TARGETS, Target
 from modelmill.training import TensorData, Trainer, TrainResult, predict_raw
 
@@ -174,7 +174,7 @@ class Pipeline:
                history: list[dict[str, float]]) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Metrics on the labelled rows, and the plots as PNG bytes (also written to
         ``plots_dir`` when given)."""
-        parts = self.parts_ if self.parts_ is not None else self.parts
+        parts = self.parts
         known = labelled_rows(frame, parts.target)
         if not known.any():
             raise DataError("no row has a known target value to evaluate against", column=parts.target.name)
@@ -236,14 +236,9 @@ class Pipeline:
 
     def _report_html(self, title: str, metrics: dict[str, Any], pngs: dict[str, bytes],
                      sections: dict[str, Any]) -> bytes:
-        with tempfile.TemporaryDirectory() as temp:
-            plots = {}
-            for name, png in pngs.items():
-                plots[name.removesuffix(".png")] = Path(temp) / name
-                plots[name.removesuffix(".png")].write_bytes(png)
-            path = write_report(Path(temp) / "report.html", title=title, metrics=metrics, plots=plots,
-                                sections=sections, config_yaml=dump_config(self.config))
-            return path.read_bytes()
+        plots = {name.removesuffix(".png"): png for name, png in pngs.items()}
+        return render_report(title=title, metrics=metrics, plots=plots, sections=sections,
+                             config_yaml=dump_config(self.config)).encode("utf-8")
 
 
 def load(path: str | Path) -> Pipeline:

@@ -77,6 +77,21 @@ def write_report(
         ``path``.
     """
     path = Path(path)
+    _write_atomic(path, render_report(title=title, metrics=metrics, plots=plots, sections=sections,
+                                      config_yaml=config_yaml))
+    return path
+
+
+def render_report(
+    *,
+    title: str,
+    metrics: dict[str, Any],
+    plots: Mapping[str, Path | bytes],
+    sections: dict[str, Any] | None = None,
+    config_yaml: str | None = None,
+) -> str:
+    """The report as an HTML string (see :func:`write_report`); a plot may also be given as
+    PNG bytes, so a caller holding images in memory need not write them to files first."""
     parts = [f"<h1>{_esc(title)}</h1>", _metrics_section(metrics)]
     if plots:
         parts.append(_plots_section(plots))
@@ -84,9 +99,7 @@ def write_report(
         parts.append(f"<h2>{_esc(heading)}</h2>\n{_render(value)}")
     if config_yaml is not None:
         parts.append(f"<h2>Configuration</h2>\n<pre>{_esc(config_yaml)}</pre>")
-    document = _page(title, "\n".join(parts))
-    _write_atomic(path, document)
-    return path
+    return _page(title, "\n".join(parts))
 
 
 # ---------------------------------------------------------------- sections
@@ -143,16 +156,21 @@ def _confusion_table(matrix: Any, labels: Any) -> str:
     )
 
 
-def _plots_section(plots: Mapping[str, Path]) -> str:
+def _plots_section(plots: Mapping[str, Path | bytes]) -> str:
     parts = ["<h2>Plots</h2>"]
-    for name, file in plots.items():
-        file = Path(file)
-        mime = _IMAGE_TYPES.get(file.suffix.lower())
-        if mime is None or not file.is_file():
-            why = "not an image type we embed" if mime is None else "file not found"
-            parts.append(f'<p class="note">Plot {_esc(name)} left out: {why} ({_esc(file.name)}).</p>')
-            continue
-        data = base64.b64encode(file.read_bytes()).decode("ascii")
+    for name, image in plots.items():
+        if isinstance(image, bytes):
+            mime: str | None = "image/png"
+            content = image
+        else:
+            file = Path(image)
+            mime = _IMAGE_TYPES.get(file.suffix.lower())
+            if mime is None or not file.is_file():
+                why = "not an image type we embed" if mime is None else "file not found"
+                parts.append(f'<p class="note">Plot {_esc(name)} left out: {why} ({_esc(file.name)}).</p>')
+                continue
+            content = file.read_bytes()
+        data = base64.b64encode(content).decode("ascii")
         caption = name.replace("_", " ")
         parts.append(
             f'<figure><img src="data:{mime};base64,{data}" alt="{_esc(caption)}">'
