@@ -17,10 +17,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from modelmill.api import Pipeline, load
+    from modelmill.serving import Client
     from modelmill.config import PipelineConfig
 
 __all__ = [
     "BundleError",
+    "Client",
     "ConfigError",
     "DataError",
     "ModelError",
@@ -40,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from modelmill import api
 
         return getattr(api, name)
+    if name == "Client":
+        from modelmill.serving import Client
+
+        return Client
     if name == "PipelineConfig":
         from modelmill.config import PipelineConfig
 

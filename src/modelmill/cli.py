@@ -116,6 +116,40 @@ def predict(
     err.print(f"wrote {len(predictions)} predictions to {output}")
 
 
+@app.command()
+def serve(
+    models: Annotated[Path, typer.Argument(help="A bundle, a run directory, or a folder of versions 1/, 2/, ….")],
+    host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000; 0 picks a free one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes (default 1).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Model threads per worker (default: auto).")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Records per model call (1: no batching).")] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Longest wait for a fuller batch.")] = None,
+    queue_size: Annotated[int | None, typer.Option(help="Queued requests before 503.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds before a request gets 504.")] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Larger bodies get 413.")] = None,
+    max_records: Annotated[int | None, typer.Option(help="Records per request, at most.")] = None,
+    grace: Annotated[float | None, typer.Option(help="Seconds to finish requests on SIGTERM.")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """Serve a bundle (or the newest of a folder of versions) as a REST API."""
+    from modelmill.serving.server import serve as run_server
+
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "workers": workers, "threads": threads, "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms, "queue_size": queue_size, "timeout_s": timeout,
+        "max_body_bytes": max_body_bytes, "max_records": max_records, "grace_s": grace,
+    }
+
+    def announce(url: str) -> None:
+        out.print(f"serving {models} at {url}  ·  API docs: {url}/docs  ·  Ctrl-C stops", highlight=False,
+                  soft_wrap=True)
+
+    run_server(models, {k: v for k, v in overrides.items() if v is not None}, access_log=access_log,
+               announce=announce)
+    err.print("stopped")
+
+
 @app.command("render-config")
 def render_config(config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")]) -> None:
     """Print the config with every default filled in."""

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modelmill.config.serving import ServingConfig
+
 
 class Section(BaseModel):
     """Base of every config section: strict keys, validated on assignment."""
@@ -367,6 +369,7 @@ class PipelineConfig(Section):
     model: ModelConfig = Field(default_factory=MLPModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

@@ -1,0 +1,263 @@
+"""The FastAPI app of a served model.
+
+Request bodies are read by hand (size-limited before anything is buffered) and validated
+by the model's own contract (:mod:`modelmill.serving.schema`), whose JSON Schema is also
+the request body of the OpenAPI docs. Every error answer has one shape,
+``{"error": {"code", "message", "details"?}, "request_id"}``, and no paths or traces.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
+
+from modelmill.serving.openapi import openapi_document
+from modelmill.serving.problem import Problem
+from modelmill.serving.schema import public_errors
+from modelmill.serving.state import ServerState
+
+log = logging.getLogger("modelmill.serving")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/v1/admin/reload",
+          "/v1/admin/rollback", "/docs", "/redoc", "/openapi.json")
+
+
+class VersionRequest(BaseModel):
+    """Body of ``/v1/admin/reload``: a version name, or nothing for the newest."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(None, max_length=256)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.batcher.start()
+        _drain_on_stop_signals(state)
+        try:
+            yield
+        finally:
+            state.begin_drain()
+            state.batcher.stop(timeout=state.settings.grace_s)
+
+    app = FastAPI(title=f"modelmill: {state.current.name}", version=state.current.version, lifespan=lifespan)
+    app.state.serving = state
+    app.openapi = lambda: openapi_document(app, state)  # type: ignore[method-assign]
+    _add_error_handlers(app)
+    app.add_middleware(_Observed, state=state)  # type: ignore[arg-type]
+    _add_routes(app, state)
+    return app
+
+
+def _drain_on_stop_signals(state: ServerState) -> None:
+    """Flip readiness to 503 the moment SIGTERM or SIGINT arrives, then let uvicorn's own
+    handler (installed before the app starts, restored after it stops) shut down gracefully."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (a server run in a thread, as in tests)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        stop = signal.getsignal(sig)
+        if not callable(stop):
+            continue
+
+        def drain_then_stop(number: int, frame: Any, stop: Callable[[int, Any], Any] = stop) -> None:
+            state.begin_drain()
+            stop(number, frame)
+
+        signal.signal(sig, drain_then_stop)
+
+
+def _add_routes(app: FastAPI, state: ServerState) -> None:
+    settings = state.settings
+
+    @app.post("/v1/predict", tags=["predict"], summary="Predict one or many records")
+    async def predict(request: Request) -> JSONResponse:
+        request_id = request.state.request_id
+        state.batcher.arriving += 1
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            model = state.current
+            try:
+                payload = model.contract.adapter.validate_json(body)
+            except ValidationError as exc:
+                kind, details = public_errors(exc.errors(include_url=False, include_input=False,
+                                                         include_context=False))
+                status = 400 if kind == "invalid_json" else 422
+                message = "the body is not valid JSON" if status == 400 else "the request does not match " \
+                    "the model's input schema (GET /v1/model lists it)"
+                raise Problem(status, kind, message, details=details) from None
+        finally:
+            state.batcher.arriving -= 1
+        predictions, used = await state.batcher.predict(model, payload["instances"], settings.timeout_s)
+        return JSONResponse({"model": used.name, "version": used.version, "request_id": request_id,
+                             "predictions": predictions})
+
+    @app.get("/v1/model", tags=["model"], summary="The served model: metadata, metrics, input schema")
+    async def model_info() -> dict[str, Any]:
+        limits = settings.model_dump(include={"max_batch_size", "max_wait_ms", "max_records",
+                                              "max_body_bytes", "timeout_s", "unknown_categories"})
+        return {**state.current.describe(), "versions": state.root.versions(), "limits": limits}
+
+    @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], summary="Readiness: 200 while taking traffic, 503 when draining")
+    async def readyz() -> JSONResponse:
+        if state.ready:
+            return JSONResponse({"status": "ready", "model": state.current.name, "version": state.current.version})
+        return JSONResponse({"status": "draining" if state.draining else "not ready"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/v1/admin/reload", tags=["admin"], summary="Serve the newest version, or a named one")
+    async def reload(request: Request) -> dict[str, Any]:
+        _check_admin(request, state)
+        body = await _read_body(request, 4096)
+        try:
+            version = VersionRequest.model_validate_json(body or b"{}").version
+        except ValidationError as exc:
+            _, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
+            raise Problem(422, "invalid_request", "expected {\"version\": \"NAME\"} or an empty body",
+                          details=details) from None
+        return await state.reload(version)
+
+    @app.post("/v1/admin/rollback", tags=["admin"], summary="Serve the previous version again")
+    async def rollback(request: Request) -> dict[str, Any]:
+        _check_admin(request, state)
+        return await state.rollback()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "invalid_length", "the Content-Length header is not a number")
+        if int(declared) > limit:
+            raise Problem(413, "too_large", f"the body has {declared} bytes; the limit is {limit}. "
+                          "Fix: send fewer records per request")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "too_large", f"the body passes the limit of {limit} bytes. "
+                          "Fix: send fewer records per request")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_admin(request: Request, state: ServerState) -> None:
+    settings = state.settings
+    client = request.client.host if request.client else ""
+    if not settings.admin_remote and not _is_loopback(client):
+        raise Problem(403, "forbidden", "admin calls are accepted from this host only "
+                      "(serving.admin_remote is off)")
+    token = os.environ.get(settings.admin_token_env, "")
+    if not token:
+        raise Problem(403, "admin_disabled", f"admin endpoints are off: start the server with the "
+                      f"environment variable {settings.admin_token_env} set to a secret token")
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Problem(401, "unauthorized", "missing or wrong admin token: send 'Authorization: Bearer TOKEN'",
+                      headers={"WWW-Authenticate": "Bearer"})
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def answer(request: Request, problem: Problem) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "")
+        return JSONResponse(problem.body(request_id), status_code=problem.status, headers=problem.headers)
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return answer(request, exc)
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        problem = Problem(exc.status_code, code, str(exc.detail)[:200], headers=dict(exc.headers or {}))
+        return answer(request, problem)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _, details = public_errors(list(exc.errors()))
+        return answer(request, Problem(422, "invalid_request", "the request is not valid", details=details))
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return answer(request, Problem(500, "internal", "internal error; the server log has the details"))
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Observed:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): a request id for every
+    request (echoed in ``X-Request-ID``), and the status and latency of every answer."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], state: ServerState) -> None:
+        self.app = app
+        self.metrics = state.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope.get("path", "")
+        route = path if path in ROUTES else "other"
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -1,0 +1,130 @@
+"""A Python client of the REST service: frames in, frames out.
+
+``Client(url).predict(frame)`` returns the same columns as ``Pipeline.predict`` (and
+``modelmill predict``), indexed like the input. Large frames are sent in chunks of the
+server's ``max_records``; a 503 (busy) is retried after its Retry-After, a few times.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from modelmill.errors import ServingError
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0, retries: int = 3,
+                 admin_token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self._max_records: int | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def predict(self, data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """Predictions for every row (or record), as a DataFrame with the input's index."""
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data))
+        if frame.empty:
+            raise ServingError("0 rows to predict")
+        records = _records(frame)
+        chunk = self.max_records
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(records), chunk):
+            answer = self._call("POST", "/v1/predict", json={"instances": records[start:start + chunk]})
+            rows.extend(answer["predictions"])
+        return pd.DataFrame.from_records(rows, index=frame.index)
+
+    def model(self) -> dict[str, Any]:
+        """The served model's metadata, metrics, input schema and versions."""
+        return self._call("GET", "/v1/model")
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def reload(self, version: str | None = None) -> dict[str, Any]:
+        """Admin: serve ``version`` (default: the newest). Needs ``admin_token``."""
+        return self._call("POST", "/v1/admin/reload", json={"version": version})
+
+    def rollback(self) -> dict[str, Any]:
+        """Admin: serve the previous version again. Needs ``admin_token``."""
+        return self._call("POST", "/v1/admin/rollback")
+
+    @property
+    def max_records(self) -> int:
+        if self._max_records is None:
+            self._max_records = int(self.model()["limits"]["max_records"])
+        return self._max_records
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise ServingError(f"cannot reach {self.url}{path}: {exc}") from None
+            if response.status_code == 503 and attempt < self.retries:
+                time.sleep(_retry_after(response))
+                continue
+            if response.is_success:
+                return response.json()
+            raise ServingError(_describe_failure(response, f"{method} {self.url}{path}"))
+        raise AssertionError("unreachable")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready records: NaN and NaT to null, numpy scalars to Python, dates to ISO text."""
+    columns = [str(c) for c in frame.columns]
+    return [{c: _plain(v) for c, v in zip(columns, row)} for row in frame.itertuples(index=False, name=None)]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (datetime, date, pd.Timestamp)):
+        return value.isoformat()
+    if value is pd.NA:
+        return None
+    return value
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(10.0, max(0.05, float(response.headers.get("retry-after", "1"))))
+    except ValueError:
+        return 1.0
+
+
+def _describe_failure(response: httpx.Response, what: str) -> str:
+    try:
+        error = response.json()["error"]
+        details = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}"
+                            for d in error.get("details", [])[:5])
+        message = f"{error['message']}" + (f" ({details})" if details else "")
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:300]
+    return f"{what} answered {response.status_code}: {message}"

@@ -1,0 +1,106 @@
+"""The OpenAPI document: FastAPI's, with the served model's real request and response
+schemas (field names, types, allowed categories) and every error answer filled in."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+if TYPE_CHECKING:
+    from modelmill.serving.state import ServerState
+
+PROBLEM = {
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"loc": {"type": "array", "items": {"anyOf": [{"type": "string"},
+                                                                                {"type": "integer"}]}},
+                                   "msg": {"type": "string"}, "type": {"type": "string"}}}},
+            },
+        },
+        "request_id": {"type": "string"},
+    },
+}
+ERRORS = {
+    "400": "The body is not JSON (or too deeply nested)",
+    "401": "Missing or wrong admin token",
+    "403": "Admin endpoints are off, or the caller is not local",
+    "404": "Unknown version",
+    "409": "The version failed to load or warm up (the old one keeps serving), or a swap is running",
+    "413": "The body is over the size limit",
+    "422": "The request does not match the input schema; details name each field",
+    "503": "Busy (the queue is full) or shutting down; see Retry-After",
+    "504": "The model did not answer in time",
+}
+_OPERATION_ERRORS = {
+    ("/v1/predict", "post"): ("400", "413", "422", "503", "504"),
+    ("/v1/admin/reload", "post"): ("400", "401", "403", "404", "409", "413", "422"),
+    ("/v1/admin/rollback", "post"): ("401", "403", "409"),
+    ("/readyz", "get"): ("503",),
+}
+_cache: dict[int, tuple[str, dict[str, Any]]] = {}
+
+
+def openapi_document(app: FastAPI, state: ServerState) -> dict[str, Any]:
+    model = state.current
+    cached = _cache.get(id(app))
+    if cached and cached[0] == model.version:
+        return cached[1]
+    document = get_openapi(title=app.title, version=model.version, routes=app.routes,
+                           description=f"Predictions of the modelmill model {model.name!r}, version "
+                           f"{model.version!r}. The request schema is the model's own input schema.")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    request = copy.deepcopy(model.contract.json_schema)
+    schemas.update(request.pop("$defs", {}))
+    schemas["PredictRequest"] = request
+    schemas["PredictResponse"] = _response_schema(state)
+    schemas["Problem"] = PROBLEM
+    paths = document["paths"]
+    paths["/v1/predict"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/PredictRequest"}, "example": model.contract.example}}}
+    paths["/v1/predict"]["post"]["responses"]["200"] = {"description": "One prediction per record",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}}
+    paths["/v1/admin/reload"]["post"]["requestBody"] = {"required": False, "content": {"application/json": {
+        "schema": {"type": "object", "additionalProperties": False,
+                   "properties": {"version": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]}}}}}}
+    for (path, method), codes in _OPERATION_ERRORS.items():
+        responses = paths[path][method]["responses"]
+        for code in codes:
+            responses[code] = {"description": ERRORS[code],
+                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for path in ("/v1/admin/reload", "/v1/admin/rollback"):
+        paths[path]["post"]["security"] = [{"adminToken": []}]
+    document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"}}
+    _cache[id(app)] = (model.version, document)
+    return document
+
+
+def _response_schema(state: ServerState) -> dict[str, Any]:
+    target = state.current.pipeline.parts.target
+    label: dict[str, Any] = {"type": "number"} if target.task == "number" else {}
+    properties: dict[str, Any] = {f"{target.name}_predicted": {"anyOf": [label, {"type": "null"}]} if label
+                                  else {}}
+    for name in target.class_names if target.task != "number" else []:
+        properties[f"{target.name}_probability_{name}"] = {"type": "number", "minimum": 0, "maximum": 1}
+    return {
+        "type": "object",
+        "required": ["model", "version", "request_id", "predictions"],
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "request_id": {"type": "string"},
+            "predictions": {"type": "array", "items": {"type": "object", "properties": properties,
+                                                       "required": list(properties)}},
+        },
+    }

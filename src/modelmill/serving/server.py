@@ -1,0 +1,133 @@
+"""Running the service: settings, threads, uvicorn, workers and graceful shutdown.
+
+On SIGTERM (or Ctrl-C) readiness flips to 503 at once, uvicorn stops accepting
+connections, in-flight and queued requests complete within ``grace_s``, then the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
+
+from modelmill.config.serving import ServingConfig
+from modelmill.errors import ConfigError
+from modelmill.serving.app import create_app
+from modelmill.serving.models import ModelRoot
+from modelmill.serving.state import ServerState
+
+log = logging.getLogger("modelmill.serving")
+_ENVIRONMENT = "MODELMILL_SERVE"
+
+
+def resolve_settings(root: ModelRoot, version: str, overrides: dict[str, Any]) -> ServingConfig:
+    """The bundle's ``serving:`` section with the command line's values on top."""
+    import yaml
+
+    from modelmill.bundle import read_bundle
+    from modelmill.config import parse_config
+
+    bundle = read_bundle(root.locate(version))
+    config = parse_config(yaml.safe_load(bundle.text("config.yaml")), origin=str(bundle.path / "config.yaml"))
+    merged = {**config.serving.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return ServingConfig.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "serving." + ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{first['msg']} (got {first.get('input')!r})", path=where) from None
+
+
+def model_threads(settings: ServingConfig) -> int:
+    """Intra-op threads per worker. One core is left to the event loop when cores are few:
+    torch threads competing with the HTTP loop for 2 cores cost far more than they give."""
+    if settings.threads != "auto":
+        return int(settings.threads)
+    from modelmill.training.runtime import physical_cores
+
+    share = physical_cores() // settings.workers
+    return max(1, min(8, share - 1 if share <= 4 else share))
+
+
+def load_state(path: str | Path, overrides: dict[str, Any]) -> ServerState:
+    """Open the model root, load and warm its newest version: the state of one worker."""
+    import torch
+
+    root = ModelRoot(Path(path))
+    version = root.newest()
+    settings = resolve_settings(root, version, overrides)
+    torch.set_num_threads(model_threads(settings))
+    first = root.load(version, settings)
+    return ServerState(root, settings, first)
+
+
+def app_from_environment() -> Any:
+    """App factory for worker processes (``--workers N``): reads what ``serve`` put in the
+    environment, so every worker loads and warms its own copy of the model."""
+    spec = json.loads(os.environ[_ENVIRONMENT])
+    return create_app(load_state(spec["path"], spec["overrides"]))
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, telling its URL once it listens (port 0 picks a free port)."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[str], None] | None = None) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.announce and self.servers:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            self.announce(f"http://{_url_host(self.config.host)}:{port}")
+
+
+def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = False,
+          announce: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C; returns normally after a graceful stop."""
+    workers = int(overrides.get("workers") or 1)
+    if workers == 1:
+        state = load_state(path, overrides)
+        settings = state.settings
+        config = uvicorn.Config(create_app(state), host=settings.host, port=settings.port,
+                                timeout_graceful_shutdown=int(settings.grace_s) or None,
+                                access_log=access_log, log_level="info", lifespan="on")
+        server = AnnouncingServer(config, announce)
+        _ignore_reraised_signals()
+        server.run()
+        return
+    # Check the model and the settings once here, so that mistakes fail before forking.
+    settings = resolve_settings(ModelRoot(Path(path)), ModelRoot(Path(path)).newest(), overrides)
+    os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides})
+    config = uvicorn.Config("modelmill.serving.server:app_from_environment", factory=True,
+                            host=settings.host, port=settings.port, workers=workers,
+                            timeout_graceful_shutdown=int(settings.grace_s) or None,
+                            access_log=access_log, log_level="info", lifespan="on")
+    sock = config.bind_socket()
+    if announce:
+        announce(f"http://{_url_host(settings.host)}:{sock.getsockname()[1]}")
+    _ignore_reraised_signals()
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def _ignore_reraised_signals() -> None:
+    """uvicorn re-raises the stop signal after a graceful shutdown, restoring the handler it
+    found. Installing a no-op first makes a graceful SIGTERM end with exit code 0."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,82 @@
+"""What one server process holds: the model root, the served version, the history of
+versions for rollback, the batcher, the metrics and the readiness flag."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from modelmill.config.serving import ServingConfig
+from modelmill.serving.batcher import Batcher
+from modelmill.serving.metrics import ServerMetrics
+from modelmill.serving.models import ModelRoot, ServedModel, version_order
+from modelmill.serving.problem import Problem
+
+log = logging.getLogger("modelmill.serving")
+
+
+class ServerState:
+    def __init__(self, root: ModelRoot, settings: ServingConfig, first: ServedModel) -> None:
+        self.root = root
+        self.settings = settings
+        self.current = first
+        self.history: list[str] = []  # versions served before the current one, oldest first
+        self.draining = False
+        self.metrics = ServerMetrics()
+        self.batcher = Batcher(max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
+                               queue_size=settings.queue_size, on_batch=self.metrics.observe_batch)
+        self.metrics.watch(lambda: self.batcher.depth, lambda: self.ready)
+        self.metrics.serving(first.name, first.version)
+        self._swap_lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.batcher.alive
+
+    def begin_drain(self) -> None:
+        """Readiness answers 503 from now on; requests already accepted still complete."""
+        if not self.draining:
+            log.info("draining: readiness is now 503; finishing in-flight requests")
+        self.draining = True
+
+    async def reload(self, version: str | None) -> dict[str, Any]:
+        """Load and warm ``version`` (default: the newest), then switch to it atomically."""
+        return await self._switch(lambda: version or self.root.newest(), rollback=False)
+
+    async def rollback(self) -> dict[str, Any]:
+        """Back to the version served before this one (or, after a restart, the next older)."""
+        def previous() -> str:
+            if self.history:
+                return self.history[-1]
+            older = [v for v in self.root.versions()
+                     if version_order(v) < version_order(self.current.version)]
+            if not older:
+                raise Problem(409, "nothing_to_roll_back", f"no version older than {self.current.version!r}")
+            return older[-1]
+
+        return await self._switch(previous, rollback=True)
+
+    async def _switch(self, choose: Any, *, rollback: bool) -> dict[str, Any]:
+        if self._swap_lock.locked():
+            raise Problem(409, "busy", "another reload or rollback is running; retry when it is done")
+        async with self._swap_lock:
+            version = choose()
+            started = time.perf_counter()
+            try:
+                model = await asyncio.to_thread(self.root.load, version, self.settings)
+            except Problem:
+                self.metrics.swaps.labels("failed").inc()
+                raise
+            previous = self.current
+            self.current = model  # one reference assignment: every later request sees the new version
+            if rollback and self.history and self.history[-1] == version:
+                self.history.pop()
+            elif previous.version != version:
+                self.history.append(previous.version)
+            self.metrics.serving(model.name, model.version)
+            self.metrics.swaps.labels("rollback" if rollback else "reload").inc()
+            log.info("now serving %s version %s (was %s)", model.name, model.version, previous.version)
+            return {"model": model.name, "version": model.version, "previous": previous.version,
+                    "seconds": round(time.perf_counter() - started, 3)}
