@@ -71,8 +71,9 @@ class ServerState:
                 raise
             previous = self.current
             self.current = model  # one reference assignment: every later request sees the new version
-            if rollback and self.history and self.history[-1] == version:
-                self.history.pop()
+            if rollback:  # the history is a stack: a rollback pops, it never pushes
+                if self.history and self.history[-1] == version:
+                    self.history.pop()
             elif previous.version != version:
                 self.history.append(previous.version)
             self.metrics.serving(model.name, model.version)

@@ -1,0 +1,96 @@
+"""Served models for the serving tests: two versions of a small trained pipeline, and a
+real uvicorn server on 127.0.0.1 (run in a thread, so a test can also reach its state)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from modelmill.api import Pipeline
+from modelmill.serving.app import create_app
+from modelmill.serving.server import load_state
+from modelmill.serving.state import ServerState
+from tests.conftest import base_config, make_frame
+
+TOKEN = "test-admin-token-0123456789"
+
+
+def _train(folder: Path, seed: int) -> Path:
+    frame = make_frame(rows=300, seed=seed)
+    config = base_config(training={"epochs": 2, "batch_size": 64, "progress": False, "seed": seed})
+    pipeline = Pipeline(config).fit(frame)
+    return pipeline.save(folder)
+
+
+@pytest.fixture(scope="session")
+def trained_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with versions 1/ and 2/ (two trainings of the same pipeline)."""
+    root = tmp_path_factory.mktemp("models")
+    _train(root / "1", seed=1)
+    _train(root / "2", seed=2)
+    return root
+
+
+@pytest.fixture
+def versions(trained_versions: Path, tmp_path: Path) -> Path:
+    """A private copy, so that a test may add, break or remove versions."""
+    copy = tmp_path / "models"
+    shutil.copytree(trained_versions, copy)
+    return copy
+
+
+@dataclass
+class LiveServer:
+    url: str
+    state: ServerState
+    server: uvicorn.Server
+
+
+@contextmanager
+def live_server(path: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """``modelmill serve PATH`` on a free port of 127.0.0.1, for the duration of a block."""
+    state = load_state(path, {"port": 0, **overrides})
+    config = uvicorn.Config(create_app(state), host=state.settings.host, port=0, log_level="warning",
+                            timeout_graceful_shutdown=5, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", state, server)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def admin_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MODELMILL_ADMIN_TOKEN", TOKEN)
+    return TOKEN
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def record(**changes: Any) -> dict[str, Any]:
+    """A valid request record for the test pipeline."""
+    base = {"x": 0.5, "colour": "red", "flag": "yes", "when": "2021-03-04", "review": "great tasty"}
+    return {**base, **changes}
