@@ -43,7 +43,10 @@ def parse_dates(column: pd.Series, fmt: str | None, *, feature: str) -> pd.Serie
         parsed = column
     else:
         text = as_strings(column)
-        parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce")
+        try:
+            parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce")
+        except ValueError:  # offsets that differ between rows: compare them all in UTC
+            parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce", utc=True)
         bad = parsed.isna() & text.notna()
         if bad.any():
             examples = ", ".join(repr(v) for v in text[bad].unique()[:3])

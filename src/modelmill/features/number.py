@@ -15,6 +15,8 @@ from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers
 from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, histogram_profile
 
+SCALED_LIMIT = 1e4
+
 
 class Standardize(nn.Module):
     """Identity on already-normalised numbers; kept as a module so every feature has one."""
@@ -55,7 +57,9 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     def _scale(self, values: np.ndarray) -> np.ndarray:
         if self.config.normalization == "log1p":
             values = np.sign(values) * np.log1p(np.abs(values))
-        return (values - self.center_) / self.scale_
+        # Bounded far outside any real data (10^4 spreads from the centre), so that an
+        # absurd input such as 1e308 cannot overflow float32 into inf and NaN predictions.
+        return np.clip((values - self.center_) / self.scale_, -SCALED_LIMIT, SCALED_LIMIT)
 
     def _piecewise(self, scaled: np.ndarray) -> np.ndarray:
         """(rows,) → (rows, bins): 1 for bins left of the value, the position inside its own
