@@ -95,6 +95,7 @@ class AnnouncingServer(uvicorn.Server):
 def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = False,
           announce: Callable[[str], None] | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C; returns normally after a graceful stop."""
+    _log_like_uvicorn()
     workers = int(overrides.get("workers") or 1)
     if workers == 1:
         state = load_state(path, overrides)
@@ -118,6 +119,19 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         announce(f"http://{_url_host(settings.host)}:{sock.getsockname()[1]}")
     _ignore_reraised_signals()
     Multiprocess(config, sockets=[sock]).run()
+
+
+def _log_like_uvicorn() -> None:
+    """The service's own lines (versions loaded, swaps, draining, errors with their traces)
+    go to stderr beside uvicorn's, in the same format."""
+    logger = logging.getLogger("modelmill.serving")
+    if not any(getattr(h, "modelmill_serving", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        handler.modelmill_serving = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _ignore_reraised_signals() -> None:

@@ -1,0 +1,90 @@
+"""SIGTERM under load: readiness flips, in-flight requests complete, the process exits 0.
+The server is the real ``modelmill serve`` command in its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.conftest import free_port, record
+
+
+def _start(versions: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "modelmill.cli", "serve", str(versions), "--port", str(port), *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited early:\n{process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the server did not become ready")
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_under_load_completes_in_flight_requests_and_exits_0(trained_versions: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start(trained_versions, port, "--grace", "30")
+    try:
+        _wait_ready(process, url)
+        body = {"instances": [record(x=i / 100) for i in range(1000)]}  # heavy: tens of ms per call
+        outcomes: list[tuple[float, float, str]] = []  # (sent, answered, outcome)
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                while not stop.is_set():
+                    sent = time.monotonic()
+                    try:
+                        outcome = str(http.post("/v1/predict", json=body).status_code)
+                    except httpx.TransportError as exc:  # refused or reset once the server stops listening
+                        outcome = type(exc).__name__
+                    outcomes.append((sent, time.monotonic(), outcome))
+                    if not outcome.isdigit():
+                        return
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        terminated_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=60)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        log = process.stdout.read() if process.stdout else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert exit_code == 0, log
+    assert "draining" in log and "Traceback" not in log, log
+    before = [o for o in outcomes if o[0] < terminated_at]
+    in_flight = [o for o in before if o[1] > terminated_at]  # sent before SIGTERM, answered after
+    assert len(before) > 20 and len(in_flight) >= 4, (len(before), len(in_flight))
+    assert [o[2] for o in before if o[2] != "200"] == []  # nothing sent before SIGTERM failed
+    assert not [o for o in outcomes if o[2].isdigit() and o[2] != "200"]  # no 5xx (or any non-200) at all
+
+
+def test_a_bad_model_path_is_one_clear_error(tmp_path: Path) -> None:
+    process = subprocess.run([sys.executable, "-m", "modelmill.cli", "serve", str(tmp_path / "nothing")],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert "does not exist" in process.stderr and "Traceback" not in process.stderr
