@@ -8,6 +8,7 @@ the request body of the OpenAPI docs. Every error answer has one shape,
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
@@ -50,10 +51,13 @@ def create_app(state: ServerState) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
         _drain_on_stop_signals(state)
+        follower = asyncio.create_task(state.follow_selection()) if state.selection else None
         try:
             yield
         finally:
             state.begin_drain()
+            if follower:
+                follower.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
 
     app = FastAPI(title=f"modelmill: {state.current.name}", version=state.current.version, lifespan=lifespan)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
 from modelmill.config.serving import ServingConfig
-from modelmill.errors import ConfigError
+from modelmill.errors import ConfigError, ServingError
 from modelmill.serving.app import create_app
 from modelmill.serving.models import ModelRoot
 from modelmill.serving.state import ServerState
@@ -59,7 +61,7 @@ def model_threads(settings: ServingConfig) -> int:
     return max(1, min(8, share - 1 if share <= 4 else share))
 
 
-def load_state(path: str | Path, overrides: dict[str, Any]) -> ServerState:
+def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | None = None) -> ServerState:
     """Open the model root, load and warm its newest version: the state of one worker."""
     import torch
 
@@ -68,14 +70,15 @@ def load_state(path: str | Path, overrides: dict[str, Any]) -> ServerState:
     settings = resolve_settings(root, version, overrides)
     torch.set_num_threads(model_threads(settings))
     first = root.load(version, settings)
-    return ServerState(root, settings, first)
+    return ServerState(root, settings, first, selection)
 
 
 def app_from_environment() -> Any:
     """App factory for worker processes (``--workers N``): reads what ``serve`` put in the
     environment, so every worker loads and warms its own copy of the model."""
     spec = json.loads(os.environ[_ENVIRONMENT])
-    return create_app(load_state(spec["path"], spec["overrides"]))
+    _log_like_uvicorn()
+    return create_app(load_state(spec["path"], spec["overrides"], Path(spec["selection"])))
 
 
 class AnnouncingServer(uvicorn.Server):
@@ -100,6 +103,7 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     if workers == 1:
         state = load_state(path, overrides)
         settings = state.settings
+        _check_port_free(settings.host, settings.port)
         config = uvicorn.Config(create_app(state), host=settings.host, port=settings.port,
                                 timeout_graceful_shutdown=int(settings.grace_s) or None,
                                 access_log=access_log, log_level="info", lifespan="on")
@@ -108,8 +112,12 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         server.run()
         return
     # Check the model and the settings once here, so that mistakes fail before forking.
-    settings = resolve_settings(ModelRoot(Path(path)), ModelRoot(Path(path)).newest(), overrides)
-    os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides})
+    root = ModelRoot(Path(path))
+    settings = resolve_settings(root, root.newest(), overrides)
+    _check_port_free(settings.host, settings.port)
+    shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
+    os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides,
+                                           "selection": str(shared / "selection.json")})
     config = uvicorn.Config("modelmill.serving.server:app_from_environment", factory=True,
                             host=settings.host, port=settings.port, workers=workers,
                             timeout_graceful_shutdown=int(settings.grace_s) or None,
@@ -118,7 +126,24 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     if announce:
         announce(f"http://{_url_host(settings.host)}:{sock.getsockname()[1]}")
     _ignore_reraised_signals()
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A taken port is a user's matter: say so, instead of uvicorn's error and exit 1."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServingError(f"cannot listen on {host}:{port} ({exc.strerror}). Fix: stop what uses it, "
+                               "or pick another port with --port (0 picks a free one)") from None
 
 
 def _log_like_uvicorn() -> None:

@@ -4,11 +4,14 @@ versions for rollback, the batcher, the metrics and the readiness flag."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from modelmill.config.serving import ServingConfig
+from modelmill.files import atomic_write_bytes
 from modelmill.serving.batcher import Batcher
 from modelmill.serving.metrics import ServerMetrics
 from modelmill.serving.models import ModelRoot, ServedModel, version_order
@@ -18,8 +21,15 @@ log = logging.getLogger("modelmill.serving")
 
 
 class ServerState:
-    def __init__(self, root: ModelRoot, settings: ServingConfig, first: ServedModel) -> None:
+    """With ``--workers N`` every worker holds one of these. ``selection`` is then a file
+    shared by the workers: the one that answers an admin call writes the version it now
+    serves (and the rollback history) there, and the others follow within a second."""
+
+    def __init__(self, root: ModelRoot, settings: ServingConfig, first: ServedModel,
+                 selection: Path | None = None) -> None:
         self.root = root
+        self.selection = selection
+        self._selection_seen: float | None = None
         self.settings = settings
         self.current = first
         self.history: list[str] = []  # versions served before the current one, oldest first
@@ -58,7 +68,33 @@ class ServerState:
 
         return await self._switch(previous, rollback=True)
 
-    async def _switch(self, choose: Any, *, rollback: bool) -> dict[str, Any]:
+    async def follow_selection(self, interval: float = 0.5) -> None:
+        """Worker loop: serve what another worker's admin call selected."""
+        assert self.selection is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                changed = self.selection.stat().st_mtime_ns
+                if changed == self._selection_seen or self._swap_lock.locked():
+                    continue
+                chosen = json.loads(self.selection.read_bytes())
+            except (OSError, ValueError):
+                continue
+            self._selection_seen = changed
+            if chosen["version"] != self.current.version:
+                try:
+                    await self._switch(lambda: chosen["version"], rollback=False, publish=False)
+                except Problem as exc:
+                    log.error("could not follow the other workers to version %s: %s", chosen["version"], exc)
+            self.history = list(chosen["history"])
+
+    def _publish(self) -> None:
+        if self.selection is not None:
+            atomic_write_bytes(self.selection, json.dumps(
+                {"version": self.current.version, "history": self.history}).encode())
+            self._selection_seen = self.selection.stat().st_mtime_ns
+
+    async def _switch(self, choose: Any, *, rollback: bool, publish: bool = True) -> dict[str, Any]:
         if self._swap_lock.locked():
             raise Problem(409, "busy", "another reload or rollback is running; retry when it is done")
         async with self._swap_lock:
@@ -78,6 +114,8 @@ class ServerState:
                 self.history.append(previous.version)
             self.metrics.serving(model.name, model.version)
             self.metrics.swaps.labels("rollback" if rollback else "reload").inc()
+            if publish:
+                self._publish()
             log.info("now serving %s version %s (was %s)", model.name, model.version, previous.version)
             return {"model": model.name, "version": model.version, "previous": previous.version,
                     "seconds": round(time.perf_counter() - started, 3)}

@@ -1,10 +1,12 @@
-"""SIGTERM under load: readiness flips, in-flight requests complete, the process exits 0.
-The server is the real ``modelmill serve`` command in its own process."""
+"""The real ``modelmill serve`` command in its own process: SIGTERM under load (in-flight
+requests complete, exit 0), several workers following one admin call, and the errors a
+user can make when starting it."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -83,8 +85,52 @@ def test_sigterm_under_load_completes_in_flight_requests_and_exits_0(trained_ver
     assert not [o for o in outcomes if o[2].isdigit() and o[2] != "200"]  # no 5xx (or any non-200) at all
 
 
-def test_a_bad_model_path_is_one_clear_error(tmp_path: Path) -> None:
-    process = subprocess.run([sys.executable, "-m", "modelmill.cli", "serve", str(tmp_path / "nothing")],
+def _serve_fails(*args: str) -> str:
+    process = subprocess.run([sys.executable, "-m", "modelmill.cli", "serve", *args],
                              capture_output=True, text=True, timeout=120)
-    assert process.returncode == 2
-    assert "does not exist" in process.stderr and "Traceback" not in process.stderr
+    assert process.returncode == 2, process.stderr
+    assert "Traceback" not in process.stderr
+    return " ".join(process.stderr.split())  # rich wraps long lines
+
+
+def test_starting_errors_are_one_clear_message(tmp_path: Path, trained_versions: Path) -> None:
+    assert "does not exist" in _serve_fails(str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    assert "holds no bundle" in _serve_fails(str(tmp_path / "empty"))
+    assert "serving.max_batch_size" in _serve_fails(str(trained_versions), "--max-batch-size", "0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = _serve_fails(str(trained_versions), "--port", str(port))
+    assert f"cannot listen on 127.0.0.1:{port}" in message and "--port" in message
+
+
+@pytest.mark.timeout(300)
+def test_workers_follow_an_admin_reload(trained_versions: Path) -> None:
+    """Two worker processes; the admin call reaches one; both serve the new version."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    os.environ["MODELMILL_ADMIN_TOKEN"] = "token-for-workers"
+    try:
+        process = _start(trained_versions, port, "--workers", "2", "--grace", "10")
+    finally:
+        del os.environ["MODELMILL_ADMIN_TOKEN"]
+    try:
+        _wait_ready(process, url)
+        time.sleep(2)  # both workers up
+        with httpx.Client(base_url=url, timeout=30) as http:
+            reload = http.post("/v1/admin/reload", json={"version": "1"},
+                               headers={"Authorization": "Bearer token-for-workers"})
+            assert reload.status_code == 200, reload.text
+            time.sleep(3)  # the other worker follows within a second or so
+            answered = set()
+            for _ in range(40):  # new connections spread over the workers
+                with httpx.Client(base_url=url, timeout=30) as fresh:
+                    answered.add(fresh.post("/v1/predict", json={"instances": [record()]}).json()["version"])
+        assert answered == {"1"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
