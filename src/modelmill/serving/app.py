@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
@@ -60,7 +61,10 @@ def create_app(state: ServerState) -> FastAPI:
                 follower.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
 
-    app = FastAPI(title=f"modelmill: {state.current.name}", version=state.current.version, lifespan=lifespan)
+    # Swagger UI and ReDoc served from the package, not a CDN: the docs pages work on a
+    # server without internet access.
+    app = FastAPIOffline(title=f"modelmill: {state.current.name}", version=state.current.version,
+                         lifespan=lifespan, static_url="/docs/assets")
     app.state.serving = state
     app.openapi = lambda: openapi_document(app, state)  # type: ignore[method-assign]
     _add_error_handlers(app)
