@@ -77,28 +77,32 @@ def test_one_bad_record_fails_only_its_own_request(trained_versions: Path) -> No
 
 def test_full_queue_answers_503_with_retry_after(trained_versions: Path) -> None:
     release = threading.Event()
-    with live_server(trained_versions, queue_size=2, max_batch_size=1) as live:
-        _slow_model(live, 0, release)
-        try:
-            async def scenario() -> list[httpx.Response]:
-                async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
-                    tasks = [asyncio.create_task(client.post("/v1/predict", json={"instances": [record()]}))
-                             for _ in range(3)]  # one in the model, two queued
-                    deadline = time.monotonic() + 10
-                    while live.state.batcher.depth < 2 and time.monotonic() < deadline:
-                        await asyncio.sleep(0.01)
-                    started = time.perf_counter()
-                    refused = await client.post("/v1/predict", json={"instances": [record()]})
-                    assert time.perf_counter() - started < 1.0  # refused at once, not after the wait
-                    release.set()
-                    return [refused, *await asyncio.gather(*tasks)]
+    served: list[int] = []
 
-            refused, *served = asyncio.run(scenario())
+    def post(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=60) as own:  # one connection each
+            served.append(own.post("/v1/predict", json={"instances": [record()]}).status_code)
+
+    with live_server(trained_versions, queue_size=2, max_batch_size=1, timeout_s=60) as live:
+        _slow_model(live, 0, release)
+        clients = [threading.Thread(target=post, args=(live.url,)) for _ in range(3)]
+        try:
+            for client in clients:  # one request in the (hanging) model, two queued
+                client.start()
+            deadline = time.monotonic() + 30
+            while live.state.batcher.depth < 2:
+                assert time.monotonic() < deadline, "the two requests never reached the queue"
+                time.sleep(0.01)
+            with httpx.Client(base_url=live.url, timeout=60) as http:
+                refused = http.post("/v1/predict", json={"instances": [record()]})
         finally:
             release.set()
+            for client in clients:
+                client.join(60)
+    # refused at once (a request that was queued instead would wait for the model, 60 s)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "overloaded"
-    assert [r.status_code for r in served] == [200, 200, 200]
+    assert served == [200, 200, 200]
 
 
 def test_a_hanging_model_gets_504_at_the_timeout(trained_versions: Path) -> None:
