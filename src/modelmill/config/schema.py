@@ -56,10 +56,13 @@ class DataConfig(Section):
 
     source: str = Field(
         description="Path or URL: CSV/TSV, Parquet, JSON, JSON Lines, Excel, an http(s) URL, "
-        "a SQLAlchemy URL (sqlite:///file.db) with `query`, or dataset:NAME."
+        "a SQLAlchemy URL (sqlite:///file.db) with `query`, dataset:NAME, IDX or NPZ images, or a "
+        "folder of images."
     )
-    format: Literal["auto", "csv", "tsv", "parquet", "json", "jsonl", "excel", "sql", "dataset"] = (
-        "auto"
+    format: Literal["auto", "csv", "tsv", "parquet", "json", "jsonl", "excel", "sql", "dataset", "idx", "npz",
+                    "images"] = Field(
+        "auto", description="auto: from the extension; idx (MNIST files, labels file found beside), "
+        "npz, images (a folder with one sub-folder per class)."
     )
     query: str | None = Field(None, description="SQL query, for a SQL source.")
     sheet: str | int | None = Field(None, description="Excel sheet name or index (default: first).")

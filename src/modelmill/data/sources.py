@@ -25,6 +25,7 @@ from modelmill.config.schema import DataConfig
 from modelmill.data.datasets import fetch_dataset
 from modelmill.data.delimited import NULL_MARKERS, Source, read_delimited, read_text, text_codec
 from modelmill.data.download import download
+from modelmill.data.images import is_idx_name, locate_folder, read_idx_source, read_image_folder, read_npz
 from modelmill.errors import ConfigError, DataError
 from modelmill.registry import Registry
 
@@ -33,7 +34,7 @@ __all__ = ["READERS", "Format", "Source", "infer_format", "read_table"]
 _EXTENSIONS = {
     ".csv": "csv", ".txt": "csv", ".data": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet",
     ".pq": "parquet", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel",
+    ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel", ".npz": "npz",
 }
 _COMPRESSED = (".gz", ".bz2", ".zst")  # pyarrow decompresses these by extension
 _TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")
@@ -82,12 +83,12 @@ def read_table(
         with download(raw) as (path, content_type):
             fmt = config.format if config.format != "auto" else _download_format(raw, content_type)
             return _read(READERS.get(fmt, path="data.format"), Source(str(path), raw), config)
-    fmt = config.format if config.format != "auto" else infer_format(raw)
+    fmt = config.format if config.format != "auto" else infer_format(raw, base)
     entry = READERS.get(fmt, path="data.format")
     return _read(entry, entry.locate(raw, base), config)
 
 
-def infer_format(source: str) -> str:
+def infer_format(source: str, base: Path | None = None) -> str:
     """The format name a source implies: its URL scheme, ``dataset:`` prefix or extension.
 
     Raises:
@@ -95,10 +96,14 @@ def infer_format(source: str) -> str:
     """
     if source.startswith("dataset:"):
         return "dataset"
+    if is_idx_name(source):
+        return "idx"
     scheme = _scheme(source)
     if scheme and scheme not in ("file", "http", "https"):
         return "sql"  # any dialect[+driver]:// is a SQLAlchemy URL
     fmt = _format_from_name(unquote(urlparse(source).path) if scheme else source)
+    if fmt is None and not scheme and ((base or Path.cwd()) / Path(source).expanduser()).is_dir():
+        return "images"  # a folder of images (an absolute source ignores base)
     if fmt is None:
         raise ConfigError(
             f"cannot tell the format of {source!r} from its extension; set data.format to one "
@@ -364,3 +369,6 @@ READERS.add("jsonl", Format(_read_jsonl, _local_file))
 READERS.add("excel", Format(_read_excel, _local_file))
 READERS.add("sql", Format(_read_sql, _sql_source))
 READERS.add("dataset", Format(_read_dataset, _dataset_source))
+READERS.add("idx", Format(read_idx_source, _local_file))
+READERS.add("npz", Format(read_npz, _local_file))
+READERS.add("images", Format(read_image_folder, locate_folder))
