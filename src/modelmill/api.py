@@ -24,6 +24,7 @@ from modelmill.assembly import FittedParts, build_feature, build_model, labelled
 from modelmill.bundle import WEIGHTS, encode_weights, read_bundle, sha256, write_bundle
 from modelmill.config import PipelineConfig, dump_config, load_config, parse_config
 from modelmill.config.schema import DataConfig
+from modelmill.data.image_values import hashable_frame, resolve_image_paths
 from modelmill.data.clean import CleaningReport, clean_rows, count_clipped, drop_outlier_rows
 from modelmill.data.sources import read_table
 from modelmill.data.split import split_frame
@@ -65,8 +66,17 @@ class Pipeline:
         if isinstance(data, pd.DataFrame):
             return data
         if data is None:
-            return read_table(self.config.data, base_dir=self.base_dir)
-        return read_table(DataConfig(source=str(data)), base_dir=Path.cwd())
+            return self._image_paths(read_table(self.config.data, base_dir=self.base_dir),
+                                     self.config.data.source, self.base_dir)
+        return self._image_paths(read_table(DataConfig(source=str(data)), base_dir=Path.cwd()), str(data), Path.cwd())
+
+    def _image_paths(self, frame: pd.DataFrame, source: str, base: Path) -> pd.DataFrame:
+        """Relative image paths in a table start at the table's folder, not the cwd."""
+        names = [f.name for f in self.config.features if f.type == "image" and f.name in frame.columns]
+        if not names or "://" in source or source.startswith("dataset:"):
+            return frame
+        where = base / Path(source).expanduser()
+        return resolve_image_paths(frame, names, where if where.is_dir() else where.parent)
 
     # ----------------------------------------------------------------- fitting
 
@@ -106,7 +116,7 @@ class Pipeline:
 
     def _read_extra(self, source: str | None) -> pd.DataFrame:
         options = self.config.data.model_copy(update={"source": str(source), "format": "auto", "query": None})
-        frame = read_table(options, base_dir=self.base_dir)
+        frame = self._image_paths(read_table(options, base_dir=self.base_dir), str(source), self.base_dir)
         check_columns(frame, [f.name for f in self.config.features] + [self.config.target.name], source=str(source))
         return frame
 
@@ -270,4 +280,4 @@ def _json(value: Any) -> bytes:
 
 def _frame_hash(frame: pd.DataFrame) -> str:
     """A fingerprint of the training data (row hashes), recorded in the manifest."""
-    return sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return sha256(pd.util.hash_pandas_object(hashable_frame(frame), index=False).to_numpy().tobytes())

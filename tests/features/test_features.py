@@ -14,11 +14,13 @@ from modelmill.config.schema import (
     BinaryFeatureConfig,
     CategoryFeatureConfig,
     DateFeatureConfig,
+    ImageFeatureConfig,
     MissingConfig,
     NumberFeatureConfig,
     OutlierConfig,
     TextFeatureConfig,
 )
+from modelmill.config.images import ConvLayer, GlobalPoolLayer
 from modelmill.errors import DataError, ModelError
 from modelmill.features import FEATURES
 from modelmill.features.number import NumberFeature
@@ -30,7 +32,16 @@ CONFIGS: dict[str, Any] = {
     "binary": BinaryFeatureConfig(name="flag"),
     "date": DateFeatureConfig(name="when"),
     "text": TextFeatureConfig(name="review", min_frequency=1),
+    "image": ImageFeatureConfig(name="picture", encoder=[ConvLayer(filters=4), GlobalPoolLayer()]),
 }
+
+
+def contract_frame(rows: int) -> pd.DataFrame:
+    """The shared frame plus a column of small gray images (arrays, as IDX/NPZ give them)."""
+    frame = make_frame(rows)
+    pictures = np.random.default_rng(0).integers(0, 256, (rows, 8, 8), dtype=np.uint8)
+    frame["picture"] = pd.Series(list(pictures), dtype=object)
+    return frame
 
 
 def test_every_registered_type_has_a_contract_case() -> None:
@@ -40,7 +51,7 @@ def test_every_registered_type_has_a_contract_case() -> None:
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_contract(kind: str) -> None:
     config = CONFIGS[kind]
-    frame = make_frame(200)
+    frame = contract_frame(200)
     feature = FEATURES.get(kind)(config)
     with pytest.raises(ModelError, match="before it was fitted"):
         feature.transform(frame[config.name])

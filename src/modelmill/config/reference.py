@@ -59,7 +59,11 @@ def _default(field: Any) -> str:
         return "required"
     if field.default_factory is not None:
         value = field.default_factory()
-        return "see below" if isinstance(value, BaseModel) else f"`{json.dumps(value)}`"
+        if isinstance(value, BaseModel):
+            return "see below"
+        if isinstance(value, list) and value and isinstance(value[0], BaseModel):  # e.g. the default CNN
+            value = [item.model_dump(exclude_defaults=True) | {"type": item.type} for item in value]  # type: ignore[attr-defined]
+        return f"`{json.dumps(value)}`"
     return f"`{json.dumps(field.default)}`"
 
 

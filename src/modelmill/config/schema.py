@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modelmill.config.images import ImageFeatureBase
 from modelmill.config.serving import ServingConfig
 
 
@@ -171,12 +172,17 @@ class TextFeatureConfig(FeatureBase):
     embedding_dim: int = Field(64, ge=1)
 
 
+class ImageFeatureConfig(ImageFeatureBase, FeatureBase):
+    """An image column: file paths, encoded bytes, or decoded arrays (IDX, NPZ)."""
+
+
 FeatureConfig = Annotated[
     NumberFeatureConfig
     | CategoryFeatureConfig
     | BinaryFeatureConfig
     | DateFeatureConfig
-    | TextFeatureConfig,
+    | TextFeatureConfig
+    | ImageFeatureConfig,
     Field(discriminator="type"),
 ]
 

@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelmill.config.schema import OutlierConfig, PipelineConfig
+from modelmill.config.schema import ImageFeatureConfig, OutlierConfig, PipelineConfig
+from modelmill.data.image_values import find_bad, hashable_frame, is_missing
 from modelmill.data.values import as_numbers, as_strings
+from modelmill.errors import DataError
 
 
 @dataclass
@@ -63,19 +65,51 @@ def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
     return mask
 
 
+def feature_missing(column: pd.Series, feature_type: str) -> np.ndarray:
+    """Missing cells of a feature's column (image cells have their own notion of empty)."""
+    if feature_type == "image":
+        return np.fromiter((is_missing(cell) for cell in column), dtype=bool, count=len(column))
+    return missing_mask(column)
+
+
+def drop_bad_images(frame: pd.DataFrame, config: PipelineConfig, report: CleaningReport) -> pd.DataFrame:
+    """Rows whose image cannot be read are dropped and listed with the reason; too many
+    fail the run (``max_bad_fraction``), since that usually means a wrong folder or format."""
+    for feature in config.features:
+        if not isinstance(feature, ImageFeatureConfig):
+            continue
+        bad = find_bad(frame[feature.name], max_pixels=feature.max_pixels)
+        if not bad:
+            continue
+        positions = sorted(bad)
+        entry = report.column(feature.name)
+        entry["bad_images"] = len(bad)
+        entry["bad_image_examples"] = [{"row": int(frame.index[p]), "reason": bad[p]} for p in positions[:50]]
+        if len(bad) > feature.max_bad_fraction * len(frame):
+            shown = "; ".join(f"row {frame.index[p]}: {bad[p]}" for p in positions[:3])
+            raise DataError(f"{len(bad)} of {len(frame)} images cannot be read, more than max_bad_fraction "
+                            f"{feature.max_bad_fraction} ({shown}). Fix: check the source, or raise "
+                            "max_bad_fraction to skip them", column=feature.name)
+        keep = np.ones(len(frame), dtype=bool)
+        keep[positions] = False
+        frame = frame.loc[keep]
+    return frame
+
+
 def clean_rows(frame: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, CleaningReport]:
     """Row-level cleaning that needs no fitted state; safe to run before the split."""
     report = CleaningReport(rows_in=len(frame))
     columns = [f.name for f in config.features] + [config.target.name]
     if config.cleaning.duplicates == "drop":
-        duplicated = duplicated_rows(frame[columns])
+        duplicated = duplicated_rows(hashable_frame(frame[columns]))
         report.duplicates_dropped = int(duplicated.sum())
         frame = frame.loc[~duplicated]
     no_target = missing_mask(frame[config.target.name])
     report.target_missing_dropped = int(no_target.sum())
     frame = frame.loc[~no_target]
+    frame = drop_bad_images(frame, config, report)
     for feature in config.features:
-        missing = missing_mask(frame[feature.name])
+        missing = feature_missing(frame[feature.name], feature.type)
         entry = report.column(feature.name)
         entry["missing"] = int(missing.sum())
         entry["strategy"] = feature.missing.strategy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from modelmill.config.schema import PipelineConfig
-from modelmill.data.clean import missing_mask
+from modelmill.data.clean import feature_missing
 from modelmill.errors import DataError, did_you_mean
 from modelmill.data.values import as_numbers, as_strings, parse_dates
 
@@ -31,7 +31,7 @@ def validate_frame(frame: pd.DataFrame, config: PipelineConfig, *, source: str) 
     check_columns(frame, [f.name for f in config.features] + [config.target.name], source=source)
     for feature in config.features:
         column = frame[feature.name]
-        if missing_mask(column).all():
+        if feature_missing(column, feature.type).all():
             raise DataError("is empty (every value is missing). Fix: drop it from `features`",
                             source=source, column=feature.name)
         if feature.type == "number":
@@ -47,6 +47,8 @@ def leakage_warnings(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
     classes = target.nunique()
     warnings = []
     for feature in config.features:
+        if feature.type == "image":
+            continue  # pixels cannot be a recoding of the target
         if frame[feature.name].nunique() != classes:  # cheap pre-check: a recoding has as many values
             continue
         values = as_strings(frame[feature.name])

@@ -1,0 +1,77 @@
+"""Image features: pixels at a fitted size and channel count, normalised with statistics
+of the training split, encoded by a CNN built from the config (``models.cnn``).
+
+``transform`` gives uint8 (rows, channels, height, width): four times smaller than
+floats, so whole data sets such as MNIST stay in memory as one tensor; the encoder's
+first module scales the pixels and (in training mode only) augments them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.config.schema import ImageFeatureConfig
+from modelmill.data.image_values import is_missing, load_pixels, survey
+from modelmill.features.base import FEATURES, Feature
+from modelmill.models.cnn import build_cnn
+
+
+@FEATURES.register("image")
+class ImageFeature(Feature[ImageFeatureConfig]):
+    def fit(self, column: pd.Series) -> Self:
+        config = self.config
+        common, grayscale = survey(column, max_pixels=config.max_pixels)
+        self.size_: tuple[int, int] = (int(config.size[0]), int(config.size[1])) if config.size else common
+        self.channels_: int = int(config.channels) if config.channels != "auto" else (1 if grayscale else 3)
+        blank = np.zeros(self.channels_, dtype=np.uint8)
+        pixels = load_pixels(column, size=self.size_, channels=self.channels_, max_pixels=config.max_pixels,
+                             fill=blank)
+        present = pixels[[not is_missing(c) for c in column]]
+        if config.normalization == "dataset" and len(present):
+            self.mean_ = [float(present[:, c].mean()) for c in range(self.channels_)]
+            self.std_ = [max(float(present[:, c].std()), 1.0) for c in range(self.channels_)]
+        else:
+            self.mean_, self.std_ = [0.0] * self.channels_, [255.0] * self.channels_
+        self.fitted_ = True
+        self.width_ = self._build()[1]
+        return self
+
+    def transform(self, column: pd.Series) -> torch.Tensor:
+        self._check_fitted()
+        fill = np.clip(np.round(self.mean_), 0, 255).astype(np.uint8)  # a missing image: the mean pixel
+        pixels = load_pixels(column, size=self.size_, channels=self.channels_,
+                             max_pixels=self.config.max_pixels, fill=fill)
+        return torch.from_numpy(pixels)  # (rows, channels, height, width) uint8
+
+    def encoder(self) -> nn.Module:
+        return self._build()[0]
+
+    def _build(self) -> tuple[nn.Module, int]:
+        config = self.config
+        return build_cnn(config.encoder, channels=self.channels_, size=self.size_, mean=self.mean_,
+                         std=self.std_, augmentation=config.augmentation, channels_last=config.channels_last,
+                         where=f"features.{self.name}.encoder")
+
+    @property
+    def output_dim(self) -> int:
+        return self.width_
+
+    def state(self) -> dict[str, Any]:
+        return {"size": list(self.size_), "channels": self.channels_, "mean": self.mean_, "std": self.std_,
+                "width": self.width_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.size_ = (int(state["size"][0]), int(state["size"][1]))
+        self.channels_ = int(state["channels"])
+        self.mean_, self.std_ = list(state["mean"]), list(state["std"])
+        self.width_ = int(state["width"])
+
+    def profile(self, column: pd.Series) -> dict[str, Any]:
+        missing = [is_missing(c) for c in column]
+        return {"type": "image", "missing_rate": float(np.mean(missing)) if len(missing) else 0.0,
+                "size": list(self.size_), "channels": self.channels_, "mean": self.mean_, "std": self.std_}
