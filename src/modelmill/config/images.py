@@ -101,5 +101,9 @@ class ImageFeatureBase(_Section):
     max_pixels: int = Field(
         50_000_000, ge=1, description="Larger images are refused (decompression bombs)."
     )
+    init: Literal["torch", "xavier", "kaiming"] = Field(
+        "kaiming", description="Initial conv weights: xavier (Glorot uniform, as Keras), kaiming (He), "
+        "or torch's default."
+    )
     channels_last: bool = Field(True, description="Run the convolutions in channels-last memory "
                                 "format (faster on CPUs).")

@@ -54,7 +54,7 @@ class ImageFeature(Feature[ImageFeatureConfig]):
     def _build(self) -> tuple[nn.Module, int]:
         config = self.config
         return build_cnn(config.encoder, channels=self.channels_, size=self.size_, mean=self.mean_,
-                         std=self.std_, augmentation=config.augmentation, channels_last=config.channels_last,
+                         std=self.std_, augmentation=config.augmentation, channels_last=config.channels_last, init=config.init,
                          where=f"features.{self.name}.encoder")
 
     @property

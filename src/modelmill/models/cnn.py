@@ -104,8 +104,20 @@ class Augment(nn.Module):
         return x
 
 
+def initialise_convs(module: nn.Module, scheme: str) -> None:
+    """Conv weights by ``scheme`` (biases zero); ``torch`` keeps PyTorch's default."""
+    if not isinstance(module, nn.Conv2d) or scheme == "torch":
+        return
+    if scheme == "xavier":
+        nn.init.xavier_uniform_(module.weight)
+    else:
+        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 def build_cnn(layers: Sequence[Any], *, channels: int, size: tuple[int, int], mean: Sequence[float],
-              std: Sequence[float], augmentation: AugmentConfig, channels_last: bool,
+              std: Sequence[float], augmentation: AugmentConfig, channels_last: bool, init: str = "kaiming",
               where: str = "") -> tuple[nn.Module, int]:
     """The encoder module and its output width (found by passing one blank image through)."""
     modules: list[nn.Module] = [ScalePixels(mean, std, channels_last), Augment(augmentation)]
@@ -114,6 +126,7 @@ def build_cnn(layers: Sequence[Any], *, channels: int, size: tuple[int, int], me
         module, width = LAYERS.get(layer.type)(layer, width)
         modules.append(module)
     encoder = nn.Sequential(*modules)
+    encoder.apply(lambda module: initialise_convs(module, init))
     if not any(isinstance(layer, (FlattenLayer, GlobalPoolLayer)) for layer in layers):
         encoder.append(nn.Flatten())
     try:
