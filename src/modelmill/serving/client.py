@@ -7,6 +7,8 @@ server's ``max_records``; a 503 (busy) is retried after its Retry-After, a few t
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from modelmill.errors import ServingError
 
@@ -99,6 +102,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and value.ndim >= 2:
+        return _plain_image(value)
     if value is None or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
@@ -109,7 +114,16 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if value is pd.NA:
         return None
+    if isinstance(value, (bytes, bytearray)):  # an encoded image file travels as base64
+        return base64.b64encode(value).decode()
     return value
+
+
+def _plain_image(pixels: np.ndarray) -> str:
+    """A decoded image (IDX, NPZ) travels as a base64 PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _retry_after(response: httpx.Response) -> float:

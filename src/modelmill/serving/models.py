@@ -65,7 +65,7 @@ class ServedModel:
     def warm_up(self, batch_size: int) -> None:
         """Run the example, an all-missing record and a full batch through the model, so the
         first real request pays no first-call costs and a broken bundle fails here."""
-        example = self.contract.example["instances"][0]
+        example = self.contract.adapter.validate_python(self.contract.example)["instances"][0]  # as a request
         empty = {column: None for column in self.contract.columns}
         for records in ([example], [empty], [example] * batch_size):
             out = self.predict(records)

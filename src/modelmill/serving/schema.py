@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from typing_extensions import TypedDict
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
+from pydantic import AfterValidator, Base64Bytes, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from modelmill.errors import did_you_mean
 
@@ -21,6 +21,7 @@ from modelmill.errors import did_you_mean
 # (the check still applies); a 10,000-value enum makes the docs page unusable.
 ENUM_LIMIT = 500
 MAX_TEXT = 100_000
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ def _field_type(kind: str, values: list[str] | None, strict_values: bool) -> Any
         return _category_type([str(v) for v in values or []], strict_values)
     if kind == "date":
         return Annotated[str | None, Field(max_length=64, json_schema_extra={"format": "date-time"})]
+    if kind == "image":
+        # The encoded file as base64, never a path: a request must not name files on the server.
+        return Annotated[Base64Bytes | None, Field(max_length=MAX_IMAGE_BYTES)]
     return Annotated[str | None, Field(max_length=MAX_TEXT)]
 
 
@@ -130,7 +134,23 @@ def _example_value(kind: str, values: list[str] | None, stats: dict[str, Any]) -
         return str(values[0]) if values else None
     if kind == "date":
         return "2024-01-31T12:00:00"
+    if kind == "image":
+        return _example_image(stats)
     return "an example text" if kind == "text" else None
+
+
+def _example_image(stats: dict[str, Any]) -> str:
+    """A blank PNG at the feature's size and channels, base64-encoded."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    height, width = stats.get("size") or (8, 8)
+    image = Image.new("L" if stats.get("channels", 1) == 1 else "RGB", (int(width), int(height)))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 ErrorKind = Literal["invalid_json", "invalid_request"]

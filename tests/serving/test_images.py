@@ -1,0 +1,57 @@
+"""Image models behind the REST service: images travel as base64, never as paths."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import modelmill
+from modelmill import Client
+from tests.features.test_image import config, frame_of, make_images
+from tests.serving.conftest import live_server
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    images, labels = make_images(300)
+    folder = tmp_path_factory.mktemp("image-model")
+    modelmill.Pipeline(config()).fit(frame_of(images, labels)).save(folder / "1")
+    return folder
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_base64_images_are_predicted_like_the_pipeline(image_bundle: Path) -> None:
+    images, _ = make_images(6, seed=5)
+    expected = modelmill.load(image_bundle / "1").predict(frame_of(images, np.zeros(6, dtype=int)))
+    with live_server(image_bundle) as live, httpx.Client(base_url=live.url) as http:
+        answer = http.post("/v1/predict", json={"instances": [{"image": png_base64(p)} for p in images]})
+        assert answer.status_code == 200, answer.text
+        served = [p["label_predicted"] for p in answer.json()["predictions"]]
+        example = http.get("/v1/model").json()["example"]
+        assert http.post("/v1/predict", json=example).status_code == 200  # the documented example works
+        schema = http.get("/openapi.json").json()["components"]["schemas"]["Record"]["properties"]["image"]
+        assert schema["anyOf"][0]["type"] == "string" and schema["anyOf"][0]["format"] == "base64"
+        with Client(live.url) as client:  # decoded arrays in a frame travel as PNGs
+            via_client = client.predict(pd.DataFrame({"image": pd.Series(list(images), dtype=object)}))
+    assert served == expected["label_predicted"].tolist() == via_client["label_predicted"].tolist()
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "../../secret.png", "abcd", "not base64 at all!"])
+def test_paths_and_garbage_never_reach_the_filesystem(image_bundle: Path, value: str) -> None:
+    with live_server(image_bundle) as live, httpx.Client(base_url=live.url) as http:
+        answer = http.post("/v1/predict", json={"instances": [{"image": value}]})
+    assert answer.status_code == 422, answer.text
+    assert "passwd" not in answer.text or answer.json()["error"]["code"] == "invalid_request"
+    assert "No such file" not in answer.text and "no such file" not in answer.text
