@@ -144,3 +144,29 @@ def test_augmentation_is_seeded_varied_and_off_in_eval_mode() -> None:
     assert not torch.allclose(first[0], first[1] - batch[1] + batch[0])  # drawn per image
     augment.eval()
     assert torch.equal(augment(batch), batch)
+
+
+def test_init_infers_an_image_config_for_a_class_folder(tmp_path: Path) -> None:
+    """`modelmill init FOLDER --target label`: the written config trains as it is."""
+    import yaml
+
+    from modelmill.config import parse_config
+    from modelmill.config.schema import DataConfig
+    from modelmill.data.infer_config import infer_config
+    from modelmill.data.sources import read_table
+
+    images, labels = make_images(160, seed=4)
+    for i, (pixels, label) in enumerate(zip(images, labels)):
+        (tmp_path / "pics" / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "pics" / f"class{label}" / f"{i}.png")
+    source = str(tmp_path / "pics")
+    text = infer_config(read_table(DataConfig(source=source)), source=source, target="label", name="pics")
+    written = parse_config(yaml.safe_load(text), origin="init")
+    assert [(f.name, f.type) for f in written.features] == [("image", "image")]
+    assert "paths of image files" in text
+    arrays = frame_of(images, labels)
+    assert "decoded images (16x16 pixels)" in infer_config(arrays, source="x.npz", target="label")
+    settings = written.model_dump()
+    settings["training"].update(epochs=2, progress=False)
+    trained = modelmill.Pipeline(settings).fit()  # the written config trains as it is
+    assert trained.metrics_["rows"]["test"] == 32 and 0 <= trained.metrics_["accuracy"] <= 1

@@ -199,7 +199,7 @@ def _feature_lines(
             why = info.reason if info.kind in info.reason else f"{info.kind}: {info.reason}"
             left_out.append(_Line(info.name, "category", why))
             continue
-        leak = _leak(frame.iloc[:, index], target, info, goal)
+        leak = None if info.kind == "image" else _leak(frame.iloc[:, index], target, info, goal)
         if leak:
             left_out.append(_Line(info.name, info.kind, f"leakage: {leak}"))
             warnings.append(f"feature {info.name!r} is {leak} (leakage): left out of the features")

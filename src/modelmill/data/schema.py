@@ -18,14 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from pathlib import PurePosixPath
+
 import numpy as np
 import pandas as pd
 
+from modelmill.data.image_values import is_missing
+from modelmill.data.images import IMAGE_EXTENSIONS
 from modelmill.data.values import MISSING_MARKERS
 
-Kind = Literal["number", "category", "binary", "date", "text", "identifier", "empty", "constant"]
+Kind = Literal["number", "category", "binary", "date", "text", "image", "identifier", "empty", "constant"]
 
-FEATURE_KINDS: frozenset[str] = frozenset({"number", "category", "binary", "date", "text"})
+FEATURE_KINDS: frozenset[str] = frozenset({"number", "category", "binary", "date", "text", "image"})
 """The kinds that are feature types of the config; the others are left out."""
 
 SAMPLE_SIZE = 1000  # distinct values parsed by the expensive checks (dates)
@@ -91,6 +95,9 @@ def infer_column(series: pd.Series, name: str) -> ColumnInfo:
     Returns:
         The column's :class:`ColumnInfo`.
     """
+    images = _image_info(series, name)
+    if images is not None:
+        return images
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(object)
     if pd.api.types.is_timedelta64_dtype(series.dtype):
@@ -159,6 +166,26 @@ def _stripped_counts(raw: pd.Series) -> pd.Series:
         return pd.Series(raw.to_numpy(), index=pd.Index(stripped, dtype=object))
     merged = raw.groupby(stripped.to_numpy(dtype=object), sort=False).sum()
     return merged.sort_values(ascending=False, kind="stable")
+
+
+def _image_info(series: pd.Series, name: str) -> ColumnInfo | None:
+    """Decoded images (2-D/3-D arrays, as IDX and NPZ give) or paths of image files."""
+    if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
+        return None
+    present = [cell for cell in series.head(SAMPLE_SIZE) if not is_missing(cell)]
+    if not present:
+        return None
+    n_missing = int(sum(is_missing(cell) for cell in series))
+    if all(isinstance(cell, np.ndarray) and cell.ndim in (2, 3) for cell in present):
+        shape = "x".join(str(d) for d in present[0].shape)
+        return ColumnInfo(name=name, kind="image", reason=f"decoded images ({shape} pixels)",
+                          n_missing=n_missing, n_unique=len(series) - n_missing)
+    paths = [cell for cell in present if isinstance(cell, str)]
+    with_extension = sum(PurePosixPath(p.strip().lower()).suffix in IMAGE_EXTENSIONS for p in paths)
+    if paths and with_extension >= MAJORITY * len(present):
+        return ColumnInfo(name=name, kind="image", reason="paths of image files", n_missing=n_missing,
+                          n_unique=len(series) - n_missing, examples=tuple(paths[:3]))
+    return None
 
 
 def _from_counts(name: str, counts: _Counts, rule: _Rule) -> ColumnInfo:
