@@ -170,3 +170,21 @@ def test_init_infers_an_image_config_for_a_class_folder(tmp_path: Path) -> None:
     settings["training"].update(epochs=2, progress=False)
     trained = modelmill.Pipeline(settings).fit()  # the written config trains as it is
     assert trained.metrics_["rows"]["test"] == 32 and 0 <= trained.metrics_["accuracy"] <= 1
+
+
+def test_predict_a_folder_of_images(tmp_path: Path) -> None:
+    """`modelmill predict BUNDLE FOLDER -o out.csv`: a folder without class sub-folders."""
+    import subprocess
+    import sys
+
+    images, labels = make_images(200, seed=6)
+    bundle = modelmill.Pipeline(config()).fit(frame_of(images, labels)).save(tmp_path / "bundle")
+    (tmp_path / "new").mkdir()
+    for i, pixels in enumerate(images[:7]):
+        Image.fromarray(pixels).save(tmp_path / "new" / f"{i}.png")
+    done = subprocess.run([sys.executable, "-m", "modelmill.cli", "predict", str(bundle), str(tmp_path / "new"),
+                           "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    predictions = pd.read_csv(tmp_path / "out.csv")
+    expected = modelmill.load(bundle).predict(frame_of(images[:7], labels[:7]))
+    assert predictions["label_predicted"].tolist() == expected["label_predicted"].tolist()
