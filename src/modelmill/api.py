@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from modelmill.assembly import FittedParts, build_feature, build_model, labelled_rows, prediction_frame
-from modelmill.bundle import WEIGHTS, encode_weights, read_bundle, sha256, write_bundle
+from modelmill.bundle import WEIGHTS, Bundle, encode_weights, read_bundle, sha256, write_bundle
 from modelmill.config import PipelineConfig, dump_config, load_config, parse_config
 from modelmill.config.schema import DataConfig
 from modelmill.data.image_values import hashable_frame, resolve_image_paths
@@ -253,8 +253,17 @@ class Pipeline:
 
 def load(path: str | Path) -> Pipeline:
     """A fitted pipeline from a bundle (or a run) directory; every file's hash is verified."""
-    bundle = read_bundle(path)
-    config = parse_config(yaml.safe_load(bundle.text("config.yaml")), origin=str(bundle.path / "config.yaml"))
+    return from_bundle(read_bundle(path))
+
+
+def bundle_config(bundle: Bundle) -> PipelineConfig:
+    """The resolved config a verified bundle was trained with."""
+    return parse_config(yaml.safe_load(bundle.text("config.yaml")), origin=str(bundle.path / "config.yaml"))
+
+
+def from_bundle(bundle: Bundle) -> Pipeline:
+    """A fitted pipeline from a bundle already read and verified (so it is read once)."""
+    config = bundle_config(bundle)
     pipeline = Pipeline(config, base_dir=bundle.path)
     pipeline.parts_ = FittedParts.from_state(config, bundle.json("features.json"), bundle.weights())
     pipeline.metrics_ = bundle.json("metrics.json")

@@ -90,12 +90,18 @@ class FittedParts:
         }
 
 
+def prediction_columns(target: str, class_names: list[str]) -> tuple[str, list[str]]:
+    """The names of the predicted value and of each class's probability, the one naming
+    rule of ``modelmill predict``, ``Pipeline.predict`` and the REST service."""
+    return f"{target}_predicted", [f"{target}_probability_{name}" for name in class_names]
+
+
 def prediction_frame(predictions: Predictions, target: str, index: pd.Index) -> pd.DataFrame:
     """Predictions as columns: ``<target>_predicted`` and ``<target>_probability_<class>``."""
-    columns: dict[str, Any] = {f"{target}_predicted": predictions.labels}
+    label, probabilities = prediction_columns(target, predictions.class_names)
+    columns: dict[str, Any] = {label: predictions.labels}
     if predictions.proba is not None:
-        for i, name in enumerate(predictions.class_names):
-            columns[f"{target}_probability_{name}"] = predictions.proba[:, i]
+        columns.update(zip(probabilities, predictions.proba.T))
     return pd.DataFrame(columns, index=index)
 
 

@@ -85,15 +85,13 @@ def find_bad(column: pd.Series, *, max_pixels: int) -> dict[int, str]:
     """Positions of the cells that are present but cannot be decoded, with the reason."""
     bad: dict[int, str] = {}
     for position, cell in enumerate(column):
-        if is_missing(cell) or isinstance(cell, np.ndarray):
-            if isinstance(cell, np.ndarray):
-                try:
-                    open_image(cell, max_pixels=max_pixels)
-                except BadImage as exc:
-                    bad[position] = str(exc)
+        if is_missing(cell):
             continue
         try:
-            decode(cell, size=None, channels=3, max_pixels=max_pixels)
+            if isinstance(cell, np.ndarray):
+                open_image(cell, max_pixels=max_pixels)  # decoded already: shape and values only
+            else:
+                decode(cell, size=None, channels=3, max_pixels=max_pixels)
         except BadImage as exc:
             bad[position] = str(exc)
     return bad

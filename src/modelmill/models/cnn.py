@@ -90,7 +90,8 @@ class Augment(nn.Module):
         size = max(x.shape[-2:])
         shift_x = uniform(c.shift * 2) + uniform(2 * c.crop / size)
         shift_y = uniform(c.shift * 2) + uniform(2 * c.crop / size)
-        flip = torch.where(torch.rand(batch, device=x.device) < 0.5, -1.0, 1.0) if c.flip else torch.ones(batch)
+        flip = torch.where(torch.rand(batch, device=x.device) < 0.5, -1.0, 1.0) if c.flip \
+            else torch.ones(batch, device=x.device)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos * flip, -sin, shift_x], 1),
                              torch.stack([sin * flip, cos, shift_y], 1)], 1)  # (batch, 2, 3)

@@ -29,7 +29,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from modelmill.serving.openapi import openapi_document
+from modelmill.serving.openapi import openapi_for
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import public_errors
 from modelmill.serving.state import ServerState
@@ -52,7 +52,7 @@ def create_app(state: ServerState) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
         _drain_on_stop_signals(state)
-        follower = asyncio.create_task(state.follow_selection()) if state.selection else None
+        follower = asyncio.create_task(state.follow_selection(state.selection)) if state.selection else None
         try:
             yield
         finally:
@@ -66,7 +66,7 @@ def create_app(state: ServerState) -> FastAPI:
     app = FastAPIOffline(title=f"modelmill: {state.current.name}", version=state.current.version,
                          lifespan=lifespan, static_url="/docs/assets")
     app.state.serving = state
-    app.openapi = lambda: openapi_document(app, state)  # type: ignore[method-assign]
+    app.openapi = openapi_for(app, state)  # type: ignore[method-assign]
     _add_error_handlers(app)
     app.add_middleware(_Observed, state=state)  # type: ignore[arg-type]
     _add_routes(app, state)

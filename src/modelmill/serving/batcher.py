@@ -136,14 +136,14 @@ class Batcher:
             outputs = model.predict(records)
         except Exception as exc:
             if len(jobs) == 1:
-                _deliver(jobs[0], error=_as_problem(exc))
+                _deliver(jobs[0], _as_problem(exc))
                 return
             for job in jobs:  # find the request that broke the batch; the others succeed
                 self._run_group([job])
             return
         start = 0
         for job in jobs:
-            _deliver(job, result=(outputs[start:start + len(job.records)], model))
+            _deliver(job, (outputs[start:start + len(job.records)], model))
             start += len(job.records)
 
 
@@ -156,15 +156,15 @@ def _as_problem(exc: Exception) -> Problem:
     return Problem(500, "model_error", "the model failed on this request; the server log has the details")
 
 
-def _deliver(job: _Job, *, result: Outcome | None = None, error: Exception | None = None) -> None:
+def _deliver(job: _Job, outcome: Outcome | Exception) -> None:
+    """Settle the job's future on its event loop (the model thread may not touch it)."""
     def settle() -> None:
         if job.future.done():
             return
-        if error is not None:
-            job.future.set_exception(error)
+        if isinstance(outcome, Exception):
+            job.future.set_exception(outcome)
         else:
-            assert result is not None
-            job.future.set_result(result)
+            job.future.set_result(outcome)
 
     try:
         job.loop.call_soon_threadsafe(settle)

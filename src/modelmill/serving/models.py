@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelmill.bundle import resolve_bundle_dir
+from modelmill.assembly import prediction_columns
+from modelmill.bundle import Bundle, read_bundle, resolve_bundle_dir
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import BundleError, ModelmillError, ServingError
 from modelmill.paths import UnsafePathError, safe_child
@@ -39,12 +40,10 @@ class ServedModel:
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
-    def load(cls, path: Path, version: str, serving: ServingConfig) -> ServedModel:
-        from modelmill.api import load
-        from modelmill.bundle import read_bundle
+    def load(cls, bundle: Bundle, version: str, serving: ServingConfig) -> ServedModel:
+        from modelmill.api import from_bundle
 
-        bundle = read_bundle(path)
-        pipeline = load(bundle.path)
+        pipeline = from_bundle(bundle)
         contract = build_contract(bundle.json("schema.json"), bundle.json("profile.json"),
                                   max_records=serving.max_records,
                                   unknown_categories=serving.unknown_categories)
@@ -54,13 +53,12 @@ class ServedModel:
         """One prediction per record, keyed like ``modelmill predict``'s output columns."""
         frame = pd.DataFrame.from_records(records, columns=self.contract.columns)
         predictions = self.pipeline.parts.predict(frame)
-        target = self.pipeline.config.target.name
+        key, keys = prediction_columns(self.pipeline.config.target.name, predictions.class_names)
         labels = [_plain(v) for v in predictions.labels.tolist()]
         if predictions.proba is None:
-            return [{f"{target}_predicted": label} for label in labels]
-        keys = [f"{target}_probability_{name}" for name in predictions.class_names]
+            return [{key: label} for label in labels]
         rows = np.asarray(predictions.proba, dtype="float64").round(6).tolist()
-        return [{f"{target}_predicted": label, **dict(zip(keys, row))} for label, row in zip(labels, rows)]
+        return [{key: label, **dict(zip(keys, row))} for label, row in zip(labels, rows)]
 
     def warm_up(self, batch_size: int) -> None:
         """Run the example, an all-missing record and a full batch through the model, so the
@@ -161,12 +159,13 @@ class ModelRoot:
                           f"version {version!r} does not exist; known versions: {known}") from None
         return path
 
-    def load(self, version: str, serving: ServingConfig) -> ServedModel:
-        """Load and warm one version. Failures become a 409 whose message holds no paths."""
+    def load(self, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:
+        """Load (or take ``bundle``, already read) and warm one version. Failures become a
+        409 whose message holds no paths."""
         path = self.locate(version)
         started = time.perf_counter()
         try:
-            model = ServedModel.load(path, version, serving)
+            model = ServedModel.load(bundle or read_bundle(path), version, serving)
             model.warm_up(serving.max_batch_size)
         except Problem:
             raise

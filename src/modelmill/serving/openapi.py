@@ -4,10 +4,13 @@ schemas (field names, types, allowed categories) and every error answer filled i
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from modelmill.assembly import prediction_columns
 
 if TYPE_CHECKING:
     from modelmill.serving.state import ServerState
@@ -49,14 +52,24 @@ _OPERATION_ERRORS = {
     ("/v1/admin/rollback", "post"): ("401", "403", "409"),
     ("/readyz", "get"): ("503",),
 }
-_cache: dict[int, tuple[str, dict[str, Any]]] = {}
 
 
-def openapi_document(app: FastAPI, state: ServerState) -> dict[str, Any]:
+def openapi_for(app: FastAPI, state: ServerState) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``: the document of the version being served, built once per version."""
+    built: dict[str, dict[str, Any]] = {}
+
+    def document() -> dict[str, Any]:
+        version = state.current.version
+        if version not in built:
+            built.clear()
+            built[version] = _document(app, state)
+        return built[version]
+
+    return document
+
+
+def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     model = state.current
-    cached = _cache.get(id(app))
-    if cached and cached[0] == model.version:
-        return cached[1]
     document = get_openapi(title=app.title, version=model.version, routes=app.routes,
                            description=f"Predictions of the modelmill model {model.name!r}, version "
                            f"{model.version!r}. The request schema is the model's own input schema.")
@@ -82,17 +95,17 @@ def openapi_document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     for path in ("/v1/admin/reload", "/v1/admin/rollback"):
         paths[path]["post"]["security"] = [{"adminToken": []}]
     document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"}}
-    _cache[id(app)] = (model.version, document)
     return document
 
 
 def _response_schema(state: ServerState) -> dict[str, Any]:
     target = state.current.pipeline.parts.target
-    label: dict[str, Any] = {"type": "number"} if target.task == "number" else {}
-    properties: dict[str, Any] = {f"{target.name}_predicted": {"anyOf": [label, {"type": "null"}]} if label
-                                  else {}}
-    for name in target.class_names if target.task != "number" else []:
-        properties[f"{target.name}_probability_{name}"] = {"type": "number", "minimum": 0, "maximum": 1}
+    classes = target.class_names if target.task != "number" else []
+    key, keys = prediction_columns(target.name, classes)
+    # a number target predicts a number (or null); a class label may be any JSON value
+    properties: dict[str, Any] = {key: {"anyOf": [{"type": "number"}, {"type": "null"}]}
+                                  if target.task == "number" else {}}
+    properties.update({name: {"type": "number", "minimum": 0, "maximum": 1} for name in keys})
     return {
         "type": "object",
         "required": ["model", "version", "request_id", "predictions"],

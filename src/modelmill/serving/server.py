@@ -18,10 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import uvicorn
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
+from modelmill.api import bundle_config
+from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import ConfigError, ServingError
 from modelmill.serving.app import create_app
@@ -32,22 +35,21 @@ log = logging.getLogger("modelmill.serving")
 _ENVIRONMENT = "MODELMILL_SERVE"
 
 
-def resolve_settings(root: ModelRoot, version: str, overrides: dict[str, Any]) -> ServingConfig:
+def resolve_settings(bundled: ServingConfig, overrides: dict[str, Any]) -> ServingConfig:
     """The bundle's ``serving:`` section with the command line's values on top."""
-    import yaml
-
-    from modelmill.bundle import read_bundle
-    from modelmill.config import parse_config
-
-    bundle = read_bundle(root.locate(version))
-    config = parse_config(yaml.safe_load(bundle.text("config.yaml")), origin=str(bundle.path / "config.yaml"))
-    merged = {**config.serving.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    merged = {**bundled.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return ServingConfig.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "serving." + ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{first['msg']} (got {first.get('input')!r})", path=where) from None
+
+
+def newest_bundle(root: ModelRoot) -> tuple[str, Bundle]:
+    """The newest version's name and its verified bundle (read once, for settings and model)."""
+    version = root.newest()
+    return version, read_bundle(root.locate(version))
 
 
 def model_threads(settings: ServingConfig) -> int:
@@ -63,13 +65,11 @@ def model_threads(settings: ServingConfig) -> int:
 
 def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | None = None) -> ServerState:
     """Open the model root, load and warm its newest version: the state of one worker."""
-    import torch
-
     root = ModelRoot(Path(path))
-    version = root.newest()
-    settings = resolve_settings(root, version, overrides)
+    version, bundle = newest_bundle(root)
+    settings = resolve_settings(bundle_config(bundle).serving, overrides)
     torch.set_num_threads(model_threads(settings))
-    first = root.load(version, settings)
+    first = root.load(version, settings, bundle)
     return ServerState(root, settings, first, selection)
 
 
@@ -112,8 +112,7 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         server.run()
         return
     # Check the model and the settings once here, so that mistakes fail before forking.
-    root = ModelRoot(Path(path))
-    settings = resolve_settings(root, root.newest(), overrides)
+    settings = resolve_settings(bundle_config(newest_bundle(ModelRoot(Path(path)))[1]).serving, overrides)
     _check_port_free(settings.host, settings.port)
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
     os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides,

@@ -68,16 +68,15 @@ class ServerState:
 
         return await self._switch(previous, rollback=True)
 
-    async def follow_selection(self, interval: float = 0.5) -> None:
-        """Worker loop: serve what another worker's admin call selected."""
-        assert self.selection is not None
+    async def follow_selection(self, selection: Path, interval: float = 0.5) -> None:
+        """Worker loop: serve what another worker's admin call selected in ``selection``."""
         while True:
             await asyncio.sleep(interval)
             try:
-                changed = self.selection.stat().st_mtime_ns
+                changed = selection.stat().st_mtime_ns
                 if changed == self._selection_seen or self._swap_lock.locked():
                     continue
-                chosen = json.loads(self.selection.read_bytes())
+                chosen = json.loads(selection.read_bytes())
             except (OSError, ValueError):
                 continue
             self._selection_seen = changed
