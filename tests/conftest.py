@@ -40,7 +40,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
             {"name": "colour", "type": "category"},
             {"name": "flag", "type": "binary"},
             {"name": "when", "type": "date"},
-            {"name": "review", "type": "text", "min_frequency": 1},
+            {"name": "review", "type": "text", "tokenizer": {"min_frequency": 1}},
         ],
         "target": {"name": "label", "type": "binary"},
         "model": {"type": "mlp", "hidden": [16]},

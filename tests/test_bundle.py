@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import modelmill
-from modelmill.bundle import MANIFEST, WEIGHTS, read_bundle, write_bundle
+from modelmill.bundle import MANIFEST, WEIGHTS, encode_weights, parse_weights, read_bundle, write_bundle
 from tests.conftest import base_config, make_frame
 
 
@@ -96,3 +97,15 @@ def test_evaluating_other_data_leaves_the_test_set_plots_for_the_bundle(tmp_path
     metrics = pipeline.evaluate(make_frame(100, seed=5), out_dir=tmp_path / "evaluation")
     assert (tmp_path / "evaluation" / "plots" / "roc.png").is_file() and "roc_auc" in metrics
     assert pipeline.plots_ == before
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_still_load() -> None:
+    """The header length is the first 8 bytes; its low byte may be 0x80, the pickle marker."""
+    for extra in range(400):
+        tensors = {"w" + "x" * extra: torch.arange(3.0)}
+        data = encode_weights(tensors)
+        if data[:1] == b"\x80":
+            break
+    assert data[:1] == b"\x80"
+    loaded = parse_weights(data, where=Path("weights.safetensors"))
+    assert torch.equal(next(iter(loaded.values())), torch.arange(3.0))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self, TypeAlias
 
@@ -20,7 +22,7 @@ import pandas as pd
 import torch
 import yaml
 
-from modelmill.assembly import FittedParts, build_feature, build_model, labelled_rows, prediction_frame
+from modelmill.assembly import FittedParts, build_feature, build_model, labelled_rows, model_maker, prediction_frame
 from modelmill.bundle import WEIGHTS, Bundle, encode_weights, read_bundle, sha256, write_bundle
 from modelmill.config import PipelineConfig, dump_config, load_config, parse_config
 from modelmill.config.schema import DataConfig
@@ -34,6 +36,7 @@ from modelmill.evaluation.metrics import check_metric, compute_metrics, default_
 from modelmill.evaluation.plots import make_plots
 from modelmill.evaluation.report import render_report
 from modelmill.features import TARGETS, Target
+from modelmill.models import Learner
 from modelmill.training import TensorData, Trainer, TrainResult, predict_raw
 
 log = logging.getLogger("modelmill")
@@ -129,6 +132,11 @@ class Pipeline:
                 count_clipped(train, feature.name, state["clip"], report)
             if "fill" in state:
                 report.column(feature.name)["filled_with"] = state["fill"]
+            if state.get("truncated", {}).get("texts"):
+                cut = state["truncated"]
+                report.column(feature.name)["truncated_texts"] = cut["texts"]
+                log.warning(f"{feature.name}: {cut['texts']} of {cut['of']} training texts are longer than "
+                            f"{cut['max_length']} tokens and were cut (raise max_length to keep more)")
         target = TARGETS.get(config.target.type)(config.target).fit(train[config.target.name])
         torch.manual_seed(config.training.seed)  # the initial weights are part of a repeatable run
         return FittedParts(config, features, target, build_model(config, features, target))
@@ -146,6 +154,9 @@ class Pipeline:
             metrics = _metrics(target, raw, target.untransform(truth))
             return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
+        maker = model_maker(self.config)
+        if isinstance(maker, Learner):
+            return _fit_learner(maker, parts, train, valid, scorer, monitor)
         trainer = Trainer(self.config.training, loss=target.loss(), scorer=scorer, monitor=monitor, mode=mode,
                           checkpoint_dir=run_dir / "checkpoints" if run_dir else None)
         return trainer.fit(parts.model, train, valid, resume=resume)
@@ -189,7 +200,7 @@ class Pipeline:
         if not known.any():
             raise DataError("no row has a known target value to evaluate against", column=parts.target.name)
         frame = frame.loc[known]
-        raw = predict_raw(parts.model, parts.inputs(frame))
+        raw = parts.raw(frame)
         truth = parts.target.codes(frame[parts.target.name])
         metrics = _metrics(parts.target, raw, truth)
         plots: dict[str, bytes] = {}
@@ -269,6 +280,21 @@ def from_bundle(bundle: Bundle) -> Pipeline:
     pipeline.metrics_ = bundle.json("metrics.json")
     pipeline.profile_ = bundle.json("profile.json")
     return pipeline
+
+
+def _fit_learner(learner: Learner[Any], parts: FittedParts, train: TensorData, valid: TensorData,
+                 scorer: Callable[[torch.Tensor, torch.Tensor], dict[str, float]], monitor: str) -> TrainResult:
+    """Fit a learner's module by its own solver; one history row, as one epoch would give."""
+    start = time.perf_counter()
+    learner.fit(parts.model, train.inputs, train.target, parts.target)
+    seconds = time.perf_counter() - start
+    loss = parts.target.loss()
+    train_raw = predict_raw(parts.model, train.inputs, lengths=train.lengths)
+    valid_raw = predict_raw(parts.model, valid.inputs, lengths=valid.lengths)
+    row = {"epoch": 1.0, "seconds": seconds, "train_loss": float(loss(train_raw, train.target)),
+           "valid_loss": float(loss(valid_raw, valid.target))}
+    row.update({f"valid_{k}": v for k, v in scorer(valid_raw, valid.target).items()})
+    return TrainResult([row], 1, row.get(f"valid_{monitor}"), 1, seconds, "fitted by the solver")
 
 
 def _metrics(target: Target[Any], raw: torch.Tensor, truth: np.ndarray) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from torch import nn
 from modelmill.config.schema import PipelineConfig
 from modelmill.features import FEATURES, TARGETS, Feature, Predictions, Target
 from modelmill.features.number import NumberFeature
-from modelmill.models import MODELS, TorchModel
+from modelmill.models import MODELS, Learner, TorchModel
 from modelmill.training import TensorData, predict_raw
 
 
@@ -27,10 +27,12 @@ def build_feature(config: Any, pipeline: PipelineConfig) -> Feature[Any]:
 
 
 def build_model(config: PipelineConfig, features: list[Feature[Any]], target: Target[Any]) -> nn.Module:
-    model_type = MODELS.get(config.model.type, path="model.type")
-    if not issubclass(model_type, TorchModel):
-        raise NotImplementedError(f"model type {config.model.type!r} is not a torch model")
-    return model_type(config.model).build(features, target)
+    return model_maker(config).build(features, target)
+
+
+def model_maker(config: PipelineConfig) -> TorchModel[Any] | Learner[Any]:
+    """The configured model type: a torch model (the shared trainer fits it) or a learner."""
+    return MODELS.get(config.model.type, path="model.type")(config.model)
 
 
 @dataclass
@@ -45,11 +47,22 @@ class FittedParts:
     def inputs(self, frame: pd.DataFrame) -> list[torch.Tensor]:
         return [feature.transform(frame[feature.name]) for feature in self.features]
 
+    def lengths(self, inputs: list[torch.Tensor]) -> torch.Tensor | None:
+        """Tokens per row over the sequence inputs (None when there is none)."""
+        counts = [c for f, x in zip(self.features, inputs) if (c := f.sequence_lengths(x)) is not None]
+        return torch.stack(counts).sum(dim=0) if counts else None
+
     def tensors(self, frame: pd.DataFrame) -> TensorData:
-        return TensorData(self.inputs(frame), self.target.transform(frame[self.target.name]))
+        inputs = self.inputs(frame)
+        return TensorData(inputs, self.target.transform(frame[self.target.name]), self.lengths(inputs))
+
+    def raw(self, frame: pd.DataFrame) -> torch.Tensor:
+        """The model's raw outputs (rows, outputs) for a frame."""
+        inputs = self.inputs(frame)
+        return predict_raw(self.model, inputs, lengths=self.lengths(inputs))
 
     def predict(self, frame: pd.DataFrame) -> Predictions:
-        return self.target.postprocess(predict_raw(self.model, self.inputs(frame)))
+        return self.target.postprocess(self.raw(frame))
 
     def feature_state(self) -> dict[str, Any]:
         return {

@@ -64,13 +64,16 @@ def encode_weights(tensors: dict[str, torch.Tensor]) -> bytes:
 
 
 def parse_weights(data: bytes, *, where: Path) -> dict[str, torch.Tensor]:
-    """Safetensors bytes → tensors. A pickle (or a torch.save zip) is refused before parsing."""
-    if data[:1] == b"\x80" or data[:2] == b"PK":
+    """Safetensors bytes → tensors. A pickle (or a torch.save zip) is refused before parsing.
+    Safetensors begins with its header's length (8 bytes, little-endian) and then ``{``; the
+    length's first byte may well be 0x80 (or spell "PK"), so the shape decides first."""
+    safetensors_shaped = len(data) >= 9 and data[8:9] == b"{"
+    if not safetensors_shaped and (data[:1] == b"\x80" or data[:2] == b"PK"):
         raise BundleError(
             f"{where} is a pickle or torch.save file, not safetensors; modelmill never unpickles "
             "(a pickle can run code). Fix: re-create the bundle with modelmill"
         )
-    if len(data) < 9 or data[8:9] != b"{":
+    if not safetensors_shaped:
         raise BundleError(f"{where} is not a safetensors file")
     try:
         return load_safetensors(data)

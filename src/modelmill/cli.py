@@ -85,6 +85,44 @@ def train(
 
 
 @app.command()
+def compare(
+    config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")],
+    models: Annotated[str | None, typer.Option(
+        "--models", "-m", help="Comma-separated variants: config, tfidf_lr, linear, mlp, bag, cnn, rnn, "
+        "transformer (from scratch), frozen, finetune, lora, full (the pretrained encoder). Default: "
+        "compare.models of the config, else tfidf_lr,cnn,frozen,finetune for text.")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
+) -> None:
+    """Train several model variants on the same split; one table of test metrics, times,
+    latency and size (also written as comparison.json/.csv and report.html)."""
+    from modelmill.api import Pipeline
+    from modelmill.compare import compare as run_compare, default_variants, table_rows, variant_config
+    from modelmill.runs import new_run_dir
+
+    pipeline = Pipeline.from_yaml(config)
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else default_variants(pipeline.config)
+    for name in names:  # a typo fails before a run folder exists
+        variant_config(pipeline.config, name)
+    out_dir = new_run_dir(runs, f"{pipeline.config.name}-compare")
+    err.print(f"comparing {', '.join(names)} in {out_dir}")
+    with _log_to(out_dir / "compare.log"):
+        rows = run_compare(pipeline.config, names, out_dir, base_dir=pipeline.base_dir,
+                           progress=lambda message: err.print(escape(message), highlight=False))
+    headings, cells = table_rows(pipeline.config.target.type, rows)
+    table = Table(title=f"{pipeline.config.name}: model variants on the same split")
+    for i, heading in enumerate(headings):
+        table.add_column(heading, justify="left" if i == 0 else "right")
+    for cells_of_row in cells:
+        table.add_row(*(escape(c) for c in cells_of_row))
+    needed = sum(max(len(h), *(len(c[i]) for c in cells)) + 3 for i, h in enumerate(headings)) + 1
+    # the table at its natural width even past the terminal's: cut cells would hide the numbers
+    Console(file=out.file, width=max(out.width, needed)).print(table)
+    out.print(f"report: {out_dir / 'report.html'}")
+    if any("error" in row for row in rows):
+        raise typer.Exit(2)
+
+
+@app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
     data: Annotated[str, typer.Argument(help="Labelled data file or URL.")],

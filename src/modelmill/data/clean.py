@@ -69,6 +69,8 @@ def feature_missing(column: pd.Series, feature_type: str) -> np.ndarray:
     """Missing cells of a feature's column (image cells have their own notion of empty)."""
     if feature_type == "image":
         return np.fromiter((is_missing(cell) for cell in column), dtype=bool, count=len(column))
+    if feature_type == "text":  # "", "NA" or "-" may be what someone wrote; bytes are text too
+        return column.isna().to_numpy()
     return missing_mask(column)
 
 

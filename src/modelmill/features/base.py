@@ -80,6 +80,11 @@ class Feature(Component[ConfigT]):
     def profile(self, column: pd.Series) -> dict[str, Any]:
         """Reference statistics of the column, for drift monitoring."""
 
+    def sequence_lengths(self, encoded: torch.Tensor) -> torch.Tensor | None:
+        """Tokens per row of a transformed sequence column (None: not a sequence). The
+        trainer batches rows of similar length together, so little padding is computed."""
+        return None
+
 
 @dataclass
 class Predictions:

@@ -1,11 +1,12 @@
-"""Text as a bag of words: a vocabulary fitted on the training split, token ids padded to
-the longest text (capped), averaged word embeddings. The full text issue adds tokenizers
-and sequence encoders as further registrations."""
+"""Free text: a Hugging Face ``tokenizers`` tokenizer (word, BPE or WordPiece) trained on the
+training split, or a pretrained model's own tokenizer; token ids padded to the longest text
+of the column, cut at ``max_length``. The tokenizer's JSON is the fitted state, so serving
+tokenises exactly as training did. The encoder is chosen by ``encoder.type``."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
+import json
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -14,69 +15,163 @@ import torch
 from torch import nn
 
 from modelmill.config.schema import TextFeatureConfig
+from modelmill.config.text import PretrainedEncoderConfig
 from modelmill.features.base import FEATURES, Feature
+from modelmill.models.text import PAD, TEXT_ENCODERS
 
-MAX_LENGTH = 256
-_WORD = re.compile(r"\w+", re.UNICODE)
+SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1 of every tokenizer trained here
 
 
-class MeanEmbedding(nn.Module):
-    """Mean of the word embeddings of each text, padding (id 0) left out."""
+def as_texts(column: pd.Series) -> list[str]:
+    """Every cell as a valid Unicode string: missing → "", bytes decoded as UTF-8 (bad bytes
+    become U+FFFD), lone surrogates (undecodable bytes read with surrogateescape) replaced."""
+    texts: list[str] = []
+    for value in column.tolist():
+        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+            texts.append("")
+        elif isinstance(value, (bytes, bytearray)):
+            texts.append(bytes(value).decode("utf-8", errors="replace"))
+        else:
+            text = value if isinstance(value, str) else str(value)
+            if not text.isascii():
+                text = text.encode("utf-8", errors="replace").decode("utf-8")
+            texts.append(text)
+    return texts
 
-    def __init__(self, vocabulary_size: int, dim: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocabulary_size, dim, padding_idx=0)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (batch, length) -> (batch, dim)
-        vectors = self.embedding(ids)  # (batch, length, dim)
-        present = (ids > 0).unsqueeze(-1).float()  # (batch, length, 1)
-        return (vectors * present).sum(dim=1) / present.sum(dim=1).clamp(min=1.0)
+def train_tokenizer(config: TextFeatureConfig, texts: list[str]) -> Any:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    kind, size, minimum = config.tokenizer.type, config.tokenizer.vocabulary_size, config.tokenizer.min_frequency
+    if kind == "word":
+        tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        trainer: Any = trainers.WordLevelTrainer(vocab_size=size, min_frequency=minimum, special_tokens=SPECIALS)
+    elif kind == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+        trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=minimum, special_tokens=SPECIALS,
+                                      show_progress=False)
+    else:
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        trainer = trainers.WordPieceTrainer(vocab_size=size, min_frequency=minimum, special_tokens=SPECIALS,
+                                            show_progress=False)
+    norm = config.normalization
+    steps: list[Any] = []
+    if norm.unicode != "none" or norm.strip_accents:
+        steps.append(normalizers.NFKD() if norm.strip_accents else
+                     normalizers.NFKC() if norm.unicode == "nfkc" else normalizers.NFC())
+    if norm.strip_accents:
+        steps.append(normalizers.StripAccents())
+    if norm.lowercase:
+        steps.append(normalizers.Lowercase())
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # words and runs of punctuation (emoji included)
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return tokenizer
 
 
 @FEATURES.register("text")
 class TextFeature(Feature[TextFeatureConfig]):
-    def _tokens(self, column: pd.Series) -> list[list[str]]:
-        texts = column.astype("string").fillna("")
-        if self.config.lowercase:
-            texts = texts.str.lower()
-        return [_WORD.findall(text) for text in texts]
+    """Token ids (rows, length) for the encoder; the pad id marks the end of each text."""
 
     def fit(self, column: pd.Series) -> Self:
-        counts = Counter(token for tokens in self._tokens(column) for token in tokens)
-        frequent = [t for t, c in counts.most_common(self.config.max_tokens) if c >= self.config.min_frequency]
-        self.vocabulary_ = frequent
-        self.index_ = {token: i + 1 for i, token in enumerate(frequent)}  # 0 = padding/unknown
+        texts = as_texts(column)
+        encoder = self.config.encoder
+        self.model_dir_: Path | None = None
+        if isinstance(encoder, PretrainedEncoderConfig):
+            from modelmill.models.pretrained import describe, locate
+
+            self.model_dir_ = locate(encoder.model, path=f"features.{self.name}.encoder.model")
+            self.pretrained_: dict[str, Any] | None = describe(self.model_dir_)
+            tokenizer_json = self.pretrained_["tokenizer"]
+        else:
+            self.pretrained_ = None
+            tokenizer_json = train_tokenizer(self.config, texts).to_str()
+        self._set_tokenizer(tokenizer_json)
+        cut = sum(1 for encoding in self._encode(texts) if encoding.overflowing)
+        self.truncated_ = {"texts": cut, "of": len(texts), "max_length": self.max_length_}
         self.fitted_ = True
         return self
 
+    def _set_tokenizer(self, tokenizer_json: str) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer_json_ = tokenizer_json
+        tokenizer = Tokenizer.from_str(tokenizer_json)
+        tokenizer.no_padding()
+        limit = self.pretrained_["max_length"] if self.pretrained_ else self.config.max_length
+        self.max_length_ = min(self.config.max_length, limit)
+        tokenizer.enable_truncation(self.max_length_)
+        # the model's own padding id (RoBERTa's is 1), else the [PAD] of tokenizers trained here
+        pad = (self.pretrained_ or {}).get("transformer", {}).get("pad_token_id")
+        if pad is None:
+            pad = tokenizer.token_to_id("[PAD]")
+        self.pad_id_: int = PAD if pad is None else int(pad)
+        self.tokenizer_ = tokenizer
+
+    def _encode(self, texts: list[str]) -> list[Any]:
+        return list(self.tokenizer_.encode_batch_fast(texts)) if texts else []
+
     def transform(self, column: pd.Series) -> torch.Tensor:
         self._check_fitted()
-        rows = [[self.index_[t] for t in tokens if t in self.index_][:MAX_LENGTH] for tokens in self._tokens(column)]
-        length = max((len(r) for r in rows), default=0) or 1
-        ids = np.zeros((len(rows), length), dtype="int64")
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
+        encodings = self._encode(as_texts(column))
+        length = max((len(e.ids) for e in encodings), default=1) or 1
+        ids = np.full((len(encodings), length), self.pad_id_, dtype="int64")
+        for i, encoding in enumerate(encodings):
+            ids[i, : len(encoding.ids)] = encoding.ids
         return torch.from_numpy(ids)  # (rows, length)
 
+    def sequence_lengths(self, encoded: torch.Tensor) -> torch.Tensor:
+        return (encoded != self.pad_id_).sum(dim=1)
+
     def encoder(self) -> nn.Module:
-        return MeanEmbedding(len(self.vocabulary_) + 1, self.config.embedding_dim)
+        self._check_fitted()
+        config = self.config.encoder
+        if isinstance(config, PretrainedEncoderConfig):
+            from modelmill.models.pretrained import PretrainedTextEncoder
+
+            assert self.pretrained_ is not None
+            return PretrainedTextEncoder(self.pretrained_, config, self.pad_id_, self.model_dir_)
+        module, _ = TEXT_ENCODERS.get(config.type)(config, self.tokenizer_.get_vocab_size(), self.max_length_)
+        return module
+
+    @property
+    def vocabulary_size(self) -> int:
+        self._check_fitted()
+        return int(self.tokenizer_.get_vocab_size())
 
     @property
     def output_dim(self) -> int:
-        return self.config.embedding_dim
+        self._check_fitted()
+        config = self.config.encoder
+        if isinstance(config, PretrainedEncoderConfig):
+            assert self.pretrained_ is not None
+            return int(self.pretrained_["dim"])
+        _, width = TEXT_ENCODERS.get(config.type)(config, 2, self.max_length_)
+        return width
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"vocabulary": self.vocabulary_}
+        return {"tokenizer": json.loads(self.tokenizer_json_), "pretrained": self._pretrained_state(),
+                "truncated": self.truncated_}
+
+    def _pretrained_state(self) -> dict[str, Any] | None:
+        if not self.pretrained_:
+            return None
+        return {k: v for k, v in self.pretrained_.items() if k != "tokenizer"}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.vocabulary_ = state["vocabulary"]
-        self.index_ = {token: i + 1 for i, token in enumerate(self.vocabulary_)}
+        self.model_dir_ = None
+        pretrained = state.get("pretrained")
+        tokenizer_json = json.dumps(state["tokenizer"])
+        self.pretrained_ = {**pretrained, "tokenizer": tokenizer_json} if pretrained else None
+        self._set_tokenizer(tokenizer_json)
+        self.truncated_ = state.get("truncated", {})
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
-        lengths = np.array([len(t) for t in self._tokens(column)], dtype="float64")
+        lengths = np.array([len(e.ids) for e in self._encode(as_texts(column))], dtype="float64")
         return {
             "type": "text",
             "missing_rate": float(column.isna().mean()) if len(column) else 0.0,
             "mean_tokens": float(lengths.mean()) if lengths.size else 0.0,
+            "length_quantiles": np.quantile(lengths, [0.1, 0.5, 0.9]).tolist() if lengths.size else [],
         }

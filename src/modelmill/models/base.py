@@ -3,9 +3,8 @@
 Every model type is registered in ``MODELS`` under its YAML ``type:`` name. A torch model
 type implements :class:`TorchModel`: it builds a plain ``nn.Module`` from the fitted input
 features and the target, and the shared trainer does the rest. A learner that is not
-trained by gradient descent (gradient-boosted trees, say) implements :class:`Learner`
-instead — fit on arrays, predict raw outputs, state as tensors + JSON — and the pipeline
-calls it through the same four verbs.
+fitted otherwise (a convex solver, say) implements :class:`Learner`: it builds the same
+kind of module and fits it itself.
 """
 
 from __future__ import annotations
@@ -34,9 +33,16 @@ class TabularNet(nn.Module):
         self.encoders = nn.ModuleList(encoders)
         self.body = body
         self.head = head
+        self.cached: set[int] = set()
+
+    def use_cached(self, positions: list[int]) -> None:
+        """Inputs at these positions arrive already encoded (a frozen encoder's output,
+        computed once by the trainer); an empty list restores the normal path."""
+        self.cached = set(positions)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        encoded = [encoder(x) for encoder, x in zip(self.encoders, inputs, strict=True)]
+        encoded = [x if i in self.cached else encoder(x)
+                   for i, (encoder, x) in enumerate(zip(self.encoders, inputs, strict=True))]
         x = torch.cat(encoded, dim=1)  # (batch, sum of feature widths)
         return self.head(self.body(x))  # type: ignore[no-any-return]  # (batch, outputs)
 
@@ -53,26 +59,21 @@ class TorchModel(ABC, Generic[ConfigT]):
 
 
 class Learner(ABC, Generic[ConfigT]):
-    """A model type with its own fitting procedure (not gradient descent by our trainer)."""
+    """A model type with its own fitting procedure instead of the shared trainer (a convex
+    solver, say). It still builds a plain ``nn.Module`` — its fitted numbers held as buffers
+    — so prediction, saving and serving are the same as for any model."""
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
 
     @abstractmethod
-    def fit(self, inputs: list[torch.Tensor], target: torch.Tensor, valid: tuple[list[torch.Tensor], torch.Tensor]) -> None:
-        """Fit on the transformed training tensors."""
+    def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
+        """An unfitted module of the right shapes (so a bundle's weights load into it)."""
 
     @abstractmethod
-    def predict_raw(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Raw outputs (rows, target.output_size), as a torch model would give."""
-
-    @abstractmethod
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Tensors (saved as safetensors) and plain JSON."""
-
-    @abstractmethod
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Restore from what ``state`` returned."""
+    def fit(self, module: nn.Module, inputs: list[torch.Tensor], codes: torch.Tensor, target: Target[Any]) -> None:
+        """Fit the module in place on the transformed training tensors; ``codes`` is the
+        transformed target and ``target`` the fitted target (its class weights, say)."""
 
 
 ModelType = type[TorchModel[Any]] | type[Learner[Any]]

@@ -11,7 +11,7 @@ from torch.optim import lr_scheduler
 
 from modelmill.registry import Registry
 
-Params = Iterable[torch.nn.Parameter]
+Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]  # weights, or groups with their own lr
 OptimizerBuilder = Callable[[Any, Params], torch.optim.Optimizer]
 
 OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")

@@ -8,12 +8,13 @@ per-row Python work in the loop.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -21,20 +22,24 @@ from torch import nn
 from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ModelError
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
+from modelmill.training.embedding_cache import cached_encoding
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
 from modelmill.training.optim import OPTIMIZERS, SCHEDULERS, Schedule
 from modelmill.training.runtime import pick_device, set_threads
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 CHECKPOINT_NAME = "last.safetensors"
+log = logging.getLogger("modelmill")
 
 
 @dataclass
 class TensorData:
-    """Transformed inputs (one tensor per feature, rows first) and the target."""
+    """Transformed inputs (one tensor per feature, rows first) and the target; ``lengths``
+    (tokens per row) when some input is a sequence."""
 
     inputs: list[torch.Tensor]
     target: torch.Tensor
+    lengths: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -43,7 +48,8 @@ class TensorData:
         return [x[index] for x in self.inputs], self.target[index]
 
     def to(self, device: torch.device) -> TensorData:
-        return TensorData([x.to(device) for x in self.inputs], self.target.to(device))
+        return TensorData([x.to(device) for x in self.inputs], self.target.to(device),
+                          None if self.lengths is None else self.lengths.to(device))
 
 
 @dataclass
@@ -52,8 +58,9 @@ class TrainResult:
     best_epoch: int
     best_value: float | None
     epochs_run: int
-    seconds: float
+    seconds: float  # of the epochs
     stop_reason: str
+    prepare_seconds: float = 0.0  # before the first epoch: frozen encoders run over the data
 
 
 class Trainer:
@@ -73,6 +80,7 @@ class Trainer:
         self.config = config
         self.loss = loss
         self.scorer = scorer
+        self.monitor, self.mode = monitor, mode
         self.checkpoint_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
         self.batch_size = 1
         stopping = config.early_stopping
@@ -96,8 +104,16 @@ class Trainer:
         self.loss.to(device)
         train, valid = train.to(device), valid.to(device)
         self.batch_size = resolve_batch_size(config.batch_size, len(train))
+        prepare_started = time.perf_counter()
+        if not (resume and self.checkpoint_path and self.checkpoint_path.exists()):
+            self._warm_heads(model, train, valid)
+        frozen = frozen_encoders(model)
+        if frozen:  # frozen encoders run once per data set, not once per epoch
+            train, valid = cache_frozen(model, train, frozen), cache_frozen(model, valid, frozen)
+            model.use_cached(frozen)  # type: ignore[operator]
+        prepare_seconds = time.perf_counter() - prepare_started
         steps = self._steps_per_epoch(len(train))
-        optimizer = OPTIMIZERS.get(config.optimizer.type)(config.optimizer, model.parameters())
+        optimizer = OPTIMIZERS.get(config.optimizer.type)(config.optimizer, parameter_groups(model, config.optimizer.lr))
         schedule = SCHEDULERS.get(config.scheduler.type)(config.scheduler, optimizer, config.epochs, steps)
         state, best = LoopState(), copy.deepcopy(model.state_dict())
         if resume and self.checkpoint_path and self.checkpoint_path.exists():
@@ -121,10 +137,40 @@ class Trainer:
                 self._save(model, optimizer, schedule, state, best)
         for callback in self.callbacks:
             callback.on_train_end(state)
+        if frozen:
+            model.use_cached([])  # type: ignore[operator]
         model.load_state_dict(best)
         model.to("cpu")
         return TrainResult(state.history, state.best_epoch, state.best_value, state.epoch,
-                           state.elapsed, state.stop_reason or "all epochs done")
+                           state.elapsed, state.stop_reason or "all epochs done", prepare_seconds)
+
+    def _warm_heads(self, model: nn.Module, train: TensorData, valid: TensorData) -> None:
+        """Encoders that ask for ``head_epochs`` are first held frozen while the rest of the
+        model trains on their cached outputs; tuning them then starts from a head that
+        already fits (linear probing, then fine-tuning: Kumar et al., 2022), so the first
+        steps do not push a random head's gradients into the pretrained weights."""
+        encoders = getattr(model, "encoders", None)
+        if encoders is None or not hasattr(model, "use_cached"):
+            return
+        warm = [e for e in encoders if getattr(e, "head_epochs", 0) and not getattr(e, "frozen", False)]
+        if not warm:
+            return
+        flags = {id(p): p.requires_grad for e in warm for p in e.parameters()}
+        for encoder in warm:
+            encoder.frozen = True
+            encoder.requires_grad_(False)
+        try:
+            epochs = max(int(e.head_epochs) for e in warm)
+            config = self.config.model_copy(update={"epochs": epochs})
+            log.info(f"training the head alone for {epochs} epochs before tuning the encoder")
+            Trainer(config, loss=self.loss, scorer=self.scorer, monitor=self.monitor,
+                    mode=self.mode).fit(model, train, valid)
+        finally:
+            for encoder in warm:
+                encoder.frozen = False
+                for parameter in encoder.parameters():
+                    parameter.requires_grad_(flags[id(parameter)])
+        model.to(train.target.device)
 
     def _steps_per_epoch(self, rows: int) -> int:
         full, rest = divmod(rows, self.batch_size)
@@ -138,6 +184,8 @@ class Trainer:
         # uninterrupted one would have done, with no RNG state to save.
         torch.manual_seed(self.config.seed * 100_003 + epoch)
         order = torch.randperm(len(data), device=data.target.device)
+        if data.lengths is not None:
+            order = bucket_by_length(order, data.lengths, self.batch_size)
         model.train()
         total, count = 0.0, 0
         size = self.batch_size
@@ -160,14 +208,14 @@ class Trainer:
         zero = torch.zeros(())
         if not (self.config.l1 or self.config.l2):
             return zero
-        weights = [p for name, p in model.named_parameters() if p.dim() > 1]
+        weights = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]
         l1 = sum((p.abs().sum() for p in weights), zero) * self.config.l1
         l2 = sum((p.pow(2).sum() for p in weights), zero) * self.config.l2
         return l1 + l2
 
     @torch.no_grad()
     def _validate(self, model: nn.Module, data: TensorData, epoch: int, train_loss: float) -> dict[str, float]:
-        raw = predict_raw(model, data.inputs)
+        raw = predict_raw(model, data.inputs, lengths=data.lengths)
         row = {"epoch": float(epoch + 1), "train_loss": train_loss,
                "valid_loss": float(self.loss(raw, data.target))}
         row.update({f"valid_{k}": v for k, v in self.scorer(raw, data.target).items()})
@@ -207,6 +255,52 @@ class Trainer:
         return LoopState(**parts["loop"]), parts["best"]
 
 
+def parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """The trainable weights, grouped by learning rate: a module with an ``lr_scale`` (a
+    pretrained encoder) learns at ``lr × lr_scale``, the rest at ``lr``."""
+    scale: dict[int, float] = {}
+    for module in model.modules():
+        factor = getattr(module, "lr_scale", None)
+        if factor is not None:
+            scale.update({id(p): float(factor) for p in module.parameters()})
+    groups: dict[float, list[nn.Parameter]] = {}
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            groups.setdefault(scale.get(id(parameter), 1.0), []).append(parameter)
+    if not groups:
+        raise ModelError("the model has nothing to train: every weight is frozen")
+    return [{"params": params, "lr": lr * factor} for factor, params in sorted(groups.items(), reverse=True)]
+
+
+def frozen_encoders(model: nn.Module) -> list[int]:
+    """Positions of the inputs whose encoder is frozen (marked ``frozen``)."""
+    encoders = getattr(model, "encoders", None)
+    if encoders is None or not hasattr(model, "use_cached"):
+        return []
+    return [i for i, encoder in enumerate(encoders) if getattr(encoder, "frozen", False)]
+
+
+class _Encode(nn.Module):
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.encoder(inputs[0])  # type: ignore[no-any-return]
+
+
+def cache_frozen(model: nn.Module, data: TensorData, positions: list[int]) -> TensorData:
+    """The data with each frozen encoder's input replaced by its output, computed once."""
+    inputs = list(data.inputs)
+    encoders = getattr(model, "encoders")
+    for i in positions:
+        lengths = data.lengths if inputs[i].dtype == torch.int64 and inputs[i].dim() == 2 else None
+        encoder, x = encoders[i], inputs[i]
+        inputs[i] = cached_encoding(encoder, x, lambda: predict_raw(_Encode(encoder), [x], batch_size=256,
+                                                                     lengths=lengths))
+    return TensorData(inputs, data.target, data.lengths)
+
+
 def resolve_batch_size(setting: int | str, rows: int) -> int:
     """``auto``: rows / 32 rounded down to a power of two, clamped to 16..256."""
     if isinstance(setting, int):
@@ -216,10 +310,46 @@ def resolve_batch_size(setting: int | str, rows: int) -> int:
     return min(256, 2 ** int(math.log2(rows / 32)))
 
 
+def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, pool: int = 50) -> torch.Tensor:
+    """A shuffled order whose batches hold rows of similar length: each run of ``pool``
+    batches is sorted by length and cut into batches, and the batches are shuffled. Encoders
+    trim the padding shared by a whole batch, so this cuts the padded work several-fold."""
+    pieces: list[torch.Tensor] = []
+    span = batch_size * pool
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        pieces.extend(torch.split(chunk, batch_size))
+    shuffled = torch.randperm(len(pieces)).tolist()
+    return torch.cat([pieces[i] for i in shuffled]) if pieces else order
+
+
+TOKENS_PER_CHUNK = 16_384  # bounds the memory of sequence encoders (attention is length²)
+
+
 @torch.no_grad()
-def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 8192) -> torch.Tensor:
-    """Raw outputs (rows, outputs) in eval mode, in chunks to bound memory."""
+def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 8192,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Raw outputs (rows, outputs) in eval mode, in chunks to bound memory. With ``lengths``
+    (sequence inputs) rows are taken shortest first and chunks hold a bounded number of
+    tokens, then put back in their order."""
     model.eval()
     rows = int(inputs[0].shape[0]) if inputs else 0
-    chunks = [model([x[i:i + batch_size] for x in inputs]) for i in range(0, rows, batch_size)]
-    return torch.cat(chunks) if chunks else torch.empty(0)
+    if rows == 0:
+        return torch.empty(0)
+    if lengths is None:
+        return torch.cat([model([x[i:i + batch_size] for x in inputs]) for i in range(0, rows, batch_size)])
+    order = torch.argsort(lengths, stable=True)
+    sorted_lengths = lengths[order].tolist()
+    outputs, start = [], 0
+    while start < rows:
+        longest = max(int(sorted_lengths[min(start + batch_size, rows) - 1]), 1)
+        stop = min(rows, start + max(1, min(batch_size, TOKENS_PER_CHUNK // longest)))
+        # the chunk's longest row is its last (sorted), so grow no further than the budget
+        index = order[start:stop]
+        outputs.append(model([x[index] for x in inputs]))
+        start = stop
+    raw = torch.cat(outputs)
+    result = torch.empty_like(raw)
+    result[order] = raw
+    return result

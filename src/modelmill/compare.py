@@ -1,0 +1,215 @@
+"""``modelmill compare``: several model variants of one config, trained on the same split,
+in one table — test metrics, training time, time per epoch, prediction latency per record
+and model size. It answers "a general pretrained model or a specialised one?" with numbers
+on the user's own data.
+
+A variant is a named change to the config (``VARIANTS``); each one is a whole pipeline
+run whose bundle is kept, so the winner can be served as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from modelmill.api import Pipeline
+from modelmill.config.io import parse_config
+from modelmill.config.schema import PipelineConfig
+from modelmill.errors import ConfigError, ModelmillError
+from modelmill.evaluation.report import render_report
+from modelmill.files import atomic_open
+from modelmill.registry import Registry
+
+
+@dataclass(frozen=True)
+class Variant:
+    description: str
+    change: Callable[[dict[str, Any], PipelineConfig], None]  # edits the config's plain data in place
+
+
+VARIANTS: Registry[Variant] = Registry("comparison variant")
+
+SHOWN_METRICS = {
+    "binary": ["accuracy", "roc_auc", "f1", "log_loss"],
+    "category": ["accuracy", "f1_macro", "log_loss"],
+    "number": ["rmse", "mae", "r2"],
+}
+
+
+def _text_features(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    texts = [f for f in raw["features"] if f["type"] == "text"]
+    if not texts:
+        raise ConfigError(f"the variant {name!r} changes the text encoder, and the config has no text feature; "
+                          "compare model types instead, e.g. --models linear,mlp", path="--models")
+    return texts
+
+
+def _encoder_variant(name: str, encoder: dict[str, Any], description: str, *, tunes: bool = False) -> None:
+    def change(raw: dict[str, Any], config: PipelineConfig) -> None:
+        for feature in _text_features(raw, name):
+            spec = dict(encoder)
+            if spec["type"] == "pretrained":
+                spec["model"] = config.compare.pretrained_model
+                spec["pool_layers"] = config.compare.pool_layers  # the same head input for every tuning
+                if spec["tune"] != "frozen":
+                    spec["head_epochs"] = config.compare.head_epochs
+            feature["encoder"] = spec
+        if raw["model"]["type"] == "tfidf_logistic":  # an encoder needs a trained head
+            raw["model"] = {"type": "mlp"}
+        if tunes:
+            raw["training"]["epochs"] = min(raw["training"]["epochs"], config.compare.finetune_epochs)
+
+    VARIANTS.add(name, Variant(description, change))
+
+
+def _model_variant(name: str, model: dict[str, Any], description: str) -> None:
+    def change(raw: dict[str, Any], config: PipelineConfig) -> None:
+        raw["model"] = dict(model)
+
+    VARIANTS.add(name, Variant(description, change))
+
+
+VARIANTS.add("config", Variant("the config as it is", lambda raw, config: None))
+_model_variant("tfidf_lr", {"type": "tfidf_logistic"}, "TF-IDF of tokens and token pairs + logistic regression")
+_model_variant("linear", {"type": "linear"}, "linear model on the encoded features")
+_model_variant("mlp", {"type": "mlp"}, "multilayer perceptron (default size)")
+for _name, _description in [("bag", "bag of embeddings"), ("cnn", "1-D CNN"), ("rnn", "bidirectional LSTM"),
+                            ("transformer", "small transformer")]:
+    _encoder_variant(_name, {"type": _name}, f"from scratch: {_description} + the config's head")
+_encoder_variant("frozen", {"type": "pretrained", "tune": "frozen"},
+                 "general encoder, frozen (embeddings computed once) + head")
+_encoder_variant("finetune", {"type": "pretrained", "tune": "last_layers", "layers": 2},
+                 "general encoder + head: the head trained alone first, then the last 2 blocks tuned with it",
+                 tunes=True)
+_encoder_variant("lora", {"type": "pretrained", "tune": "lora"},
+                 "general encoder + head: the head trained alone first, then LoRA-tuned with it", tunes=True)
+_encoder_variant("full", {"type": "pretrained", "tune": "full"},
+                 "general encoder + head: the head trained alone first, then every weight tuned with it", tunes=True)
+
+
+def default_variants(config: PipelineConfig) -> list[str]:
+    if config.compare.models:
+        return list(config.compare.models)
+    if any(f.type == "text" for f in config.features):
+        return ["tfidf_lr", "cnn", "frozen", "finetune"]
+    return ["linear", "mlp", "config"]
+
+
+def variant_config(config: PipelineConfig, name: str) -> PipelineConfig:
+    variant = VARIANTS.get(name, path="--models")
+    raw = config.model_dump(mode="json")
+    variant.change(raw, config)
+    raw["name"] = f"{config.name}-{name}"
+    return parse_config(raw, origin=f"variant {name!r} of {config.name}")
+
+
+def compare(config: PipelineConfig, names: list[str], out_dir: Path, *, base_dir: Path,
+            progress: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
+    """Train every variant on the same data and split; one result row per variant (a
+    variant that fails on the user's input gets its error instead of numbers). Writes
+    ``comparison.json``, ``comparison.csv`` and ``report.html`` into ``out_dir``."""
+    configs = {name: variant_config(config, name) for name in names}  # a typo fails before any training
+    frame = Pipeline(config, base_dir=base_dir).read()
+    sample = frame.sample(n=min(config.compare.latency_rows, len(frame)), random_state=0)
+    rows: list[dict[str, Any]] = []
+    for name, variant in configs.items():
+        progress(f"{name}: {VARIANTS.get(name).description}")
+        try:
+            rows.append(_run_variant(name, variant, frame, sample, out_dir / name, base_dir))
+        except ModelmillError as exc:
+            rows.append({"variant": name, "description": VARIANTS.get(name).description, "error": str(exc)})
+        progress(f"{name}: done")
+    _write(out_dir, config, rows)
+    return rows
+
+
+def _run_variant(name: str, config: PipelineConfig, frame: pd.DataFrame, sample: pd.DataFrame, run_dir: Path,
+                 base_dir: Path) -> dict[str, Any]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pipeline = Pipeline(config, base_dir=base_dir)
+    started = time.perf_counter()
+    pipeline.fit(frame, run_dir=run_dir)
+    fit_seconds = time.perf_counter() - started
+    bundle = pipeline.save(run_dir / "bundle")
+    result = pipeline.result_
+    assert result is not None
+    started = time.perf_counter()
+    pipeline.predict(sample)
+    batch_ms = (time.perf_counter() - started) * 1000 / len(sample)
+    singles = []
+    for i in range(min(20, len(sample))):
+        started = time.perf_counter()
+        pipeline.predict(sample.iloc[[i]])
+        singles.append((time.perf_counter() - started) * 1000)
+    model = pipeline.parts.model
+    learned = getattr(model, "learned_parameters", None)  # a solver's weights are buffers
+    trainable = learned if learned is not None else sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "variant": name,
+        "description": VARIANTS.get(name).description,
+        "metrics": {k: v for k, v in pipeline.metrics_.items() if isinstance(v, float)},
+        "fit_seconds": fit_seconds,
+        "prepare_seconds": result.prepare_seconds,
+        "epochs": result.epochs_run,
+        "seconds_per_epoch": result.seconds / max(result.epochs_run, 1),
+        "latency_ms_per_record": batch_ms,
+        "latency_ms_single_record": statistics.median(singles),
+        "bundle_mb": sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / 2**20,
+        "trainable_parameters": trainable,
+        "bundle": str(bundle),
+    }
+
+
+COLUMNS = {
+    "fit s": "wall time of the whole run: features, training (frozen embeddings included), evaluation",
+    "s/epoch": "training seconds per epoch (a solver's fit counts as one epoch)",
+    "ms/record": "prediction time per record, predicting the latency sample in one call",
+    "ms 1 record": "median time of a one-record prediction (20 calls)",
+    "MB": "size of the bundle on disk",
+    "trained weights": "numbers fitted on this data (frozen pretrained weights excluded)",
+}
+
+
+def table_rows(task: str, rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Column headings and cells of the comparison, for the terminal and the report."""
+    metrics = SHOWN_METRICS[task]
+    headings = ["variant", *metrics, "fit s", "s/epoch", "ms/record", "ms 1 record", "MB", "trained weights"]
+    cells = []
+    for row in rows:
+        if "error" in row:
+            cells.append([row["variant"], f"failed: {row['error']}", *[""] * (len(headings) - 2)])
+            continue
+        cells.append([
+            row["variant"], *[_number(row["metrics"].get(m)) for m in metrics],
+            f"{row['fit_seconds']:.1f}", f"{row['seconds_per_epoch']:.2f}", f"{row['latency_ms_per_record']:.3f}",
+            f"{row['latency_ms_single_record']:.1f}", f"{row['bundle_mb']:.2f}", f"{row['trainable_parameters']:,}",
+        ])
+    return headings, cells
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _write(out_dir: Path, config: PipelineConfig, rows: list[dict[str, Any]]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = config.target.type
+    headings, cells = table_rows(task, rows)
+    table = pd.DataFrame(cells, columns=headings)
+    with atomic_open(out_dir / "comparison.json", "w") as handle:
+        json.dump(rows, handle, indent=2)
+    with atomic_open(out_dir / "comparison.csv", "w") as handle:
+        table.to_csv(handle, index=False)
+    described = {row["variant"]: row["description"] for row in rows}
+    html = render_report(title=f"{config.name}: comparison of model variants", metrics={}, plots={},
+                         sections={"Comparison on the test split": table, "Variants": described, "Columns": COLUMNS},
+                         config_yaml=None)
+    with atomic_open(out_dir / "report.html", "w") as handle:
+        handle.write(html)
