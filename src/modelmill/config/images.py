@@ -105,5 +105,10 @@ class ImageFeatureBase(_Section):
         "kaiming", description="Initial conv weights: xavier (Glorot uniform, as Keras), kaiming (He), "
         "or torch's default."
     )
+    memory: Literal["auto", "in_memory", "stream"] = Field(
+        "auto", description="in_memory: every decoded image held as one tensor (fastest); stream: images "
+        "decoded batch by batch by loader workers (training.loader_workers), memory bounded by the batch; "
+        "auto: in memory when the decoded pixels fit in memory_limit_mb.")
+    memory_limit_mb: int = Field(4096, ge=1, description="The most decoded pixels held in memory (auto).")
     channels_last: bool = Field(True, description="Run the convolutions in channels-last memory "
                                 "format (faster on CPUs).")

@@ -365,6 +365,8 @@ class TrainingConfig(Section):
     seed: int = 0
     deterministic: bool = Field(False, description="Bit-for-bit repeatable runs (slower).")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: physical cores).")
+    loader_workers: int = Field(2, ge=0, le=64, description="Processes that decode streamed images (an image "
+                                "feature with memory: stream) ahead of the training loop; 0: in the loop itself.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
 

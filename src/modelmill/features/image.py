@@ -8,7 +8,7 @@ first module scales the pixels and (in training mode only) augments them.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,10 @@ import torch
 from torch import nn
 
 from modelmill.config.schema import ImageFeatureConfig
+from modelmill.data.image_stream import LazyImages
 from modelmill.data.image_values import is_missing, load_pixels, survey
+
+STATISTICS_SAMPLE = 10_000  # images whose pixels give the normalisation of a streamed column
 from modelmill.features.base import FEATURES, Feature
 from modelmill.models.cnn import build_cnn
 
@@ -29,10 +32,19 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         self.size_: tuple[int, int] = (int(config.size[0]), int(config.size[1])) if config.size else common
         self.channels_: int = int(config.channels) if config.channels != "auto" else (1 if grayscale else 3)
         blank = np.zeros(self.channels_, dtype=np.uint8)
-        pixels = load_pixels(column, size=self.size_, channels=self.channels_, max_pixels=config.max_pixels,
-                             fill=blank)
         missing = np.fromiter((is_missing(c) for c in column), dtype=bool, count=len(column))
-        present = pixels[~missing] if missing.any() else pixels  # no 47 MB copy when none is missing
+        if self.streams(len(column)):  # statistics of an evenly spread sample, never the whole set
+            present_rows = np.flatnonzero(~missing)
+            picked = present_rows[np.linspace(0, len(present_rows) - 1, min(len(present_rows), STATISTICS_SAMPLE),
+                                              dtype=np.int64)] if len(present_rows) else present_rows
+            present = load_pixels(column.iloc[picked], size=self.size_, channels=self.channels_,
+                                  max_pixels=config.max_pixels, fill=blank)
+        else:
+            pixels = load_pixels(column, size=self.size_, channels=self.channels_, max_pixels=config.max_pixels,
+                                 fill=blank)
+            present = pixels[~missing] if missing.any() else pixels  # no 47 MB copy when none is missing
+            # transform(train) comes next with these very cells: it takes these pixels, not a second decode
+            self._decoded: tuple[list[Any], np.ndarray, np.ndarray] | None = (column.tolist(), pixels, missing)
         if config.normalization == "dataset" and len(present):
             self.mean_, self.std_ = _channel_statistics(present)
         else:
@@ -44,9 +56,38 @@ class ImageFeature(Feature[ImageFeatureConfig]):
     def transform(self, column: pd.Series) -> torch.Tensor:
         self._check_fitted()
         fill = np.clip(np.round(self.mean_), 0, 255).astype(np.uint8)  # a missing image: the mean pixel
+        decoded = self._take_decoded(column)
+        if decoded is not None:
+            pixels, missing = decoded
+            pixels[missing] = fill[:, None, None]
+            return torch.from_numpy(pixels)
+        if self.streams(len(column)):
+            lazy = LazyImages(column.tolist(), size=self.size_, channels=self.channels_,
+                              max_pixels=self.config.max_pixels, fill=fill, name=self.name)
+            # stands where the tensor would: shape, indexing by rows, .to(device)
+            return cast(torch.Tensor, lazy)
         pixels = load_pixels(column, size=self.size_, channels=self.channels_,
                              max_pixels=self.config.max_pixels, fill=fill)
         return torch.from_numpy(pixels)  # (rows, channels, height, width) uint8
+
+    def _take_decoded(self, column: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+        """The pixels decoded by ``fit`` when ``column`` holds the very same cells (taken once;
+        other columns, such as the validation split's, leave them for the training split)."""
+        decoded = getattr(self, "_decoded", None)
+        if decoded is None:
+            return None
+        cells, pixels, missing = decoded
+        if len(cells) != len(column) or not all(a is b for a, b in zip(cells, column.tolist())):
+            return None
+        self._decoded = None
+        return pixels, missing
+
+    def streams(self, rows: int) -> bool:
+        """Whether this column's images are decoded batch by batch instead of held in memory."""
+        memory = self.config.memory
+        if memory != "auto":
+            return memory == "stream"
+        return rows * self.channels_ * self.size_[0] * self.size_[1] > self.config.memory_limit_mb * 2**20
 
     def encoder(self) -> nn.Module:
         return self._build()[0]

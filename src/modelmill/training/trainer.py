@@ -11,15 +11,17 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from modelmill.config.schema import TrainingConfig
+from modelmill.data.image_stream import is_lazy
 from modelmill.errors import ModelError
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.embedding_cache import cached_encoding
@@ -189,8 +191,11 @@ class Trainer:
         model.train()
         total, count = 0.0, 0
         size = self.batch_size
-        for step in range(self._steps_per_epoch(len(data))):
-            inputs, target = data.take(order[step * size:(step + 1) * size])
+        batches = [order[step * size:(step + 1) * size] for step in range(self._steps_per_epoch(len(data)))]
+        device = data.target.device
+        for inputs, target in self._batches(data, batches):
+            inputs = [x.to(device, non_blocking=True) for x in inputs]
+            target = target.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(model(inputs), target) + self._penalty(model)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -202,6 +207,18 @@ class Trainer:
             total += float(loss.detach()) * len(target)
             count += len(target)
         return total / max(count, 1)
+
+    def _batches(self, data: TensorData, batches: list[torch.Tensor]) -> Iterator[tuple[list[torch.Tensor],
+                                                                                           torch.Tensor]]:
+        """The batches in order: taken from the tensors, or, when some input streams (images
+        decoded on demand), decoded by loader workers a few batches ahead of the loop."""
+        if not any(is_lazy(x) for x in data.inputs):
+            return (data.take(index) for index in batches)
+        workers = self.config.loader_workers
+        loader: DataLoader[Batch] = DataLoader(_Batches(data, [b.cpu() for b in batches]), batch_size=None, shuffle=False,
+                            num_workers=workers, prefetch_factor=4 if workers else None,
+                            pin_memory=data.target.device.type == "cuda")
+        return iter(loader)
 
     def _penalty(self, model: nn.Module) -> torch.Tensor:
         """L1 and L2 on the weight matrices (not biases or norm scales)."""
@@ -301,6 +318,23 @@ def cache_frozen(model: nn.Module, data: TensorData, positions: list[int]) -> Te
     return TensorData(inputs, data.target, data.lengths)
 
 
+Batch = tuple[list[torch.Tensor], torch.Tensor]
+
+
+class _Batches(Dataset[Batch]):
+    """Batch ``i`` of an epoch, for a DataLoader whose workers decode streamed inputs."""
+
+    def __init__(self, data: TensorData, batches: list[torch.Tensor]) -> None:
+        self.data = TensorData([x if is_lazy(x) else x.cpu() for x in data.inputs], data.target.cpu())
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return self.data.take(self.batches[i])
+
+
 def resolve_batch_size(setting: int | str, rows: int) -> int:
     """``auto``: rows / 32 rounded down to a power of two, clamped to 16..256."""
     if isinstance(setting, int):
@@ -324,6 +358,7 @@ def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int
     return torch.cat([pieces[i] for i in shuffled]) if pieces else order
 
 
+STREAM_CHUNK_BYTES = 64 * 2**20  # decoded pixels per prediction chunk of a streamed image column
 TOKENS_PER_CHUNK = 16_384  # bounds the memory of sequence encoders (attention is length²)
 
 
@@ -337,6 +372,13 @@ def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 
     rows = int(inputs[0].shape[0]) if inputs else 0
     if rows == 0:
         return torch.empty(0)
+    streamed = [x for x in inputs if is_lazy(x)]
+    if streamed:  # decoded chunk by chunk: memory bounded by the chunk, not the data set
+        row_bytes = sum(getattr(x, "row_bytes") for x in streamed)
+        batch_size = max(1, min(batch_size, STREAM_CHUNK_BYTES // max(row_bytes, 1)))
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return torch.cat([model([x[i:i + batch_size].to(device) for x in inputs])
+                          for i in range(0, rows, batch_size)])
     if lengths is None:
         return torch.cat([model([x[i:i + batch_size] for x in inputs]) for i in range(0, rows, batch_size)])
     order = torch.argsort(lengths, stable=True)
