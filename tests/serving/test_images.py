@@ -55,3 +55,28 @@ def test_paths_and_garbage_never_reach_the_filesystem(image_bundle: Path, value:
     assert answer.status_code == 422, answer.text
     assert "passwd" not in answer.text or answer.json()["error"]["code"] == "invalid_request"
     assert "No such file" not in answer.text and "no such file" not in answer.text
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_image_uploaded_as_a_file_is_predicted_like_base64(image_bundle: Path) -> None:
+    images, _ = make_images(3, seed=6)
+    with live_server(image_bundle) as live, httpx.Client(base_url=live.url) as http:
+        as_json = http.post("/v1/predict", json={"instances": [{"image": png_base64(images[0])}]})
+        uploaded = http.post("/v1/predict", files={"image": ("digit.png", png_bytes(images[0]), "image/png")})
+        assert uploaded.status_code == 200, uploaded.text
+        assert uploaded.json()["predictions"] == as_json.json()["predictions"]
+        not_an_image = http.post("/v1/predict", files={"image": ("notes.png", b"plain text", "image/png")})
+        twice = http.post("/v1/predict", files=[("image", ("a.png", png_bytes(images[1]), "image/png")),
+                                                 ("image", ("b.png", png_bytes(images[2]), "image/png"))])
+        unknown = http.post("/v1/predict", files={"picture": ("a.png", png_bytes(images[1]), "image/png")})
+        broken = http.post("/v1/predict", content=b"--nope\r\n\r\n",
+                           headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert not_an_image.status_code == 422 and "image" in not_an_image.text
+    assert twice.status_code == 422 and "sent twice" in twice.text
+    assert unknown.status_code == 422 and "picture" in unknown.text
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_multipart"

@@ -49,3 +49,12 @@ def test_a_text_past_the_size_limit_or_not_a_string_is_refused(text_bundle: Path
         not_text = http.post("/v1/predict", json={"instances": [{"review": {"nested": 1}}]})
     assert too_long.status_code == 422 and "review" in too_long.text
     assert not_text.status_code == 422 and "review" in not_text.text
+
+
+def test_a_form_field_is_a_text_as_sent(text_bundle: Path) -> None:
+    text = "123"  # a text that looks like a number stays a text
+    with live_server(text_bundle) as live, httpx.Client(base_url=live.url) as http:
+        as_json = http.post("/v1/predict", json={"instances": [{"review": text}]})
+        as_form = http.post("/v1/predict", files={"review": (None, text)})
+    assert as_form.status_code == 200, as_form.text
+    assert as_form.json()["predictions"] == as_json.json()["predictions"]

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from modelmill.serving.openapi import openapi_for
+from modelmill.serving.multipart import is_multipart, multipart_record
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import public_errors
 from modelmill.serving.state import ServerState
@@ -100,8 +101,13 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         try:
             body = await _read_body(request, settings.max_body_bytes)
             model = state.current
+            content_type = request.headers.get("content-type")
             try:
-                payload = model.contract.adapter.validate_json(body)
+                if is_multipart(content_type):  # one record from a form or curl -F: files as uploads
+                    record = multipart_record(body, content_type or "", model.contract.kinds)
+                    payload = model.contract.adapter.validate_python(record)
+                else:
+                    payload = model.contract.adapter.validate_json(body)
             except ValidationError as exc:
                 kind, details = public_errors(exc.errors(include_url=False, include_input=False,
                                                          include_context=False))

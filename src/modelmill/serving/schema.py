@@ -32,6 +32,7 @@ class RequestContract:
     adapter: TypeAdapter[Any]
     json_schema: dict[str, Any]
     example: dict[str, Any]
+    kinds: dict[str, str]  # column → feature type (number, category, text, image, …)
 
 
 def build_contract(schema: dict[str, Any], profile: dict[str, Any], *, max_records: int,
@@ -53,7 +54,7 @@ def build_contract(schema: dict[str, Any], profile: dict[str, Any], *, max_recor
     adapter: TypeAdapter[Any] = TypeAdapter(body)
     json_schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
     return RequestContract([c["name"] for c in schema["inputs"]], adapter, json_schema,
-                           {"instances": [example]})
+                           {"instances": [example]}, {c["name"]: c["type"] for c in schema["inputs"]})
 
 
 def _field_type(kind: str, values: list[str] | None, strict_values: bool) -> Any:
