@@ -96,17 +96,16 @@ def compare(
     """Train several model variants on the same split; one table of test metrics, times,
     latency and size (also written as comparison.json/.csv and report.html)."""
     from modelmill.api import Pipeline
-    from modelmill.compare import compare as run_compare, default_variants, table_rows, variant_config
+    from modelmill.compare import compare as run_compare, default_variants, table_rows, variant_configs
     from modelmill.runs import new_run_dir
 
     pipeline = Pipeline.from_yaml(config)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else default_variants(pipeline.config)
-    for name in names:  # a typo fails before a run folder exists
-        variant_config(pipeline.config, name)
+    configs = variant_configs(pipeline.config, names)  # a typo fails before a run folder exists
     out_dir = new_run_dir(runs, f"{pipeline.config.name}-compare")
     err.print(f"comparing {', '.join(names)} in {out_dir}")
     with _log_to(out_dir / "compare.log"):
-        rows = run_compare(pipeline.config, names, out_dir, base_dir=pipeline.base_dir,
+        rows = run_compare(pipeline.config, configs, out_dir, base_dir=pipeline.base_dir,
                            progress=lambda message: err.print(escape(message), highlight=False))
     headings, cells = table_rows(pipeline.config.target.type, rows)
     table = Table(title=f"{pipeline.config.name}: model variants on the same split")

@@ -22,7 +22,7 @@ import pandas as pd
 from modelmill.api import Pipeline
 from modelmill.config.io import parse_config
 from modelmill.config.schema import PipelineConfig
-from modelmill.errors import ConfigError, ModelmillError
+from modelmill.errors import ConfigError, ModelError, ModelmillError
 from modelmill.evaluation.report import render_report
 from modelmill.files import atomic_open
 from modelmill.registry import Registry
@@ -110,12 +110,18 @@ def variant_config(config: PipelineConfig, name: str) -> PipelineConfig:
     return parse_config(raw, origin=f"variant {name!r} of {config.name}")
 
 
-def compare(config: PipelineConfig, names: list[str], out_dir: Path, *, base_dir: Path,
+def variant_configs(config: PipelineConfig, names: list[str]) -> dict[str, PipelineConfig]:
+    """Each named variant's config; an unknown name or a variant that does not fit the
+    config fails here, before anything is trained or written."""
+    return {name: variant_config(config, name) for name in names}
+
+
+def compare(config: PipelineConfig, configs: dict[str, PipelineConfig], out_dir: Path, *, base_dir: Path,
             progress: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
-    """Train every variant on the same data and split; one result row per variant (a
-    variant that fails on the user's input gets its error instead of numbers). Writes
-    ``comparison.json``, ``comparison.csv`` and ``report.html`` into ``out_dir``."""
-    configs = {name: variant_config(config, name) for name in names}  # a typo fails before any training
+    """Train every variant (``variant_configs``) on the same data and split; one result row
+    per variant (a variant that fails on the user's input gets its error instead of
+    numbers). Writes ``comparison.json``, ``comparison.csv`` and ``report.html`` into
+    ``out_dir``."""
     frame = Pipeline(config, base_dir=base_dir).read()
     sample = frame.sample(n=min(config.compare.latency_rows, len(frame)), random_state=0)
     rows: list[dict[str, Any]] = []
@@ -139,7 +145,8 @@ def _run_variant(name: str, config: PipelineConfig, frame: pd.DataFrame, sample:
     fit_seconds = time.perf_counter() - started
     bundle = pipeline.save(run_dir / "bundle")
     result = pipeline.result_
-    assert result is not None
+    if result is None:
+        raise ModelError(f"variant {name!r} finished fitting without a training result")
     pipeline.predict(sample.head(1))  # one-time costs (lazy initialisation, first allocations) out of the timing
     started = time.perf_counter()
     pipeline.predict(sample)

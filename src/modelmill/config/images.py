@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from modelmill.config.section import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ConvLayer(_Section):
+class ConvLayer(Section):
     type: Literal["conv"] = "conv"
     filters: int = Field(ge=1, le=4096, description="Output channels.")
     kernel: int = Field(3, ge=1, le=15)
@@ -22,24 +20,24 @@ class ConvLayer(_Section):
     batch_norm: bool = Field(False, description="Batch norm between the convolution and the activation.")
 
 
-class PoolLayer(_Section):
+class PoolLayer(Section):
     type: Literal["pool"] = "pool"
     size: int = Field(2, ge=1, le=8)
     kind: Literal["max", "avg"] = "max"
 
 
-class DropoutLayer(_Section):
+class DropoutLayer(Section):
     type: Literal["dropout"] = "dropout"
     rate: float = Field(ge=0, lt=1)
 
 
-class FlattenLayer(_Section):
+class FlattenLayer(Section):
     """(batch, channels, h, w) → (batch, channels·h·w): the end of a Keras-style stack."""
 
     type: Literal["flatten"] = "flatten"
 
 
-class GlobalPoolLayer(_Section):
+class GlobalPoolLayer(Section):
     """Average over the spatial positions: (batch, channels, h, w) → (batch, channels)."""
 
     type: Literal["global_pool"] = "global_pool"
@@ -62,7 +60,7 @@ def default_layers() -> list[ConvLayer | PoolLayer | DropoutLayer | FlattenLayer
     ]
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """Random changes to training images, drawn per image and per epoch from the run's
     seed; never applied at evaluation or prediction."""
 
@@ -79,7 +77,7 @@ class AugmentConfig(_Section):
         return any((self.rotation, self.scale, self.shift, self.crop, self.flip, self.brightness, self.contrast))
 
 
-class ImageFeatureBase(_Section):
+class ImageFeatureBase(Section):
     type: Literal["image"] = "image"
     size: tuple[int, int] | None = Field(
         None, description="[height, width] the images are resized to (default: the most common size "

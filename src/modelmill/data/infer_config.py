@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from modelmill.config.schema import ModelConfig, SplitConfig, TrainingConfig
+from modelmill.config.models import ModelConfig
+from modelmill.config.schema import SplitConfig, TrainingConfig
 from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
 from modelmill.errors import ConfigError, DataError, did_you_mean
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from modelmill.config.schema import TextFeatureConfig
 from modelmill.config.text import PretrainedEncoderConfig
+from modelmill.errors import ModelError
 from modelmill.features.base import FEATURES, Feature
 from modelmill.models.text import PAD, TEXT_ENCODERS
 
@@ -129,8 +130,7 @@ class TextFeature(Feature[TextFeatureConfig]):
         if isinstance(config, PretrainedEncoderConfig):
             from modelmill.models.pretrained import PretrainedTextEncoder
 
-            assert self.pretrained_ is not None
-            return PretrainedTextEncoder(self.pretrained_, config, self.pad_id_, self.model_dir_)
+            return PretrainedTextEncoder(self._described(), config, self.pad_id_, self.model_dir_)
         module, _ = TEXT_ENCODERS.get(config.type)(config, self.tokenizer_.get_vocab_size(), self.max_length_)
         return module
 
@@ -144,10 +144,16 @@ class TextFeature(Feature[TextFeatureConfig]):
         self._check_fitted()
         config = self.config.encoder
         if isinstance(config, PretrainedEncoderConfig):
-            assert self.pretrained_ is not None
-            return int(self.pretrained_["dim"])
+            return int(self._described()["dim"])
         _, width = TEXT_ENCODERS.get(config.type)(config, 2, self.max_length_)
         return width
+
+    def _described(self) -> dict[str, Any]:
+        """The pretrained model's description (fitted or loaded with a pretrained encoder)."""
+        if self.pretrained_ is None:
+            raise ModelError(f"text feature {self.name!r} was fitted without a pretrained model; its bundle "
+                             "and its config disagree. Fix: train it again with this config")
+        return self.pretrained_
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from modelmill.config.schema import LinearModelConfig
+from modelmill.config.models import LinearModelConfig
 from modelmill.features.base import Feature, Target
 from modelmill.models.base import MODELS, TabularNet, TorchModel
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from modelmill.config.schema import MLPModelConfig
+from modelmill.config.models import MLPModelConfig
 from modelmill.features.base import Feature, Target
 from modelmill.models.base import MODELS, TabularNet, TorchModel
 

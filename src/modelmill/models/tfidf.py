@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelmill.config.schema import TfidfLogisticModelConfig
+from modelmill.config.models import TfidfLogisticModelConfig
 from modelmill.errors import ConfigError, ModelError
 from modelmill.features.base import Feature, Target
 from modelmill.features.category import CategoryEncoder, CategoryFeature, OneHot
@@ -154,7 +154,8 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
         from scipy import sparse
         from sklearn.linear_model import LogisticRegression
 
-        assert isinstance(module, TfidfLinear)
+        if not isinstance(module, TfidfLinear):
+            raise ModelError(f"tfidf_logistic fits the module it builds, not a {type(module).__name__}")
         labels = codes.to(torch.int64).numpy()
         known = labels >= 0
         inputs = [x[torch.from_numpy(known)] for x in inputs]

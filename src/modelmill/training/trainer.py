@@ -151,25 +151,22 @@ class Trainer:
         model trains on their cached outputs; tuning them then starts from a head that
         already fits (linear probing, then fine-tuning: Kumar et al., 2022), so the first
         steps do not push a random head's gradients into the pretrained weights."""
-        encoders = getattr(model, "encoders", None)
-        if encoders is None or not hasattr(model, "use_cached"):
-            return
-        warm = [e for e in encoders if getattr(e, "head_epochs", 0) and not getattr(e, "frozen", False)]
+        warm = [e for e in input_encoders(model) if getattr(e, "head_epochs", 0) and not getattr(e, "frozen", False)]
         if not warm:
             return
         flags = {id(p): p.requires_grad for e in warm for p in e.parameters()}
         for encoder in warm:
-            encoder.frozen = True
+            setattr(encoder, "frozen", True)  # the mark the trainer reads (PretrainedTextEncoder)
             encoder.requires_grad_(False)
         try:
-            epochs = max(int(e.head_epochs) for e in warm)
+            epochs = max(int(getattr(e, "head_epochs")) for e in warm)
             config = self.config.model_copy(update={"epochs": epochs})
             log.info(f"training the head alone for {epochs} epochs before tuning the encoder")
             Trainer(config, loss=self.loss, scorer=self.scorer, monitor=self.monitor,
                     mode=self.mode).fit(model, train, valid)
         finally:
             for encoder in warm:
-                encoder.frozen = False
+                setattr(encoder, "frozen", False)
                 for parameter in encoder.parameters():
                     parameter.requires_grad_(flags[id(parameter)])
         model.to(train.target.device)
@@ -289,12 +286,18 @@ def parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
     return [{"params": params, "lr": lr * factor} for factor, params in sorted(groups.items(), reverse=True)]
 
 
-def frozen_encoders(model: nn.Module) -> list[int]:
-    """Positions of the inputs whose encoder is frozen (marked ``frozen``)."""
+def input_encoders(model: nn.Module) -> list[nn.Module]:
+    """The per-input encoders of a model that can take their outputs precomputed (a
+    ``TabularNet``); none for any other module."""
     encoders = getattr(model, "encoders", None)
     if encoders is None or not hasattr(model, "use_cached"):
         return []
-    return [i for i, encoder in enumerate(encoders) if getattr(encoder, "frozen", False)]
+    return list(encoders)
+
+
+def frozen_encoders(model: nn.Module) -> list[int]:
+    """Positions of the inputs whose encoder is frozen (marked ``frozen``)."""
+    return [i for i, encoder in enumerate(input_encoders(model)) if getattr(encoder, "frozen", False)]
 
 
 class _Encode(nn.Module):
@@ -309,7 +312,7 @@ class _Encode(nn.Module):
 def cache_frozen(model: nn.Module, data: TensorData, positions: list[int]) -> TensorData:
     """The data with each frozen encoder's input replaced by its output, computed once."""
     inputs = list(data.inputs)
-    encoders = getattr(model, "encoders")
+    encoders = input_encoders(model)
     for i in positions:
         lengths = data.lengths if inputs[i].dtype == torch.int64 and inputs[i].dim() == 2 else None
         encoder, x = encoders[i], inputs[i]
