@@ -188,3 +188,13 @@ def test_predict_a_folder_of_images(tmp_path: Path) -> None:
     predictions = pd.read_csv(tmp_path / "out.csv")
     expected = modelmill.load(bundle).predict(frame_of(images[:7], labels[:7]))
     assert predictions["label_predicted"].tolist() == expected["label_predicted"].tolist()
+
+
+def test_normalisation_statistics_are_exact_per_channel() -> None:
+    from modelmill.features.image import _channel_statistics
+
+    pixels = np.random.default_rng(3).integers(0, 256, (300, 3, 9, 7), dtype=np.uint8)
+    pixels[:, 2] //= 4  # channels with different spreads
+    means, spreads = _channel_statistics(pixels)
+    np.testing.assert_allclose(means, pixels.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(spreads, pixels.std(axis=(0, 2, 3)), rtol=1e-12)

@@ -120,11 +120,14 @@ class ImageFeature(Feature[ImageFeatureConfig]):
 
 def _channel_statistics(pixels: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and spread of uint8 (rows, c, h, w), from a 256-bin histogram per
-    channel: exact, and without the float copy of the whole data set that .std() makes."""
+    channel: exact, and without the float copy of the whole data set that .std() makes.
+    torch's bincount counts uint8 in place (numpy's first widens every pixel to int64: 25×
+    slower on MNIST)."""
     values = np.arange(256, dtype=np.float64)
     means, spreads = [], []
     for channel in range(pixels.shape[1]):
-        counts = np.bincount(pixels[:, channel].reshape(-1), minlength=256).astype(np.float64)
+        flat = torch.from_numpy(np.ascontiguousarray(pixels[:, channel]).reshape(-1))
+        counts = torch.bincount(flat, minlength=256).numpy().astype(np.float64)
         total = counts.sum()
         mean = float(counts @ values / total)
         variance = float(counts @ (values - mean) ** 2 / total)

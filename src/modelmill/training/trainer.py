@@ -27,7 +27,8 @@ from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, Pro
 from modelmill.training.embedding_cache import cached_encoding
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
 from modelmill.training.optim import OPTIMIZERS, SCHEDULERS, Schedule
-from modelmill.training.runtime import pick_device, set_threads
+from modelmill.training.runtime import (autocast, keep_freed_memory, pick_device, resolve_precision,
+                                        set_deterministic, set_threads)
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 CHECKPOINT_NAME = "last.safetensors"
@@ -85,6 +86,7 @@ class Trainer:
         self.monitor, self.mode = monitor, mode
         self.checkpoint_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
         self.batch_size = 1
+        self.precision: torch.dtype | None = None  # the training forward's autocast dtype (fit sets it)
         stopping = config.early_stopping
         self.stopper = EarlyStopping(monitor, mode, stopping.patience, stopping.min_delta)
         self.callbacks: list[Callback] = list(callbacks or [])
@@ -100,8 +102,10 @@ class Trainer:
     def fit(self, model: nn.Module, train: TensorData, valid: TensorData, *, resume: bool = False) -> TrainResult:
         config = self.config
         set_threads(config.threads)
-        torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+        set_deterministic(config.deterministic)
+        keep_freed_memory()
         device = pick_device(config.device)
+        self.precision = resolve_precision(config.precision, device)
         model.to(device)
         self.loss.to(device)
         train, valid = train.to(device), valid.to(device)
@@ -194,7 +198,9 @@ class Trainer:
             inputs = [x.to(device, non_blocking=True) for x in inputs]
             target = target.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(model(inputs), target) + self._penalty(model)
+            with autocast(device, self.precision):
+                raw = model(inputs)
+            loss = self.loss(raw.float(), target) + self._penalty(model)
             loss.backward()  # type: ignore[no-untyped-call]
             if self.config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
@@ -362,6 +368,7 @@ def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int
 
 
 STREAM_CHUNK_BYTES = 64 * 2**20  # decoded pixels per prediction chunk of a streamed image column
+IMAGE_CHUNK_VALUES = 2**19  # input pixel values per prediction chunk of in-memory images (~670 MNIST digits)
 TOKENS_PER_CHUNK = 16_384  # bounds the memory of sequence encoders (attention is length²)
 
 
@@ -383,6 +390,10 @@ def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 
         return torch.cat([model([x[i:i + batch_size].to(device) for x in inputs])
                           for i in range(0, rows, batch_size)])
     if lengths is None:
+        images = [x for x in inputs if x.dim() >= 4]
+        if images:  # the activations of a few hundred images stay in cache: 3x faster than 8,192 at once
+            per_row = sum(x[0].numel() for x in images)
+            batch_size = max(16, min(batch_size, IMAGE_CHUNK_VALUES // max(per_row, 1)))
         return torch.cat([model([x[i:i + batch_size] for x in inputs]) for i in range(0, rows, batch_size)])
     order = torch.argsort(lengths, stable=True)
     sorted_lengths = lengths[order].tolist()
