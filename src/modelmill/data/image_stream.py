@@ -33,10 +33,6 @@ class LazyImages:
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.cells), self.channels, *self.size)
 
-    @property
-    def row_bytes(self) -> int:
-        return self.channels * self.size[0] * self.size[1]
-
     def __len__(self) -> int:
         return len(self.cells)
 

@@ -18,10 +18,10 @@ from torch import nn
 from modelmill.config.schema import ImageFeatureConfig
 from modelmill.data.image_stream import LazyImages
 from modelmill.data.image_values import is_missing, load_pixels, survey
-
-STATISTICS_SAMPLE = 10_000  # images whose pixels give the normalisation of a streamed column
 from modelmill.features.base import FEATURES, Feature
 from modelmill.models.cnn import build_cnn
+
+STATISTICS_SAMPLE = 10_000  # images whose pixels give the normalisation of a streamed column
 
 
 @FEATURES.register("image")

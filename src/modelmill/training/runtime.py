@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import platform
@@ -79,6 +80,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
+@functools.cache  # process-wide settings: once is enough
 def keep_freed_memory() -> None:
     """Lets glibc's allocator keep the memory of freed tensors for the next step.
 

@@ -27,6 +27,7 @@ from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, Pro
 from modelmill.training.embedding_cache import cached_encoding
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
 from modelmill.training.optim import OPTIMIZERS, SCHEDULERS, Schedule
+from modelmill.training.predict import predict_raw
 from modelmill.training.runtime import (autocast, keep_freed_memory, pick_device, resolve_precision,
                                         set_deterministic, set_threads)
 
@@ -365,47 +366,3 @@ def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int
         pieces.extend(torch.split(chunk, batch_size))
     shuffled = torch.randperm(len(pieces)).tolist()
     return torch.cat([pieces[i] for i in shuffled]) if pieces else order
-
-
-STREAM_CHUNK_BYTES = 64 * 2**20  # decoded pixels per prediction chunk of a streamed image column
-IMAGE_CHUNK_VALUES = 2**19  # input pixel values per prediction chunk of in-memory images (~670 MNIST digits)
-TOKENS_PER_CHUNK = 16_384  # bounds the memory of sequence encoders (attention is length²)
-
-
-@torch.no_grad()
-def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 8192,
-                lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """Raw outputs (rows, outputs) in eval mode, in chunks to bound memory. With ``lengths``
-    (sequence inputs) rows are taken shortest first and chunks hold a bounded number of
-    tokens, then put back in their order."""
-    model.eval()
-    rows = int(inputs[0].shape[0]) if inputs else 0
-    if rows == 0:
-        return torch.empty(0)
-    streamed = [x for x in inputs if is_lazy(x)]
-    if streamed:  # decoded chunk by chunk: memory bounded by the chunk, not the data set
-        row_bytes = sum(getattr(x, "row_bytes") for x in streamed)
-        batch_size = max(1, min(batch_size, STREAM_CHUNK_BYTES // max(row_bytes, 1)))
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return torch.cat([model([x[i:i + batch_size].to(device) for x in inputs])
-                          for i in range(0, rows, batch_size)])
-    if lengths is None:
-        images = [x for x in inputs if x.dim() >= 4]
-        if images:  # the activations of a few hundred images stay in cache: 3x faster than 8,192 at once
-            per_row = sum(x[0].numel() for x in images)
-            batch_size = max(16, min(batch_size, IMAGE_CHUNK_VALUES // max(per_row, 1)))
-        return torch.cat([model([x[i:i + batch_size] for x in inputs]) for i in range(0, rows, batch_size)])
-    order = torch.argsort(lengths, stable=True)
-    sorted_lengths = lengths[order].tolist()
-    outputs, start = [], 0
-    while start < rows:
-        longest = max(int(sorted_lengths[min(start + batch_size, rows) - 1]), 1)
-        stop = min(rows, start + max(1, min(batch_size, TOKENS_PER_CHUNK // longest)))
-        # the chunk's longest row is its last (sorted), so grow no further than the budget
-        index = order[start:stop]
-        outputs.append(model([x[index] for x in inputs]))
-        start = stop
-    raw = torch.cat(outputs)
-    result = torch.empty_like(raw)
-    result[order] = raw
-    return result
