@@ -34,6 +34,7 @@ from modelmill.config import load_config
 from modelmill.data.clean import clean_rows
 from modelmill.data.sources import read_table
 from modelmill.data.split import split_frame
+from modelmill.features import build_features
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"adult": ROOT / "examples/adult/adult.yaml",
@@ -58,7 +59,7 @@ def run_modelmill(config_path: Path, model: dict[str, object], workdir: Path) ->
 def peers(config_path: Path) -> dict[str, tuple[float, float]]:
     config = load_config(config_path)
     frame = read_table(config.data, base_dir=config_path.parent)
-    frame, _ = clean_rows(frame, config)
+    frame, _ = clean_rows(frame, config, build_features(config))
     train, valid, test = split_frame(frame, config.data.split, target=config.target.name, classify=True)
     train = pd.concat([train, valid])
     numbers = [f.name for f in config.features if f.type == "number"]

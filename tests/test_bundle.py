@@ -30,7 +30,7 @@ def test_bundle_has_the_documented_files(fitted: tuple[modelmill.Pipeline, Path]
         assert (path / name).is_file(), name
     manifest = json.loads((path / MANIFEST).read_text())
     assert set(manifest["files"]) >= {"config.yaml", WEIGHTS, "report.html"}
-    assert manifest["format_version"] == 1 and manifest["data_sha256"]
+    assert manifest["format_version"] == 2 and manifest["data_sha256"]
     schema = json.loads((path / "schema.json").read_text())
     colour = next(c for c in schema["inputs"] if c["name"] == "colour")
     assert colour["values"] == ["blue", "green", "red"]

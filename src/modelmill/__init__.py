@@ -12,8 +12,7 @@ from modelmill.errors import (
     ModelmillError,
     ServingError,
 )
-
-__version__ = "0.1.0"
+from modelmill._version import __version__
 
 if TYPE_CHECKING:
     from modelmill.api import Pipeline, load

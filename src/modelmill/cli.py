@@ -128,9 +128,9 @@ def evaluate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics, plots, report.")] = None,
 ) -> None:
     """Metrics, plots and a report on new labelled data."""
-    import modelmill
+    from modelmill.api import load
 
-    pipeline = modelmill.load(bundle)
+    pipeline = load(bundle)
     out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = pipeline.evaluate(data, out_dir=out_dir)
@@ -145,10 +145,10 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write.")],
 ) -> None:
     """Predict every row of a file."""
-    import modelmill
+    from modelmill.api import load
     from modelmill.data.sinks import write_table
 
-    predictions = modelmill.load(bundle).predict(data)
+    predictions = load(bundle).predict(data)
     write_table(predictions, output)
     err.print(f"wrote {len(predictions)} predictions to {output}")
 

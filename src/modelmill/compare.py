@@ -21,7 +21,7 @@ import pandas as pd
 
 from modelmill.api import Pipeline
 from modelmill.config.io import parse_config
-from modelmill.config.schema import PipelineConfig
+from modelmill.config.schema import PipelineConfig, TextFeatureConfig
 from modelmill.errors import ConfigError, ModelError, ModelmillError
 from modelmill.evaluation.report import render_report
 from modelmill.files import atomic_open
@@ -43,8 +43,9 @@ SHOWN_METRICS = {
 }
 
 
-def _text_features(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    texts = [f for f in raw["features"] if f["type"] == "text"]
+def _text_features(raw: dict[str, Any], config: PipelineConfig, name: str) -> list[dict[str, Any]]:
+    """The raw entries of the features that take a text encoder."""
+    texts = [raw["features"][i] for i, f in enumerate(config.features) if isinstance(f, TextFeatureConfig)]
     if not texts:
         raise ConfigError(f"the variant {name!r} changes the text encoder, and the config has no text feature; "
                           "compare model types instead, e.g. --models linear,mlp", path="--models")
@@ -53,7 +54,7 @@ def _text_features(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def _encoder_variant(name: str, encoder: dict[str, Any], description: str, *, tunes: bool = False) -> None:
     def change(raw: dict[str, Any], config: PipelineConfig) -> None:
-        for feature in _text_features(raw, name):
+        for feature in _text_features(raw, config, name):
             spec = dict(encoder)
             if spec["type"] == "pretrained":
                 spec["model"] = config.compare.pretrained_model
@@ -97,7 +98,7 @@ _encoder_variant("full", {"type": "pretrained", "tune": "full"},
 def default_variants(config: PipelineConfig) -> list[str]:
     if config.compare.models:
         return list(config.compare.models)
-    if any(f.type == "text" for f in config.features):
+    if any(isinstance(f, TextFeatureConfig) for f in config.features):
         return ["tfidf_lr", "cnn", "frozen", "finetune"]
     return ["linear", "mlp", "config"]
 
@@ -156,9 +157,7 @@ def _run_variant(name: str, config: PipelineConfig, frame: pd.DataFrame, sample:
         started = time.perf_counter()
         pipeline.predict(sample.iloc[[i]])
         singles.append((time.perf_counter() - started) * 1000)
-    model = pipeline.parts.model
-    learned = getattr(model, "learned_parameters", None)  # a solver's weights are buffers
-    trainable = learned if learned is not None else sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = pipeline.parts.maker.trained_parameters(pipeline.parts.model)
     return {
         "variant": name,
         "description": VARIANTS.get(name).description,

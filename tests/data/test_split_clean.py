@@ -12,6 +12,7 @@ import modelmill
 from modelmill.config import parse_config
 from modelmill.config.schema import SplitConfig
 from modelmill.data.clean import clean_rows, drop_outlier_rows, duplicated_rows
+from modelmill.features import build_features
 from modelmill.data.split import split_frame
 from modelmill.errors import DataError
 from tests.conftest import base_config, make_frame
@@ -84,9 +85,10 @@ def test_duplicates_dropped_exactly_and_counted() -> None:
     doubled = pd.concat([frame, frame.iloc[:7]], ignore_index=True)
     assert duplicated_rows(doubled).sum() == 7
     config = parse_config(base_config())
-    cleaned, report = clean_rows(doubled, config)
+    cleaned, report = clean_rows(doubled, config, build_features(config))
     assert len(cleaned) == 50 and report.duplicates_dropped == 7
-    kept, _ = clean_rows(doubled, parse_config(base_config(cleaning={"duplicates": "keep"})))
+    keeping = parse_config(base_config(cleaning={"duplicates": "keep"}))
+    kept, _ = clean_rows(doubled, keeping, build_features(keeping))
     assert len(kept) == 57
 
 
@@ -96,7 +98,8 @@ def test_missing_target_and_drop_strategy_rows_are_removed_and_reported() -> Non
     frame.loc[[5], "x"] = np.nan
     raw = base_config()
     raw["features"][0]["missing"] = {"strategy": "drop"}
-    cleaned, report = clean_rows(frame, parse_config(raw))
+    config = parse_config(raw)
+    cleaned, report = clean_rows(frame, config, build_features(config))
     assert len(cleaned) == 97
     assert report.target_missing_dropped == 2 and report.columns["x"]["rows_dropped"] == 1
 
@@ -105,8 +108,8 @@ def test_outlier_rows_dropped_from_training_only() -> None:
     frame = make_frame(200)
     frame.loc[3, "x"] = 1e6
     config = parse_config(base_config(cleaning={"outliers": {"method": "zscore", "action": "drop"}}))
-    _, report = clean_rows(frame, config)
-    kept = drop_outlier_rows(frame, config, report)
+    _, report = clean_rows(frame, config, build_features(config))
+    kept = drop_outlier_rows(frame, config, build_features(config), report)
     assert len(kept) == 199 and report.columns["x"]["outlier_rows_dropped"] == 1
 
 

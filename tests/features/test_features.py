@@ -13,6 +13,7 @@ import torch
 from modelmill.config.schema import (
     BinaryFeatureConfig,
     CategoryFeatureConfig,
+    CleaningConfig,
     DateFeatureConfig,
     ImageFeatureConfig,
     MissingConfig,
@@ -94,7 +95,7 @@ def test_number_missing_strategies_and_indicator() -> None:
 def test_number_outliers_clipped_with_bounds_from_training() -> None:
     column = pd.Series([1.0, 2.0, 3.0, 4.0, 1000.0])
     feature = NumberFeature(NumberFeatureConfig(name="v", normalization="none", encoding="scalar"),
-                            outliers=OutlierConfig(method="iqr", action="clip")).fit(column)
+                            cleaning=CleaningConfig(outliers=OutlierConfig(method="iqr", action="clip"))).fit(column)
     assert feature.transform(pd.Series([1000.0])).item() == pytest.approx(4.0 + 1.5 * 2.0)
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 import modelmill
 from modelmill.config.images import AugmentConfig
 from modelmill.errors import ConfigError, DataError
-from modelmill.models.cnn import Augment
+from modelmill.encoders.cnn import Augment
 
 
 def make_images(count: int, seed: int = 0, size: int = 16) -> tuple[np.ndarray, np.ndarray]:

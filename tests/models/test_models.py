@@ -7,20 +7,20 @@ from typing import Any
 import pytest
 import torch
 
-from modelmill.assembly import FittedParts, build_feature, build_model
 from modelmill.config import parse_config
 from modelmill.errors import ConfigError
-from modelmill.features import TARGETS
+from modelmill.features import TARGETS, build_features
 from modelmill.models import MODELS
+from modelmill.predictor import Predictor
 from tests.conftest import base_config, make_frame
 
 
-def fitted_parts(model: dict[str, Any], target: dict[str, Any] | None = None) -> FittedParts:
+def fitted_parts(model: dict[str, Any], target: dict[str, Any] | None = None) -> Predictor:
     config = parse_config(base_config(model=model, **({"target": target} if target else {})))
     frame = make_frame(100)
-    features = [build_feature(fc, config).fit(frame[fc.name]) for fc in config.features]
+    features = [feature.fit(frame[feature.name]) for feature in build_features(config)]
     fitted_target = TARGETS.get(config.target.type)(config.target).fit(frame[config.target.name])
-    return FittedParts(config, features, fitted_target, build_model(config, features, fitted_target))
+    return Predictor.build(config, features, fitted_target)
 
 
 @pytest.mark.parametrize("model_type", MODELS.names())

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import modelmill
-from modelmill.models.pretrained import PretrainedTextEncoder
+from modelmill.encoders.pretrained import PretrainedTextEncoder
 from modelmill.models.tfidf import TextColumns
 from modelmill.training.embedding_cache import cached_encoding
 from tests.text_data import make_reviews, text_config, tiny_sentence_model

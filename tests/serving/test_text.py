@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import modelmill
-from modelmill.serving.schema import MAX_TEXT
+from modelmill.features.request import MAX_TEXT
 from tests.serving.conftest import live_server
 from tests.text_data import make_reviews, text_config, tiny_sentence_model
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import modelmill
 from modelmill.training import runtime
-from modelmill.training.predict import IMAGE_CHUNK_VALUES, predict_raw
+from modelmill.models.inference import IMAGE_CHUNK_VALUES, predict_raw
 from tests.features.test_image import config as image_config
 from tests.features.test_image import frame_of, make_images
 

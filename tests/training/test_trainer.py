@@ -194,7 +194,7 @@ def test_training_on_cuda_matches_cpu_quality() -> None:
 
 @pytest.mark.parametrize("rows,expected", [(100, 16), (720, 16), (5_000, 128), (23_443, 256), (10**6, 256)])
 def test_auto_batch_size_gives_small_data_enough_steps(rows: int, expected: int) -> None:
-    from modelmill.training.trainer import resolve_batch_size
+    from modelmill.training.batches import resolve_batch_size
 
     assert resolve_batch_size("auto", rows) == expected
     assert resolve_batch_size(64, rows) == 64

@@ -336,6 +336,8 @@ class TrainingConfig(Section):
     loader_workers: int = Field(2, ge=0, le=64, description="Processes that decode streamed images (an image "
                                 "feature with memory: stream) ahead of the training loop; 0: in the loop itself.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["local"] = Field(
+        "local", description="What drives the training loop: local (this process). Cluster backends plug in here.")
     precision: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="Arithmetic of the training forward pass: bfloat16 runs convolutions and matrix "
         "products in bfloat16 (weights, optimiser, norms and loss stay float32; evaluation and prediction are "

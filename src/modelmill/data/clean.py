@@ -1,19 +1,21 @@
-"""Cleaning: duplicate rows, rows without a target, rows whose feature asks for `drop` on
-missing values (before the split); outlier rows dropped from the training split only.
-Every action is counted in a report that is saved with the run."""
+"""Cleaning: duplicate rows, rows without a target, rows with an unreadable cell, rows whose
+feature asks for `drop` on missing values (before the split); outlier rows dropped from the
+training split only. Every action is counted in a report that is saved with the run. What
+counts as missing, unreadable or an outlier in a column is the feature's answer
+(:class:`ColumnRules`), asked by the caller and passed down."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from modelmill.config.schema import ImageFeatureConfig, OutlierConfig, PipelineConfig
-from modelmill.data.image_values import find_bad, hashable_frame, is_missing
-from modelmill.data.values import as_numbers, as_strings
-from modelmill.errors import DataError
+from modelmill.config.schema import OutlierConfig, PipelineConfig
+from modelmill.data.image_values import hashable_frame
+from modelmill.data.values import as_strings
 
 
 @dataclass
@@ -65,87 +67,92 @@ def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
     return mask
 
 
-def feature_missing(column: pd.Series, feature_type: str) -> np.ndarray:
-    """Missing cells of a feature's column (image cells have their own notion of empty)."""
-    if feature_type == "image":
-        return np.fromiter((is_missing(cell) for cell in column), dtype=bool, count=len(column))
-    if feature_type == "text":  # "", "NA" or "-" may be what someone wrote; bytes are text too
-        return column.isna().to_numpy()
-    return missing_mask(column)
+class ColumnRules(Protocol):
+    """What cleaning asks of each feature about its column (the feature answers, so this
+    layer never needs to know feature types)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def missing_strategy(self) -> str: ...
+
+    @property
+    def cell_noun(self) -> str:
+        """What one cell holds ("image"), for the report's entries on unreadable cells."""
+        ...
+
+    def missing(self, column: pd.Series) -> np.ndarray:
+        """True where a cell counts as missing."""
+        ...
+
+    def unreadable(self, column: pd.Series) -> dict[int, str]:
+        """Positions of cells that cannot be used at all, with the reason (raises a
+        DataError when there are too many)."""
+        ...
+
+    def outliers(self, column: pd.Series, config: OutlierConfig) -> np.ndarray | None:
+        """True where a value lies outside the bounds fitted on this column (None: the
+        column has no notion of outliers)."""
+        ...
 
 
-def drop_bad_images(frame: pd.DataFrame, config: PipelineConfig, report: CleaningReport) -> pd.DataFrame:
-    """Rows whose image cannot be read are dropped and listed with the reason; too many
-    fail the run (``max_bad_fraction``), since that usually means a wrong folder or format."""
-    for feature in config.features:
-        if not isinstance(feature, ImageFeatureConfig):
-            continue
-        bad = find_bad(frame[feature.name], max_pixels=feature.max_pixels)
+def drop_unreadable(frame: pd.DataFrame, columns: Sequence[ColumnRules], report: CleaningReport) -> pd.DataFrame:
+    """Rows with a cell that cannot be read (a broken image, say) are dropped and listed
+    with the reason in the report."""
+    for rules in columns:
+        bad = rules.unreadable(frame[rules.name])
         if not bad:
             continue
         positions = sorted(bad)
-        entry = report.column(feature.name)
-        entry["bad_images"] = len(bad)
-        entry["bad_image_examples"] = [{"row": int(frame.index[p]), "reason": bad[p]} for p in positions[:50]]
-        if len(bad) > feature.max_bad_fraction * len(frame):
-            shown = "; ".join(f"row {frame.index[p]}: {bad[p]}" for p in positions[:3])
-            raise DataError(f"{len(bad)} of {len(frame)} images cannot be read, more than max_bad_fraction "
-                            f"{feature.max_bad_fraction} ({shown}). Fix: check the source, or raise "
-                            "max_bad_fraction to skip them", column=feature.name)
+        entry = report.column(rules.name)
+        entry[f"bad_{rules.cell_noun}s"] = len(bad)
+        entry[f"bad_{rules.cell_noun}_examples"] = [{"row": int(frame.index[p]), "reason": bad[p]}
+                                                    for p in positions[:50]]
         keep = np.ones(len(frame), dtype=bool)
         keep[positions] = False
         frame = frame.loc[keep]
     return frame
 
 
-def clean_rows(frame: pd.DataFrame, config: PipelineConfig) -> tuple[pd.DataFrame, CleaningReport]:
-    """Row-level cleaning that needs no fitted state; safe to run before the split."""
+def clean_rows(frame: pd.DataFrame, config: PipelineConfig,
+               columns: Sequence[ColumnRules]) -> tuple[pd.DataFrame, CleaningReport]:
+    """Row-level cleaning that needs no fitted state; safe to run before the split.
+    ``columns``: the (unfitted) features, which say what is missing or unreadable."""
     report = CleaningReport(rows_in=len(frame))
-    columns = [f.name for f in config.features] + [config.target.name]
+    names = [f.name for f in config.features] + [config.target.name]
     if config.cleaning.duplicates == "drop":
-        duplicated = duplicated_rows(hashable_frame(frame[columns]))
+        duplicated = duplicated_rows(hashable_frame(frame[names]))
         report.duplicates_dropped = int(duplicated.sum())
         frame = frame.loc[~duplicated]
     no_target = missing_mask(frame[config.target.name])
     report.target_missing_dropped = int(no_target.sum())
     frame = frame.loc[~no_target]
-    frame = drop_bad_images(frame, config, report)
-    for feature in config.features:
-        missing = feature_missing(frame[feature.name], feature.type)
-        entry = report.column(feature.name)
+    frame = drop_unreadable(frame, columns, report)
+    for rules in columns:
+        missing = rules.missing(frame[rules.name])
+        entry = report.column(rules.name)
         entry["missing"] = int(missing.sum())
-        entry["strategy"] = feature.missing.strategy
-        if feature.missing.strategy == "drop" and missing.any():
+        entry["strategy"] = rules.missing_strategy
+        if rules.missing_strategy == "drop" and missing.any():
             entry["rows_dropped"] = int(missing.sum())
             frame = frame.loc[~missing]
     report.rows_out = len(frame)
     return frame.reset_index(drop=True), report
 
 
-def drop_outlier_rows(train: pd.DataFrame, config: PipelineConfig, report: CleaningReport) -> pd.DataFrame:
+def drop_outlier_rows(train: pd.DataFrame, config: PipelineConfig, columns: Sequence[ColumnRules],
+                      report: CleaningReport) -> pd.DataFrame:
     """With ``outliers.action: drop``, drop training rows outside the bounds fitted on the
     training split. Validation and test rows are never dropped, so metrics stay honest."""
     outliers = config.cleaning.outliers
     if outliers.method == "none" or outliers.action != "drop":
         return train
     keep = np.ones(len(train), dtype=bool)
-    for feature in config.features:
-        if feature.type != "number":
+    for rules in columns:
+        outside = rules.outliers(train[rules.name], outliers)
+        if outside is None:
             continue
-        values = as_numbers(train[feature.name], feature=feature.name)
-        bounds = outlier_bounds(values, outliers)
-        if bounds is None:
-            continue
-        outside = (values < bounds[0]) | (values > bounds[1])
-        report.column(feature.name)["outlier_rows_dropped"] = int(outside.sum())
+        report.column(rules.name)["outlier_rows_dropped"] = int(outside.sum())
         keep &= ~outside
     return train.loc[keep].reset_index(drop=True)
-
-
-def count_clipped(train: pd.DataFrame, name: str, bounds: list[float] | None, report: CleaningReport) -> None:
-    """Record how many training values of a number feature its fitted bounds clip."""
-    if not bounds:
-        return
-    values = as_numbers(train[name], feature=name)
-    report.column(name)["outliers_clipped"] = int(((values < bounds[0]) | (values > bounds[1])).sum())
-    report.column(name)["clip_bounds"] = [float(b) for b in bounds]

@@ -156,10 +156,8 @@ def hashable_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def resolve_image_paths(frame: pd.DataFrame, columns: list[str], folder: Path) -> pd.DataFrame:
-    """Relative path strings in ``columns`` made absolute against ``folder``."""
-    frame = frame.copy()
-    for name in columns:
-        frame[name] = [str(folder / cell) if isinstance(cell, str) and cell.strip() and not is_missing(cell)
-                       and not Path(cell).is_absolute() else cell for cell in frame[name]]
-    return frame
+def resolve_paths(column: pd.Series, folder: Path) -> pd.Series:
+    """Relative path strings in ``column`` made absolute against ``folder``."""
+    return pd.Series([str(folder / cell) if isinstance(cell, str) and cell.strip() and not is_missing(cell)
+                      and not Path(cell).is_absolute() else cell for cell in column],
+                     index=column.index, name=column.name)

@@ -3,11 +3,16 @@ group-wise, or by a column; always seeded."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from modelmill.config.schema import SplitConfig
+from modelmill.data.image_values import hashable_frame
 from modelmill.errors import DataError
 
 Splits = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
@@ -69,3 +74,72 @@ def _by_column(frame: pd.DataFrame, config: SplitConfig) -> Splits:
     if parts[0].empty or parts[2].empty:
         raise DataError("the split column must mark at least one train and one test row", column=column)
     return parts[0], parts[1], parts[2]
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A 64-bit hash of each row's values in ``columns`` (pandas' own row hash; images as
+    their bytes)."""
+    return pd.util.hash_pandas_object(hashable_frame(frame[columns]), index=False).to_numpy()
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """How a bundle's test split was made, so that a later stage (compression, monitoring,
+    retraining) can rebuild "the original test split" from the data, or say clearly that
+    the data changed.
+
+    Attributes:
+        source: where the test rows were read from (``data.source``, or ``test_source``).
+        settings: the ``data.split`` section that made the split.
+        columns: the columns whose values identify a row (the features and the target).
+        rows: how many rows each part had (train, valid, test).
+        test_rows: a hash of each test row's values, in the order of the test split.
+    """
+
+    source: str
+    settings: dict[str, Any]
+    columns: list[str]
+    rows: dict[str, int]
+    test_rows: list[str]
+
+    @classmethod
+    def of(cls, test: pd.DataFrame, *, source: str, settings: SplitConfig, columns: list[str],
+           rows: dict[str, int]) -> SplitRecord:
+        hashes = [f"{int(h):016x}" for h in row_hashes(test, columns)]
+        return cls(source, settings.model_dump(mode="json"), list(columns), dict(rows), hashes)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "settings": self.settings, "columns": self.columns, "rows": self.rows,
+                "test_rows": self.test_rows}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SplitRecord:
+        return cls(str(data["source"]), dict(data["settings"]), list(data["columns"]), dict(data["rows"]),
+                   list(data["test_rows"]))
+
+    def test_split(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` (the data read again) that made up the test split, in their
+        recorded order.
+
+        Raises:
+            DataError: the frame lacks a column, or some test rows are not in it any more.
+        """
+        missing_columns = [c for c in self.columns if c not in frame.columns]
+        if missing_columns:
+            raise DataError(f"the data has no column(s) {missing_columns} that the test split was made of; "
+                            "it is not the data the bundle was trained on", source=self.source)
+        positions: dict[str, list[int]] = defaultdict(list)
+        for position, value in enumerate(row_hashes(frame, self.columns)):
+            positions[f"{int(value):016x}"].append(position)
+        chosen, lost = [], 0
+        for digest in self.test_rows:
+            found = positions.get(digest)
+            if found:
+                chosen.append(found.pop(0))
+            else:
+                lost += 1
+        if lost:
+            raise DataError(f"the data changed since the bundle was trained: {lost} of {len(self.test_rows)} "
+                            "test rows are not in it (or their values changed). Fix: evaluate on the original "
+                            "data, or on a new labelled test set", source=self.source)
+        return frame.iloc[chosen].reset_index(drop=True)

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
 import pandas as pd
 
 from modelmill.config.schema import PipelineConfig
-from modelmill.data.clean import feature_missing
 from modelmill.errors import DataError, did_you_mean
-from modelmill.data.values import as_numbers, as_strings, parse_dates
+from modelmill.data.values import as_strings
+
+
+class ColumnChecks(Protocol):
+    """What validation asks of each feature about its column (the feature answers)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def may_encode_target(self) -> bool:
+        """Whether the column can be a recoding of the target (pixels cannot)."""
+        ...
+
+    def missing(self, column: pd.Series) -> np.ndarray: ...
+
+    def validate(self, column: pd.Series) -> None:
+        """Raise a DataError for values the feature cannot read (words in a number column)."""
+        ...
 
 
 def check_columns(frame: pd.DataFrame, wanted: list[str], *, source: str) -> None:
@@ -24,40 +45,39 @@ def check_columns(frame: pd.DataFrame, wanted: list[str], *, source: str) -> Non
     )
 
 
-def validate_frame(frame: pd.DataFrame, config: PipelineConfig, *, source: str) -> list[str]:
-    """Raise a DataError for data the config cannot use; return warnings (e.g. leakage)."""
+def validate_frame(frame: pd.DataFrame, config: PipelineConfig, columns: Sequence[ColumnChecks], *,
+                   source: str) -> list[str]:
+    """Raise a DataError for data the config cannot use; return warnings (e.g. leakage).
+    ``columns``: the (unfitted) features, which check their own columns."""
     if frame.empty:
         raise DataError("0 rows: there is nothing to train on", source=source)
     check_columns(frame, [f.name for f in config.features] + [config.target.name], source=source)
-    for feature in config.features:
-        column = frame[feature.name]
-        if feature_missing(column, feature.type).all():
+    for checks in columns:
+        column = frame[checks.name]
+        if checks.missing(column).all():
             raise DataError("is empty (every value is missing). Fix: drop it from `features`",
-                            source=source, column=feature.name)
-        if feature.type == "number":
-            as_numbers(column, feature=feature.name)
-        elif feature.type == "date":
-            parse_dates(column, feature.format, feature=feature.name)
-    return leakage_warnings(frame, config)
+                            source=source, column=checks.name)
+        checks.validate(column)
+    return leakage_warnings(frame, config.target.name, columns)
 
 
-def leakage_warnings(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
+def leakage_warnings(frame: pd.DataFrame, target_name: str, columns: Sequence[ColumnChecks]) -> list[str]:
     """Warn about a feature that determines the target one-to-one (a copy or recoding of it)."""
-    target = as_strings(frame[config.target.name])
+    target = as_strings(frame[target_name])
     classes = target.nunique()
     warnings = []
-    for feature in config.features:
-        if feature.type == "image":
-            continue  # pixels cannot be a recoding of the target
-        if frame[feature.name].nunique() != classes:  # cheap pre-check: a recoding has as many values
+    for checks in columns:
+        if not checks.may_encode_target:
             continue
-        values = as_strings(frame[feature.name])
+        if frame[checks.name].nunique() != classes:  # cheap pre-check: a recoding has as many values
+            continue
+        values = as_strings(frame[checks.name])
         pairs = pd.DataFrame({"f": values, "t": target}).dropna()
         if pairs.empty or pairs["f"].nunique() != pairs["t"].nunique():
             continue
         if pairs.groupby("f")["t"].nunique().max() == 1:
             warnings.append(
-                f"feature {feature.name!r} determines the target {config.target.name!r} exactly "
+                f"feature {checks.name!r} determines the target {target_name!r} exactly "
                 "(it looks like a copy of the target: target leakage). Fix: drop it from `features`"
             )
     return warnings

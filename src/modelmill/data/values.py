@@ -19,12 +19,12 @@ SMALL_COLUMN = 32
 def as_strings(column: pd.Series) -> pd.Series:
     """Values as stripped strings, with missing markers turned into NA (string dtype)."""
     if len(column) <= SMALL_COLUMN and not pd.api.types.is_datetime64_any_dtype(column):
-        return pd.Series([_plain_string(v) for v in column], index=column.index, dtype="string")
+        return pd.Series([plain_string(v) for v in column], index=column.index, dtype="string")
     text = column.astype("string").str.strip()
     return text.mask(text.isin(MISSING_MARKERS))
 
 
-def _plain_string(value: object) -> str | None:
+def plain_string(value: object) -> str | None:
     """One cell as :func:`as_strings` reads it (same result as its vectorised path)."""
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None

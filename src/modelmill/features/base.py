@@ -1,16 +1,20 @@
 """The feature-type contract.
 
-A feature type owns everything about its column: how it is fitted (on the training split
-only) and transformed, how it is encoded into a vector (``encoder``), and its reference
-profile for drift. Fitted state is plain JSON (``state``/``from_state``), so the same
-state serves training and serving and preprocessing cannot drift between the two.
+A feature type owns everything about its column: what counts as missing or unreadable in
+it and whether its values can be read (asked before anything is fitted, by cleaning and
+validation); how it is fitted (on the training split only) and transformed; what its
+fitting did to the data (for the cleaning report); its encoder; its raw view for learners
+that want codes and numbers; its fragment of the request contract; its reference profile
+and its drift statistic. Fitted state is plain JSON (``state``/``from_state``), so the
+same state serves training and serving and preprocessing cannot drift between the two.
 Targets follow the same pattern with a head, a loss and a postprocess step.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 import numpy as np
@@ -18,7 +22,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from modelmill.config.schema import CleaningConfig, OutlierConfig
+from modelmill.data.clean import missing_mask
 from modelmill.errors import ModelError
+from modelmill.features.stats import DriftResult
 from modelmill.registry import Registry
 
 ConfigT = TypeVar("ConfigT")
@@ -60,12 +67,80 @@ class Component(ABC, Generic[ConfigT]):
         return component
 
 
+@dataclass
+class FitReport:
+    """What fitting did to the training column: entries for the cleaning report (values
+    clipped, the fill value, texts cut …) and warnings for the user."""
+
+    entries: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RawColumn:
+    """One column of a feature's raw view: a number, or a category code (0 … len(categories)-1)."""
+
+    name: str
+    kind: Literal["number", "category"]
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenSpace:
+    """A sequence feature's token ids: how many there are and which one pads."""
+
+    vocabulary_size: int
+    pad_id: int
+
+
 class Feature(Component[ConfigT]):
     """An input column."""
+
+    cell_noun: ClassVar[str] = "value"  # what one cell holds, in the cleaning report's words
+    may_encode_target: ClassVar[bool] = True  # can a column of this type be a recoding of the target?
+
+    def __init__(self, config: ConfigT, *, cleaning: CleaningConfig | None = None) -> None:
+        super().__init__(config)
+        self.cleaning = cleaning or CleaningConfig()
+
+    # ------------------------------------------------ the column, before fitting
+
+    @property
+    def missing_strategy(self) -> str:
+        return str(getattr(self.config, "missing").strategy)
+
+    def missing(self, column: pd.Series) -> np.ndarray:
+        """True where a cell is missing (NaN/None or a missing marker such as "?" or "")."""
+        return missing_mask(column)
+
+    def unreadable(self, column: pd.Series) -> dict[int, str]:
+        """Positions of present cells that cannot be used at all, with the reason."""
+        return {}
+
+    def outliers(self, column: pd.Series, config: OutlierConfig) -> np.ndarray | None:
+        """True where a value is an outlier by ``config``; None: no notion of outliers."""
+        return None
+
+    def validate(self, column: pd.Series) -> None:
+        """Raise a DataError naming the rows whose values this feature cannot read."""
+
+    def resolve_paths(self, column: pd.Series, folder: Path) -> pd.Series:
+        """The column with relative file paths made absolute against ``folder`` (the
+        folder of the table they came from); the column itself if it holds no paths."""
+        return column
+
+    # ------------------------------------------------------------ fitted use
 
     @abstractmethod
     def transform(self, column: pd.Series) -> torch.Tensor:
         """Encode a column into the tensor the encoder takes: (rows, ...)."""
+
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        """``transform`` of a few plain values (request records) without building pandas
+        objects: exactly the tensor ``transform`` gives for the column of these values, or
+        None when these values are outside what the fast path handles (the caller then
+        takes the column path, errors and all)."""
+        return None
 
     @abstractmethod
     def encoder(self) -> nn.Module:
@@ -76,14 +151,65 @@ class Feature(Component[ConfigT]):
     def output_dim(self) -> int:
         """Width of this feature's encoder output."""
 
-    @abstractmethod
-    def profile(self, column: pd.Series) -> dict[str, Any]:
-        """Reference statistics of the column, for drift monitoring."""
+    def fixed_encoder(self) -> nn.Module | None:
+        """An encoding with no weights to learn (for learners that fit only a last layer),
+        or None when this feature's encoding must be trained."""
+        encoder = self.encoder()
+        return None if any(True for _ in encoder.parameters()) else encoder
+
+    def token_space(self) -> TokenSpace | None:
+        """For a sequence of token ids: its vocabulary and padding id; None otherwise."""
+        return None
 
     def sequence_lengths(self, encoded: torch.Tensor) -> torch.Tensor | None:
         """Tokens per row of a transformed sequence column (None: not a sequence). The
         trainer batches rows of similar length together, so little padding is computed."""
         return None
+
+    def raw_columns(self) -> list[RawColumn]:
+        """The columns of the raw view (codes and numbers, as trees want them)."""
+        raise ModelError(f"feature {self.name!r} ({getattr(self.config, 'type', '?')}) has no raw view of codes "
+                         "and numbers; use a model type that encodes it (mlp, linear)")
+
+    def raw_view(self, column: pd.Series) -> torch.Tensor:
+        """float64 (rows, len(raw_columns())): numbers as they are, categories as codes,
+        NaN for missing or unseen values; no scaling and no one-hot or piecewise encoding."""
+        raise ModelError(f"feature {self.name!r} ({getattr(self.config, 'type', '?')}) has no raw view of codes "
+                         "and numbers; use a model type that encodes it (mlp, linear)")
+
+    def report(self) -> FitReport:
+        """What fitting did to the training column, for the cleaning report."""
+        return FitReport()
+
+    # ------------------------------------------------------------- requests
+
+    def schema(self) -> dict[str, Any]:
+        """This column's entry in the bundle's input schema: name, type, allowed values."""
+        return {"name": self.name, "type": str(getattr(self.config, "type"))}
+
+    @abstractmethod
+    def request_type(self, *, strict_values: bool) -> Any:
+        """The pydantic type of this column's value in a request (always nullable: a
+        missing value is filled as in training). Its JSON Schema is the column's fragment
+        of the request contract; ``strict_values`` refuses values never seen in training."""
+
+    @abstractmethod
+    def example(self, profile: dict[str, Any]) -> Any:
+        """An example request value, from this column's reference ``profile``."""
+
+    def form_value(self, text: str) -> Any:
+        """A plain multipart form field sent for this column, as the request value."""
+        return text
+
+    # ------------------------------------------------------------ monitoring
+
+    @abstractmethod
+    def profile(self, column: pd.Series) -> dict[str, Any]:
+        """Reference statistics of the column, for drift monitoring."""
+
+    @abstractmethod
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        """How far ``column`` (new data) has moved from the ``reference`` profile."""
 
 
 @dataclass
@@ -131,24 +257,25 @@ class Target(Component[ConfigT]):
     def class_names(self) -> list[str]:
         return []
 
+    @property
+    def class_weights(self) -> list[float] | None:
+        """Loss weight per class (configured or balanced), for learners with their own solver."""
+        return None
+
+    def labelled(self, column: pd.Series) -> np.ndarray:
+        """Mask of the rows whose true value this fitted target knows (for metrics)."""
+        codes = self.codes(column)
+        return np.asarray(codes >= 0)
+
+    def schema(self) -> dict[str, Any]:
+        """The target's entry in the bundle's input schema."""
+        return {"name": self.name, "type": self.task, "classes": self.class_names}
+
 
 FEATURES: Registry[type[Feature[Any]]] = Registry("feature type")
 TARGETS: Registry[type[Target[Any]]] = Registry("target type")
 
 
-# ---------------------------------------------------------------- shared helpers
-
-
 def most_common(values: pd.Series) -> str | None:
     counts = values.dropna().value_counts()
     return str(counts.index[0]) if len(counts) else None
-
-
-def histogram_profile(values: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """Quantile-binned histogram of the present values (edges from the data itself)."""
-    present = values[~np.isnan(values)]
-    if present.size == 0:
-        return {"edges": [], "counts": []}
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)))
-    counts, _ = np.histogram(present, bins=edges) if edges.size > 1 else (np.array([present.size]), edges)
-    return {"edges": edges.tolist(), "counts": counts.tolist()}

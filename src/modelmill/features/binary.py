@@ -12,8 +12,10 @@ from torch import nn
 from modelmill.config.schema import BinaryFeatureConfig, BinaryTargetConfig
 from modelmill.errors import DataError
 from modelmill.data.values import as_strings
-from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, most_common
-from modelmill.features.category import class_weight_vector
+from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
+from modelmill.features.category import class_weight_vector, plain_strings
+from modelmill.features.request import binary_type, json_or_text
+from modelmill.features.stats import JS_THRESHOLD, DriftResult, jensen_shannon
 
 _TRUTHY = ("true", "yes", "y", "t", "1", "positive", "pos")
 
@@ -61,7 +63,7 @@ def to_codes(values: pd.Series, negative: str, positive: str) -> np.ndarray:
     return mapped.to_numpy(dtype="float64", na_value=np.nan)
 
 
-@FEATURES.register("binary")
+@FEATURES.register("binary", config=BinaryFeatureConfig)
 class BinaryFeature(Feature[BinaryFeatureConfig]):
     def fit(self, column: pd.Series) -> Self:
         values = binary_strings(column)
@@ -78,7 +80,18 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
 
     def transform(self, column: pd.Series) -> torch.Tensor:
         self._check_fitted()
-        codes = to_codes(binary_strings(column), self.negative_, self.positive_)
+        return self._encode(to_codes(binary_strings(column), self.negative_, self.positive_))
+
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        strings = plain_strings(values)  # a short column of strings is not bool or numeric to pandas
+        if strings is None:
+            return None
+        codes = {self.positive_: 1.0, self.negative_: 0.0}
+        return self._encode(np.array([codes.get(v, np.nan) if v is not None else np.nan for v in strings],
+                                     dtype="float64"))
+
+    def _encode(self, codes: np.ndarray) -> torch.Tensor:
         missing = np.isnan(codes)
         filled = np.where(missing, self.fill_, codes)
         columns = [filled, missing.astype("float64")] if self.config.missing.indicator else [filled]
@@ -91,12 +104,38 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
     def output_dim(self) -> int:
         return 2 if self.config.missing.indicator else 1
 
+    def raw_columns(self) -> list[RawColumn]:
+        return [RawColumn(self.name, "number")]
+
+    def raw_view(self, column: pd.Series) -> torch.Tensor:
+        codes = to_codes(binary_strings(column), self.negative_, self.positive_)
+        return torch.from_numpy(np.array(codes)[:, None])  # (rows, 1) float64, a writable copy
+
     def state(self) -> dict[str, Any]:
         self._check_fitted()
         return {"negative": self.negative_, "positive": self.positive_, "fill": self.fill_}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.negative_, self.positive_, self.fill_ = state["negative"], state["positive"], state["fill"]
+
+    def report(self) -> FitReport:
+        return FitReport({"filled_with": self.fill_})
+
+    def schema(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {**super().schema(), "values": [self.negative_, self.positive_]}
+
+    def request_type(self, *, strict_values: bool) -> Any:
+        return binary_type([str(self.negative_), str(self.positive_)])
+
+    def example(self, profile: dict[str, Any]) -> Any:
+        allowed = [str(self.negative_), str(self.positive_)]
+        if set(allowed) == {"false", "true"}:
+            return True
+        return int(allowed[-1]) if set(allowed) == {"0", "1"} else allowed[-1]
+
+    def form_value(self, text: str) -> Any:
+        return json_or_text(text)
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
         codes = to_codes(binary_strings(column), self.negative_, self.positive_)
@@ -106,6 +145,16 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
             "missing_rate": float(np.isnan(codes).mean()) if codes.size else 0.0,
             "positive_rate": float(present.mean()) if present.size else None,
         }
+
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        profile = self.profile(column)
+        expected, current = reference.get("positive_rate"), profile["positive_rate"]
+        value = None if expected is None or current is None else jensen_shannon(
+            {"positive": expected, "negative": 1 - expected}, {"positive": current, "negative": 1 - current})
+        return DriftResult.measured(self.name, "jensen_shannon", value, JS_THRESHOLD,
+                                    positive_rate=current, reference_positive_rate=expected,
+                                    missing_rate=profile["missing_rate"],
+                                    reference_missing_rate=reference.get("missing_rate"))
 
 
 class WeightedBCE(nn.Module):
@@ -123,7 +172,7 @@ class WeightedBCE(nn.Module):
         return (losses * weights).sum() / weights.sum()
 
 
-@TARGETS.register("binary")
+@TARGETS.register("binary", config=BinaryTargetConfig)
 class BinaryTarget(Target[BinaryTargetConfig]):
     """Binary classification: one logit, P(positive) through a sigmoid."""
 
@@ -154,6 +203,10 @@ class BinaryTarget(Target[BinaryTargetConfig]):
     @property
     def output_size(self) -> int:
         return 1
+
+    @property
+    def class_weights(self) -> list[float] | None:
+        return self.weights_
 
     def loss(self) -> nn.Module:
         return WeightedBCE(self.weights_)

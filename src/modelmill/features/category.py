@@ -14,8 +14,10 @@ from torch import nn
 
 from modelmill.config.schema import CategoryFeatureConfig, CategoryTargetConfig
 from modelmill.errors import DataError
-from modelmill.data.values import as_strings
-from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, most_common
+from modelmill.data.values import SMALL_COLUMN, as_strings, plain_string
+from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
+from modelmill.features.request import category_type
+from modelmill.features.stats import JS_THRESHOLD, DriftResult, jensen_shannon, shares_with_other
 
 # Index 0 of every vocabulary is the bucket for unseen, rare and (by default) missing values.
 UNKNOWN = "<unknown>"
@@ -30,6 +32,15 @@ def encode(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
         return np.asarray(found.fill_null(-1), dtype="int64") + 1
     codes = pd.Index(vocabulary).get_indexer(values)  # -1 where absent or missing
     return np.asarray(codes, dtype="int64") + 1
+
+
+def plain_strings(values: list[Any]) -> list[str | None] | None:
+    """The values as :func:`as_strings` reads a short column of them, when every value is a
+    string or missing; None otherwise (numbers become strings by the dtype pandas gives
+    their column, so those take the column path)."""
+    if len(values) > SMALL_COLUMN or not all(v is None or isinstance(v, str) for v in values):
+        return None
+    return [plain_string(v) for v in values]
 
 
 def class_weight_vector(
@@ -70,7 +81,7 @@ class CategoryEncoder(nn.Module):
         return torch.cat([self.inner(x[:, 0]), x[:, 1:].float()], dim=1)
 
 
-@FEATURES.register("category")
+@FEATURES.register("category", config=CategoryFeatureConfig)
 class CategoryFeature(Feature[CategoryFeatureConfig]):
     def fit(self, column: pd.Series) -> Self:
         values = as_strings(column)
@@ -102,7 +113,28 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
         missing = values.isna().to_numpy()
         if self.fill_ is not None:
             values = values.fillna(self.fill_)
-        codes = encode(values, self.vocabulary_)
+        return self._stack(encode(values, self.vocabulary_), missing)
+
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        strings = plain_strings(values)
+        if strings is None:
+            return None
+        index = self._index()
+        missing = np.array([v is None for v in strings], dtype=bool)
+        filled = [self.fill_ if v is None else v for v in strings]
+        codes = np.array([index.get(v, 0) if v is not None else 0 for v in filled], dtype="int64")
+        return self._stack(codes, missing)
+
+    def _index(self) -> dict[str, int]:
+        """Vocabulary entry → its code (index + 1), built once per fitted state."""
+        cached: tuple[list[str], dict[str, int]] | None = getattr(self, "_index_cache", None)
+        if cached is None or cached[0] is not self.vocabulary_:
+            cached = (self.vocabulary_, {word: i + 1 for i, word in enumerate(self.vocabulary_)})
+            self._index_cache = cached
+        return cached[1]
+
+    def _stack(self, codes: np.ndarray, missing: np.ndarray) -> torch.Tensor:
         if self.config.missing.indicator:
             return torch.from_numpy(np.stack([codes, missing.astype("int64")], axis=1))  # (rows, 2)
         return torch.from_numpy(codes)  # (rows,)
@@ -125,6 +157,18 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
         inner: nn.Module = OneHot(self.size) if self.one_hot else nn.Embedding(self.size, self.embedding_dim)
         return CategoryEncoder(inner, self.config.missing.indicator)
 
+    def fixed_encoder(self) -> nn.Module:
+        return CategoryEncoder(OneHot(self.size), self.config.missing.indicator)
+
+    def raw_columns(self) -> list[RawColumn]:
+        self._check_fitted()
+        return [RawColumn(self.name, "category", tuple(self.vocabulary_))]
+
+    def raw_view(self, column: pd.Series) -> torch.Tensor:
+        codes = encode(as_strings(column), self.vocabulary_).astype("float64") - 1
+        codes[codes < 0] = np.nan  # missing, or never seen in training
+        return torch.from_numpy(codes[:, None])  # (rows, 1) float64
+
     @property
     def output_dim(self) -> int:
         width = self.size if self.one_hot else self.embedding_dim
@@ -137,6 +181,22 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
     def load_state(self, state: dict[str, Any]) -> None:
         self.vocabulary_, self.fill_ = state["vocabulary"], state["fill"]
 
+    def report(self) -> FitReport:
+        return FitReport({"filled_with": self.fill_})
+
+    def schema(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {**super().schema(), "values": self.vocabulary_}
+
+    def request_type(self, *, strict_values: bool) -> Any:
+        return category_type([str(v) for v in self.vocabulary_], strict_values)
+
+    def example(self, profile: dict[str, Any]) -> Any:
+        frequencies = profile.get("frequencies") or {}
+        if frequencies:
+            return str(next(iter(frequencies)))
+        return str(self.vocabulary_[0]) if self.vocabulary_ else None
+
     def profile(self, column: pd.Series) -> dict[str, Any]:
         values = as_strings(column)
         frequencies = values.value_counts(normalize=True).head(100)
@@ -146,8 +206,21 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
             "frequencies": {str(k): float(v) for k, v in frequencies.items()},
         }
 
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        values = as_strings(column)
+        expected = shares_with_other(reference.get("frequencies") or {})
+        listed = set(expected) - {"<other>"}
+        present = values.dropna()
+        counts = present.where(present.isin(listed), "<other>").value_counts(normalize=True)
+        current = {str(k): float(v) for k, v in counts.items()}
+        unseen = float((~present.isin(self.vocabulary_)).mean()) if len(present) else 0.0
+        return DriftResult.measured(
+            self.name, "jensen_shannon", jensen_shannon(expected, current), JS_THRESHOLD,
+            missing_rate=float(values.isna().mean()) if len(values) else 0.0,
+            reference_missing_rate=reference.get("missing_rate"), unseen_share=unseen)
 
-@TARGETS.register("category")
+
+@TARGETS.register("category", config=CategoryTargetConfig)
 class CategoryTarget(Target[CategoryTargetConfig]):
     """Multi-class classification with softmax outputs."""
 
@@ -182,6 +255,10 @@ class CategoryTarget(Target[CategoryTargetConfig]):
     @property
     def class_names(self) -> list[str]:
         return list(self.classes_)
+
+    @property
+    def class_weights(self) -> list[float] | None:
+        return self.weights_
 
     def loss(self) -> nn.Module:
         weight = torch.tensor(self.weights_, dtype=torch.float32) if self.weights_ else None

@@ -13,7 +13,10 @@ from torch import nn
 from modelmill.config.schema import DateFeatureConfig
 from modelmill.errors import DataError
 from modelmill.data.values import parse_dates
-from modelmill.features.base import FEATURES, Feature
+from modelmill.features.base import FEATURES, Feature, FitReport, RawColumn
+from modelmill.features.category import plain_strings
+from modelmill.features.request import date_type
+from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
 
 # Period of each cyclical part; "year" is not periodic and is standardised instead.
 PERIODS: dict[str, float] = {
@@ -27,8 +30,18 @@ def date_parts(dates: pd.Series, part: str) -> np.ndarray:
     return np.asarray(values.to_numpy(dtype="float64", na_value=np.nan))
 
 
-@FEATURES.register("date")
+def epoch_days(dates: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01 as float64, NaN for missing dates."""
+    nanoseconds = dates.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
+    nanoseconds[dates.isna().to_numpy()] = np.nan
+    return nanoseconds / 86_400e9
+
+
+@FEATURES.register("date", config=DateFeatureConfig)
 class DateFeature(Feature[DateFeatureConfig]):
+    def validate(self, column: pd.Series) -> None:
+        parse_dates(column, self.config.format, feature=self.name)
+
     def fit(self, column: pd.Series) -> Self:
         dates = parse_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
@@ -60,8 +73,22 @@ class DateFeature(Feature[DateFeatureConfig]):
             columns.append(missing.astype("float64"))
         return torch.from_numpy(np.stack(columns, axis=1).astype("float32"))  # (rows, output_dim)
 
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        # A short column of strings is parsed from the same stripped strings whatever dtype
+        # pandas gives it, so the column path on an object column is exact.
+        if plain_strings(values) is None:
+            return None
+        return self.transform(pd.Series(values, dtype=object))
+
     def encoder(self) -> nn.Module:
         return nn.Identity()
+
+    def raw_columns(self) -> list[RawColumn]:
+        return [RawColumn(f"{self.name}.{part}", "number") for part in self.config.parts]
+
+    def raw_view(self, column: pd.Series) -> torch.Tensor:
+        dates = parse_dates(column, self.config.format, feature=self.name)
+        return torch.from_numpy(np.stack([date_parts(dates, part) for part in self.config.parts], axis=1))
 
     @property
     def output_dim(self) -> int:
@@ -76,6 +103,15 @@ class DateFeature(Feature[DateFeatureConfig]):
         self.fill_ = state["fill"]
         self.year_center_, self.year_scale_ = state["year_center"], state["year_scale"]
 
+    def report(self) -> FitReport:
+        return FitReport({"filled_with": self.fill_})
+
+    def request_type(self, *, strict_values: bool) -> Any:
+        return date_type()
+
+    def example(self, profile: dict[str, Any]) -> Any:
+        return "2024-01-31T12:00:00"
+
     def profile(self, column: pd.Series) -> dict[str, Any]:
         dates = parse_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
@@ -84,4 +120,15 @@ class DateFeature(Feature[DateFeatureConfig]):
             "missing_rate": float(dates.isna().mean()) if len(dates) else 0.0,
             "min": str(present.min()) if len(present) else None,
             "max": str(present.max()) if len(present) else None,
+            "histogram": histogram_profile(epoch_days(dates)),  # in days since 1970
         }
+
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        dates = parse_dates(column, self.config.format, feature=self.name)
+        present = dates.dropna()
+        return DriftResult.measured(
+            self.name, "psi", histogram_psi(reference.get("histogram", {}), epoch_days(dates)), PSI_THRESHOLD,
+            missing_rate=float(dates.isna().mean()) if len(dates) else 0.0,
+            reference_missing_rate=reference.get("missing_rate"),
+            min=str(present.min()) if len(present) else None, max=str(present.max()) if len(present) else None,
+            reference_min=reference.get("min"), reference_max=reference.get("max"))

@@ -1,5 +1,5 @@
 """Image features: pixels at a fitted size and channel count, normalised with statistics
-of the training split, encoded by a CNN built from the config (``models.cnn``).
+of the training split, encoded by a CNN built from the config (``encoders.cnn``).
 
 ``transform`` gives uint8 (rows, channels, height, width): four times smaller than
 floats, so whole data sets such as MNIST stay in memory as one tensor; the encoder's
@@ -8,6 +8,7 @@ first module scales the pixels and (in training mode only) augments them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Self, cast
 
 import numpy as np
@@ -15,17 +16,46 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pydantic import Base64Bytes, Field
+from typing import Annotated
+
 from modelmill.config.schema import ImageFeatureConfig
 from modelmill.data.image_stream import LazyImages
-from modelmill.data.image_values import is_missing, load_pixels, survey
+from modelmill.data.image_values import find_bad, is_missing, load_pixels, resolve_paths, survey
+from modelmill.encoders.cnn import build_cnn
+from modelmill.errors import DataError
 from modelmill.features.base import FEATURES, Feature
-from modelmill.models.cnn import build_cnn
+from modelmill.features.request import MAX_IMAGE_BYTES
+from modelmill.features.stats import DriftResult
 
 STATISTICS_SAMPLE = 10_000  # images whose pixels give the normalisation of a streamed column
+PROFILE_SAMPLE = 2_000  # images whose pixels give the reference profile (and the drift check)
+MEAN_SHIFT = 0.25  # a channel mean moving by a quarter of its spread counts as drift
 
 
-@FEATURES.register("image")
+@FEATURES.register("image", config=ImageFeatureConfig)
 class ImageFeature(Feature[ImageFeatureConfig]):
+    cell_noun = "image"
+    may_encode_target = False  # pixels cannot be a recoding of the target
+
+    def missing(self, column: pd.Series) -> np.ndarray:
+        return np.fromiter((is_missing(cell) for cell in column), dtype=bool, count=len(column))
+
+    def unreadable(self, column: pd.Series) -> dict[int, str]:
+        """Images that cannot be read; too many fail the run (``max_bad_fraction``), since that
+        usually means a wrong folder or format."""
+        bad = find_bad(column, max_pixels=self.config.max_pixels)
+        if len(bad) > self.config.max_bad_fraction * len(column):
+            positions = sorted(bad)
+            shown = "; ".join(f"row {column.index[p]}: {bad[p]}" for p in positions[:3])
+            raise DataError(f"{len(bad)} of {len(column)} images cannot be read, more than max_bad_fraction "
+                            f"{self.config.max_bad_fraction} ({shown}). Fix: check the source, or raise "
+                            "max_bad_fraction to skip them", column=self.name)
+        return bad
+
+    def resolve_paths(self, column: pd.Series, folder: Path) -> pd.Series:
+        return resolve_paths(column, folder)
+
     def fit(self, column: pd.Series) -> Self:
         config = self.config
         common, grayscale = survey(column, max_pixels=config.max_pixels)
@@ -82,6 +112,10 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         self._decoded = None
         return pixels, missing
 
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        return self.transform(pd.Series(values, dtype=object))  # cells are decoded one by one either way
+
     def streams(self, rows: int) -> bool:
         """Whether this column's images are decoded batch by batch instead of held in memory."""
         memory = self.config.memory
@@ -112,10 +146,56 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         self.mean_, self.std_ = list(state["mean"]), list(state["std"])
         self.width_ = int(state["width"])
 
+    def request_type(self, *, strict_values: bool) -> Any:
+        # The encoded file as base64, never a path: a request must not name files on the server.
+        return Annotated[Base64Bytes | None, Field(max_length=MAX_IMAGE_BYTES)]
+
+    def example(self, profile: dict[str, Any]) -> Any:
+        """A blank PNG at the feature's size and channels, base64-encoded."""
+        import base64
+        import io
+
+        from PIL import Image
+
+        height, width = profile.get("size") or (8, 8)
+        image = Image.new("L" if profile.get("channels", 1) == 1 else "RGB", (int(width), int(height)))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def _pixel_statistics(self, column: pd.Series) -> tuple[list[float], list[float]] | None:
+        """Per-channel mean and spread of the pixels of an evenly spread sample of the present
+        images, at the feature's size (None when no image is present)."""
+        present = np.flatnonzero(~self.missing(column))
+        if not len(present):
+            return None
+        picked = present[np.linspace(0, len(present) - 1, min(len(present), PROFILE_SAMPLE), dtype=np.int64)]
+        blank = np.zeros(self.channels_, dtype=np.uint8)
+        pixels = load_pixels(column.iloc[picked], size=self.size_, channels=self.channels_,
+                             max_pixels=self.config.max_pixels, fill=blank)
+        values = pixels.transpose(1, 0, 2, 3).reshape(self.channels_, -1).astype(np.float64)
+        return values.mean(axis=1).tolist(), values.std(axis=1).tolist()
+
     def profile(self, column: pd.Series) -> dict[str, Any]:
         missing = [is_missing(c) for c in column]
+        statistics = self._pixel_statistics(column)
         return {"type": "image", "missing_rate": float(np.mean(missing)) if len(missing) else 0.0,
-                "size": list(self.size_), "channels": self.channels_, "mean": self.mean_, "std": self.std_}
+                "size": list(self.size_), "channels": self.channels_, "mean": self.mean_, "std": self.std_,
+                "pixel_mean": statistics[0] if statistics else None,
+                "pixel_std": statistics[1] if statistics else None}
+
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        """The largest move of a channel's mean pixel value, in units of the reference's
+        spread of that channel (brighter, darker or differently coloured images)."""
+        statistics = self._pixel_statistics(column)
+        expected_mean, expected_std = reference.get("pixel_mean"), reference.get("pixel_std")
+        value = None
+        if statistics and expected_mean and expected_std:
+            value = max(abs(m - e) / max(s, 1.0) for m, e, s in zip(statistics[0], expected_mean, expected_std))
+        return DriftResult.measured(
+            self.name, "mean_shift", value, MEAN_SHIFT, pixel_mean=statistics[0] if statistics else None,
+            pixel_std=statistics[1] if statistics else None, reference_pixel_mean=expected_mean,
+            reference_pixel_std=expected_std)
 
 
 def _channel_statistics(pixels: np.ndarray) -> tuple[list[float], list[float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Self
 
 import numpy as np
@@ -13,7 +14,9 @@ from modelmill.config.schema import NumberFeatureConfig, NumberTargetConfig, Out
 from modelmill.errors import DataError
 from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers
-from modelmill.features.base import FEATURES, TARGETS, Feature, Predictions, Target, histogram_profile
+from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target
+from modelmill.features.request import json_or_text, number_type
+from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
 
 SCALED_LIMIT = 1e4
 
@@ -25,20 +28,46 @@ class Standardize(nn.Module):
         return x
 
 
-@FEATURES.register("number")
+def plain_numbers(values: list[Any]) -> np.ndarray | None:
+    """float64 of plain values when they are all numbers or missing (the values pandas would
+    hold as a numeric column), else None. Booleans and numbers past int64 are left to pandas:
+    a column holding them is not numeric to it."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        if value is None:
+            out[i] = math.nan
+        elif isinstance(value, (float, np.floating)):
+            out[i] = value
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+                and -2**63 <= value < 2**63:
+            out[i] = value
+        else:
+            return None
+    return out
+
+
+@FEATURES.register("number", config=NumberFeatureConfig)
 class NumberFeature(Feature[NumberFeatureConfig]):
     """A numeric column: outliers clipped (if asked), missing values filled, then scaled."""
 
-    def __init__(self, config: NumberFeatureConfig, *, outliers: OutlierConfig | None = None) -> None:
-        super().__init__(config)
-        self.outliers = outliers or OutlierConfig.model_validate({})
+    def outliers(self, column: pd.Series, config: OutlierConfig) -> np.ndarray | None:
+        values = as_numbers(column, feature=self.name)
+        bounds = outlier_bounds(values, config)
+        if bounds is None:
+            return None
+        return np.asarray((values < bounds[0]) | (values > bounds[1]))
+
+    def validate(self, column: pd.Series) -> None:
+        as_numbers(column, feature=self.name)
 
     def fit(self, column: pd.Series) -> Self:
         values = as_numbers(column, feature=self.name)
         if np.isnan(values).all():
             raise DataError("has no values in the training split; drop it from `features`", column=self.name)
-        bounds = outlier_bounds(values, self.outliers) if self.outliers.action == "clip" else None
+        outliers = self.cleaning.outliers
+        bounds = outlier_bounds(values, outliers) if outliers.action == "clip" else None
         self.clip_ = list(bounds) if bounds else None
+        self.clipped_ = int(((values < bounds[0]) | (values > bounds[1])).sum()) if bounds else 0
         if bounds:
             values = np.clip(values, *bounds)
         self.fill_ = self._fill_value(values)
@@ -99,7 +128,15 @@ class NumberFeature(Feature[NumberFeatureConfig]):
 
     def transform(self, column: pd.Series) -> torch.Tensor:
         self._check_fitted()
-        values = as_numbers(column, feature=self.name)
+        return self._encode(as_numbers(column, feature=self.name))
+
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        numbers = plain_numbers(values)
+        return None if numbers is None else self._encode(numbers)
+
+    def _encode(self, values: np.ndarray) -> torch.Tensor:
+        """float64 values with NaN for missing → (rows, output_dim) float32."""
         missing = np.isnan(values)
         if self.clip_:
             values = np.clip(values, self.clip_[0], self.clip_[1])
@@ -117,6 +154,21 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         width = len(self.edges_) - 1 if self.edges_ else 1
         return width + (1 if self.config.missing.indicator else 0)
 
+    def raw_columns(self) -> list[RawColumn]:
+        return [RawColumn(self.name, "number")]
+
+    def raw_view(self, column: pd.Series) -> torch.Tensor:
+        return torch.from_numpy(np.array(as_numbers(column, feature=self.name))[:, None])  # (rows, 1) float64
+
+    def report(self) -> FitReport:
+        self._check_fitted()
+        entries: dict[str, Any] = {}
+        if self.clip_:
+            entries["outliers_clipped"] = self.clipped_
+            entries["clip_bounds"] = [float(b) for b in self.clip_]
+        entries["filled_with"] = self.fill_
+        return FitReport(entries)
+
     def state(self) -> dict[str, Any]:
         self._check_fitted()
         return {"fill": self.fill_, "center": self.center_, "scale": self.scale_, "clip": self.clip_,
@@ -125,6 +177,17 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     def load_state(self, state: dict[str, Any]) -> None:
         self.fill_, self.center_, self.scale_ = state["fill"], state["center"], state["scale"]
         self.clip_, self.edges_ = state["clip"], state["edges"]
+        self.clipped_ = 0  # a count of the training split, known only right after fitting
+
+    def request_type(self, *, strict_values: bool) -> Any:
+        return number_type()
+
+    def example(self, profile: dict[str, Any]) -> Any:
+        mean = profile.get("mean")
+        return round(float(mean), 3) if isinstance(mean, (int, float)) and math.isfinite(mean) else 0.0
+
+    def form_value(self, text: str) -> Any:
+        return json_or_text(text)
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
         values = as_numbers(column, feature=self.name)
@@ -137,8 +200,17 @@ class NumberFeature(Feature[NumberFeatureConfig]):
             "histogram": histogram_profile(values),
         }
 
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        values = as_numbers(column, feature=self.name)
+        present = values[~np.isnan(values)]
+        return DriftResult.measured(
+            self.name, "psi", histogram_psi(reference.get("histogram", {}), values), PSI_THRESHOLD,
+            missing_rate=float(np.isnan(values).mean()) if values.size else 0.0,
+            reference_missing_rate=reference.get("missing_rate"),
+            mean=float(present.mean()) if present.size else None, reference_mean=reference.get("mean"))
 
-@TARGETS.register("number")
+
+@TARGETS.register("number", config=NumberTargetConfig)
 class NumberTarget(Target[NumberTargetConfig]):
     """Regression: trained on the standardised target, predictions in original units."""
 
@@ -175,6 +247,9 @@ class NumberTarget(Target[NumberTargetConfig]):
 
     def codes(self, column: pd.Series) -> np.ndarray:
         return as_numbers(column, feature=self.name)
+
+    def labelled(self, column: pd.Series) -> np.ndarray:
+        return ~np.isnan(self.codes(column))
 
     def untransform(self, encoded: torch.Tensor) -> np.ndarray:
         return encoded.detach().cpu().double().numpy() * self.scale_ + self.center_

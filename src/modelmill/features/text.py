@@ -16,18 +16,28 @@ from torch import nn
 
 from modelmill.config.schema import TextFeatureConfig
 from modelmill.config.text import PretrainedEncoderConfig
+from modelmill.encoders.text import PAD, TEXT_ENCODERS
 from modelmill.errors import ModelError
-from modelmill.features.base import FEATURES, Feature
-from modelmill.models.text import PAD, TEXT_ENCODERS
+from modelmill.features.base import FEATURES, Feature, FitReport, TokenSpace
+from modelmill.features.request import text_type
+from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1 of every tokenizer trained here
+
+
+OOV_RISE = 0.05  # a rise of the unknown-token share by this much (absolute) counts as drift
 
 
 def as_texts(column: pd.Series) -> list[str]:
     """Every cell as a valid Unicode string: missing → "", bytes decoded as UTF-8 (bad bytes
     become U+FFFD), lone surrogates (undecodable bytes read with surrogateescape) replaced."""
+    return texts_of(column.tolist())
+
+
+def texts_of(values: list[Any]) -> list[str]:
+    """:func:`as_texts` of plain values."""
     texts: list[str] = []
-    for value in column.tolist():
+    for value in values:
         if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
             texts.append("")
         elif isinstance(value, (bytes, bytearray)):
@@ -70,16 +80,19 @@ def train_tokenizer(config: TextFeatureConfig, texts: list[str]) -> Any:
     return tokenizer
 
 
-@FEATURES.register("text")
+@FEATURES.register("text", config=TextFeatureConfig)
 class TextFeature(Feature[TextFeatureConfig]):
     """Token ids (rows, length) for the encoder; the pad id marks the end of each text."""
+
+    def missing(self, column: pd.Series) -> np.ndarray:
+        return column.isna().to_numpy()  # "", "NA" or "-" may be what someone wrote; bytes are text too
 
     def fit(self, column: pd.Series) -> Self:
         texts = as_texts(column)
         encoder = self.config.encoder
         self.model_dir_: Path | None = None
         if isinstance(encoder, PretrainedEncoderConfig):
-            from modelmill.models.pretrained import describe, locate
+            from modelmill.encoders.pretrained import describe, locate
 
             self.model_dir_ = locate(encoder.model, path=f"features.{self.name}.encoder.model")
             self.pretrained_: dict[str, Any] | None = describe(self.model_dir_)
@@ -114,7 +127,16 @@ class TextFeature(Feature[TextFeatureConfig]):
 
     def transform(self, column: pd.Series) -> torch.Tensor:
         self._check_fitted()
-        encodings = self._encode(as_texts(column))
+        return self._ids(as_texts(column))
+
+    def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        if not all(v is None or isinstance(v, str) for v in values):
+            return None
+        return self._ids(texts_of(values))
+
+    def _ids(self, texts: list[str]) -> torch.Tensor:
+        encodings = self._encode(texts)
         length = max((len(e.ids) for e in encodings), default=1) or 1
         ids = np.full((len(encodings), length), self.pad_id_, dtype="int64")
         for i, encoding in enumerate(encodings):
@@ -124,11 +146,17 @@ class TextFeature(Feature[TextFeatureConfig]):
     def sequence_lengths(self, encoded: torch.Tensor) -> torch.Tensor:
         return (encoded != self.pad_id_).sum(dim=1)
 
+    def token_space(self) -> TokenSpace:
+        return TokenSpace(self.vocabulary_size, self.pad_id_)
+
+    def fixed_encoder(self) -> None:
+        return None  # every text encoder learns, or carries pretrained weights
+
     def encoder(self) -> nn.Module:
         self._check_fitted()
         config = self.config.encoder
         if isinstance(config, PretrainedEncoderConfig):
-            from modelmill.models.pretrained import PretrainedTextEncoder
+            from modelmill.encoders.pretrained import PretrainedTextEncoder
 
             return PretrainedTextEncoder(self._described(), config, self.pad_id_, self.model_dir_)
         module, _ = TEXT_ENCODERS.get(config.type)(config, self.tokenizer_.get_vocab_size(), self.max_length_)
@@ -173,11 +201,52 @@ class TextFeature(Feature[TextFeatureConfig]):
         self._set_tokenizer(tokenizer_json)
         self.truncated_ = state.get("truncated", {})
 
+    def report(self) -> FitReport:
+        cut = self.truncated_
+        if not cut.get("texts"):
+            return FitReport()
+        return FitReport({"truncated_texts": cut["texts"]},
+                         [f"{self.name}: {cut['texts']} of {cut['of']} training texts are longer than "
+                          f"{cut['max_length']} tokens and were cut (raise max_length to keep more)"])
+
+    def request_type(self, *, strict_values: bool) -> Any:
+        return text_type()
+
+    def example(self, profile: dict[str, Any]) -> Any:
+        return "an example text"
+
+    def _token_statistics(self, column: pd.Series) -> tuple[np.ndarray, float]:
+        """Tokens per text, and the share of tokens the tokenizer does not know."""
+        encodings = self._encode(as_texts(column))
+        lengths = np.array([len(e.ids) for e in encodings], dtype="float64")
+        unknown_token = getattr(self.tokenizer_.model, "unk_token", None)
+        unknown = self.tokenizer_.token_to_id(unknown_token) if unknown_token else None
+        total = float(lengths.sum())
+        hits = sum(e.ids.count(unknown) for e in encodings) if unknown is not None else 0
+        return lengths, (hits / total if total else 0.0)
+
     def profile(self, column: pd.Series) -> dict[str, Any]:
-        lengths = np.array([len(e.ids) for e in self._encode(as_texts(column))], dtype="float64")
+        lengths, unknown_share = self._token_statistics(column)
         return {
             "type": "text",
             "missing_rate": float(column.isna().mean()) if len(column) else 0.0,
             "mean_tokens": float(lengths.mean()) if lengths.size else 0.0,
             "length_quantiles": np.quantile(lengths, [0.1, 0.5, 0.9]).tolist() if lengths.size else [],
+            "length_histogram": histogram_profile(lengths),
+            "unknown_share": unknown_share,
         }
+
+    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+        """PSI of the token counts per text; a rise of the unknown-token share (new words,
+        another language) by more than ``OOV_RISE`` also counts as drift."""
+        lengths, unknown_share = self._token_statistics(column)
+        result = DriftResult.measured(
+            self.name, "psi", histogram_psi(reference.get("length_histogram", {}), lengths), PSI_THRESHOLD,
+            mean_tokens=float(lengths.mean()) if lengths.size else 0.0,
+            reference_mean_tokens=reference.get("mean_tokens"),
+            unknown_share=unknown_share, reference_unknown_share=reference.get("unknown_share"))
+        expected = reference.get("unknown_share")
+        if expected is not None and unknown_share - float(expected) > OOV_RISE:
+            return DriftResult(result.feature, result.statistic, result.value, result.threshold, True,
+                               {**result.details, "reason": "more tokens unknown to the tokenizer"})
+        return result

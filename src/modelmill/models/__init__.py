@@ -1,6 +1,9 @@
 """Model types, registered by their YAML ``type:`` name."""
 
 from modelmill.models import linear, mlp, tfidf  # noqa: F401  (registration)
-from modelmill.models.base import MODELS, Learner, TabularNet, TorchModel
+from modelmill.models.base import MODELS, InputView, Learner, ModelType, TabularNet, TorchModel
+from modelmill.models.fit import TensorData, TrainResult
+from modelmill.models.inference import predict_raw
 
-__all__ = ["MODELS", "Learner", "TabularNet", "TorchModel"]
+__all__ = ["MODELS", "InputView", "Learner", "ModelType", "TabularNet", "TensorData", "TorchModel", "TrainResult",
+           "predict_raw"]

@@ -1,25 +1,35 @@
 """The model contract.
 
-Every model type is registered in ``MODELS`` under its YAML ``type:`` name. A torch model
-type implements :class:`TorchModel`: it builds a plain ``nn.Module`` from the fitted input
-features and the target, and the shared trainer does the rest. A learner that is not
-fitted otherwise (a convex solver, say) implements :class:`Learner`: it builds the same
-kind of module and fits it itself.
+Every model type is registered in ``MODELS`` under its YAML ``type:`` name, bound to its
+config class. A torch model type implements :class:`TorchModel`: it builds a plain
+``nn.Module`` from the fitted input features and the target, and the shared trainer does
+the rest. A learner with its own fitting procedure (a convex solver, trees) implements
+:class:`Learner`: it builds a module of the right shapes and fits it itself, seeing the
+validation split too (for early stopping).
+
+Either way the fitted state goes into the bundle as artefacts of the model type's own
+choosing (``save``/``load``): safetensors of the module's tensors by default, or a file in
+its library's own non-pickle format (LightGBM's text model, say).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import nn
 
+from modelmill.bundle import WEIGHTS, encode_weights, parse_weights
+from modelmill.errors import BundleError
 from modelmill.features.base import Feature, Target
+from modelmill.models.fit import TensorData, TrainResult
 from modelmill.registry import Registry
 
 ConfigT = TypeVar("ConfigT")
+InputView = Literal["encoded", "raw"]
 
 
 class TabularNet(nn.Module):
@@ -47,34 +57,55 @@ class TabularNet(nn.Module):
         return self.head(self.body(x))  # type: ignore[no-any-return]  # (batch, outputs)
 
 
-class TorchModel(ABC, Generic[ConfigT]):
+class ModelType(ABC, Generic[ConfigT]):
+    """What every model type does: build its module, and save and load the fitted state."""
+
+    view: ClassVar[InputView] = "encoded"
+    """What the module takes per feature: ``encoded`` (``Feature.transform``) or ``raw``
+    (``Feature.raw_view``: codes and numbers, as trees want them)."""
+
+    runtime: ClassVar[str] = "torch"
+    """What runs the fitted module for predictions (a name in the predictor's runtimes)."""
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    @abstractmethod
+    def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
+        """A fresh module taking the features' tensors and giving (batch, target.output_size)."""
+
+    def trained_parameters(self, module: nn.Module) -> int:
+        """How many numbers fitting learned from the data (frozen pretrained weights excluded)."""
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    def save(self, module: nn.Module) -> dict[str, bytes]:
+        """The fitted state as bundle artefacts (name → bytes); never a pickle."""
+        return {WEIGHTS: encode_weights(module.state_dict())}
+
+    def load(self, module: nn.Module, artifacts: Mapping[str, bytes], *, where: Path) -> None:
+        """Put the state ``save`` gave back into a freshly built module."""
+        if WEIGHTS not in artifacts:
+            raise BundleError(f"bundle {where} has no {WEIGHTS} for its model")
+        module.load_state_dict(parse_weights(artifacts[WEIGHTS], where=where / WEIGHTS))
+
+
+class TorchModel(ModelType[ConfigT]):
     """A model type trained by the shared trainer."""
 
-    def __init__(self, config: ConfigT) -> None:
-        self.config = config
 
-    @abstractmethod
-    def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
-        """A fresh, initialised module taking the features' tensors, giving (batch, target.output_size)."""
-
-
-class Learner(ABC, Generic[ConfigT]):
+class Learner(ModelType[ConfigT]):
     """A model type with its own fitting procedure instead of the shared trainer (a convex
-    solver, say). It still builds a plain ``nn.Module`` — its fitted numbers held as buffers
-    — so prediction, saving and serving are the same as for any model."""
-
-    def __init__(self, config: ConfigT) -> None:
-        self.config = config
+    solver, trees). Its module is still what predicts, so prediction, bundles and serving
+    are the same as for any model."""
 
     @abstractmethod
-    def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
-        """An unfitted module of the right shapes (so a bundle's weights load into it)."""
+    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any]) -> TrainResult:
+        """Fit the module in place on the transformed training tensors (``train.target`` is
+        the transformed target; ``target`` the fitted target, with its class weights), using
+        ``valid`` as it sees fit (early stopping). The history it returns holds what the
+        learner itself knows (iterations, seconds, its own validation curve); the caller adds
+        the losses and metrics of the fitted module."""
 
-    @abstractmethod
-    def fit(self, module: nn.Module, inputs: list[torch.Tensor], codes: torch.Tensor, target: Target[Any]) -> None:
-        """Fit the module in place on the transformed training tensors; ``codes`` is the
-        transformed target and ``target`` the fitted target (its class weights, say)."""
 
-
-ModelType = type[TorchModel[Any]] | type[Learner[Any]]
-MODELS: Registry[ModelType] = Registry("model type")
+ModelTypeClass = type[TorchModel[Any]] | type[Learner[Any]]
+MODELS: Registry[ModelTypeClass] = Registry("model type")

@@ -12,7 +12,7 @@ from modelmill.features.base import Feature, Target
 from modelmill.models.base import MODELS, TabularNet, TorchModel
 
 
-@MODELS.register("linear")
+@MODELS.register("linear", config=LinearModelConfig)
 class LinearModel(TorchModel[LinearModelConfig]):
     def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
         width = sum(f.output_dim for f in features)

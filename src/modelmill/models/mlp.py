@@ -34,7 +34,7 @@ def initialise(module: nn.Module, scheme: str, activation: str) -> None:
     nn.init.zeros_(module.bias)
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", config=MLPModelConfig)
 class MLPModel(TorchModel[MLPModelConfig]):
     def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
         config = self.config

@@ -9,6 +9,7 @@ special.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +20,8 @@ from torch import nn
 from modelmill.config.models import TfidfLogisticModelConfig
 from modelmill.errors import ConfigError, ModelError
 from modelmill.features.base import Feature, Target
-from modelmill.features.category import CategoryEncoder, CategoryFeature, OneHot
-from modelmill.features.text import TextFeature
 from modelmill.models.base import MODELS, Learner
+from modelmill.models.fit import TensorData, TrainResult
 
 PAIR_PRIME = 1_000_003  # mixes the first token of a pair before the modulo
 
@@ -121,17 +121,15 @@ class TfidfLinear(nn.Module):
 
 def fixed_encoder(feature: Feature[Any], model_path: str) -> nn.Module:
     """A weightless encoding of a non-text feature (a solver fits only the last layer)."""
-    if isinstance(feature, CategoryFeature):
-        return CategoryEncoder(OneHot(feature.size), feature.config.missing.indicator)
-    encoder = feature.encoder()
-    if any(True for _ in encoder.parameters()):
-        raise ConfigError(f"feature {feature.name!r} ({feature.config.type}) needs a trained encoder, which "
-                          "tfidf_logistic does not have; use model type mlp or linear for this feature set",
-                          path=model_path)
+    encoder = feature.fixed_encoder()
+    if encoder is None:
+        raise ConfigError(f"feature {feature.name!r} ({getattr(feature.config, 'type', '?')}) needs a trained "
+                          "encoder, which tfidf_logistic does not have; use model type mlp or linear for this "
+                          "feature set", path=model_path)
     return encoder
 
 
-@MODELS.register("tfidf_logistic")
+@MODELS.register("tfidf_logistic", config=TfidfLogisticModelConfig)
 class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
     def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
         if target.task == "number":
@@ -142,15 +140,26 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
         others: dict[int, nn.Module] = {}
         dense_width = 0
         for position, feature in enumerate(features):
-            if isinstance(feature, TextFeature):
+            tokens = feature.token_space()
+            if tokens is not None:
                 pairs = config.pair_buckets if config.ngrams == 2 else 0
-                texts[position] = TextColumns(feature.vocabulary_size, feature.pad_id_, pairs, config.sublinear_tf)
+                texts[position] = TextColumns(tokens.vocabulary_size, tokens.pad_id, pairs, config.sublinear_tf)
             else:
                 others[position] = fixed_encoder(feature, "model.type")
                 dense_width += feature.output_dim
         return TfidfLinear(texts, others, dense_width, target.output_size)
 
-    def fit(self, module: nn.Module, inputs: list[torch.Tensor], codes: torch.Tensor, target: Target[Any]) -> None:
+    def trained_parameters(self, module: nn.Module) -> int:
+        return module.learned_parameters if isinstance(module, TfidfLinear) else super().trained_parameters(module)
+
+    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any]) -> TrainResult:
+        """One solve on the training rows (the validation rows only score it)."""
+        started = time.perf_counter()
+        self._solve(module, train.inputs, train.target, target)
+        seconds = time.perf_counter() - started
+        return TrainResult([{"epoch": 1.0, "seconds": seconds}], 1, None, 1, seconds, "fitted by the solver")
+
+    def _solve(self, module: nn.Module, inputs: list[torch.Tensor], codes: torch.Tensor, target: Target[Any]) -> None:
         from scipy import sparse
         from sklearn.linear_model import LogisticRegression
 
@@ -170,7 +179,7 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
             sparse.csr_matrix((values.numpy(), (rows.numpy(), cols.numpy())), shape=(len(labels), module.sparse_width)),
             sparse.csr_matrix(module.dense(inputs).numpy()),
         ]).tocsr()
-        weights = getattr(target, "weights_", None)  # the target's class weights, if configured
+        weights = target.class_weights
         solver = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter,
                                     class_weight=dict(enumerate(weights)) if weights else None)
         solver.fit(matrix, labels)

@@ -104,7 +104,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             content_type = request.headers.get("content-type")
             try:
                 if is_multipart(content_type):  # one record from a form or curl -F: files as uploads
-                    record = multipart_record(body, content_type or "", model.contract.kinds)
+                    record = multipart_record(body, content_type or "", model.contract.form_values)
                     payload = model.contract.adapter.validate_python(record)
                 else:
                     payload = model.contract.adapter.validate_json(body)

@@ -8,20 +8,16 @@ go through :func:`modelmill.paths.safe_child` before they touch the filesystem.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from modelmill.assembly import prediction_columns
 from modelmill.bundle import Bundle, read_bundle, resolve_bundle_dir
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import BundleError, ModelmillError, ServingError
 from modelmill.paths import UnsafePathError, safe_child
+from modelmill.predictor import Predictor, prediction_records
 from modelmill.serving.problem import Problem, without_paths
 from modelmill.serving.schema import RequestContract, build_contract
 
@@ -30,35 +26,27 @@ log = logging.getLogger("modelmill.serving")
 
 @dataclass
 class ServedModel:
-    """One loaded, verified version and its request contract."""
+    """One loaded, verified version: its predictor, its request contract and its metadata."""
 
     name: str
     version: str
-    pipeline: Any  # modelmill.api.Pipeline (imported lazily: it pulls in training)
+    predictor: Predictor
     contract: RequestContract
     manifest: dict[str, Any]
+    metrics: dict[str, Any]
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
     def load(cls, bundle: Bundle, version: str, serving: ServingConfig) -> ServedModel:
-        from modelmill.api import from_bundle
-
-        pipeline = from_bundle(bundle)
-        contract = build_contract(bundle.json("schema.json"), bundle.json("profile.json"),
-                                  max_records=serving.max_records,
+        predictor = Predictor.from_bundle(bundle)
+        contract = build_contract(predictor.features, bundle.profile(), max_records=serving.max_records,
                                   unknown_categories=serving.unknown_categories)
-        return cls(pipeline.config.name, version, pipeline, contract, bundle.manifest)
+        return cls(predictor.config.name, version, predictor, contract, bundle.manifest, bundle.metrics())
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One prediction per record, keyed like ``modelmill predict``'s output columns."""
-        frame = pd.DataFrame.from_records(records, columns=self.contract.columns)
-        predictions = self.pipeline.parts.predict(frame)
-        key, keys = prediction_columns(self.pipeline.config.target.name, predictions.class_names)
-        labels = [_plain(v) for v in predictions.labels.tolist()]
-        if predictions.proba is None:
-            return [{key: label} for label in labels]
-        rows = np.asarray(predictions.proba, dtype="float64").round(6).tolist()
-        return [{key: label, **dict(zip(keys, row))} for label, row in zip(labels, rows)]
+        predictions = self.predictor.predict_records(records)
+        return prediction_records(predictions, self.predictor.config.target.name)
 
     def warm_up(self, batch_size: int) -> None:
         """Run the example, an all-missing record and a full batch through the model, so the
@@ -71,27 +59,18 @@ class ServedModel:
                 raise ServingError(f"warm-up returned {len(out)} predictions for {len(records)} records")
 
     def describe(self) -> dict[str, Any]:
-        target = self.pipeline.parts.target
+        target = self.predictor.target
         return {
             "name": self.name,
             "version": self.version,
             "created_at": self.manifest.get("created_at"),
             "modelmill_version": self.manifest.get("modelmill_version"),
-            "model_type": self.pipeline.config.model.type,
+            "model_type": self.predictor.config.model.type,
             "target": {"name": target.name, "task": target.task, "classes": target.class_names},
-            "inputs": self.pipeline.parts.input_schema()["inputs"],
-            "metrics": self.pipeline.metrics_,
+            "inputs": self.predictor.input_schema()["inputs"],
+            "metrics": self.metrics,
             "example": self.contract.example,
         }
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready scalars: numpy types to Python, NaN to null."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def version_order(name: str) -> tuple[int, int, str]:

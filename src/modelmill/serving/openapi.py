@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from modelmill.assembly import prediction_columns
+from modelmill.predictor import prediction_columns
 
 if TYPE_CHECKING:
     from modelmill.serving.state import ServerState
@@ -99,7 +99,7 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
 
 
 def _response_schema(state: ServerState) -> dict[str, Any]:
-    target = state.current.pipeline.parts.target
+    target = state.current.predictor.target
     classes = target.class_names if target.task != "number" else []
     key, keys = prediction_columns(target.name, classes)
     # a number target predicts a number (or null); a class label may be any JSON value

@@ -23,10 +23,10 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
-from modelmill.api import bundle_config
 from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import ConfigError, ServingError
+from modelmill.machine import physical_cores
 from modelmill.serving.app import create_app
 from modelmill.serving.models import ModelRoot
 from modelmill.serving.state import ServerState
@@ -57,8 +57,6 @@ def model_threads(settings: ServingConfig) -> int:
     torch threads competing with the HTTP loop for 2 cores cost far more than they give."""
     if settings.threads != "auto":
         return int(settings.threads)
-    from modelmill.training.runtime import physical_cores
-
     share = physical_cores() // settings.workers
     return max(1, min(8, share - 1 if share <= 4 else share))
 
@@ -67,7 +65,7 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
     """Open the model root, load and warm its newest version: the state of one worker."""
     root = ModelRoot(Path(path))
     version, bundle = newest_bundle(root)
-    settings = resolve_settings(bundle_config(bundle).serving, overrides)
+    settings = resolve_settings(bundle.config().serving, overrides)
     torch.set_num_threads(model_threads(settings))
     first = root.load(version, settings, bundle)
     return ServerState(root, settings, first, selection)
@@ -112,7 +110,7 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         server.run()
         return
     # Check the model and the settings once here, so that mistakes fail before forking.
-    settings = resolve_settings(bundle_config(newest_bundle(ModelRoot(Path(path)))[1]).serving, overrides)
+    settings = resolve_settings(newest_bundle(ModelRoot(Path(path)))[1].config().serving, overrides)
     _check_port_free(settings.host, settings.port)
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
     os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides,

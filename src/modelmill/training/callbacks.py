@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from modelmill.training.trainer import TrainingRun
 
 
 @dataclass
@@ -21,10 +24,19 @@ class LoopState:
     bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     stop_reason: str = ""
+    phase: str = "train"  # "head": the head trains alone before a pretrained encoder is tuned
 
 
 class Callback:
-    """Hooks of the loop; each returns nothing, and sets ``state.stop_reason`` to stop."""
+    """Hooks of the loop; each returns nothing, and sets ``state.stop_reason`` to stop.
+
+    Pass your own to ``Pipeline(config, callbacks=[...])``; they run after the built-in ones
+    are created (early stopping, time budget, progress) and before them in each hook.
+    """
+
+    def on_prepare(self, run: TrainingRun) -> None:
+        """Before the first epoch; may wrap ``run.model`` and ``run.optimizer`` or replace
+        ``run.sampler`` (the batches of each epoch)."""
 
     def on_train_start(self, state: LoopState, total_epochs: int) -> None:
         pass

@@ -19,14 +19,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from modelmill.data.datasets import cache_dir
+from modelmill.encoders.tuning import TunableEncoder
 from modelmill.files import atomic_path
 
 log = logging.getLogger("modelmill")
 
 
 def fingerprint(encoder: nn.Module) -> str:
+    """The encoder's class, the settings besides its weights that change its output (its
+    tuning plan's ``cache_key``), and every weight."""
     digest = hashlib.sha256(type(encoder).__qualname__.encode())
-    digest.update(str(getattr(encoder, "cache_key", "")).encode())
+    digest.update((encoder.tuning.cache_key if isinstance(encoder, TunableEncoder) else "").encode())
     for name, tensor in encoder.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

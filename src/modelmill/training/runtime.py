@@ -6,23 +6,16 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import os
 import platform
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
 from modelmill.errors import ConfigError
+from modelmill.machine import physical_cores
 
 log = logging.getLogger("modelmill")
-
-
-def physical_cores() -> int:
-    """Cores this process may use (affinity-aware), the right default for intra-op threads."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def set_threads(threads: int | None) -> None:
@@ -35,6 +28,25 @@ def set_deterministic(on: bool) -> None:
     # Only when it changes: the call imports torch's compiler stack (~1.5 s) the first time.
     if torch.are_deterministic_algorithms_enabled() != on:
         torch.use_deterministic_algorithms(on, warn_only=True)
+
+
+@contextmanager
+def process_settings(threads: int | None, deterministic: bool) -> Iterator[None]:
+    """Threads and determinism as the training config asks, inside the block only: a
+    notebook or a server that trains keeps its own settings afterwards."""
+    before_threads = torch.get_num_threads()
+    before_deterministic = torch.are_deterministic_algorithms_enabled()
+    before_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    set_threads(threads)
+    set_deterministic(deterministic)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before_threads:
+            torch.set_num_threads(before_threads)
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) \
+                != (before_deterministic, before_warn_only):
+            torch.use_deterministic_algorithms(before_deterministic, warn_only=before_warn_only)
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,4 +1,5 @@
-"""Raw model outputs for many rows, in chunks whose size suits the inputs."""
+"""Raw model outputs for many rows, in chunks whose size suits the inputs: what evaluation,
+validation, prediction and serving run a fitted module with."""
 
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ downloaded. What a bundle needs to rebuild it without that folder (the tokenizer
 the transformer's config, the pooling) is plain JSON in the feature's state, and the
 weights travel in the bundle's safetensors like any other module's.
 
-Tuning: ``frozen`` marks the module so the trainer computes its embeddings once per data
-set and trains only what follows; ``last_layers`` unfreezes the last N blocks; ``full``
-trains everything; ``lora`` adds low-rank updates through peft.
+Tuning (the encoder's :class:`~modelmill.encoders.tuning.Tuning` plan, which the trainer
+reads): ``frozen`` lets the trainer compute the embeddings once per data set and train only
+what follows; ``last_layers`` unfreezes the last N blocks; ``full`` trains everything;
+``lora`` adds low-rank updates through peft.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from torch import nn
 
 from modelmill.config.text import PretrainedEncoderConfig
 from modelmill.errors import ConfigError, ModelError
-from modelmill.models.text import masked_mean, trim
+from modelmill.encoders.text import masked_mean, trim
+from modelmill.encoders.tuning import TunableEncoder, Tuning
 
 # Never reach for the hub, whatever the user's environment says.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,12 +96,15 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
-class PretrainedTextEncoder(nn.Module):
+class PretrainedTextEncoder(TunableEncoder):
     """Token ids (batch, length) → pooled (and, like the original, normalised) sentence vector."""
 
     def __init__(self, description: dict[str, Any], config: PretrainedEncoderConfig, pad_id: int,
                  weights_from: Path | None) -> None:
-        super().__init__()
+        lr_scale = config.lr_scale or (0.5 if config.tune == "lora" else 0.05)
+        super().__init__(Tuning(frozen=config.tune == "frozen", head_epochs=config.head_epochs, lr_scale=lr_scale,
+                                cache_key=f"{description['pooling']}|{config.pool_layers}|"
+                                          f"{description['normalize']}|{pad_id}"))
         _quiet_transformers()
         from transformers import AutoConfig, AutoModel
 
@@ -119,10 +124,6 @@ class PretrainedTextEncoder(nn.Module):
         if blocks and config.pool_layers > blocks + 1:
             raise ConfigError(f"{config.pool_layers} outputs asked for, but the model has {blocks} blocks "
                               f"(at most {blocks + 1} outputs with the embeddings)", path="features.encoder.pool_layers")
-        self.cache_key = f"{self.pooling}|{self.pool_layers}|{self.normalize}|{pad_id}"
-        self.frozen = config.tune == "frozen"  # the trainer caches what a frozen module gives
-        self.head_epochs = config.head_epochs  # read by the trainer
-        self.lr_scale = config.lr_scale or (0.5 if config.tune == "lora" else 0.05)  # read by the trainer
         self.transformer = _tuned(transformer, config)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -139,12 +140,6 @@ class PretrainedTextEncoder(nn.Module):
         if self.pooling == "max":
             return hidden.masked_fill(~present.unsqueeze(-1), float("-inf")).amax(dim=1)
         return masked_mean(hidden, present)
-
-    def train(self, mode: bool = True) -> PretrainedTextEncoder:
-        # A frozen encoder gives the same vectors in training as at prediction (no dropout),
-        # which is also what makes its cached embeddings valid.
-        super().train(mode and not self.frozen)
-        return self
 
 
 def _tuned(transformer: nn.Module, config: PretrainedEncoderConfig) -> nn.Module:

@@ -1,0 +1,132 @@
+"""One-record prediction in process: modelmill's predictor (the fast path for a few
+records, and the frame path every record took before it) against LightGBM's single-row
+predict, on the adult census table, in one run.
+
+    .venv/bin/python benchmarks/predictor_latency.py [--calls 10000] [--bundle runs/adult/latest]
+
+Without --bundle the adult example (examples/adult/adult.yaml, the default `mlp`) is
+trained first. Each figure is the median (and p99) of --calls calls on the same record,
+after 200 untimed calls:
+
+* fast path: `Predictor.predict_records([record])`: a dict in, `Predictions` out.
+* fast path, as served: the same plus the JSON-ready output records of the REST service.
+* frame path: `Predictor.predict(DataFrame.from_records([record]))`, the route of a
+  one-record request before the fast path existed.
+* LightGBM: `Booster.predict` of one row (a float64 array, categories as codes) of an
+  `LGBMClassifier()` with its defaults, trained on the same training rows; and the same
+  call with a one-row DataFrame of pandas categories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from modelmill.api import Pipeline  # noqa: E402
+from modelmill.bundle import read_bundle  # noqa: E402
+from modelmill.predictor import Predictor, prediction_records  # noqa: E402
+
+
+def timed(call: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """(median, p99) in microseconds."""
+    for _ in range(200):
+        call()
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99)]
+
+
+def lightgbm_peer(predictor: Predictor, train: pd.DataFrame, record: dict[str, Any],
+                  calls: int) -> dict[str, tuple[float, float]]:
+    import lightgbm
+
+    names = [f.name for f in predictor.features]
+    categorical = [f.name for f in predictor.features if f.schema().get("values") is not None
+                   and f.schema()["type"] == "category"]
+    frame = train[names].copy()
+    dtypes = {}
+    for column in categorical:
+        dtypes[column] = pd.CategoricalDtype(sorted(frame[column].dropna().astype(str).unique()))
+        frame[column] = frame[column].astype(str).astype(dtypes[column])
+    for column in set(names) - set(categorical):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype("category")
+            dtypes[column] = frame[column].dtype
+    labels = (train[predictor.target.name].astype(str) == predictor.target.class_names[-1]).to_numpy()
+    model = lightgbm.LGBMClassifier(verbose=-1, random_state=0).fit(frame, labels)
+    booster = model.booster_
+    one = pd.DataFrame.from_records([record], columns=names)
+    for column, dtype in dtypes.items():
+        one[column] = one[column].astype(str).astype(dtype)
+    row = np.array([[one[c].cat.codes.iloc[0] if c in dtypes else one[c].iloc[0] for c in names]], dtype=np.float64)
+    assert abs(booster.predict(row)[0] - model.predict_proba(one)[0, 1]) < 1e-9  # the same prediction
+    booster.predict(row)
+    return {"LightGBM Booster.predict, one row (float64 array)": timed(lambda: booster.predict(row), calls),
+            "LightGBM LGBMClassifier.predict_proba, one-row DataFrame": timed(lambda: model.predict_proba(one),
+                                                                              calls)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--bundle", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temp:
+        pipeline = Pipeline.from_yaml(ROOT / "examples/adult/adult.yaml")
+        pipeline.config.training.progress = False
+        if args.bundle is None:
+            pipeline.fit()
+            bundle = pipeline.save(Path(temp) / "bundle")
+        else:
+            bundle = args.bundle
+        predictor = Predictor.from_bundle(read_bundle(bundle))
+        frame = pipeline.read()
+    names = [f.name for f in predictor.features]
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in frame[names].iloc[0].to_dict().items()}
+    target = predictor.config.target.name
+    torch.set_num_threads(1)  # one record: one thread (as the server's auto setting does on 2 cores)
+    fast = predictor.predict_records([record])
+    slow = predictor.predict(pd.DataFrame.from_records([record], columns=names))
+    assert np.array_equal(fast.proba, slow.proba)
+    results = {
+        "modelmill fast path: predict_records([record])": timed(lambda: predictor.predict_records([record]),
+                                                                 args.calls),
+        "modelmill fast path + JSON-ready records (as served)": timed(
+            lambda: prediction_records(predictor.predict_records([record]), target), args.calls),
+        "modelmill frame path: predict(DataFrame.from_records([record]))": timed(
+            lambda: predictor.predict(pd.DataFrame.from_records([record], columns=names)), args.calls),
+    }
+    results.update(lightgbm_peer(predictor, frame, record, args.calls))
+    print(f"# one-record prediction, adult — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+          f"{platform.machine()}, torch {torch.__version__}, {args.calls:,} calls each, 1 thread")
+    print("| call | median µs | p99 µs |")
+    print("|---|---|---|")
+    for name, (median, p99) in results.items():
+        print(f"| {name} | {median:.0f} | {p99:.0f} |")
+    peer = results["LightGBM Booster.predict, one row (float64 array)"][0]
+    ours = results["modelmill fast path: predict_records([record])"][0]
+    before = results["modelmill frame path: predict(DataFrame.from_records([record]))"][0]
+    print(f"fast path ÷ LightGBM: {ours / peer:.2f}; frame path ÷ fast path: {before / ours:.1f}")
+
+
+if __name__ == "__main__":
+    main()

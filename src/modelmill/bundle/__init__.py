@@ -1,0 +1,18 @@
+"""The bundle: the directory that is served, compressed, monitored and versioned.
+
+Its layout (member names, models, lineage) is in :mod:`modelmill.bundle.layout`; reading,
+writing and deriving in :mod:`modelmill.bundle.store`; tensors in
+:mod:`modelmill.bundle.weights`.
+"""
+
+from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION, HISTORY, MAIN_MODEL, MANIFEST,
+                                     METRICS, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, WEIGHTS, Lineage, ModelEntry,
+                                     model_file)
+from modelmill.bundle.store import (Bundle, Contents, ModelFiles, derive, read_bundle, resolve_bundle_dir, sha256,
+                                    write_bundle, write_contents)
+from modelmill.bundle.weights import encode_weights, parse_weights
+
+__all__ = ["CLEANING", "CONFIG", "FEATURES", "FORMAT_VERSION", "HISTORY", "MAIN_MODEL", "MANIFEST", "METRICS",
+           "PLOTS", "PROFILE", "REPORT", "SCHEMA", "SPLIT", "WEIGHTS", "Bundle", "Contents", "Lineage",
+           "ModelEntry", "ModelFiles", "derive", "encode_weights", "model_file", "parse_weights", "read_bundle",
+           "resolve_bundle_dir", "sha256", "write_bundle", "write_contents"]

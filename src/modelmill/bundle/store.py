@@ -1,0 +1,357 @@
+"""Reading, writing and deriving bundles.
+
+``manifest.json`` lists the sha256 of every other file; reading verifies every hash up
+front and never unpickles or executes anything, and members are parsed only when a
+consumer asks for them. Writes are atomic (a temporary sibling renamed into place, so a
+crash never leaves half a bundle) and never overwrite: a bundle is immutable once written.
+Later stages make a new bundle with :func:`derive`, which records its parent's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+import yaml
+
+from modelmill._version import __version__
+from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION, HISTORY, MAIN_MODEL, MANIFEST,
+                                     METRICS, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, Lineage, ModelEntry,
+                                     model_file, models_of)
+from modelmill.bundle.weights import parse_weights
+from modelmill.config.io import parse_config
+from modelmill.config.schema import PipelineConfig
+from modelmill.errors import BundleError
+
+# Manifest keys that belong to one written bundle and are never inherited by a derived one.
+_OWN_KEYS = ("format_version", "modelmill_version", "created_at", "files", "lineage")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ModelFiles:
+    """A model to write: its type, its runtime and its artefacts (name → bytes)."""
+
+    type: str
+    runtime: str
+    artifacts: dict[str, bytes]
+
+
+@dataclass
+class Contents:
+    """The members of a new bundle, typed; :meth:`files` lays them out."""
+
+    name: str
+    config_yaml: str
+    input_schema: dict[str, Any]
+    features: dict[str, Any]
+    models: dict[str, ModelFiles]
+    profile: dict[str, Any]
+    metrics: dict[str, Any]
+    data_sha256: str = ""
+    report: bytes | None = None
+    plots: dict[str, bytes] = field(default_factory=dict)
+    cleaning: dict[str, Any] | None = None
+    history: list[dict[str, float]] | None = None
+    split: dict[str, Any] | None = None
+
+    def files(self) -> dict[str, bytes]:
+        files = {CONFIG: self.config_yaml.encode(), SCHEMA: _json(self.input_schema),
+                 FEATURES: _json(self.features), PROFILE: _json(self.profile), METRICS: _json(self.metrics)}
+        for model, entry in self.models.items():
+            files.update({model_file(model, name): data for name, data in entry.artifacts.items()})
+        optional = {CLEANING: self.cleaning, HISTORY: self.history, SPLIT: self.split}
+        files.update({name: _json(value) for name, value in optional.items() if value is not None})
+        files.update({f"{PLOTS}{name}": png for name, png in self.plots.items()})
+        if self.report is not None:
+            files[REPORT] = self.report
+        return files
+
+    def info(self) -> dict[str, Any]:
+        """What the manifest says besides the files and the lineage."""
+        models = {model: ModelEntry(model, entry.type, entry.runtime,
+                                    {name: model_file(model, name) for name in entry.artifacts}).as_json()
+                  for model, entry in self.models.items()}
+        return {"name": self.name, "config_sha256": sha256(self.config_yaml.encode()),
+                "data_sha256": self.data_sha256, "models": models}
+
+
+def write_contents(target: Path, contents: Contents, lineage: Lineage | None = None) -> Path:
+    """Write a new bundle of ``contents`` (trained from data unless ``lineage`` says otherwise)."""
+    return write_bundle(target, contents.files(), {**contents.info(), "lineage": (lineage or Lineage()).as_json()})
+
+
+@dataclass
+class Bundle:
+    """A bundle directory whose every file was verified against its manifest. Members are
+    parsed when first asked for (a server never parses the report or the plots)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    files: dict[str, bytes]
+    manifest_bytes: bytes = b""
+    _parsed: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # --------------------------------------------------------------- generic
+
+    def json(self, name: str) -> Any:
+        if name not in self._parsed:
+            try:
+                self._parsed[name] = json.loads(self.files[name])
+            except KeyError:
+                raise BundleError(f"bundle {self.path} has no {name}") from None
+            except ValueError as exc:
+                raise BundleError(f"{self.path / name} is not valid JSON: {exc}") from None
+        return self._parsed[name]
+
+    def text(self, name: str) -> str:
+        if name not in self.files:
+            raise BundleError(f"bundle {self.path} has no {name}")
+        return self.files[name].decode("utf-8")
+
+    def artifact(self, name: str) -> bytes:
+        """An extra artefact (added by a later stage), verified like every file."""
+        try:
+            return self.files[name]
+        except KeyError:
+            raise BundleError(f"bundle {self.path} has no artefact {name!r}; it has: "
+                              f"{', '.join(sorted(self.files))}") from None
+
+    # ----------------------------------------------------------------- typed
+
+    @property
+    def digest(self) -> str:
+        """The sha256 of the manifest: one hash that stands for every file of the bundle."""
+        return sha256(self.manifest_bytes)
+
+    @property
+    def format_version(self) -> int:
+        return int(self.manifest.get("format_version", 1))
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", ""))
+
+    @cached_property
+    def lineage(self) -> Lineage:
+        return Lineage.from_json(self.manifest.get("lineage"))
+
+    @cached_property
+    def models(self) -> dict[str, ModelEntry]:
+        return models_of(self.manifest, dict(self.manifest.get("files", {})))
+
+    def model(self, name: str = MAIN_MODEL) -> ModelEntry:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise BundleError(f"bundle {self.path} has no model {name!r} (it has: "
+                              f"{', '.join(self.models) or 'none'})") from None
+
+    def model_artifacts(self, name: str = MAIN_MODEL) -> dict[str, bytes]:
+        """A model's artefacts by their names (``weights.safetensors``, a tree model …)."""
+        return {artifact: self.artifact(file) for artifact, file in self.model(name).artifacts.items()}
+
+    def weights(self, name: str = MAIN_MODEL) -> dict[str, torch.Tensor]:
+        """A torch model's tensors."""
+        artifacts = self.model(name).artifacts
+        file = next((f for a, f in artifacts.items() if a.endswith(".safetensors")), None)
+        if file is None:
+            raise BundleError(f"model {name!r} of bundle {self.path} holds no safetensors weights")
+        return parse_weights(self.artifact(file), where=self.path / file)
+
+    def config_text(self) -> str:
+        return self.text(CONFIG)
+
+    def config(self) -> PipelineConfig:
+        """The resolved config the bundle was trained with."""
+        if CONFIG not in self._parsed:
+            self._parsed[CONFIG] = parse_config(yaml.safe_load(self.config_text()), origin=str(self.path / CONFIG))
+        config: PipelineConfig = self._parsed[CONFIG]
+        return config
+
+    def input_schema(self) -> dict[str, Any]:
+        return dict(self.json(SCHEMA))
+
+    def features_state(self) -> dict[str, Any]:
+        return dict(self.json(FEATURES))
+
+    def profile(self) -> dict[str, Any]:
+        return dict(self.json(PROFILE))
+
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.json(METRICS))
+
+    def history(self) -> list[dict[str, float]] | None:
+        return list(self.json(HISTORY)) if HISTORY in self.files else None
+
+    def cleaning_report(self) -> dict[str, Any] | None:
+        return dict(self.json(CLEANING)) if CLEANING in self.files else None
+
+    def split(self) -> dict[str, Any] | None:
+        """How the test split was made (``data.split.SplitRecord`` reads it); None for a
+        bundle written before bundles recorded it."""
+        return dict(self.json(SPLIT)) if SPLIT in self.files else None
+
+    def report_html(self) -> bytes | None:
+        return self.files.get(REPORT)
+
+    def plots(self) -> dict[str, bytes]:
+        return {name.removeprefix(PLOTS): data for name, data in self.files.items() if name.startswith(PLOTS)}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2, default=str).encode()
+
+
+# ------------------------------------------------------------------- writing
+
+
+def write_bundle(target: Path, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Path:
+    """Write ``files`` (relative POSIX names → bytes) and a manifest into ``target``
+    atomically. ``target`` must not exist yet (or be an empty folder): bundles are never
+    overwritten."""
+    target = Path(target).resolve()
+    _refuse_existing(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for name, data in files.items():
+            _write_synced(staging / _safe_name(name), data)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "modelmill_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **info,
+            "files": {name: sha256(data) for name, data in sorted(files.items())},
+        }
+        _write_synced(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
+        _refuse_existing(target)
+        os.replace(staging, target)  # fails on a folder that is no longer empty: never overwrites
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _refuse_existing(target: Path) -> None:
+    if target.is_dir() and not any(target.iterdir()):
+        return
+    if target.exists() or target.is_symlink():
+        what = "a bundle" if (target / MANIFEST).is_file() else "files"
+        raise BundleError(f"{target} already holds {what}; bundles are immutable once written and are never "
+                          "overwritten. Fix: save to a new folder (or remove the old one first)")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _safe_name(name: str) -> str:
+    """Bundle file names are relative and stay inside the bundle."""
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts or "\x00" in name or not pure.parts or name == MANIFEST:
+        raise BundleError(f"invalid bundle file name {name!r}")
+    return str(pure)
+
+
+def derive(parent: Bundle, target: Path, *, action: str, add: Mapping[str, bytes] | None = None,
+           replace: Mapping[str, bytes] | None = None, models: Mapping[str, ModelFiles] | None = None,
+           details: Mapping[str, Any] | None = None) -> Path:
+    """Write a new bundle at ``target`` holding everything ``parent`` holds, plus the files
+    in ``add`` (an ONNX graph, a model card …), with the files in ``replace`` in place of
+    the parent's, and with the extra ``models``. Its lineage names the parent's hash and
+    ``action``; the parent is never changed.
+
+    Raises:
+        BundleError: ``target`` is the parent or exists already, a name in ``add`` exists
+            in the parent, a name in ``replace`` does not, or a name is not a safe file name.
+    """
+    add, replace, models = dict(add or {}), dict(replace or {}), dict(models or {})
+    if Path(target).resolve() == parent.path.resolve():
+        raise BundleError(f"cannot derive a bundle into its parent {parent.path}: bundles are immutable once "
+                          "written. Fix: give the derived bundle a folder of its own")
+    clashing = sorted(set(add) & set(parent.files))
+    if clashing:
+        raise BundleError(f"the parent bundle already holds {clashing}; name the new artefacts otherwise, or "
+                          "pass them as replace= to put them in place of the parent's")
+    unknown = sorted(set(replace) - set(parent.files))
+    if unknown:
+        raise BundleError(f"cannot replace {unknown}: the parent bundle holds no such file")
+    files = {**parent.files, **replace, **add}
+    entries = {name: entry.as_json() for name, entry in parent.models.items()}
+    for name, model in models.items():
+        if name in entries:
+            raise BundleError(f"the parent bundle already holds a model {name!r}")
+        entries[name] = ModelEntry(name, model.type, model.runtime,
+                                   {artifact: model_file(name, artifact) for artifact in model.artifacts}).as_json()
+        for artifact, data in model.artifacts.items():
+            if model_file(name, artifact) in files:
+                raise BundleError(f"the parent bundle already holds {model_file(name, artifact)}")
+            files[model_file(name, artifact)] = data
+    ancestor = {"sha256": parent.digest, "action": parent.lineage.action, "name": parent.name,
+                "created_at": parent.manifest.get("created_at")}
+    lineage = Lineage(action, parent.digest, (*parent.lineage.ancestors, ancestor),
+                      {**dict(details or {}), "added": sorted(add), "replaced": sorted(replace),
+                       "models_added": sorted(models)})
+    info = {k: v for k, v in parent.manifest.items() if k not in _OWN_KEYS}
+    return write_bundle(target, files, {**info, "models": entries, "lineage": lineage.as_json()})
+
+
+# ------------------------------------------------------------------- reading
+
+
+def resolve_bundle_dir(path: str | Path) -> Path:
+    """A bundle directory, or a run directory holding one in ``bundle/``."""
+    root = Path(path)
+    for candidate in (root, root / "bundle"):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    if not root.exists():
+        raise BundleError(f"{root} does not exist. Fix: give the path of a bundle or of a run directory")
+    raise BundleError(f"{root} is not a modelmill bundle (no {MANIFEST} in it or in {root / 'bundle'})")
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Read and verify every file listed in the manifest (formats 1 and 2)."""
+    root = resolve_bundle_dir(path)
+    raw = (root / MANIFEST).read_bytes()
+    try:
+        manifest = json.loads(raw)
+        listed = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{root / MANIFEST} is damaged ({exc}); the bundle cannot be trusted") from None
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise BundleError(
+            f"{root} has bundle format {manifest.get('format_version')}, newer than this modelmill "
+            f"understands ({FORMAT_VERSION}). Fix: upgrade modelmill"
+        )
+    files: dict[str, bytes] = {}
+    for name, digest in listed.items():
+        file = root / _safe_name(name)
+        if not file.is_file():
+            raise BundleError(f"bundle file {file} is missing")
+        data = file.read_bytes()
+        if sha256(data) != digest:
+            raise BundleError(
+                f"integrity check failed for {file}: its sha256 does not match the manifest "
+                "(the file was changed or damaged after the bundle was written)"
+            )
+        files[name] = data
+    return Bundle(path=root, manifest=manifest, files=files, manifest_bytes=raw)

@@ -1,0 +1,42 @@
+"""What models are fitted on and what fitting gives back: shared by the trainer, learners
+with their own solver, and the predictor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TensorData:
+    """Transformed inputs (one tensor per feature, rows first) and the target; ``lengths``
+    (tokens per row) when some input is a sequence."""
+
+    inputs: list[torch.Tensor]
+    target: torch.Tensor
+    lengths: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    def take(self, index: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [x[index] for x in self.inputs], self.target[index]
+
+    def to(self, device: torch.device) -> TensorData:
+        return TensorData([x.to(device) for x in self.inputs], self.target.to(device),
+                          None if self.lengths is None else self.lengths.to(device))
+
+
+@dataclass
+class TrainResult:
+    """The history of a fit (one row per epoch or iteration: losses, validation metrics,
+    seconds) and how it ended."""
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_value: float | None
+    epochs_run: int
+    seconds: float  # of the epochs
+    stop_reason: str
+    prepare_seconds: float = 0.0  # before the first epoch: frozen encoders run over the data

@@ -1,0 +1,139 @@
+"""The fitted pipeline as it predicts: features, target and model, built from a bundle (or
+from a pipeline just fitted). ``modelmill.load``, ``Pipeline.predict``, ``modelmill predict``
+and the REST service all predict through it. It imports neither the trainer nor matplotlib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.bundle import MAIN_MODEL, Bundle
+from modelmill.config.schema import PipelineConfig
+from modelmill.data.values import SMALL_COLUMN
+from modelmill.errors import ModelError
+from modelmill.features import (DriftResult, Feature, Predictions, Target, features_from_state,
+                                target_from_state)
+from modelmill.models import MODELS, ModelType, TensorData
+from modelmill.predictor.runtime import RUNTIMES, ModelRuntime, TorchRuntime
+
+FAST_ROWS = SMALL_COLUMN  # records up to this many take the path without pandas
+
+
+def model_maker(config: PipelineConfig) -> ModelType[Any]:
+    """The configured model type: a torch model (the shared trainer fits it) or a learner."""
+    return MODELS.get(config.model.type, path="model.type")(config.model)
+
+
+@dataclass
+class Predictor:
+    """Everything fitted: the features, the target, the model type and what runs the model."""
+
+    config: PipelineConfig
+    features: list[Feature[Any]]
+    target: Target[Any]
+    runtime: ModelRuntime
+    maker: ModelType[Any]
+
+    @classmethod
+    def build(cls, config: PipelineConfig, features: list[Feature[Any]], target: Target[Any]) -> Predictor:
+        """A predictor of fitted features and target around a fresh, untrained model."""
+        maker = model_maker(config)
+        return cls(config, features, target, TorchRuntime(maker.build(features, target)), maker)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> Predictor:
+        """The bundle's main model with its features and target (every file already verified)."""
+        config = bundle.config()
+        state = bundle.features_state()
+        features, target = features_from_state(config, state), target_from_state(config, state)
+        maker = model_maker(config)
+        entry = bundle.model(MAIN_MODEL)
+        load = RUNTIMES.get(entry.runtime, path=f"{bundle.path}: models.{MAIN_MODEL}.runtime")
+        return cls(config, features, target, load(maker, features, target, bundle.model_artifacts(), bundle.path),
+                   maker)
+
+    @property
+    def model(self) -> nn.Module:
+        """The torch module (for a predictor whose runtime runs one)."""
+        if not isinstance(self.runtime, TorchRuntime):
+            raise ModelError(f"this predictor runs its model on {self.runtime.name}; it holds no torch module")
+        return self.runtime.module
+
+    # --------------------------------------------------------------- tensors
+
+    def inputs(self, frame: pd.DataFrame) -> list[torch.Tensor]:
+        if self.maker.view == "raw":
+            return [feature.raw_view(frame[feature.name]) for feature in self.features]
+        return [feature.transform(frame[feature.name]) for feature in self.features]
+
+    def lengths(self, inputs: list[torch.Tensor]) -> torch.Tensor | None:
+        """Tokens per row over the sequence inputs (None when there is none)."""
+        counts = [c for f, x in zip(self.features, inputs) if (c := f.sequence_lengths(x)) is not None]
+        return torch.stack(counts).sum(dim=0) if counts else None
+
+    def tensors(self, frame: pd.DataFrame) -> TensorData:
+        inputs = self.inputs(frame)
+        return TensorData(inputs, self.target.transform(frame[self.target.name]), self.lengths(inputs))
+
+    # ----------------------------------------------------------- predictions
+
+    def raw(self, frame: pd.DataFrame) -> torch.Tensor:
+        """The model's raw outputs (rows, outputs) for a frame."""
+        inputs = self.inputs(frame)
+        return self.runtime.raw(inputs, self.lengths(inputs))
+
+    def predict(self, frame: pd.DataFrame) -> Predictions:
+        return self.target.postprocess(self.raw(frame))
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
+        """Predictions for records (column → value; a missing key is a missing value). A few
+        records go without pandas: each feature encodes their plain values itself, which
+        gives exactly what the frame path gives; values outside what a feature's fast path
+        takes (words in a number column, say) go the frame path, with its errors."""
+        inputs = self._fast_inputs(records) if 0 < len(records) <= FAST_ROWS else None
+        if inputs is None:
+            frame = pd.DataFrame.from_records(list(records), columns=[f.name for f in self.features])
+            return self.predict(frame)
+        return self.target.postprocess(self.runtime.raw(inputs, self.lengths(inputs)))
+
+    def _fast_inputs(self, records: Sequence[Mapping[str, Any]]) -> list[torch.Tensor] | None:
+        if self.maker.view != "encoded":
+            return None
+        inputs = []
+        for feature in self.features:
+            encoded = feature.fast_transform([record.get(feature.name) for record in records])
+            if encoded is None:
+                return None
+            inputs.append(encoded)
+        return inputs
+
+    # ------------------------------------------------------ state and schema
+
+    def feature_state(self) -> dict[str, Any]:
+        return {"features": {f.name: f.state() for f in self.features}, "target": self.target.state()}
+
+    def model_artifacts(self) -> dict[str, bytes]:
+        """The fitted model as bundle artefacts (the model type's own format)."""
+        return self.maker.save(self.model)
+
+    def input_schema(self) -> dict[str, Any]:
+        """The input columns, their types and allowed values: what a request must carry."""
+        return {"inputs": [feature.schema() for feature in self.features], "target": self.target.schema()}
+
+    def profile(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Reference profile of the training data, for drift monitoring."""
+        return {"rows": int(len(frame)), "features": {f.name: f.profile(frame[f.name]) for f in self.features}}
+
+    def drift(self, reference: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, DriftResult]:
+        """Each feature's drift statistic of ``frame`` against a reference :meth:`profile`."""
+        profiles = reference.get("features", {})
+        missing = [f.name for f in self.features if f.name not in profiles]
+        if missing:
+            raise ModelError(f"the reference profile has no entry for {missing}; it belongs to another model")
+        return {f.name: f.drift(profiles[f.name], frame[f.name]) for f in self.features}
