@@ -6,7 +6,10 @@ predict, on the adult census table, in one run.
 
 Without --bundle the adult example (examples/adult/adult.yaml, the default `mlp`) is
 trained first. Each figure is the median (and p99) of --calls calls on the same record,
-after 200 untimed calls:
+after 200 untimed calls.
+
+Calls are timed in alternating rounds of 1,000 (so drift on a shared machine hits every
+side alike), and medians and p99 are taken over all the calls of each.
 
 * fast path: `Predictor.predict_records([record])`: a dict in, `Predictions` out.
 * fast path, as served: the same plus the JSON-ready output records of the REST service.
@@ -42,21 +45,22 @@ from modelmill.bundle import read_bundle  # noqa: E402
 from modelmill.predictor import Predictor, prediction_records  # noqa: E402
 
 
-def timed(call: Callable[[], Any], calls: int) -> tuple[float, float]:
-    """(median, p99) in microseconds."""
-    for _ in range(200):
-        call()
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter_ns()
-        call()
-        samples.append((time.perf_counter_ns() - started) / 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.99)]
+def timed(calls: dict[str, Callable[[], Any]], count: int, round_size: int = 1000) -> dict[str, tuple[float, float]]:
+    """(median, p99) in microseconds of each call, timed in alternating rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        for _ in range(200):
+            call()
+    while min(len(s) for s in samples.values()) < count:
+        for name, call in calls.items():
+            for _ in range(min(round_size, count - len(samples[name]))):
+                started = time.perf_counter_ns()
+                call()
+                samples[name].append((time.perf_counter_ns() - started) / 1000)
+    return {name: (statistics.median(s), sorted(s)[int(len(s) * 0.99)]) for name, s in samples.items()}
 
 
-def lightgbm_peer(predictor: Predictor, train: pd.DataFrame, record: dict[str, Any],
-                  calls: int) -> dict[str, tuple[float, float]]:
+def lightgbm_peer(predictor: Predictor, train: pd.DataFrame, record: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     import lightgbm
 
     names = [f.name for f in predictor.features]
@@ -79,10 +83,8 @@ def lightgbm_peer(predictor: Predictor, train: pd.DataFrame, record: dict[str, A
         one[column] = one[column].astype(str).astype(dtype)
     row = np.array([[one[c].cat.codes.iloc[0] if c in dtypes else one[c].iloc[0] for c in names]], dtype=np.float64)
     assert abs(booster.predict(row)[0] - model.predict_proba(one)[0, 1]) < 1e-9  # the same prediction
-    booster.predict(row)
-    return {"LightGBM Booster.predict, one row (float64 array)": timed(lambda: booster.predict(row), calls),
-            "LightGBM LGBMClassifier.predict_proba, one-row DataFrame": timed(lambda: model.predict_proba(one),
-                                                                              calls)}
+    return {"LightGBM Booster.predict, one row (float64 array)": lambda: booster.predict(row),
+            "LightGBM LGBMClassifier.predict_proba, one-row DataFrame": lambda: model.predict_proba(one)}
 
 
 def main() -> None:
@@ -107,15 +109,15 @@ def main() -> None:
     fast = predictor.predict_records([record])
     slow = predictor.predict(pd.DataFrame.from_records([record], columns=names))
     assert np.array_equal(fast.proba, slow.proba)
-    results = {
-        "modelmill fast path: predict_records([record])": timed(lambda: predictor.predict_records([record]),
-                                                                 args.calls),
-        "modelmill fast path + JSON-ready records (as served)": timed(
-            lambda: prediction_records(predictor.predict_records([record]), target), args.calls),
-        "modelmill frame path: predict(DataFrame.from_records([record]))": timed(
-            lambda: predictor.predict(pd.DataFrame.from_records([record], columns=names)), args.calls),
+    calls: dict[str, Callable[[], Any]] = {
+        "modelmill fast path: predict_records([record])": lambda: predictor.predict_records([record]),
+        "modelmill fast path + JSON-ready records (as served)":
+            lambda: prediction_records(predictor.predict_records([record]), target),
+        "modelmill frame path: predict(DataFrame.from_records([record]))":
+            lambda: predictor.predict(pd.DataFrame.from_records([record], columns=names)),
     }
-    results.update(lightgbm_peer(predictor, frame, record, args.calls))
+    calls.update(lightgbm_peer(predictor, frame, record))
+    results = timed(calls, args.calls)
     print(f"# one-record prediction, adult — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"{platform.machine()}, torch {torch.__version__}, {args.calls:,} calls each, 1 thread")
     print("| call | median µs | p99 µs |")

@@ -28,6 +28,14 @@ class Standardize(nn.Module):
         return x
 
 
+def clip(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``np.clip(values, low, high)``, bit for bit (NaN and the sign of zero too), without the
+    Python-level checks of ``np.clip``, which cost more than the work on a few values. Clip
+    picks ``x > low ? x : low``, then ``y < high ? y : high``; ``maximum`` and ``minimum`` with
+    the bound as their first argument pick exactly the same."""
+    return np.minimum(high, np.maximum(low, values))
+
+
 def plain_numbers(values: list[Any]) -> np.ndarray | None:
     """float64 of plain values when they are all numbers or missing (the values pandas would
     hold as a numeric column), else None. Booleans and numbers past int64 are left to pandas:
@@ -69,7 +77,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         self.clip_ = list(bounds) if bounds else None
         self.clipped_ = int(((values < bounds[0]) | (values > bounds[1])).sum()) if bounds else 0
         if bounds:
-            values = np.clip(values, *bounds)
+            values = clip(values, *bounds)
         self.fill_ = self._fill_value(values)
         filled = np.where(np.isnan(values), self.fill_, values)
         self.center_, self.scale_ = self._scaling(filled)
@@ -88,18 +96,26 @@ class NumberFeature(Feature[NumberFeatureConfig]):
             values = np.sign(values) * np.log1p(np.abs(values))
         # Bounded far outside any real data (10^4 spreads from the centre), so that an
         # absurd input such as 1e308 cannot overflow float32 into inf and NaN predictions.
-        return np.clip((values - self.center_) / self.scale_, -SCALED_LIMIT, SCALED_LIMIT)
+        return clip((values - self.center_) / self.scale_, -SCALED_LIMIT, SCALED_LIMIT)
 
     def _piecewise(self, scaled: np.ndarray) -> np.ndarray:
         """(rows,) → (rows, bins): 1 for bins left of the value, the position inside its own
         bin, 0 right of it; the outer bins extend linearly beyond the training range."""
-        edges = np.asarray(self.edges_)
-        bins = len(edges) - 1
-        index = np.clip(np.searchsorted(edges, scaled, side="right") - 1, 0, bins - 1)  # (rows,)
+        edges, bins = self._edge_array()
+        index = clip(np.searchsorted(edges, scaled, side="right") - 1, 0, len(bins) - 1)  # (rows,)
         position = (scaled - edges[index]) / (edges[index + 1] - edges[index])
-        encoded = (np.arange(bins)[None, :] < index[:, None]).astype("float32")  # (rows, bins)
+        encoded = (bins[None, :] < index[:, None]).astype("float32")  # (rows, bins)
         encoded[np.arange(len(scaled)), index] = position
         return encoded
+
+    def _edge_array(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted edges as an array and the bin numbers, made once per fitted state."""
+        cached: tuple[list[float], np.ndarray, np.ndarray] | None = getattr(self, "_edges_cache", None)
+        if cached is None or cached[0] is not self.edges_:
+            edges = np.asarray(self.edges_)
+            cached = (self.edges_, edges, np.arange(len(edges) - 1))  # type: ignore[assignment]
+            self._edges_cache = cached
+        return cached[1], cached[2]
 
     def _fill_value(self, values: np.ndarray) -> float:
         strategy = self.config.missing.strategy
@@ -139,7 +155,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         """float64 values with NaN for missing → (rows, output_dim) float32."""
         missing = np.isnan(values)
         if self.clip_:
-            values = np.clip(values, self.clip_[0], self.clip_[1])
+            values = clip(values, self.clip_[0], self.clip_[1])
         scaled = self._scale(np.where(missing, self.fill_, values))
         encoded = self._piecewise(scaled) if self.edges_ else scaled[:, None]
         if self.config.missing.indicator:

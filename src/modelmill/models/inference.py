@@ -22,7 +22,8 @@ def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 
     once), and a streamed column is decoded chunk by chunk, never as a whole. With
     ``lengths`` (sequence inputs) rows are taken shortest first and chunks hold a bounded
     number of tokens, then put back in their order."""
-    model.eval()
+    if model.training:  # eval() walks every submodule: a few hundred µs a call for a one-record request
+        model.eval()
     rows = int(inputs[0].shape[0]) if inputs else 0
     if rows == 0:
         return torch.empty(0)
@@ -35,6 +36,8 @@ def predict_raw(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 
         return torch.cat([model([x[i:i + batch_size].to(device) for x in inputs])
                           for i in range(0, rows, batch_size)])
     if lengths is None:
+        if rows <= batch_size:  # one chunk: no slicing and no copy (a one-record request's path)
+            return model(inputs)  # type: ignore[no-any-return]
         return torch.cat([model([x[i:i + batch_size] for x in inputs]) for i in range(0, rows, batch_size)])
     order = torch.argsort(lengths, stable=True)
     sorted_lengths = lengths[order].tolist()
