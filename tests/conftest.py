@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,13 @@ def data_csv(tmp_path: Path, frame: pd.DataFrame) -> Path:
     path = tmp_path / "data.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (./test runs one worker per core) each worker has a core of its
+    own: torch, the servers and the subprocesses it starts then size their threads to one
+    core, instead of every worker's threads fighting over all of them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})

@@ -60,10 +60,13 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest unfinished run.")] = False,
 ) -> None:
     """Clean, split, fit the features, train, evaluate and write the bundle."""
+    from modelmill.config import load_config
+
+    checked = load_config(config)  # a wrong config fails here, before the heavy imports
     from modelmill.api import Pipeline
     from modelmill.runs import mark_latest, new_run_dir, resumable_run
 
-    pipeline = Pipeline.from_yaml(config)
+    pipeline = Pipeline(checked, base_dir=config.parent)
     name = pipeline.config.name
     run_dir = resumable_run(runs, name) if resume else new_run_dir(runs, name)
     err.print(f"run {run_dir}")
@@ -95,11 +98,14 @@ def compare(
 ) -> None:
     """Train several model variants on the same split; one table of test metrics, times,
     latency and size (also written as comparison.json/.csv and report.html)."""
+    from modelmill.config import load_config
+
+    checked = load_config(config)  # a wrong config fails here, before the heavy imports
     from modelmill.api import Pipeline
     from modelmill.compare import compare as run_compare, default_variants, table_rows, variant_configs
     from modelmill.runs import new_run_dir
 
-    pipeline = Pipeline.from_yaml(config)
+    pipeline = Pipeline(checked, base_dir=config.parent)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else default_variants(pipeline.config)
     configs = variant_configs(pipeline.config, names)  # a typo fails before a run folder exists
     out_dir = new_run_dir(runs, f"{pipeline.config.name}-compare")
@@ -128,9 +134,12 @@ def evaluate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics, plots, report.")] = None,
 ) -> None:
     """Metrics, plots and a report on new labelled data."""
-    from modelmill.api import load
+    from modelmill.bundle import read_bundle
 
-    pipeline = load(bundle)
+    verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before the heavy imports
+    from modelmill.api import from_bundle
+
+    pipeline = from_bundle(verified)
     out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = pipeline.evaluate(data, out_dir=out_dir)
@@ -145,10 +154,13 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write.")],
 ) -> None:
     """Predict every row of a file."""
-    from modelmill.api import load
+    from modelmill.bundle import read_bundle
+
+    verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before the heavy imports
+    from modelmill.api import from_bundle
     from modelmill.data.sinks import write_table
 
-    predictions = load(bundle).predict(data)
+    predictions = from_bundle(verified).predict(data)
     write_table(predictions, output)
     err.print(f"wrote {len(predictions)} predictions to {output}")
 

@@ -14,7 +14,6 @@ import torch
 
 from modelmill.errors import DataError
 from modelmill.evaluation.metrics import compute_metrics
-from modelmill.evaluation.plots import make_plots
 from modelmill.features import Target
 from modelmill.predictor import Predictor
 
@@ -45,6 +44,8 @@ def score(predictor: Predictor, frame: pd.DataFrame, *, plots: bool, plots_dir: 
     metrics = metrics_of(target, raw, truth)
     pngs: dict[str, bytes] = {}
     if plots:
+        from modelmill.evaluation.plots import make_plots  # matplotlib: only when plots are asked for
+
         predictions = target.postprocess(raw)
         proba = predictions.proba[:, 1] if target.task == "binary" and predictions.proba is not None \
             else predictions.proba

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
 from modelmill._version import __version__
@@ -32,6 +31,9 @@ from modelmill.bundle.weights import parse_weights
 from modelmill.config.io import parse_config
 from modelmill.config.schema import PipelineConfig
 from modelmill.errors import BundleError
+
+if TYPE_CHECKING:
+    import torch
 
 # Manifest keys that belong to one written bundle and are never inherited by a derived one.
 _OWN_KEYS = ("format_version", "modelmill_version", "created_at", "files", "lineage")

@@ -1,18 +1,21 @@
-"""Tensors in a bundle: safetensors only; a pickle is refused before anything parses it."""
+"""Tensors in a bundle: safetensors only; a pickle is refused before anything parses it.
+torch is imported when tensors are first encoded or parsed, so that reading a bundle's
+manifest and config (to check a path, or a server's settings) does not pay for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+from typing import TYPE_CHECKING
 
 from modelmill.errors import BundleError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def encode_weights(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save as save_safetensors
+
     return save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
 
 
@@ -28,6 +31,9 @@ def parse_weights(data: bytes, *, where: Path) -> dict[str, torch.Tensor]:
         )
     if not safetensors_shaped:
         raise BundleError(f"{where} is not a safetensors file")
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
     try:
         return load_safetensors(data)
     except (SafetensorError, ValueError) as exc:

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from modelmill.config.schema import SplitConfig
 from modelmill.data.image_values import hashable_frame
@@ -44,6 +43,8 @@ def _two_way(frame: pd.DataFrame, fraction: float, config: SplitConfig, *, targe
         ordered = frame.iloc[np.asarray(order)]
         cut = len(frame) - max(1, round(len(frame) * fraction))
         return ordered.iloc[:cut], ordered.iloc[cut:]
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split  # ~1 s to import: only when splitting
+
     if config.method == "group":
         splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=config.seed)
         keep, hold = next(splitter.split(frame, groups=frame[str(config.column)].astype("string").fillna("")))

@@ -13,9 +13,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from sklearn import metrics as skm
 
 from modelmill.errors import ConfigError, DataError, ModelError, unknown_choice
+
+def _sklearn_metrics() -> Any:
+    """scikit-learn's metrics, imported on first use (~1 s): choosing and checking metric
+    names, as config validation and serving do, needs none of it."""
+    from sklearn import metrics
+
+    return metrics
+
 
 # Kept in step with ``modelmill.features.base.Task``; repeated here so that evaluation
 # (used by serving and monitoring too) does not have to import torch.
@@ -169,6 +176,7 @@ def compute_metrics(
 
 
 def _number_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    skm = _sklearn_metrics()
     if not np.all(np.isfinite(y_pred)):
         raise ModelError(
             "the model predicted NaN or infinity; Fix: lower the learning rate, "
@@ -189,6 +197,7 @@ def _number_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
 def _binary_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None
 ) -> dict[str, Any]:
+    skm = _sklearn_metrics()
     cm = skm.confusion_matrix(y_true, y_pred, labels=[0, 1])
     result: dict[str, Any] = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
@@ -212,6 +221,7 @@ def _binary_metrics(
 def _category_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, k: int
 ) -> dict[str, Any]:
+    skm = _sklearn_metrics()
     classes = list(range(k))
     cm = skm.confusion_matrix(y_true, y_pred, labels=classes)
     result: dict[str, Any] = {
@@ -240,6 +250,7 @@ def _category_metrics(
 def _category_proba_metrics(
     y_true: np.ndarray, proba: np.ndarray, classes: list[int]
 ) -> dict[str, Any]:
+    skm = _sklearn_metrics()
     result: dict[str, Any] = {"log_loss": float(skm.log_loss(y_true, proba, labels=classes))}
     # One-vs-rest AUC needs every class among the true values; a class absent from the
     # split has no positives, so its AUC is undefined and the macro mean with it.

@@ -110,10 +110,10 @@ class NumberFeature(Feature[NumberFeatureConfig]):
 
     def _edge_array(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted edges as an array and the bin numbers, made once per fitted state."""
-        cached: tuple[list[float], np.ndarray, np.ndarray] | None = getattr(self, "_edges_cache", None)
+        cached: tuple[list[float] | None, np.ndarray, np.ndarray] | None = getattr(self, "_edges_cache", None)
         if cached is None or cached[0] is not self.edges_:
             edges = np.asarray(self.edges_)
-            cached = (self.edges_, edges, np.arange(len(edges) - 1))  # type: ignore[assignment]
+            cached = (self.edges_, edges, np.arange(len(edges) - 1))
             self._edges_cache = cached
         return cached[1], cached[2]
 

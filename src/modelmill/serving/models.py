@@ -1,25 +1,20 @@
-"""Served models and their versions.
-
-A model root is either one bundle (or run) directory, or a folder of versions
-(``1/``, ``2/``, … each a bundle or a run). Names of versions that come from requests
-go through :func:`modelmill.paths.safe_child` before they touch the filesystem.
-"""
+"""A served model: one loaded, verified and warmed version of a bundle, its predictor and
+its request contract."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from modelmill.bundle import Bundle, read_bundle, resolve_bundle_dir
+from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
-from modelmill.errors import BundleError, ModelmillError, ServingError
-from modelmill.paths import UnsafePathError, safe_child
+from modelmill.errors import ModelmillError, ServingError
 from modelmill.predictor import Predictor, prediction_records
 from modelmill.serving.problem import Problem, without_paths
 from modelmill.serving.schema import RequestContract, build_contract
+from modelmill.serving.versions import ModelRoot
 
 log = logging.getLogger("modelmill.serving")
 
@@ -73,86 +68,21 @@ class ServedModel:
         }
 
 
-def version_order(name: str) -> tuple[int, int, str]:
-    """Numbers compare as numbers (2 before 10); other names alphabetically, after them."""
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
-
-
-class ModelRoot:
-    """Where versions come from: one bundle, or a folder of version folders."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.resolve()
-        self.single: str | None = None
-        try:
-            bundle_dir = resolve_bundle_dir(self.path)
-        except BundleError:
-            if not self.path.is_dir():
-                raise ServingError(f"{path} does not exist. Fix: give a bundle, a run directory, "
-                                   "or a folder of versions (1/, 2/, … each a bundle)") from None
-        else:
-            self.single = bundle_dir.parent.name if bundle_dir.name == "bundle" else bundle_dir.name
-        if not self.versions():
-            raise ServingError(f"{path} holds no bundle: expected a bundle, a run directory, or a "
-                               "folder of versions (1/, 2/, … each a bundle or a run)")
-
-    def versions(self) -> list[str]:
-        """Known version names, oldest first."""
-        if self.single is not None:
-            return [self.single]
-        found = []
-        for child in self.path.iterdir():
-            if child.name.startswith(".") or not child.is_dir():
-                continue
-            try:
-                safe_child(self.path, child.name)
-                resolve_bundle_dir(child)
-            except ModelmillError:
-                continue
-            found.append(child.name)
-        return sorted(found, key=version_order)
-
-    def newest(self) -> str:
-        versions = self.versions()
-        if not versions:
-            raise Problem(409, "no_versions", "the model folder holds no bundle any more")
-        return versions[-1]
-
-    def locate(self, version: str) -> Path:
-        """The directory of a version named in a request; 400 for unsafe names, 404 if absent."""
-        if self.single is not None:
-            if version != self.single:
-                raise Problem(404, "unknown_version",
-                              f"version {version[:64]!r} is not served here; this server serves one "
-                              f"bundle, version {self.single!r}")
-            return self.path
-        try:
-            path = safe_child(self.path, version)
-        except UnsafePathError as exc:
-            raise Problem(400, "invalid_version", str(exc)) from None
-        try:
-            resolve_bundle_dir(path)
-        except BundleError:
-            known = ", ".join(self.versions()[-10:])
-            raise Problem(404, "unknown_version",
-                          f"version {version!r} does not exist; known versions: {known}") from None
-        return path
-
-    def load(self, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:
-        """Load (or take ``bundle``, already read) and warm one version. Failures become a
-        409 whose message holds no paths."""
-        path = self.locate(version)
-        started = time.perf_counter()
-        try:
-            model = ServedModel.load(bundle or read_bundle(path), version, serving)
-            model.warm_up(serving.max_batch_size)
-        except Problem:
-            raise
-        except Exception as exc:  # any failure leaves the old version serving
-            log.exception("version %s at %s failed to load or warm up", version, path)
-            text = str(exc) if isinstance(exc, ModelmillError) else f"{type(exc).__name__}: {exc}"
-            message = without_paths(text.replace(str(self.path) + "/", ""))
-            raise Problem(409, "load_failed", f"version {version!r} failed to load or warm up: "
-                          f"{message[:500]}") from None
-        log.info("loaded %s version %s in %.2f s", model.name, version, time.perf_counter() - started)
-        return model
+def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:
+    """Load (or take ``bundle``, already read) and warm one version of ``root``. Failures
+    become a 409 whose message holds no paths."""
+    path = root.locate(version)
+    started = time.perf_counter()
+    try:
+        model = ServedModel.load(bundle or read_bundle(path), version, serving)
+        model.warm_up(serving.max_batch_size)
+    except Problem:
+        raise
+    except Exception as exc:  # any failure leaves the old version serving
+        log.exception("version %s at %s failed to load or warm up", version, path)
+        text = str(exc) if isinstance(exc, ModelmillError) else f"{type(exc).__name__}: {exc}"
+        message = without_paths(text.replace(str(root.path) + "/", ""))
+        raise Problem(409, "load_failed", f"version {version!r} failed to load or warm up: "
+                      f"{message[:500]}") from None
+    log.info("loaded %s version %s in %.2f s", model.name, version, time.perf_counter() - started)
+    return model

@@ -16,9 +16,8 @@ import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import uvicorn
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
@@ -27,9 +26,10 @@ from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import ConfigError, ServingError
 from modelmill.machine import physical_cores
-from modelmill.serving.app import create_app
-from modelmill.serving.models import ModelRoot
-from modelmill.serving.state import ServerState
+from modelmill.serving.versions import ModelRoot
+
+if TYPE_CHECKING:
+    from modelmill.serving.state import ServerState
 
 log = logging.getLogger("modelmill.serving")
 _ENVIRONMENT = "MODELMILL_SERVE"
@@ -61,19 +61,33 @@ def model_threads(settings: ServingConfig) -> int:
     return max(1, min(8, share - 1 if share <= 4 else share))
 
 
-def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | None = None) -> ServerState:
-    """Open the model root, load and warm its newest version: the state of one worker."""
-    root = ModelRoot(Path(path))
-    version, bundle = newest_bundle(root)
+def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | None = None,
+               opened: tuple[ModelRoot, str, Bundle] | None = None) -> ServerState:
+    """Open the model root, load and warm its newest version: the state of one worker
+    (``opened``: the root, version and bundle already read)."""
+    import torch  # the model's runtime, from here on (a wrong path or setting failed before it)
+
+    from modelmill.serving.models import load_version
+    from modelmill.serving.state import ServerState
+
+    root, version, bundle = opened or open_root(path)
     settings = resolve_settings(bundle.config().serving, overrides)
     torch.set_num_threads(model_threads(settings))
-    first = root.load(version, settings, bundle)
+    first = load_version(root, version, settings, bundle)
     return ServerState(root, settings, first, selection)
+
+
+def open_root(path: str | Path) -> tuple[ModelRoot, str, Bundle]:
+    """The model root, its newest version and that version's verified bundle."""
+    root = ModelRoot(Path(path))
+    return (root, *newest_bundle(root))
 
 
 def app_from_environment() -> Any:
     """App factory for worker processes (``--workers N``): reads what ``serve`` put in the
     environment, so every worker loads and warms its own copy of the model."""
+    from modelmill.serving.app import create_app
+
     spec = json.loads(os.environ[_ENVIRONMENT])
     _log_like_uvicorn()
     return create_app(load_state(spec["path"], spec["overrides"], Path(spec["selection"])))
@@ -98,10 +112,15 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     """Serve until SIGTERM or Ctrl-C; returns normally after a graceful stop."""
     _log_like_uvicorn()
     workers = int(overrides.get("workers") or 1)
+    # The path, the settings and the port are checked before any model is loaded (or torch
+    # imported), so that a mistake fails at once and before forking workers.
+    opened = open_root(path)
+    settings = resolve_settings(opened[2].config().serving, overrides)
+    _check_port_free(settings.host, settings.port)
     if workers == 1:
-        state = load_state(path, overrides)
-        settings = state.settings
-        _check_port_free(settings.host, settings.port)
+        from modelmill.serving.app import create_app
+
+        state = load_state(path, overrides, opened=opened)
         config = uvicorn.Config(create_app(state), host=settings.host, port=settings.port,
                                 timeout_graceful_shutdown=int(settings.grace_s) or None,
                                 access_log=access_log, log_level="info", lifespan="on")
@@ -109,9 +128,6 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         _ignore_reraised_signals()
         server.run()
         return
-    # Check the model and the settings once here, so that mistakes fail before forking.
-    settings = resolve_settings(newest_bundle(ModelRoot(Path(path)))[1].config().serving, overrides)
-    _check_port_free(settings.host, settings.port)
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
     os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides,
                                            "selection": str(shared / "selection.json")})

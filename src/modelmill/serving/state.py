@@ -14,7 +14,8 @@ from modelmill.config.serving import ServingConfig
 from modelmill.files import atomic_write_bytes
 from modelmill.serving.batcher import Batcher
 from modelmill.serving.metrics import ServerMetrics
-from modelmill.serving.models import ModelRoot, ServedModel, version_order
+from modelmill.serving.models import ServedModel, load_version
+from modelmill.serving.versions import ModelRoot, version_order
 from modelmill.serving.problem import Problem
 
 log = logging.getLogger("modelmill.serving")
@@ -100,7 +101,7 @@ class ServerState:
             version = choose()
             started = time.perf_counter()
             try:
-                model = await asyncio.to_thread(self.root.load, version, self.settings)
+                model = await asyncio.to_thread(load_version, self.root, version, self.settings)
             except Problem:
                 self.metrics.swaps.labels("failed").inc()
                 raise
