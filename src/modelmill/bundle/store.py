@@ -273,7 +273,7 @@ def _safe_name(name: str) -> str:
     return str(pure)
 
 
-def derive(parent: Bundle, target: Path, *, action: str, add: Mapping[str, bytes] | None = None,
+def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str, bytes] | None = None,
            replace: Mapping[str, bytes] | None = None, models: Mapping[str, ModelFiles] | None = None,
            details: Mapping[str, Any] | None = None) -> Path:
     """Write a new bundle at ``target`` holding everything ``parent`` holds, plus the files
