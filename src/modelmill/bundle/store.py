@@ -221,7 +221,7 @@ def _json(value: Any) -> bytes:
 # ------------------------------------------------------------------- writing
 
 
-def write_bundle(target: Path, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Path:
+def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Path:
     """Write ``files`` (relative POSIX names → bytes) and a manifest into ``target``
     atomically. ``target`` must not exist yet (or be an empty folder): bundles are never
     overwritten."""
