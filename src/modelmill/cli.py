@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,7 +74,9 @@ def train(
     try:
         with _log_to(run_dir / "train.log"):
             pipeline.fit(run_dir=run_dir, resume=resume)
+            started = time.perf_counter()
             bundle = pipeline.save(run_dir / "bundle")
+            logging.getLogger("modelmill").info(f"seconds: report and bundle {time.perf_counter() - started:.2f}")
     except ModelmillError:
         if not resume:  # a new run that failed on the user's input leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -91,7 +94,7 @@ def train(
 def compare(
     config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")],
     models: Annotated[str | None, typer.Option(
-        "--models", "-m", help="Comma-separated variants: config, tfidf_lr, linear, mlp, bag, cnn, rnn, "
+        "--models", "-m", help="Comma-separated variants: config, tfidf_lr, linear, mlp, gbdt, bag, cnn, rnn, "
         "transformer (from scratch), frozen, finetune, lora, full (the pretrained encoder). Default: "
         "compare.models of the config, else tfidf_lr,cnn,frozen,finetune for text.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),

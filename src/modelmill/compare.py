@@ -81,6 +81,7 @@ VARIANTS.add("config", Variant("the config as it is", lambda raw, config: None))
 _model_variant("tfidf_lr", {"type": "tfidf_logistic"}, "TF-IDF of tokens and token pairs + logistic regression")
 _model_variant("linear", {"type": "linear"}, "linear model on the encoded features")
 _model_variant("mlp", {"type": "mlp"}, "multilayer perceptron (default size)")
+_model_variant("gbdt", {"type": "gbdt"}, "gradient-boosted trees (LightGBM) on the raw columns")
 for _name, _description in [("bag", "bag of embeddings"), ("cnn", "1-D CNN"), ("rnn", "bidirectional LSTM"),
                             ("transformer", "small transformer")]:
     _encoder_variant(_name, {"type": _name}, f"from scratch: {_description} + the config's head")
@@ -100,7 +101,7 @@ def default_variants(config: PipelineConfig) -> list[str]:
         return list(config.compare.models)
     if any(isinstance(f, TextFeatureConfig) for f in config.features):
         return ["tfidf_lr", "cnn", "frozen", "finetune"]
-    return ["linear", "mlp", "config"]
+    return ["linear", "mlp", "gbdt", "config"]
 
 
 def variant_config(config: PipelineConfig, name: str) -> PipelineConfig:

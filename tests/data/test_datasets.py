@@ -77,7 +77,7 @@ def test_cache_is_reused_and_leaves_no_temporaries(cache: Path) -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, fine_food_test, fine_food_train, german_credit"):
+    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, bikeshare, caravan, fine_food_test, fine_food_train, german_credit, oj, wage"):
         fetch_dataset("adlut")
 
 
@@ -107,3 +107,24 @@ def test_failed_write_leaves_nothing(cache: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(DataError, match=r"cannot write the cache file .*adult.csv: No space left on device"):
         fetch_dataset("adult")
     assert list((cache / "datasets").iterdir()) == []
+
+
+@needs("ISLP")
+@pytest.mark.parametrize("name,shape,target", [
+    ("caravan", (5_822, 86), "Purchase"), ("oj", (1_070, 18), "Purchase"), ("wage", (3_000, 11), "wage"),
+    ("bikeshare", (8_645, 16), "bikers"),
+])
+def test_the_islp_tables(name: str, shape: tuple[int, int], target: str) -> None:
+    frame = read_table(DataConfig(source=f"dataset:{name}"))
+    assert frame.shape == shape and target in frame.columns and frame[target].notna().all()
+
+
+@needs("ISLP")
+def test_bikeshare_gets_its_hour_as_a_time_column_for_time_splits() -> None:
+    import pandas as pd
+
+    frame = read_table(DataConfig(source="dataset:bikeshare"))
+    times = pd.to_datetime(frame["time"])
+    assert str(times.iloc[0]) == "2011-01-01 00:00:00" and str(times.iloc[-1]) == "2011-12-31 23:00:00"
+    assert times.is_monotonic_increasing and (times.dt.hour == frame["hr"]).all()
+    assert (frame["casual"] + frame["registered"] == frame["bikers"]).all()

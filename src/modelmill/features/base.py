@@ -98,6 +98,9 @@ class Feature(Component[ConfigT]):
 
     cell_noun: ClassVar[str] = "value"  # what one cell holds, in the cleaning report's words
     may_encode_target: ClassVar[bool] = True  # can a column of this type be a recoding of the target?
+    raw_kind: ClassVar[Literal["number", "category", "parts"] | None] = None
+    """What this type's raw view holds: one number, one category code, several numbers (a
+    date's parts), or nothing (None: no raw view, as for text and images)."""
 
     def __init__(self, config: ConfigT, *, cleaning: CleaningConfig | None = None) -> None:
         super().__init__(config)
@@ -176,6 +179,11 @@ class Feature(Component[ConfigT]):
         NaN for missing or unseen values; no scaling and no one-hot or piecewise encoding."""
         raise ModelError(f"feature {self.name!r} ({getattr(self.config, 'type', '?')}) has no raw view of codes "
                          "and numbers; use a model type that encodes it (mlp, linear)")
+
+    def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
+        """``raw_view`` of a few plain values without pandas, exactly; None when these
+        values are outside what the fast path handles (as ``fast_transform``)."""
+        return None
 
     def report(self) -> FitReport:
         """What fitting did to the training column, for the cleaning report."""

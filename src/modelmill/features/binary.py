@@ -65,6 +65,8 @@ def to_codes(values: pd.Series, negative: str, positive: str) -> np.ndarray:
 
 @FEATURES.register("binary", config=BinaryFeatureConfig)
 class BinaryFeature(Feature[BinaryFeatureConfig]):
+    raw_kind = "number"
+
     def fit(self, column: pd.Series) -> Self:
         values = binary_strings(column)
         distinct = [str(v) for v in values.dropna().unique()]
@@ -110,6 +112,15 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
     def raw_view(self, column: pd.Series) -> torch.Tensor:
         codes = to_codes(binary_strings(column), self.negative_, self.positive_)
         return torch.from_numpy(np.array(codes)[:, None])  # (rows, 1) float64, a writable copy
+
+    def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        strings = plain_strings(values)
+        if strings is None:
+            return None
+        codes = {self.positive_: 1.0, self.negative_: 0.0}
+        return torch.tensor([codes.get(v, np.nan) if v is not None else np.nan for v in strings],
+                            dtype=torch.float64)[:, None]
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()

@@ -83,6 +83,8 @@ class CategoryEncoder(nn.Module):
 
 @FEATURES.register("category", config=CategoryFeatureConfig)
 class CategoryFeature(Feature[CategoryFeatureConfig]):
+    raw_kind = "category"
+
     def fit(self, column: pd.Series) -> Self:
         values = as_strings(column)
         counts = values.value_counts()
@@ -168,6 +170,15 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
         codes = encode(as_strings(column), self.vocabulary_).astype("float64") - 1
         codes[codes < 0] = np.nan  # missing, or never seen in training
         return torch.from_numpy(codes[:, None])  # (rows, 1) float64
+
+    def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
+        self._check_fitted()
+        strings = plain_strings(values)
+        if strings is None:
+            return None
+        index = self._index()
+        codes = [float(index[v] - 1) if v is not None and v in index else np.nan for v in strings]
+        return torch.tensor(codes, dtype=torch.float64)[:, None]
 
     @property
     def output_dim(self) -> int:

@@ -39,6 +39,8 @@ def epoch_days(dates: pd.Series) -> np.ndarray:
 
 @FEATURES.register("date", config=DateFeatureConfig)
 class DateFeature(Feature[DateFeatureConfig]):
+    raw_kind = "parts"
+
     def validate(self, column: pd.Series) -> None:
         parse_dates(column, self.config.format, feature=self.name)
 
@@ -89,6 +91,11 @@ class DateFeature(Feature[DateFeatureConfig]):
     def raw_view(self, column: pd.Series) -> torch.Tensor:
         dates = parse_dates(column, self.config.format, feature=self.name)
         return torch.from_numpy(np.stack([date_parts(dates, part) for part in self.config.parts], axis=1))
+
+    def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
+        if plain_strings(values) is None:  # as in fast_transform: the column path on an object column is exact
+            return None
+        return self.raw_view(pd.Series(values, dtype=object))
 
     @property
     def output_dim(self) -> int:

@@ -58,6 +58,8 @@ def plain_numbers(values: list[Any]) -> np.ndarray | None:
 class NumberFeature(Feature[NumberFeatureConfig]):
     """A numeric column: outliers clipped (if asked), missing values filled, then scaled."""
 
+    raw_kind = "number"
+
     def outliers(self, column: pd.Series, config: OutlierConfig) -> np.ndarray | None:
         values = as_numbers(column, feature=self.name)
         bounds = outlier_bounds(values, config)
@@ -175,6 +177,10 @@ class NumberFeature(Feature[NumberFeatureConfig]):
 
     def raw_view(self, column: pd.Series) -> torch.Tensor:
         return torch.from_numpy(np.array(as_numbers(column, feature=self.name))[:, None])  # (rows, 1) float64
+
+    def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
+        numbers = plain_numbers(values)
+        return None if numbers is None else torch.from_numpy(numbers[:, None])
 
     def report(self) -> FitReport:
         self._check_fitted()

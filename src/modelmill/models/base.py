@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from modelmill.bundle import WEIGHTS, encode_weights, parse_weights
+from modelmill.config.schema import TrainingConfig
 from modelmill.errors import BundleError
 from modelmill.features.base import Feature, Target
 from modelmill.models.fit import TensorData, TrainResult
@@ -74,6 +75,17 @@ class ModelType(ABC, Generic[ConfigT]):
     def build(self, features: Sequence[Feature[Any]], target: Target[Any]) -> nn.Module:
         """A fresh module taking the features' tensors and giving (batch, target.output_size)."""
 
+    @property
+    def refits(self) -> bool:
+        """Whether the kept model finally learns from the validation rows too (a learner that
+        picks its size on them, then fits again on every row): the features are then fitted
+        on those rows as well, so no value the model learns from is unknown to them."""
+        return False
+
+    def check(self, features: Sequence[Feature[Any]]) -> None:
+        """Raise a ConfigError for features this model type cannot take; called with the
+        unfitted features before any data is read (and again by ``build``)."""
+
     def trained_parameters(self, module: nn.Module) -> int:
         """How many numbers fitting learned from the data (frozen pretrained weights excluded)."""
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -99,12 +111,14 @@ class Learner(ModelType[ConfigT]):
     are the same as for any model."""
 
     @abstractmethod
-    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any]) -> TrainResult:
+    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
+            training: TrainingConfig) -> TrainResult:
         """Fit the module in place on the transformed training tensors (``train.target`` is
         the transformed target; ``target`` the fitted target, with its class weights), using
-        ``valid`` as it sees fit (early stopping). The history it returns holds what the
-        learner itself knows (iterations, seconds, its own validation curve); the caller adds
-        the losses and metrics of the fitted module."""
+        ``valid`` as it sees fit (early stopping); ``training`` gives the seed and threads.
+        The history it returns holds what the learner itself knows (iterations, seconds, its
+        own validation curve); the caller adds the losses and validation metrics of the
+        fitted module to the row of its best iteration."""
 
 
 ModelTypeClass = type[TorchModel[Any]] | type[Learner[Any]]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from modelmill.config.models import TfidfLogisticModelConfig
+from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ConfigError, ModelError
 from modelmill.features.base import Feature, Target
 from modelmill.models.base import MODELS, Learner
@@ -152,7 +153,8 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
     def trained_parameters(self, module: nn.Module) -> int:
         return module.learned_parameters if isinstance(module, TfidfLinear) else super().trained_parameters(module)
 
-    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any]) -> TrainResult:
+    def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
+            training: TrainingConfig) -> TrainResult:
         """One solve on the training rows (the validation rows only score it)."""
         started = time.perf_counter()
         self._solve(module, train.inputs, train.target, target)

@@ -103,11 +103,11 @@ class Predictor:
         return self.target.postprocess(self.runtime.raw(inputs, self.lengths(inputs)))
 
     def _fast_inputs(self, records: Sequence[Mapping[str, Any]]) -> list[torch.Tensor] | None:
-        if self.maker.view != "encoded":
-            return None
+        raw = self.maker.view == "raw"
         inputs = []
         for feature in self.features:
-            encoded = feature.fast_transform([record.get(feature.name) for record in records])
+            values = [record.get(feature.name) for record in records]
+            encoded = feature.fast_raw_view(values) if raw else feature.fast_transform(values)
             if encoded is None:
                 return None
             inputs.append(encoded)
