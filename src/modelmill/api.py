@@ -12,10 +12,8 @@ Custom training callbacks (``modelmill.training.Callback``) go in with
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,9 +103,9 @@ class Pipeline:
         config = self.config
         clock = _Stopwatch()
         features = build_features(config)  # unfitted, they already answer for their columns
-        maker = model_maker(config)
+        maker = model_maker(config)  # imports the model type's library (LightGBM for gbdt)
         maker.check(features)  # a model type that cannot take a column fails before any reading
-        _import_ahead(config, trains_torch=not isinstance(maker, Learner))
+        clock.lap("model type")
         frame = self.read(data)
         clock.lap("read")
         source = str(data) if isinstance(data, (str, Path)) else config.data.source
@@ -291,28 +289,6 @@ class _Stopwatch:
         now = time.perf_counter()
         self.laps[stage] = now - self.last
         self.last = now
-
-
-def _import_ahead(config: PipelineConfig, *, trains_torch: bool) -> None:
-    """Import, in a background thread, the libraries this run needs later (scikit-learn's
-    splitters and metrics, the compiler stack that torch's optimisers import when first
-    built, matplotlib for the plots) while the data is read and cleaned: a few seconds of
-    imports that would otherwise come one after another. A module the run then asks for
-    waits for its import to finish (Python's import locks), so nothing is used half-made."""
-    modules = ["sklearn.model_selection", "sklearn.metrics"]
-    if trains_torch:
-        modules.append("torch._dynamo")
-    if config.evaluation.plots:
-        modules.append("modelmill.evaluation.plots")
-
-    def run() -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except Exception:  # the run's own import of it reports the problem
-                return
-
-    threading.Thread(target=run, name="modelmill-imports", daemon=True).start()
 
 
 def _frame_hash(frame: pd.DataFrame) -> str:

@@ -10,17 +10,24 @@ import torch
 from modelmill.config import parse_config
 from modelmill.errors import ConfigError
 from modelmill.features import TARGETS, build_features
-from modelmill.models import MODELS
+from modelmill.models import MODELS, Learner
 from modelmill.predictor import Predictor
 from tests.conftest import base_config, make_frame
 
 
 def fitted_parts(model: dict[str, Any], target: dict[str, Any] | None = None) -> Predictor:
-    config = parse_config(base_config(model=model, **({"target": target} if target else {})))
+    raw = base_config(model=model, **({"target": target} if target else {}))
+    if MODELS.get(model["type"]).view == "raw":  # a model of raw columns takes no text
+        raw["features"] = [f for f in raw["features"] if f["type"] != "text"]
+    config = parse_config(raw)
     frame = make_frame(100)
     features = [feature.fit(frame[feature.name]) for feature in build_features(config)]
     fitted_target = TARGETS.get(config.target.type)(config.target).fit(frame[config.target.name])
-    return Predictor.build(config, features, fitted_target)
+    parts = Predictor.build(config, features, fitted_target)
+    if isinstance(parts.maker, Learner) and parts.maker.refits:  # its module predicts once fitted
+        data = parts.tensors(frame)
+        parts.maker.fit(parts.model, data, data, fitted_target, config.training)
+    return parts
 
 
 @pytest.mark.parametrize("model_type", MODELS.names())
@@ -60,5 +67,5 @@ def test_linear_is_a_single_affine_layer() -> None:
 
 
 def test_unknown_model_type_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown model type 'gbdt'; valid: linear, mlp"):
-        MODELS.get("gbdt", path="model.type")
+    with pytest.raises(ConfigError, match="unknown model type 'xgboost'; valid: gbdt, linear, mlp"):
+        MODELS.get("xgboost", path="model.type")

@@ -144,7 +144,7 @@ def test_checkpoint_round_trips_optimizer_state(tmp_path: Path) -> None:
 
 def _resume_config(tmp_path: Path) -> Path:
     make_frame(12_000, seed=1).to_csv(tmp_path / "data.csv", index=False)
-    config = base_config(training={"epochs": 4, "batch_size": 16, "deterministic": True, "progress": False,
+    config = base_config(training={"epochs": 5, "batch_size": 16, "deterministic": True, "progress": False,
                                    "threads": 1, "early_stopping": {"enabled": False}})
     config["data"]["source"] = "data.csv"
     config["model"] = {"type": "mlp", "hidden": [64, 64]}
@@ -157,10 +157,6 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
     config = _resume_config(tmp_path)
     cli = [sys.executable, "-m", "modelmill.cli", "train", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # The uninterrupted run goes alongside the killed-and-resumed one: one thread each, and
-    # deterministic, so sharing the machine changes no number.
-    uninterrupted = subprocess.Popen([*cli, "--runs", str(tmp_path / "a")], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=env)
     victim = subprocess.Popen([*cli, "--runs", str(tmp_path / "b")], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
@@ -171,6 +167,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not list(checkpoints.glob("*/bundle")), "the run finished before it could be killed"
+    # The uninterrupted run goes alongside the resumed one: one thread each, and
+    # deterministic, so sharing the machine changes no number.
+    uninterrupted = subprocess.Popen([*cli, "--runs", str(tmp_path / "a")], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=env)
     subprocess.run([*cli, "--runs", str(tmp_path / "b"), "--resume"], check=True, capture_output=True, env=env)
     _, errors = uninterrupted.communicate(timeout=300)
     if uninterrupted.returncode:
