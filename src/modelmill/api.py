@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Self, TypeAlias
 
@@ -123,8 +124,8 @@ class Pipeline:
         train = drop_outlier_rows(train, config, features, report)
         learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
         parts = self._fit_features(features, learned, report)
-        valid_data = parts.tensors(valid if len(valid) else train)
         train_data = parts.tensors(train)
+        valid_data = parts.tensors(valid) if len(valid) else replace(train_data, held_out=False)
         clock.lap("fit features")
         self.result_ = self._train(parts, train_data, valid_data, run_dir, resume)
         clock.lap("fit the model")

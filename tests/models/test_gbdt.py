@@ -188,3 +188,11 @@ def test_compare_puts_trees_beside_the_other_models(tmp_path: Path) -> None:
     assert set(by_name) == {"linear", "gbdt"} and "error" not in by_name["gbdt"]
     assert by_name["gbdt"]["metrics"]["roc_auc"] > 0.8 and by_name["gbdt"]["trainable_parameters"] > 0
     assert by_name["gbdt"]["epochs"] > 1  # boosting rounds, one history row each
+
+
+def test_without_a_validation_split_nothing_is_fitted_twice_on_the_same_rows() -> None:
+    config = gbdt_config(early_stopping_rounds=None, trees=50)
+    config["data"]["split"] = {"method": "stratified", "test": 0.25, "valid": 0.0, "seed": 0}
+    pipeline = modelmill.Pipeline(config).fit(make_frame(300))
+    assert pipeline.result_ is not None and pipeline.result_.stop_reason == "all 50 rounds done"
+    assert pipeline.metrics_["rows"]["valid"] == 0 and pipeline.metrics_["roc_auc"] > 0.8

@@ -11,11 +11,13 @@ import torch
 @dataclass
 class TensorData:
     """Transformed inputs (one tensor per feature, rows first) and the target; ``lengths``
-    (tokens per row) when some input is a sequence."""
+    (tokens per row) when some input is a sequence. ``held_out`` is False for validation
+    data that is really the training rows (a config without a validation split)."""
 
     inputs: list[torch.Tensor]
     target: torch.Tensor
     lengths: torch.Tensor | None = None
+    held_out: bool = True
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -25,7 +27,7 @@ class TensorData:
 
     def to(self, device: torch.device) -> TensorData:
         return TensorData([x.to(device) for x in self.inputs], self.target.to(device),
-                          None if self.lengths is None else self.lengths.to(device))
+                          None if self.lengths is None else self.lengths.to(device), self.held_out)
 
 
 @dataclass

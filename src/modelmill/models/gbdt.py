@@ -121,7 +121,7 @@ class GBDT(Learner[GBDTModelConfig]):
         history = self._history(evals, loss, extra, time.perf_counter() - started)
         stopped = f"early stopping: no better validation loss for {self.config.early_stopping_rounds} rounds" \
             if best < len(history) else f"all {self.config.trees} rounds done"
-        if self.config.refit and len(valid):
+        if self.config.refit and valid.held_out:
             # the chosen number of rounds again, now on every row: the held-out rows (often the
             # latest ones, in a time split) are data the kept trees should not miss
             both = TensorData([torch.cat([a, b]) for a, b in zip(train.inputs, valid.inputs, strict=True)],
