@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 import modelmill
 from modelmill.features.stats import histogram_profile, histogram_psi, jensen_shannon, psi

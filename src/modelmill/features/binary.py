@@ -85,13 +85,18 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
         return self._encode(to_codes(binary_strings(column), self.negative_, self.positive_))
 
     def fast_transform(self, values: list[Any]) -> torch.Tensor | None:
+        codes = self._plain_codes(values)
+        return None if codes is None else self._encode(codes)
+
+    def _plain_codes(self, values: list[Any]) -> np.ndarray | None:
+        """:func:`to_codes` of a short column of strings or missing values (which pandas holds
+        as strings, not bools or numbers); None for other values."""
         self._check_fitted()
-        strings = plain_strings(values)  # a short column of strings is not bool or numeric to pandas
+        strings = plain_strings(values)
         if strings is None:
             return None
         codes = {self.positive_: 1.0, self.negative_: 0.0}
-        return self._encode(np.array([codes.get(v, np.nan) if v is not None else np.nan for v in strings],
-                                     dtype="float64"))
+        return np.array([codes.get(v, np.nan) if v is not None else np.nan for v in strings], dtype="float64")
 
     def _encode(self, codes: np.ndarray) -> torch.Tensor:
         missing = np.isnan(codes)
@@ -114,13 +119,8 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
         return torch.from_numpy(np.array(codes)[:, None])  # (rows, 1) float64, a writable copy
 
     def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
-        self._check_fitted()
-        strings = plain_strings(values)
-        if strings is None:
-            return None
-        codes = {self.positive_: 1.0, self.negative_: 0.0}
-        return torch.tensor([codes.get(v, np.nan) if v is not None else np.nan for v in strings],
-                            dtype=torch.float64)[:, None]
+        codes = self._plain_codes(values)
+        return None if codes is None else torch.from_numpy(codes[:, None])
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()

@@ -9,15 +9,13 @@ first module scales the pixels and (in training mode only) augments them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Annotated, Any, Self, cast
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
-
 from pydantic import Base64Bytes, Field
-from typing import Annotated
+from torch import nn
 
 from modelmill.config.schema import ImageFeatureConfig
 from modelmill.data.image_stream import LazyImages
@@ -62,7 +60,7 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         self.size_: tuple[int, int] = (int(config.size[0]), int(config.size[1])) if config.size else common
         self.channels_: int = int(config.channels) if config.channels != "auto" else (1 if grayscale else 3)
         blank = np.zeros(self.channels_, dtype=np.uint8)
-        missing = np.fromiter((is_missing(c) for c in column), dtype=bool, count=len(column))
+        missing = self.missing(column)
         if self.streams(len(column)):  # statistics of an evenly spread sample, never the whole set
             present_rows = np.flatnonzero(~missing)
             picked = present_rows[np.linspace(0, len(present_rows) - 1, min(len(present_rows), STATISTICS_SAMPLE),
@@ -163,10 +161,10 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         image.save(buffer, format="PNG")
         return base64.b64encode(buffer.getvalue()).decode()
 
-    def _pixel_statistics(self, column: pd.Series) -> tuple[list[float], list[float]] | None:
+    def _pixel_statistics(self, column: pd.Series, missing: np.ndarray) -> tuple[list[float], list[float]] | None:
         """Per-channel mean and spread of the pixels of an evenly spread sample of the present
         images, at the feature's size (None when no image is present)."""
-        present = np.flatnonzero(~self.missing(column))
+        present = np.flatnonzero(~missing)
         if not len(present):
             return None
         picked = present[np.linspace(0, len(present) - 1, min(len(present), PROFILE_SAMPLE), dtype=np.int64)]
@@ -177,9 +175,9 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         return values.mean(axis=1).tolist(), values.std(axis=1).tolist()
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
-        missing = [is_missing(c) for c in column]
-        statistics = self._pixel_statistics(column)
-        return {"type": "image", "missing_rate": float(np.mean(missing)) if len(missing) else 0.0,
+        missing = self.missing(column)
+        statistics = self._pixel_statistics(column, missing)
+        return {"type": "image", "missing_rate": float(missing.mean()) if len(missing) else 0.0,
                 "size": list(self.size_), "channels": self.channels_, "mean": self.mean_, "std": self.std_,
                 "pixel_mean": statistics[0] if statistics else None,
                 "pixel_std": statistics[1] if statistics else None}
@@ -187,7 +185,7 @@ class ImageFeature(Feature[ImageFeatureConfig]):
     def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
         """The largest move of a channel's mean pixel value, in units of the reference's
         spread of that channel (brighter, darker or differently coloured images)."""
-        statistics = self._pixel_statistics(column)
+        statistics = self._pixel_statistics(column, self.missing(column))
         expected_mean, expected_std = reference.get("pixel_mean"), reference.get("pixel_std")
         value = None
         if statistics and expected_mean and expected_std:

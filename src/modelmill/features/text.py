@@ -6,6 +6,7 @@ tokenises exactly as training did. The encoder is chosen by ``encoder.type``."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,8 +24,6 @@ from modelmill.features.request import text_type
 from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1 of every tokenizer trained here
-
-
 OOV_RISE = 0.05  # a rise of the unknown-token share by this much (absolute) counts as drift
 
 
@@ -247,6 +246,6 @@ class TextFeature(Feature[TextFeatureConfig]):
             unknown_share=unknown_share, reference_unknown_share=reference.get("unknown_share"))
         expected = reference.get("unknown_share")
         if expected is not None and unknown_share - float(expected) > OOV_RISE:
-            return DriftResult(result.feature, result.statistic, result.value, result.threshold, True,
-                               {**result.details, "reason": "more tokens unknown to the tokenizer"})
+            return replace(result, drifted=True,
+                           details={**result.details, "reason": "more tokens unknown to the tokenizer"})
         return result
