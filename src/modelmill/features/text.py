@@ -83,6 +83,8 @@ def train_tokenizer(config: TextFeatureConfig, texts: list[str]) -> Any:
 class TextFeature(Feature[TextFeatureConfig]):
     """Token ids (rows, length) for the encoder; the pad id marks the end of each text."""
 
+    modality = "text"
+
     def missing(self, column: pd.Series) -> np.ndarray:
         return column.isna().to_numpy()  # "", "NA" or "-" may be what someone wrote; bytes are text too
 

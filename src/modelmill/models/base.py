@@ -30,7 +30,7 @@ from modelmill.models.fit import TensorData, TrainResult
 from modelmill.registry import Registry
 
 ConfigT = TypeVar("ConfigT")
-InputView = Literal["encoded", "raw"]
+InputView = Literal["encoded", "raw", "both"]
 
 
 class TabularNet(nn.Module):
@@ -61,9 +61,10 @@ class TabularNet(nn.Module):
 class ModelType(ABC, Generic[ConfigT]):
     """What every model type does: build its module, and save and load the fitted state."""
 
-    view: ClassVar[InputView] = "encoded"
-    """What the module takes per feature: ``encoded`` (``Feature.transform``) or ``raw``
-    (``Feature.raw_view``: codes and numbers, as trees want them)."""
+    view: InputView = "encoded"
+    """What the module takes per feature: ``encoded`` (``Feature.transform``), ``raw``
+    (``Feature.raw_view``: codes and numbers, as trees want them), or ``both`` (the encoded
+    tensors, then the raw ones: an ensemble of members that take either)."""
 
     runtime: ClassVar[str] = "torch"
     """What runs the fitted module for predictions (a name in the predictor's runtimes)."""
@@ -89,6 +90,12 @@ class ModelType(ABC, Generic[ConfigT]):
     def trained_parameters(self, module: nn.Module) -> int:
         """How many numbers fitting learned from the data (frozen pretrained weights excluded)."""
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    def submodels(self, module: nn.Module) -> dict[str, tuple[ModelType[Any], nn.Module]]:
+        """Fitted models inside this one that the bundle keeps as models of their own (an
+        ensemble's members), by name; ``load`` finds their artefacts under
+        ``models/<name>/``."""
+        return {}
 
     def save(self, module: nn.Module) -> dict[str, bytes]:
         """The fitted state as bundle artefacts (name → bytes); never a pickle."""
@@ -121,5 +128,5 @@ class Learner(ModelType[ConfigT]):
         fitted module to the row of its best iteration."""
 
 
-ModelTypeClass = type[TorchModel[Any]] | type[Learner[Any]]
+ModelTypeClass = type[ModelType[Any]]
 MODELS: Registry[ModelTypeClass] = Registry("model type")

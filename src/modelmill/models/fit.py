@@ -3,7 +3,8 @@ with their own solver, and the predictor."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -42,3 +43,10 @@ class TrainResult:
     seconds: float  # of the epochs
     stop_reason: str
     prepare_seconds: float = 0.0  # before the first epoch: frozen encoders run over the data
+    held_out_raw: torch.Tensor | None = None
+    """Raw outputs on held-out rows the model did not learn from (the validation rows, before a
+    refit on them; an ensemble's out-of-fold rows), with their transformed target in
+    ``held_out_target``: where thresholds, calibration and ensemble weights are chosen."""
+    held_out_target: torch.Tensor | None = None
+    members: list[dict[str, Any]] = field(default_factory=list)
+    """An ensemble's candidates: name, folds, seconds, held-out score, weight, what became of it."""

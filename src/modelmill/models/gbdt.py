@@ -23,7 +23,7 @@ from modelmill.config.schema import TrainingConfig
 from modelmill.errors import BundleError, ConfigError, ModelError
 from modelmill.features.base import Feature, RawColumn, Target
 from modelmill.machine import physical_cores
-from modelmill.models.base import MODELS, Learner
+from modelmill.models.base import MODELS, InputView, Learner
 from modelmill.models.fit import TensorData, TrainResult
 
 TREES = "trees.txt"
@@ -66,7 +66,7 @@ class Trees(nn.Module):
 
 @MODELS.register("gbdt", config=GBDTModelConfig)
 class GBDT(Learner[GBDTModelConfig]):
-    view = "raw"
+    view: InputView = "raw"
 
     def __init__(self, config: GBDTModelConfig) -> None:
         super().__init__(config)
@@ -121,6 +121,9 @@ class GBDT(Learner[GBDTModelConfig]):
         history = self._history(evals, loss, extra, time.perf_counter() - started)
         stopped = f"early stopping: no better validation loss for {self.config.early_stopping_rounds} rounds" \
             if best < len(history) else f"all {self.config.trees} rounds done"
+        # the validation rows' raw scores before any refit on them: the honest held-out predictions
+        valid_x = torch.cat(valid.inputs, dim=1).to(torch.float64).numpy()
+        held_out = np.asarray(booster.predict(valid_x, raw_score=True, num_iteration=best), dtype=np.float64)
         if self.config.refit and valid.held_out:
             # the chosen number of rounds again, now on every row: the held-out rows (often the
             # latest ones, in a time split) are data the kept trees should not miss
@@ -132,7 +135,8 @@ class GBDT(Learner[GBDTModelConfig]):
         module.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
         seconds = time.perf_counter() - started
         history[-1]["seconds"] = seconds
-        return TrainResult(history, best, None, len(history), seconds, stopped)
+        return TrainResult(history, best, None, len(history), seconds, stopped,
+                           held_out_raw=torch.from_numpy(held_out.reshape(len(valid_x), module.outputs)))
 
     def _params(self, module: Trees, target: Target[Any], objective: str, metrics: list[str]) -> dict[str, Any]:
         config = self.config
@@ -141,6 +145,7 @@ class GBDT(Learner[GBDTModelConfig]):
             "num_leaves": config.leaves, "min_child_samples": config.min_child_samples,
             "feature_fraction": config.feature_fraction, "bagging_fraction": config.bagging_fraction,
             "bagging_freq": 1 if config.bagging_fraction < 1 else 0, "lambda_l2": config.l2,
+            "extra_trees": config.extra_trees,
             "deterministic": True, "verbosity": -1,
         }
         if objective == "multiclass":

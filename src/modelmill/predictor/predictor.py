@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.bundle import MAIN_MODEL, Bundle
+from modelmill.bundle import MAIN_MODEL, Bundle, ModelFiles, model_file
 from modelmill.config.schema import PipelineConfig
 from modelmill.data.values import SMALL_COLUMN
 from modelmill.errors import ModelError
@@ -55,8 +55,13 @@ class Predictor:
         maker = model_maker(config)
         entry = bundle.model(MAIN_MODEL)
         load = RUNTIMES.get(entry.runtime, path=f"{bundle.path}: models.{MAIN_MODEL}.runtime")
-        return cls(config, features, target, load(maker, features, target, bundle.model_artifacts(), bundle.path),
-                   maker)
+        # the main model's artefacts by name, and those of the bundle's other models (an
+        # ensemble's members) by their path, models/<name>/<artefact>
+        artifacts = bundle.model_artifacts()
+        for name in bundle.models:
+            if name != MAIN_MODEL:
+                artifacts |= {model_file(name, a): data for a, data in bundle.model_artifacts(name).items()}
+        return cls(config, features, target, load(maker, features, target, artifacts, bundle.path), maker)
 
     @property
     def model(self) -> nn.Module:
@@ -68,9 +73,10 @@ class Predictor:
     # --------------------------------------------------------------- tensors
 
     def inputs(self, frame: pd.DataFrame) -> list[torch.Tensor]:
-        if self.maker.view == "raw":
-            return [feature.raw_view(frame[feature.name]) for feature in self.features]
-        return [feature.transform(frame[feature.name]) for feature in self.features]
+        view = self.maker.view
+        encoded = [feature.transform(frame[feature.name]) for feature in self.features] if view != "raw" else []
+        raw = [feature.raw_view(frame[feature.name]) for feature in self.features] if view != "encoded" else []
+        return encoded + raw
 
     def lengths(self, inputs: list[torch.Tensor]) -> torch.Tensor | None:
         """Tokens per row over the sequence inputs (None when there is none)."""
@@ -103,24 +109,35 @@ class Predictor:
         return self.target.postprocess(self.runtime.raw(inputs, self.lengths(inputs)))
 
     def _fast_inputs(self, records: Sequence[Mapping[str, Any]]) -> list[torch.Tensor] | None:
-        raw = self.maker.view == "raw"
-        inputs = []
+        view = self.maker.view
+        encoded: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []
         for feature in self.features:
             values = [record.get(feature.name) for record in records]
-            encoded = feature.fast_raw_view(values) if raw else feature.fast_transform(values)
-            if encoded is None:
-                return None
-            inputs.append(encoded)
-        return inputs
+            if view != "raw":
+                tensor = feature.fast_transform(values)
+                if tensor is None:
+                    return None
+                encoded.append(tensor)
+            if view != "encoded":
+                tensor = feature.fast_raw_view(values)
+                if tensor is None:
+                    return None
+                raw.append(tensor)
+        return encoded + raw
 
     # ------------------------------------------------------ state and schema
 
     def feature_state(self) -> dict[str, Any]:
         return {"features": {f.name: f.state() for f in self.features}, "target": self.target.state()}
 
-    def model_artifacts(self) -> dict[str, bytes]:
-        """The fitted model as bundle artefacts (the model type's own format)."""
-        return self.maker.save(self.model)
+    def model_files(self) -> dict[str, ModelFiles]:
+        """The fitted model as bundle models, each in its type's own format: the main one,
+        and the models inside it that the bundle keeps on their own (an ensemble's members)."""
+        files = {MAIN_MODEL: ModelFiles(self.config.model.type, self.maker.runtime, self.maker.save(self.model))}
+        for name, (maker, module) in self.maker.submodels(self.model).items():
+            files[name] = ModelFiles(str(getattr(maker.config, "type", "?")), maker.runtime, maker.save(module))
+        return files
 
     def input_schema(self) -> dict[str, Any]:
         """The input columns, their types and allowed values: what a request must carry."""

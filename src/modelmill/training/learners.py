@@ -23,7 +23,9 @@ def fit_learner(learner: Learner[Any], module: nn.Module, train: TensorData, val
         result = learner.fit(module, train, valid, target, training)
         loss = target.loss()
         train_raw = predict_raw(module, train.inputs, lengths=train.lengths).float()
-        valid_raw = predict_raw(module, valid.inputs, lengths=valid.lengths).float()
+        # a learner that refitted on the validation rows gives what it predicted before
+        valid_raw = (result.held_out_raw if result.held_out_raw is not None
+                     else predict_raw(module, valid.inputs, lengths=valid.lengths)).float()
     history = [dict(row) for row in result.history] or [{"epoch": 1.0, "seconds": result.seconds}]
     row = history[result.best_epoch - 1] if 0 < result.best_epoch <= len(history) else history[-1]
     row.update({"train_loss": float(loss(train_raw, train.target)), "valid_loss": float(loss(valid_raw, valid.target))})

@@ -1,0 +1,54 @@
+"""Fitting one model whatever its kind: a learner by its own solver, a torch model by the
+shared trainer (on the configured backend). The pipeline fits its model through it, and an
+ensemble each of its members."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from modelmill.config.schema import TrainingConfig
+from modelmill.features import Target
+from modelmill.models import Learner, ModelType, TensorData, TrainResult, predict_raw
+from modelmill.training.backends import BACKENDS
+from modelmill.training.callbacks import Callback
+from modelmill.training.learners import fit_learner
+from modelmill.training.trainer import Scorer, Trainer
+
+
+@dataclass
+class FitSettings:
+    """What fitting any model needs besides the model and the data."""
+
+    training: TrainingConfig
+    target: Target[Any]
+    scorer: Scorer
+    monitor: str
+    mode: Literal["max", "min"]
+    callbacks: Sequence[Callback] = field(default_factory=list)
+
+
+def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid: TensorData, settings: FitSettings,
+              *, checkpoint_dir: Path | None = None, resume: bool = False) -> TrainResult:
+    """Fit ``module`` in place. The result's ``held_out_raw`` is the fitted model's raw outputs
+    on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out."""
+    if isinstance(maker, Learner):
+        result = fit_learner(maker, module, train, valid, settings.target, settings.training, settings.scorer,
+                             settings.monitor)
+    else:
+        trainer = Trainer(settings.training, loss=settings.target.loss(), scorer=settings.scorer,
+                          monitor=settings.monitor, mode=settings.mode, checkpoint_dir=checkpoint_dir,
+                          callbacks=list(settings.callbacks))
+        backend = BACKENDS.get(settings.training.backend, path="training.backend")()
+        result = backend.fit(trainer, module, train, valid, resume=resume)
+    if not valid.held_out or not len(valid):
+        return replace(result, held_out_raw=None, held_out_target=None)
+    if result.held_out_raw is None:
+        with torch.inference_mode():
+            result = replace(result, held_out_raw=predict_raw(module, valid.inputs, lengths=valid.lengths).float())
+    return replace(result, held_out_target=valid.target)
