@@ -198,16 +198,19 @@ def measure(peer: Any, frames: Frames, number: bool) -> tuple[float, float]:
     return score, seconds
 
 
-def autogluon_peer(python: str, frames: Frames, number: bool, workdir: Path) -> tuple[float, float]:
+def autogluon_peer(python: str, frames: Frames, number: bool, workdir: Path) -> tuple[float, float, float]:
+    """(test score, seconds of fit + predict, seconds of the whole process with its imports)."""
     folder = workdir / "autogluon-split"
     folder.mkdir(exist_ok=True)
     x_train, x_test, y_train, y_test = frames
     x_train.assign(__y__=y_train.to_numpy()).to_parquet(folder / "train.parquet")
     x_test.assign(__y__=y_test.to_numpy()).to_parquet(folder / "test.parquet")
+    started = time.perf_counter()
     done = subprocess.run([python, str(ROOT / "benchmarks" / "autogluon_peer.py"), str(folder),
                            "number" if number else "binary"], check=True, capture_output=True, text=True)
+    whole = time.perf_counter() - started
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(result["score"]), float(result["seconds"])
+    return float(result["score"]), float(result["seconds"]), whole
 
 
 def seeds_of(text: str) -> list[int]:
@@ -237,7 +240,7 @@ def main() -> None:
     print(f"# tabular quality — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, configs from {args.config}, split seeds {seeds}")
     columns = ["table", "seed", "metric", "model", "ours", "s (whole train)"] + \
-        [f"{p}" for p in peers] + (["autogluon", "s (autogluon)"] if args.autogluon else []) + ["vs best peer"]
+        [f"{p}" for p in peers] + (["autogluon", "s (autogluon fit+predict / process)"] if args.autogluon else []) + ["vs best peer"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -251,18 +254,19 @@ def main() -> None:
                     number = config.target.type == "number"
                     metric = "rmse" if number else "roc_auc"
                     frames = peer_frames(config)
-                    row = {"ours": float(metrics[metric]), "seconds": seconds}
+                    row = {"ours": float(metrics[metric]), "seconds": seconds, "number": float(number)}
                     for peer in peers:
                         row[peer], row[f"{peer} s"] = measure(PEERS[peer], frames, number)
                     if args.autogluon and (seed == seeds[0] or args.autogluon_all_seeds):
-                        row["autogluon"], row["autogluon s"] = autogluon_peer(args.autogluon, frames, number,
-                                                                              Path(temp))
+                        row["autogluon"], row["autogluon s"], row["autogluon process s"] = autogluon_peer(
+                            args.autogluon, frames, number, Path(temp))
                     best = min(row[p] for p in peers) if number else max(row[p] for p in peers)
                     row["best"] = best
                     results.setdefault((name, model), []).append(row)
                     print(f"| {name} | {seed} | {metric} | {model} | {row['ours']:.4f} | {seconds:.1f} | "
                           + " | ".join(f"{row[p]:.4f}" for p in peers)
-                          + (f" | {row['autogluon']:.4f} | {row['autogluon s']:.1f}" if "autogluon" in row else
+                          + (f" | {row['autogluon']:.4f} | {row['autogluon s']:.1f} / {row['autogluon process s']:.1f}"
+                             if "autogluon" in row else
                              " | | " if args.autogluon else "")
                           + f" | {_difference(row['ours'], best, number)} |", flush=True)
     if len(seeds) > 1:
@@ -270,7 +274,7 @@ def main() -> None:
         print("| table | model | ours | s (whole train) | " + " | ".join(peers) + " | best peer | vs best peer |")
         print("|" + "---|" * (6 + len(peers)))
         for (name, model), rows in results.items():
-            number = TABLES[name].split is not None or name == "wage"
+            number = bool(rows[0]["number"])
             mean = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if key in ("ours", "seconds", *peers)}
             best = min(mean[p] for p in peers) if number else max(mean[p] for p in peers)
             print(f"| {name} | {model} | {mean['ours']:.4f} | {mean['seconds']:.1f} | "

@@ -203,7 +203,8 @@ class Pipeline:
             model = self.config.model
             return fit_ensemble(parts.maker, parts.model, train, valid, settings, features=parts.features,
                                 time_split=self.config.data.split.method == "time",
-                                time_budget=model.time_budget if isinstance(model, AutoModelConfig) else None)
+                                time_budget=(model.time_budget or "sized") if isinstance(model, AutoModelConfig)
+                                else None)
         return fit_model(parts.maker, parts.model, train, valid, settings,
                          checkpoint_dir=run_dir / "checkpoints" if run_dir else None, resume=resume)
 
@@ -225,12 +226,12 @@ class Pipeline:
         truth = parts.target.codes(known[parts.target.name])
         metric = self.config.training.early_stopping.metric
         metric = default_metric(parts.target.task) if metric == "auto" else metric
+        raws = parts.maker.predict_members(parts.model, inputs)
         records = []
         for record in self.result_.members:
             record = dict(record)
-            if record.get("status") == "fitted":
-                raw = parts.maker.predict_member(parts.model, record["name"], inputs)
-                record["test"] = metrics_of(parts.target, raw, truth).get(metric)
+            if record["name"] in raws:
+                record["test"] = metrics_of(parts.target, raws[record["name"]], truth).get(metric)
             records.append(record)
         return records
 

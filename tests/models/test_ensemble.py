@@ -156,3 +156,27 @@ def test_served_auto_bundle_answers_like_the_pipeline(tmp_path: Path) -> None:
     assert [a["label_predicted"] for a in answers] == list(expected.labels)
     assert [a["label_probability_good"] for a in answers] == pytest.approx(list(expected.proba[:, 1]), abs=1e-6)
     assert path.exists()
+
+
+def test_candidates_past_the_time_budget_are_skipped_and_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from modelmill.training import ensemble
+
+    ticks = iter(range(10_000))  # a clock that advances one second per reading
+    monkeypatch.setattr(ensemble, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    config = auto_config({"candidates": ["gbdt", "linear", "mlp"], "time_budget": 3})
+    pipeline = modelmill.Pipeline(config).fit(make_frame(300))
+    assert pipeline.result_ is not None
+    status = {m["name"]: m["status"] for m in pipeline.result_.members}
+    assert status["gbdt"] == "fitted"  # the first is always fitted
+    assert status["linear"].startswith("skipped: the time budget of 3 s was spent")
+    assert status["mlp"].startswith("skipped")
+    assert [m["name"] for m in pipeline.metrics_["candidates"] if "test" in m] == ["gbdt"]
+
+
+def test_an_explicit_ensemble_has_no_budget_and_fits_every_member() -> None:
+    config = base_config(features=list(TABLE), training=dict(QUICK), model={
+        "type": "ensemble", "members": [{"type": "linear"}, {"type": "gbdt"}], "folds": 0})
+    pipeline = modelmill.Pipeline(config).fit(make_frame(300))
+    assert pipeline.result_ is not None and all(m["status"] == "fitted" for m in pipeline.result_.members)

@@ -17,7 +17,7 @@ from tests.conftest import base_config, make_frame
 
 
 ENSEMBLES = {"ensemble": {"members": [{"type": "linear"}, {"type": "mlp", "hidden": [8]}], "folds": 2},
-             "auto": {"folds": 2}}
+             "auto": {"folds": 2, "candidates": ["linear", "mlp"]}}
 
 
 def fitted_parts(model: dict[str, Any], target: dict[str, Any] | None = None) -> Predictor:

@@ -201,21 +201,29 @@ class Weighted(ModelType[WeightedConfigT]):
                 makers[name].load(fit, own, where=where / prefix)
                 fits.append(fit.eval())
             net.members[name] = nn.ModuleList(fits)
-        net.weights = {name: weights.get(name, 0.0) for name in net.members}
+        # members the selection left out were not saved: only the kept ones predict
+        net.members = nn.ModuleDict({name: net.members[name] for name in net.members if weights.get(name, 0) > 0})
+        net.weights = {name: weights[name] for name in net.members}
 
-    def predict_member(self, module: nn.Module, name: str, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Raw outputs of one member alone (for the report's per-candidate scores)."""
+    def predict_members(self, module: nn.Module, inputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Raw outputs of each member alone, in one pass over the rows (for the report's
+        per-candidate scores)."""
         net = _net(module)
-        return predict_raw(_Member(net, name), inputs)
+        names = list(net.members)
+        outputs = predict_raw(_Members(net, names), inputs)
+        width = outputs.shape[1] // max(len(names), 1)
+        return {name: outputs[:, i * width:(i + 1) * width] for i, name in enumerate(names)}
 
 
-class _Member(nn.Module):
-    def __init__(self, net: EnsembleNet, name: str) -> None:
+class _Members(nn.Module):
+    """Every member's raw outputs side by side."""
+
+    def __init__(self, net: EnsembleNet, names: list[str]) -> None:
         super().__init__()
-        self.net, self.name = net, name
+        self.net, self.names = net, names
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        return self.net.member_raw(self.name, inputs)
+        return torch.cat([self.net.member_raw(name, inputs).double() for name in self.names], dim=1)
 
 
 def _net(module: nn.Module) -> EnsembleNet:

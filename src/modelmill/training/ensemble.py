@@ -14,9 +14,10 @@ train on the future to predict the past.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -51,10 +52,11 @@ def fold_count(maker: Weighted[Any], features: list[Feature[Any]], rows: int, ti
 
 def fit_ensemble(maker: Weighted[Any], module: nn.Module, train: TensorData, valid: TensorData,
                  settings: FitSettings, *, features: list[Feature[Any]], time_split: bool,
-                 time_budget: float | None) -> TrainResult:
+                 time_budget: float | Literal["sized"] | None) -> TrainResult:
     """Fit every member, choose their weights on held-out predictions, and put the kept fits
     into ``module``. The result holds the ensemble's held-out raw outputs and target (for the
-    threshold and calibration), and a record per candidate."""
+    threshold and calibration), and a record per candidate. ``time_budget``: seconds, ``sized``
+    for the data (:func:`default_time_budget`), or None (every member is fitted)."""
     if not isinstance(module, EnsembleNet):
         raise TypeError(f"an ensemble fits the module it builds, not a {type(module).__name__}")
     started = time.perf_counter()
@@ -62,7 +64,8 @@ def fit_ensemble(maker: Weighted[Any], module: nn.Module, train: TensorData, val
     folds = fold_count(maker, features, len(both), time_split)
     if folds == 0 and not (valid.held_out and len(valid)):
         folds = DEFAULT_FOLDS  # no validation split to choose on: the folds make one
-    budget = time_budget or default_time_budget(len(both), len(features))
+    budget = default_time_budget(len(both), len(features)) if time_budget == "sized" else \
+        math.inf if time_budget is None else time_budget
     makers = maker.makers(*_built(maker))
     records: list[dict[str, Any]] = []
     held: dict[str, torch.Tensor] = {}
