@@ -6,7 +6,8 @@
   the total cost on the test split at the threshold chosen on out-of-fold predictions, and
   at 0.5 (the same model's probabilities).
 - adult (stratified 80/20, seed 0): test expected calibration error (15 bins) with
-  `calibration: none`, `sigmoid` and `isotonic`, and the ROC-AUC of each.
+  `calibration: none`, `sigmoid` and `isotonic`, and the ROC-AUC of each; with the default
+  class weights and with `class_weights: balanced` (which skews probabilities on purpose).
 - adult, `auto` with training seeds 0, 1, 2: test ROC-AUC (and the median) and the whole
   command's seconds.
 
@@ -38,15 +39,16 @@ def main() -> None:
         metrics, seconds = run_modelmill(config, Path(temp))
         print(f"\nGerman credit, costs false_negative 5: threshold {metrics['threshold']:.4f}, test cost "
               f"{metrics['cost']:.0f} against {metrics['cost_at_0.5']:.0f} at 0.5 ({seconds:.1f} s)")
-        print("\n| adult calibration | test ECE | test ROC-AUC | test log loss | seconds |")
-        print("|---|---|---|---|---|")
-        for method in ("none", "sigmoid", "isotonic"):
-            config = our_config("adult", "auto", "init")
-            config["target"]["calibration"] = method
-            config["name"] = f"adult-calibration-{method}"
-            metrics, seconds = run_modelmill(config, Path(temp))
-            print(f"| {method} | {metrics['ece']:.4f} | {metrics['roc_auc']:.4f} | {metrics['log_loss']:.4f} | "
-                  f"{seconds:.1f} |", flush=True)
+        print("\n| adult | calibration | test ECE | test ROC-AUC | test log loss | seconds |")
+        print("|---|---|---|---|---|---|")
+        for weights in ("none", "balanced"):
+            for method in ("none", "sigmoid", "isotonic"):
+                config = our_config("adult", "auto", "init")
+                config["target"].update({"calibration": method, "class_weights": weights})
+                config["name"] = f"adult-calibration-{weights}-{method}"
+                metrics, seconds = run_modelmill(config, Path(temp))
+                print(f"| class_weights {weights} | {method} | {metrics['ece']:.4f} | {metrics['roc_auc']:.4f} | "
+                      f"{metrics['log_loss']:.4f} | {seconds:.1f} |", flush=True)
         print("\n| adult auto, training seed | test ROC-AUC | seconds (whole train) |")
         print("|---|---|---|")
         scores = []

@@ -43,7 +43,7 @@ def test_auto_fits_the_table_candidates_on_folds_and_round_trips(tmp_path: Path)
     result = pipeline.result_
     assert result is not None
     names = [m["name"] for m in result.members]
-    assert names == ["gbdt", "gbdt_xt", "linear", "mlp"]  # what suits a table of numbers and categories
+    assert names == ["gbdt", "gbdt_xt", "gbdt_slow", "linear", "mlp"]  # what suits a table of numbers and categories
     assert all(m["folds"] == 5 and m["status"] == "fitted" for m in result.members)  # 500 rows < FOLD_ROWS
     weights = {m["name"]: m["weight"] for m in result.members}
     assert abs(sum(weights.values()) - 1) < 1e-9 and max(weights.values()) > 0
@@ -116,8 +116,8 @@ def test_greedy_selection_weighs_by_held_out_score() -> None:
 def test_candidates_follow_the_columns() -> None:
     table = build_features(parse_config(auto_config()))
     text = build_features(parse_config(base_config()))  # has a text column
-    assert suitable_candidates(table, None) == ["gbdt", "gbdt_xt", "linear", "mlp"]
-    assert suitable_candidates(text, None) == ["tfidf_logistic", "linear", "mlp"]
+    assert suitable_candidates(table, None) == ["gbdt", "gbdt_xt", "gbdt_slow", "linear", "mlp"]
+    assert suitable_candidates(text, None) == ["tfidf_logistic", "mlp", "linear"]
 
 
 def test_auto_with_a_text_column_fits_tfidf_and_the_encoder_on_the_validation_split() -> None:
@@ -125,7 +125,7 @@ def test_auto_with_a_text_column_fits_tfidf_and_the_encoder_on_the_validation_sp
     pipeline = modelmill.Pipeline(config).fit(make_frame(300))
     assert pipeline.result_ is not None
     assert [(m["name"], m["folds"]) for m in pipeline.result_.members] == [
-        ("tfidf_logistic", 1), ("linear", 1), ("mlp", 1)]  # text: never k folds
+        ("tfidf_logistic", 1), ("mlp", 1), ("linear", 1)]  # text: never k folds
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -180,3 +180,18 @@ def test_an_explicit_ensemble_has_no_budget_and_fits_every_member() -> None:
         "type": "ensemble", "members": [{"type": "linear"}, {"type": "gbdt"}], "folds": 0})
     pipeline = modelmill.Pipeline(config).fit(make_frame(300))
     assert pipeline.result_ is not None and all(m["status"] == "fitted" for m in pipeline.result_.members)
+
+
+def test_tfidf_scores_before_it_refits_on_the_validation_rows() -> None:
+    config = base_config(model={"type": "tfidf_logistic"}, training=dict(QUICK))
+    pipeline = modelmill.Pipeline(config).fit(make_frame(300))
+    result = pipeline.result_
+    assert result is not None and "then again on the training and validation rows" in result.stop_reason
+    assert result.held_out_raw is not None and len(result.held_out_raw) == pipeline.metrics_["rows"]["valid"]
+    once = modelmill.Pipeline(base_config(model={"type": "tfidf_logistic", "refit": False},
+                                          training=dict(QUICK))).fit(make_frame(300))
+    assert once.result_ is not None and once.result_.stop_reason == "fitted by the solver"
+    assert once.result_.held_out_raw is not None
+    new = make_frame(50, seed=5)
+    refitted, single = pipeline.predict(new), once.predict(new)
+    assert not np.allclose(refitted["label_probability_good"], single["label_probability_good"])  # more rows learned

@@ -35,6 +35,8 @@ class TfidfLogisticModelConfig(Section):
     pair_buckets: int = Field(2**18, ge=1, le=2**24, description="Hash buckets for token pairs.")
     sublinear_tf: bool = Field(True, description="Count c weighs 1 + log(c) instead of c.")
     max_iter: int = Field(1000, ge=1, description="Solver iterations at most.")
+    refit: bool = Field(True, description="After scoring the fit on the validation split, solve again on the "
+                        "training and validation rows together (nothing is chosen on them).")
 
 
 class GBDTModelConfig(Section):
@@ -97,7 +99,7 @@ class EnsembleModelConfig(Section):
         return _check_folds(value)
 
 
-Candidate = Literal["linear", "gbdt", "gbdt_xt", "mlp", "tfidf_logistic"]
+Candidate = Literal["linear", "gbdt", "gbdt_xt", "gbdt_slow", "mlp", "tfidf_logistic"]
 
 
 def candidate_config(name: Candidate) -> MemberConfig:
@@ -105,6 +107,7 @@ def candidate_config(name: Candidate) -> MemberConfig:
     gbdt with extremely randomised splits, a diverse second tree model (as AutoGluon's LightGBMXT)."""
     configs: dict[str, MemberConfig] = {
         "linear": LinearModelConfig(), "gbdt": GBDTModelConfig(), "gbdt_xt": GBDTModelConfig(extra_trees=True),
+        "gbdt_slow": GBDTModelConfig(learning_rate=0.03, feature_fraction=0.6),
         "mlp": MLPModelConfig(), "tfidf_logistic": TfidfLogisticModelConfig()}
     return configs[name]
 
@@ -116,9 +119,10 @@ class AutoModelConfig(Section):
 
     type: Literal["auto"] = "auto"
     time_budget: float | None = Field(
-        None, gt=0, description="Seconds for fitting the candidates (default: sized for the data, 60 s and "
-        "1 s per 1,000 rows x 10 columns more). A candidate is not started once the budget is spent; the "
-        "first is always fitted, and a budget it overruns by far is an error that says how long it took.")
+        None, gt=0, description="Seconds for fitting the candidates (default: sized for the data, 60 s, 1 s "
+        "per 1,000 rows x 10 columns, and 50 ms per row of each text or image column). A candidate is not "
+        "started once the budget is spent; the first is always fitted, and a budget it overruns by far is an "
+        "error that says how long it took.")
     candidates: list[Candidate] | None = Field(
         None, description="The model types to try (default: those that suit the columns).")
     folds: Folds = Field("auto", description=FOLDS_DESCRIPTION)

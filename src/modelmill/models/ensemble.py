@@ -271,7 +271,7 @@ def suitable_candidates(features: Sequence[Feature[Any]], target: Target[Any] | 
         return ["mlp"]  # the CNN: a linear model or trees on pixels are not worth their time
     if "text" in modalities:
         text: list[Candidate] = ["tfidf_logistic"] if target is None or target.task != "number" else []
-        return text + ["linear", "mlp"]
-    return ["gbdt", "gbdt_xt", "linear", "mlp"]
+        return text + ["mlp", "linear"]  # a pretrained encoder's one pass is paid by the first, cached for both
+    return ["gbdt", "gbdt_xt", "gbdt_slow", "linear", "mlp"]
 
 

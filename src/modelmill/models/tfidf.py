@@ -23,6 +23,7 @@ from modelmill.errors import ConfigError, ModelError
 from modelmill.features.base import Feature, Target
 from modelmill.models.base import MODELS, Learner
 from modelmill.models.fit import TensorData, TrainResult
+from modelmill.models.inference import predict_raw
 
 PAIR_PRIME = 1_000_003  # mixes the first token of a pair before the modulo
 
@@ -153,13 +154,25 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
     def trained_parameters(self, module: nn.Module) -> int:
         return module.learned_parameters if isinstance(module, TfidfLinear) else super().trained_parameters(module)
 
+    @property
+    def refits(self) -> bool:
+        return self.config.refit
+
     def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
             training: TrainingConfig) -> TrainResult:
-        """One solve on the training rows (the validation rows only score it)."""
+        """One solve on the training rows, scored on the validation rows; with ``refit``, a
+        second on both (nothing is chosen on the validation rows, so they are data to learn from)."""
         started = time.perf_counter()
         self._solve(module, train.inputs, train.target, target)
+        held_out = predict_raw(module, valid.inputs) if len(valid) else None
+        stopped = "fitted by the solver"
+        if self.config.refit and valid.held_out and len(valid):
+            both = [torch.cat([a, b]) for a, b in zip(train.inputs, valid.inputs, strict=True)]
+            self._solve(module, both, torch.cat([train.target, valid.target]), target)
+            stopped += ", then again on the training and validation rows"
         seconds = time.perf_counter() - started
-        return TrainResult([{"epoch": 1.0, "seconds": seconds}], 1, None, 1, seconds, "fitted by the solver")
+        return TrainResult([{"epoch": 1.0, "seconds": seconds}], 1, None, 1, seconds, stopped,
+                           held_out_raw=held_out)
 
     def _solve(self, module: nn.Module, inputs: list[torch.Tensor], codes: torch.Tensor, target: Target[Any]) -> None:
         from scipy import sparse

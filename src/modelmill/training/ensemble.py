@@ -33,12 +33,16 @@ FOLD_ROWS = 10_000
 DEFAULT_FOLDS = 5
 BUDGET_BASE_SECONDS = 60.0
 BUDGET_SECONDS_PER_CELL = 1e-4  # 1 s per 1,000 rows of 10 columns
+BUDGET_SECONDS_PER_HEAVY_CELL = 0.05  # per row of a text or image column
 log = logging.getLogger("modelmill")
 
 
-def default_time_budget(rows: int, columns: int) -> float:
-    """Seconds for fitting the candidates when the config gives none."""
-    return BUDGET_BASE_SECONDS + BUDGET_SECONDS_PER_CELL * rows * columns
+def default_time_budget(rows: int, features: list[Feature[Any]]) -> float:
+    """Seconds for fitting the candidates when the config gives none: 60 s, 1 s per 1,000
+    rows of 10 columns, and 50 ms per row of each text or image column (a pretrained
+    encoder's or a CNN's pass over the data takes ~20 ms a row on two cores)."""
+    heavy = sum(f.modality != "table" for f in features)
+    return BUDGET_BASE_SECONDS + BUDGET_SECONDS_PER_CELL * rows * len(features) + BUDGET_SECONDS_PER_HEAVY_CELL * rows * heavy
 
 
 def fold_count(maker: Weighted[Any], features: list[Feature[Any]], rows: int, time_split: bool) -> int:
@@ -64,7 +68,7 @@ def fit_ensemble(maker: Weighted[Any], module: nn.Module, train: TensorData, val
     folds = fold_count(maker, features, len(both), time_split)
     if folds == 0 and not (valid.held_out and len(valid)):
         folds = DEFAULT_FOLDS  # no validation split to choose on: the folds make one
-    budget = default_time_budget(len(both), len(features)) if time_budget == "sized" else \
+    budget = default_time_budget(len(both), features) if time_budget == "sized" else \
         math.inf if time_budget is None else time_budget
     makers = maker.makers(*_built(maker))
     records: list[dict[str, Any]] = []
