@@ -204,6 +204,9 @@ class Weighted(ModelType[WeightedConfigT]):
         # members the selection left out were not saved: only the kept ones predict
         net.members = nn.ModuleDict({name: net.members[name] for name in net.members if weights.get(name, 0) > 0})
         net.weights = {name: weights[name] for name in net.members}
+        # the inputs only the kept members need (trees alone kept: no encoded tensors to compute)
+        views = {makers[name].view for name in net.members}
+        self.view = "both" if len(views) > 1 else views.pop() if views else self.view
 
     def predict_members(self, module: nn.Module, inputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Raw outputs of each member alone, in one pass over the rows (for the report's

@@ -26,6 +26,14 @@ class TensorData:
     def take(self, index: torch.Tensor | slice) -> tuple[list[torch.Tensor], torch.Tensor]:
         return [x[index] for x in self.inputs], self.target[index]
 
+    def concat(self, other: TensorData, pads: dict[int, int] | None = None) -> TensorData:
+        """These rows, then ``other``'s; sequence inputs (at the positions of ``pads``, with
+        their padding id) are padded to the longer of the two widths first."""
+        pads = pads or {}
+        inputs = [_cat_rows(a, b, pads.get(i, 0)) for i, (a, b) in enumerate(zip(self.inputs, other.inputs, strict=True))]
+        lengths = None if self.lengths is None or other.lengths is None else torch.cat([self.lengths, other.lengths])
+        return TensorData(inputs, torch.cat([self.target, other.target]), lengths)
+
     def to(self, device: torch.device) -> TensorData:
         return TensorData([x.to(device) for x in self.inputs], self.target.to(device),
                           None if self.lengths is None else self.lengths.to(device), self.held_out)
@@ -50,3 +58,11 @@ class TrainResult:
     held_out_target: torch.Tensor | None = None
     members: list[dict[str, Any]] = field(default_factory=list)
     """An ensemble's candidates: name, folds, seconds, held-out score, weight, what became of it."""
+
+
+def _cat_rows(a: torch.Tensor, b: torch.Tensor, pad: int) -> torch.Tensor:
+    if a.dim() == 2 and b.dim() == 2 and a.shape[1] != b.shape[1]:  # token ids padded to each part's longest
+        width = max(a.shape[1], b.shape[1])
+        a = torch.nn.functional.pad(a, (0, width - a.shape[1]), value=pad)
+        b = torch.nn.functional.pad(b, (0, width - b.shape[1]), value=pad)
+    return torch.cat([a, b])

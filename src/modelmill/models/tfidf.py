@@ -167,8 +167,10 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
         held_out = predict_raw(module, valid.inputs) if len(valid) else None
         stopped = "fitted by the solver"
         if self.config.refit and valid.held_out and len(valid):
-            both = [torch.cat([a, b]) for a, b in zip(train.inputs, valid.inputs, strict=True)]
-            self._solve(module, both, torch.cat([train.target, valid.target]), target)
+            assert isinstance(module, TfidfLinear)  # _solve checked it
+            pads = {i: int(c.pad) for i, c in zip(module.text_positions, module.text_columns, strict=True)}
+            both = train.concat(valid, pads)
+            self._solve(module, both.inputs, both.target, target)
             stopped += ", then again on the training and validation rows"
         seconds = time.perf_counter() - started
         return TrainResult([{"epoch": 1.0, "seconds": seconds}], 1, None, 1, seconds, stopped,

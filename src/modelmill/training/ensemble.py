@@ -64,7 +64,9 @@ def fit_ensemble(maker: Weighted[Any], module: nn.Module, train: TensorData, val
     if not isinstance(module, EnsembleNet):
         raise TypeError(f"an ensemble fits the module it builds, not a {type(module).__name__}")
     started = time.perf_counter()
-    both = _concat(train, valid) if valid.held_out and len(valid) else train
+    pads = {i: space.pad_id for i, f in enumerate(features) if (space := f.token_space()) is not None} \
+        if any(f.modality == "text" for f in features) else {}
+    both = train.concat(valid, pads) if valid.held_out and len(valid) else train
     folds = fold_count(maker, features, len(both), time_split)
     if folds == 0 and not (valid.held_out and len(valid)):
         folds = DEFAULT_FOLDS  # no validation split to choose on: the folds make one
@@ -213,12 +215,6 @@ def _view(module: EnsembleNet, name: str, data: TensorData) -> TensorData:
 def _subset(data: TensorData, index: torch.Tensor) -> TensorData:
     inputs, target = data.take(index)
     return TensorData(inputs, target, None if data.lengths is None else data.lengths[index])
-
-
-def _concat(a: TensorData, b: TensorData) -> TensorData:
-    inputs = [torch.cat([x, y]) for x, y in zip(a.inputs, b.inputs, strict=True)]
-    lengths = None if a.lengths is None or b.lengths is None else torch.cat([a.lengths, b.lengths])
-    return TensorData(inputs, torch.cat([a.target, b.target]), lengths)
 
 
 def _combine(held: dict[str, torch.Tensor], weights: dict[str, float], task: str) -> torch.Tensor:
