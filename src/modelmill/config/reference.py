@@ -4,6 +4,7 @@ classes themselves so that the documentation cannot drift from the code."""
 from __future__ import annotations
 
 import json
+import re
 import typing
 from typing import Any
 
@@ -78,7 +79,7 @@ def _type_name(annotation: Any) -> str:
         return " \\| ".join(str(a) for a in typing.get_args(annotation))
     if isinstance(annotation, type):
         return annotation.__name__.replace("Config", "").lower() if issubclass(annotation, BaseModel) else annotation.__name__
-    text = str(annotation).replace("typing.", "").replace("modelmill.config.schema.", "")
+    text = re.sub(r"modelmill\.config\.\w+\.", "", str(annotation).replace("typing.", ""))  # the class names alone
     return text.replace("|", "\\|")
 
 

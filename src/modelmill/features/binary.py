@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.config.schema import BinaryFeatureConfig, BinaryTargetConfig
+from modelmill.config.schema import BinaryFeatureConfig
+from modelmill.config.targets import BinaryTargetConfig
 from modelmill.errors import DataError
 from modelmill.data.values import as_strings
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common

@@ -12,7 +12,8 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from modelmill.config.schema import CategoryFeatureConfig, CategoryTargetConfig
+from modelmill.config.schema import CategoryFeatureConfig
+from modelmill.config.targets import CategoryTargetConfig
 from modelmill.errors import DataError
 from modelmill.data.values import SMALL_COLUMN, as_strings, plain_string
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.config.schema import NumberFeatureConfig, NumberTargetConfig, OutlierConfig
+from modelmill.config.schema import NumberFeatureConfig, OutlierConfig
+from modelmill.config.targets import NumberTargetConfig
 from modelmill.errors import DataError
 from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers

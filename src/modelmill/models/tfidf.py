@@ -162,12 +162,13 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
             training: TrainingConfig) -> TrainResult:
         """One solve on the training rows, scored on the validation rows; with ``refit``, a
         second on both (nothing is chosen on the validation rows, so they are data to learn from)."""
+        if not isinstance(module, TfidfLinear):
+            raise ModelError(f"tfidf_logistic fits the module it builds, not a {type(module).__name__}")
         started = time.perf_counter()
         self._solve(module, train.inputs, train.target, target)
         held_out = predict_raw(module, valid.inputs) if len(valid) else None
         stopped = "fitted by the solver"
         if self.config.refit and valid.held_out and len(valid):
-            assert isinstance(module, TfidfLinear)  # _solve checked it
             pads = {i: int(c.pad) for i, c in zip(module.text_positions, module.text_columns, strict=True)}
             both = train.concat(valid, pads)
             self._solve(module, both.inputs, both.target, target)

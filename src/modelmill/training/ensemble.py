@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelmill.errors import ConfigError
+from modelmill.errors import ConfigError, ModelError
 from modelmill.features import Feature
 from modelmill.models import MODELS, ModelType, TensorData, TrainResult
 from modelmill.models.ensemble import EnsembleNet, Weighted, to_probability, to_raw
@@ -85,7 +85,7 @@ def fit_ensemble(maker: Weighted[Any], module: nn.Module, train: TensorData, val
                             f"{budget:.0f} s was spent ({spent:.1f} s)"})
             continue
         member_started = time.perf_counter()
-        if folds:
+        if assignment is not None:
             outcome = _fit_folds(maker, name, module, both, assignment, folds, settings, started, budget,
                                  first=not held)
         else:
@@ -155,16 +155,14 @@ def _fit_holdout(member: ModelType[Any], name: str, module: EnsembleNet, train: 
                  settings: FitSettings) -> tuple[list[nn.Module], torch.Tensor]:
     fit = module.fits(name)[0]
     result = fit_model(member, fit, _view(module, name, train), _view(module, name, valid), settings)
-    assert result.held_out_raw is not None
-    return [fit], result.held_out_raw.double()
+    return [fit], _held_out(result, name)
 
 
-def _fit_folds(maker: Weighted[Any], name: str, module: EnsembleNet, data: TensorData, assignment: np.ndarray | None,
+def _fit_folds(maker: Weighted[Any], name: str, module: EnsembleNet, data: TensorData, assignment: np.ndarray,
                folds: int, settings: FitSettings, started: float, budget: float,
                first: bool) -> tuple[list[nn.Module], torch.Tensor] | None:
     """k fits of one member, each early-stopped on the fold it does not see; its
     out-of-fold raw outputs in the rows' order. None when the budget ran out (never for the first)."""
-    assert assignment is not None
     member = _fold_maker(maker, name)
     held = torch.zeros(len(data), settings.target.output_size, dtype=torch.float64)
     fits = []
@@ -176,10 +174,15 @@ def _fit_folds(maker: Weighted[Any], name: str, module: EnsembleNet, data: Tenso
         fit = member.build(*_built(maker))
         part = _view(module, name, data)
         result = fit_model(member, fit, _subset(part, inside), _subset(part, outside), settings)
-        assert result.held_out_raw is not None
-        held[outside] = result.held_out_raw.double().reshape(len(outside), -1)
+        held[outside] = _held_out(result, name).reshape(len(outside), -1)
         fits.append(fit)
     return fits, held
+
+
+def _held_out(result: TrainResult, name: str) -> torch.Tensor:
+    if result.held_out_raw is None:  # fit_model gives them whenever the validation rows are held out
+        raise ModelError(f"ensemble member {name} gave no predictions on its held-out rows")
+    return result.held_out_raw.double()
 
 
 def _fold_maker(maker: Weighted[Any], name: str) -> ModelType[Any]:
