@@ -33,7 +33,7 @@ from modelmill.data.split import SplitRecord, split_frame
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError
-from modelmill.evaluation.metrics import check_metric, default_metric, metric_direction
+from modelmill.evaluation.metrics import Task, check_metric, default_metric, metric_direction
 from modelmill.evaluation.report import render_report
 from modelmill.features import Feature, build_features, build_target
 from modelmill.models.ensemble import Weighted
@@ -126,7 +126,7 @@ class Pipeline:
                                      columns=[f.name for f in config.features] + [config.target.name],
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})
         clock.lap("split")
-        if needs_held_out_config(config) and not len(valid) and config.model.type not in ("auto", "ensemble"):
+        if needs_held_out(config.target) and not len(valid) and config.model.type not in ("auto", "ensemble"):
             raise ConfigError(_NO_HELD_OUT, path="target")  # before any fitting
         train = drop_outlier_rows(train, config, features, report)
         learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
@@ -188,8 +188,7 @@ class Pipeline:
     def _train(self, parts: Predictor, train: TensorData, valid: TensorData,
                run_dir: Path | None, resume: bool) -> TrainResult:
         task = parts.target.task
-        metric = self.config.training.early_stopping.metric
-        monitor = default_metric(task) if metric == "auto" else metric
+        monitor = self._monitor(task)
         check_metric(task, monitor, "training.early_stopping.metric")
         mode: Literal["max", "min"] = "min" if monitor == "loss" else metric_direction(monitor)
         target = parts.target
@@ -208,9 +207,14 @@ class Pipeline:
         return fit_model(parts.maker, parts.model, train, valid, settings,
                          checkpoint_dir=run_dir / "checkpoints" if run_dir else None, resume=resume)
 
+    def _monitor(self, task: Task) -> str:
+        """The metric early stopping watches, and ensembles are weighed and reported by."""
+        metric = self.config.training.early_stopping.metric
+        return default_metric(task) if metric == "auto" else metric
+
     def _decide(self, parts: Predictor, result: TrainResult) -> dict[str, Any]:
         """The target's threshold and calibration, chosen on the held-out predictions."""
-        if not needs_held_out(parts.target):
+        if not needs_held_out(self.config.target):
             return {}
         if result.held_out_raw is None or result.held_out_target is None:
             raise ConfigError(_NO_HELD_OUT, path="target")
@@ -224,8 +228,7 @@ class Pipeline:
         known = test.loc[parts.target.labelled(test[parts.target.name])]
         inputs = parts.inputs(known)
         truth = parts.target.codes(known[parts.target.name])
-        metric = self.config.training.early_stopping.metric
-        metric = default_metric(parts.target.task) if metric == "auto" else metric
+        metric = self._monitor(parts.target.task)
         raws = parts.maker.predict_members(parts.model, inputs)
         records = []
         for record in self.result_.members:
@@ -329,11 +332,6 @@ def from_bundle(bundle: Bundle) -> Pipeline:
 _NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
                 "rows out: set data.split.valid above 0, or use model type auto or ensemble (which predict "
                 "every row out of fold on small tables)")
-
-
-def needs_held_out_config(config: PipelineConfig) -> bool:
-    target = config.target
-    return getattr(target, "calibration", "none") != "none" or getattr(target, "threshold", None) == "auto"
 
 
 def decision_metrics(target: Any, raw: torch.Tensor, test: pd.DataFrame) -> dict[str, Any]:

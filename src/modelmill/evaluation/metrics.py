@@ -224,7 +224,7 @@ def _binary_metrics(
             result["log_loss"] = _log_loss(y_true, clipped)
             result["ece"] = expected_calibration_error(y_true, clipped)
     result["confusion_matrix"] = cm.tolist()
-    return {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in result.items()}
+    return result
 
 
 def _roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:

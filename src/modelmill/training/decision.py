@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelmill.config.targets import TargetConfig
 from modelmill.errors import ConfigError
 from modelmill.features import Target
 from modelmill.evaluation.metrics import expected_calibration_error
 from modelmill.features.calibration import ISOTONIC_MIN_ROWS, Calibrator
 
 
-def needs_held_out(target: Target[Any]) -> bool:
-    """Whether this target chooses something on held-out predictions."""
-    config = target.config
+def needs_held_out(config: TargetConfig) -> bool:
+    """Whether a target of this config chooses something on held-out predictions."""
     return getattr(config, "calibration", "none") != "none" or getattr(config, "threshold", None) == "auto"
 
 
@@ -89,42 +89,36 @@ def fit_calibrator(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
     return Calibrator("sigmoid", slope=float(platt.coef_[0, 0]), intercept=float(platt.intercept_[0]))
 
 
-def _candidates(positive: np.ndarray) -> np.ndarray:
-    """Thresholds worth trying: every distinct probability (a class changes only there), and 0.5."""
-    return np.unique(np.concatenate([positive, [0.5]]))
-
-
 def total_cost(positive: np.ndarray, y: np.ndarray, threshold: float, false_positive: float,
                false_negative: float) -> float:
     predicted = positive >= threshold
     return float(false_positive * np.sum(predicted & (y == 0)) + false_negative * np.sum(~predicted & (y == 1)))
 
 
-def lowest_cost_threshold(positive: np.ndarray, y: np.ndarray, false_positive: float, false_negative: float) -> float:
-    """The threshold with the lowest total cost on these rows (the midpoint of the best run of
-    equal costs, so a threshold between two held-out probabilities is not pressed on either)."""
-    thresholds = _candidates(positive)
+def _cuts(positive: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every threshold worth trying (each distinct probability, where a row changes class,
+    and 0.5), with the true positives, false positives and false negatives of predicting the
+    positive class from it."""
+    thresholds = np.unique(np.concatenate([positive, [0.5]]))
     order = np.argsort(positive)
     p, t = positive[order], y[order]
-    # predicting positive from thresholds[i]: the rows with p >= thresholds[i]
     below = np.searchsorted(p, thresholds, side="left")  # rows predicted negative
     fn = np.concatenate([[0], np.cumsum(t)])[below]
-    fp = (len(t) - below) - (t.sum() - fn)
-    cost = false_positive * fp + false_negative * fn
-    return _middle_of_best(thresholds, -cost)
+    tp = t.sum() - fn
+    fp = (len(t) - below) - tp
+    return thresholds, tp, fp, fn
+
+
+def lowest_cost_threshold(positive: np.ndarray, y: np.ndarray, false_positive: float, false_negative: float) -> float:
+    """The threshold with the lowest total cost on these rows."""
+    thresholds, _, fp, fn = _cuts(positive, y)
+    return _middle_of_best(thresholds, -(false_positive * fp + false_negative * fn))
 
 
 def best_f1_threshold(positive: np.ndarray, y: np.ndarray) -> float:
     """The threshold of the best F1 on these rows."""
-    thresholds = _candidates(positive)
-    order = np.argsort(positive)
-    p, t = positive[order], y[order]
-    below = np.searchsorted(p, thresholds, side="left")
-    fn = np.concatenate([[0], np.cumsum(t)])[below]
-    tp = t.sum() - fn
-    fp = (len(t) - below) - tp
-    f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-    return _middle_of_best(thresholds, f1)
+    thresholds, tp, fp, fn = _cuts(positive, y)
+    return _middle_of_best(thresholds, np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0))
 
 
 def _middle_of_best(thresholds: np.ndarray, value: np.ndarray) -> float:
