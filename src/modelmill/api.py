@@ -104,8 +104,11 @@ class Pipeline:
 
     # ----------------------------------------------------------------- fitting
 
-    def fit(self, data: Data | None = None, *, run_dir: Path | None = None, resume: bool = False) -> Self:
-        """Validate, clean, split, fit the features on the training split, train, evaluate."""
+    def fit(self, data: Data | None = None, *, run_dir: Path | None = None, resume: bool = False,
+            evaluate: bool = True) -> Self:
+        """Validate, clean, split, fit the features on the training split, train, evaluate.
+        ``evaluate=False`` leaves the test split untouched (a search's trials are chosen on the
+        validation score, ``metrics_["valid_<metric>"]``, alone)."""
         config = self.config
         clock = _Stopwatch()
         features = build_features(config)  # unfitted, they already answer for their columns
@@ -139,18 +142,28 @@ class Pipeline:
         clock.lap("fit the model")
         self.predictor_, self.cleaning_ = parts, report
         self.profile_ = parts.profile(learned)  # the rows the kept model learned from
-        self.metrics_, self.plots_ = score(parts, test, plots=config.evaluation.plots,
-                                           plots_dir=run_dir / "plots" if run_dir else None,
-                                           history=self.result_.history)
+        self.metrics_, self.plots_ = {}, {}
+        if evaluate:
+            self._evaluate_test(parts, test, run_dir)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
-        self.metrics_.update(decision_metrics(parts.target, parts.raw(test), test))
-        candidates = self._candidate_scores(parts, test)
-        if candidates:
-            self.metrics_["candidates"] = candidates
+        held_out = bool(len(valid)) or isinstance(parts.maker, Weighted)  # an ensemble's folds hold rows out
+        if held_out and self.result_.best_value is not None:  # the score the fit was chosen by
+            self.metrics_[f"valid_{self._monitor(parts.target.task)}"] = float(self.result_.best_value)
         clock.lap("evaluate")
         self.timings_ = clock.laps
         log.info("seconds: " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
         return self
+
+    def _evaluate_test(self, parts: Predictor, test: pd.DataFrame, run_dir: Path | None) -> None:
+        if self.result_ is None:
+            raise ModelError("the model is evaluated before it was fitted")
+        self.metrics_, self.plots_ = score(parts, test, plots=self.config.evaluation.plots,
+                                           plots_dir=run_dir / "plots" if run_dir else None,
+                                           history=self.result_.history)
+        self.metrics_.update(decision_metrics(parts.target, parts.raw(test), test))
+        candidates = self._candidate_scores(parts, test)
+        if candidates:
+            self.metrics_["candidates"] = candidates
 
     def _split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         split = self.config.data.split

@@ -7,6 +7,7 @@ Exit codes: 0 done, 2 the user's input was wrong (one clear message, no tracebac
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 import time
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from modelmill.errors import ModelmillError
+from modelmill.errors import ConfigError, ModelmillError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="modelmill: from raw data to an evaluated, deployable model bundle.")
@@ -131,6 +132,73 @@ def compare(
     out.print(f"report: {out_dir / 'report.html'}")
     if any("error" in row for row in rows):
         raise typer.Exit(2)
+
+
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="The pipeline's YAML config (its tune: section, if any).")],
+    trials: Annotated[int | None, typer.Option(min=1, help="Finished trials the study should hold "
+                                               "(default: tune.trials, 50).")] = None,
+    timeout: Annotated[str | None, typer.Option(help="Time to start trials in: 90s, 10m, 1h30m or seconds "
+                                                "(default: tune.timeout, none).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the config's name); the same name "
+                                              "resumes the study or joins another process on it.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the best config "
+                                                "(default: RUNS/tune/STUDY/best.yaml).")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder of the runs; the study goes to RUNS/tune/STUDY/.")] = Path("runs"),
+    storage: Annotated[str | None, typer.Option(help="Database of the study, a SQLAlchemy URL "
+                                                "(default: sqlite:///RUNS/tune/STUDY/study.db).")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep every trial's bundle (validation scores only).")] = False,
+    final: Annotated[bool, typer.Option("--final/--no-final", help="Train the best config once more and score "
+                                        "it on the test split.")] = True,
+    pruning: Annotated[bool | None, typer.Option("--pruning/--no-pruning", help="Stop bad trials early "
+                                                 "(default: tune.pruning).")] = None,
+) -> None:
+    """Search hyper-parameters (Optuna's TPE, pruning on validation curves) and write the best config."""
+    from modelmill.config import load_config
+
+    checked = load_config(config)  # a wrong config fails here, before the heavy imports
+    from modelmill.tuning import TuneSettings, best_config_yaml, prepare, run_study, train_best, write_outputs
+
+    name = study or checked.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ConfigError(f"study name {name!r} must be letters, digits, '_', '.' or '-' (it names a folder)")
+    seconds = _duration(timeout) if timeout is not None else None
+    prepare(checked)  # the search space is checked before a study or a folder exists
+    folder = runs / "tune" / name
+    settings = TuneSettings(name, folder, storage, trials, seconds, pruning, keep)
+    outcome = run_study(checked, settings, base_dir=config.parent,
+                        progress=lambda message: err.print(escape(message), highlight=False))
+    best_path = output or folder / "best.yaml"
+    text = best_config_yaml(outcome, base_dir=config.parent, out_dir=best_path.parent)
+    fitted = None
+    if final:
+        err.print(f"training the best config (trial {outcome.best_number}) and scoring it on the test split")
+        fitted = train_best(outcome, base_dir=config.parent, folder=folder)
+        again = fitted.metrics_.get(f"valid_{outcome.metric}")
+        if again is None or abs(float(again) - outcome.best_value) > 1e-6 * max(1.0, abs(outcome.best_value)):
+            err.print(f"[yellow]warning:[/] the best config scored validation {outcome.metric} {again} when trained "
+                      f"again, not {outcome.best_value:.6g} (a run that is not repeatable: see training.deterministic)")
+    report = write_outputs(outcome, folder, best_yaml=text, best_path=best_path, final=fitted)
+    if fitted is not None:
+        _summary(fitted.metrics_, title=f"{name}: the best config on the test split")
+    counts = outcome.counts
+    err.print(f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} "
+              f"failed; best trial {outcome.best_number}: validation {outcome.metric} {outcome.best_value:.4f}")
+    out.print(f"best config: {best_path}")
+    out.print(f"report: {report}")
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m``."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"--timeout {text!r} is not a duration; write it as 90s, 10m, 1h30m or a number of seconds")
+    hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + secs
+    if total <= 0:
+        raise ConfigError(f"--timeout {text!r} must be above 0")
+    return total
 
 
 @app.command()

@@ -16,6 +16,7 @@ import pytest
 import modelmill
 from modelmill.bundle import read_bundle
 from modelmill.models.gbdt import Trees
+from modelmill.training import Callback
 from tests.conftest import base_config, make_frame
 
 TABLE = [{"name": "x", "type": "number"}, {"name": "colour", "type": "category"},
@@ -196,3 +197,26 @@ def test_without_a_validation_split_nothing_is_fitted_twice_on_the_same_rows() -
     pipeline = modelmill.Pipeline(config).fit(make_frame(300))
     assert pipeline.result_ is not None and pipeline.result_.stop_reason == "all 50 rounds done"
     assert pipeline.metrics_["rows"]["valid"] == 0 and pipeline.metrics_["roc_auc"] > 0.8
+
+
+@pytest.mark.parametrize("target,key", [({"name": "label", "type": "binary"}, "valid_roc_auc"),
+                                        ({"name": "amount", "type": "number"}, "valid_rmse")])
+def test_training_callbacks_see_every_boosting_round(target: dict[str, Any], key: str) -> None:
+    seen: list[dict[str, float]] = []
+    starts: list[int] = []
+
+    class Rounds(Callback):
+        def on_train_start(self, state: Any, total_epochs: int) -> None:
+            starts.append(total_epochs)
+
+        def on_epoch_end(self, state: Any, row: dict[str, float]) -> None:
+            seen.append(dict(row))
+
+    pipeline = modelmill.Pipeline(gbdt_config(target, early_stopping_rounds=10), callbacks=[Rounds()]).fit(make_frame(600))
+    history = pipeline.result_.history if pipeline.result_ else []
+    assert len(starts) == 1 and [r["epoch"] for r in seen] == [float(i) for i in range(1, len(history) + 1)]
+    best = pipeline.result_.best_epoch - 1 if pipeline.result_ else 0
+    # the same curve as the history's, but the best round's row, which holds the fitted model's own scores
+    others = [i for i in range(len(history)) if i != best]
+    assert [seen[i][key] for i in others] == pytest.approx([history[i][key] for i in others], rel=1e-9)
+    assert [seen[i]["valid_loss"] for i in others] == pytest.approx([history[i]["valid_loss"] for i in others])

@@ -167,7 +167,7 @@ class CentroidLearner(Learner[Any]):
         return Centroids(sum(len(f.raw_columns()) for f in features))
 
     def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
-            training: Any) -> TrainResult:
+            training: Any, *, on_round: Any = None) -> TrainResult:
         assert isinstance(module, Centroids)
         CentroidLearner.seen["valid_rows"] = len(valid)
         CentroidLearner.seen["dtypes"] = {x.dtype for x in train.inputs}

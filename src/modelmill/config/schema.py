@@ -17,6 +17,7 @@ from modelmill.config.section import Section
 from modelmill.config.serving import ServingConfig
 from modelmill.config.targets import TargetConfig
 from modelmill.config.text import TextFeatureBase
+from modelmill.config.tune import TuneConfig
 
 
 # ----------------------------------------------------------------------------- data
@@ -331,6 +332,7 @@ class PipelineConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

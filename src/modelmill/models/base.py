@@ -15,7 +15,7 @@ its library's own non-pickle format (LightGBM's text model, say).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -119,14 +119,18 @@ class Learner(ModelType[ConfigT]):
 
     @abstractmethod
     def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
-            training: TrainingConfig) -> TrainResult:
+            training: TrainingConfig, *, on_round: RoundHook | None = None) -> TrainResult:
         """Fit the module in place on the transformed training tensors (``train.target`` is
         the transformed target; ``target`` the fitted target, with its class weights), using
         ``valid`` as it sees fit (early stopping); ``training`` gives the seed and threads.
         The history it returns holds what the learner itself knows (iterations, seconds, its
         own validation curve); the caller adds the losses and validation metrics of the
-        fitted module to the row of its best iteration."""
+        fitted module to the row of its best iteration. A learner that fits in rounds hands
+        ``on_round`` each round's row as it goes (``epoch``, ``valid_loss``, validation
+        metrics): the training callbacks see it like an epoch, and may stop the fit by raising."""
 
 
 ModelTypeClass = type[ModelType[Any]]
+RoundHook = Callable[[dict[str, float]], None]
+"""What a learner calls after each round of its fit with that round's history row."""
 MODELS: Registry[ModelTypeClass] = Registry("model type")

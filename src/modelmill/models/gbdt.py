@@ -9,6 +9,7 @@ bundle (``trees.txt``), never a pickle.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from modelmill.config.schema import TrainingConfig
 from modelmill.errors import BundleError, ConfigError, ModelError
 from modelmill.features.base import Feature, RawColumn, Target
 from modelmill.machine import physical_cores
-from modelmill.models.base import MODELS, InputView, Learner
+from modelmill.models.base import MODELS, InputView, Learner, RoundHook
 from modelmill.models.fit import TensorData, TrainResult
 
 TREES = "trees.txt"
@@ -99,7 +100,7 @@ class GBDT(Learner[GBDTModelConfig]):
         return Trees([column for feature in features for column in feature.raw_columns()], target.output_size)
 
     def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
-            training: TrainingConfig) -> TrainResult:
+            training: TrainingConfig, *, on_round: RoundHook | None = None) -> TrainResult:
         """Boost on the training rows, stop early on the validation loss, keep the best rounds."""
         lgb = lightgbm()
         if not isinstance(module, Trees):
@@ -111,6 +112,8 @@ class GBDT(Learner[GBDTModelConfig]):
         data = self._dataset(lgb, module, train, target)
         evals: dict[str, dict[str, list[float]]] = {}
         callbacks = [lgb.record_evaluation(evals)]
+        if on_round is not None:
+            callbacks.append(_RoundReport(on_round, loss, extra))
         if self.config.early_stopping_rounds:
             callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, first_metric_only=True,
                                                 verbose=False))
@@ -180,6 +183,8 @@ class GBDT(Learner[GBDTModelConfig]):
                 row["valid_roc_auc"] = float(valid[extra][i])
             elif extra == "multi_error":
                 row["valid_accuracy"] = 1.0 - float(valid[extra][i])
+            elif loss == "l2":
+                row["valid_rmse"] = math.sqrt(float(valid[loss][i]))
             rows.append(row)
         if rows:
             rows[-1]["seconds"] = seconds
@@ -205,3 +210,25 @@ class GBDT(Learner[GBDTModelConfig]):
             module.booster = lightgbm().Booster(model_str=artifacts[TREES].decode("utf-8"))
         except Exception as exc:  # LightGBM's own error for a malformed model file
             raise BundleError(f"{where / TREES} is not a LightGBM model: {str(exc)[:200]}") from None
+
+
+class _RoundReport:
+    """A LightGBM callback handing each round's validation row to the training callbacks
+    (after LightGBM's own evaluation; an exception raised there ends the boosting)."""
+
+    def __init__(self, hook: RoundHook, loss: str, extra: str | None) -> None:
+        self.hook, self.loss, self.extra = hook, loss, extra
+        self.order = 25  # after record_evaluation (20), before early_stopping (30); LightGBM reads the instance's
+
+    def __call__(self, env: Any) -> None:
+        results = {(name, metric): value for name, metric, value, *_ in env.evaluation_result_list}
+        if ("valid", self.loss) not in results:
+            return
+        row = {"epoch": float(env.iteration + 1), "valid_loss": float(results["valid", self.loss])}
+        if self.extra == "auc" and ("valid", "auc") in results:
+            row["valid_roc_auc"] = float(results["valid", "auc"])
+        elif self.extra == "multi_error" and ("valid", "multi_error") in results:
+            row["valid_accuracy"] = 1.0 - float(results["valid", "multi_error"])
+        elif self.loss == "l2":
+            row["valid_rmse"] = math.sqrt(row["valid_loss"])
+        self.hook(row)

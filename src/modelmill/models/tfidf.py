@@ -21,7 +21,7 @@ from modelmill.config.models import TfidfLogisticModelConfig
 from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ConfigError, ModelError
 from modelmill.features.base import Feature, Target
-from modelmill.models.base import MODELS, Learner
+from modelmill.models.base import MODELS, Learner, RoundHook
 from modelmill.models.fit import TensorData, TrainResult
 from modelmill.models.inference import predict_raw
 
@@ -159,7 +159,7 @@ class TfidfLogistic(Learner[TfidfLogisticModelConfig]):
         return self.config.refit
 
     def fit(self, module: nn.Module, train: TensorData, valid: TensorData, target: Target[Any],
-            training: TrainingConfig) -> TrainResult:
+            training: TrainingConfig, *, on_round: RoundHook | None = None) -> TrainResult:
         """One solve on the training rows, scored on the validation rows; with ``refit``, a
         second on both (nothing is chosen on the validation rows, so they are data to learn from)."""
         if not isinstance(module, TfidfLinear):

@@ -39,7 +39,7 @@ def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid
     on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out."""
     if isinstance(maker, Learner):
         result = fit_learner(maker, module, train, valid, settings.target, settings.training, settings.scorer,
-                             settings.monitor)
+                             settings.monitor, settings.callbacks)
     else:
         trainer = Trainer(settings.training, loss=settings.target.loss(), scorer=settings.scorer,
                           monitor=settings.monitor, mode=settings.mode, checkpoint_dir=checkpoint_dir,

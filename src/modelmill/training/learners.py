@@ -3,6 +3,7 @@ its history has the same losses and validation metrics as an epoch of the traine
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -11,16 +12,31 @@ from torch import nn
 from modelmill.config.schema import TrainingConfig
 from modelmill.features import Target
 from modelmill.models import Learner, TensorData, TrainResult, predict_raw
+from modelmill.training.callbacks import Callback, LoopState
 from modelmill.training.runtime import process_settings
 from modelmill.training.trainer import Scorer
 
 
 def fit_learner(learner: Learner[Any], module: nn.Module, train: TensorData, valid: TensorData,
-                target: Target[Any], training: TrainingConfig, scorer: Scorer, monitor: str) -> TrainResult:
+                target: Target[Any], training: TrainingConfig, scorer: Scorer, monitor: str,
+                callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Fit ``module`` by the learner's own procedure; the history row of its best iteration
-    gets the training and validation losses and the validation metrics of the fitted module."""
+    gets the training and validation losses and the validation metrics of the fitted module.
+    The callbacks see each round of a learner that fits in rounds as an epoch, and the final
+    row of one that does not."""
+    state = LoopState()
+    for callback in callbacks:
+        callback.on_train_start(state, 0)
+
+    def on_round(row: dict[str, float]) -> None:
+        state.epoch = int(row.get("epoch", state.epoch + 1))
+        for callback in callbacks:
+            callback.on_epoch_end(state, row)
+
     with process_settings(training.threads, training.deterministic):
-        result = learner.fit(module, train, valid, target, training)
+        # the hook goes only where a callback listens (a learner written before it existed still fits)
+        hook = {"on_round": on_round} if callbacks else {}
+        result = learner.fit(module, train, valid, target, training, **hook)
         loss = target.loss()
         train_raw = predict_raw(module, train.inputs, lengths=train.lengths).float()
         # a learner that refitted on the validation rows gives what it predicted before
@@ -31,4 +47,8 @@ def fit_learner(learner: Learner[Any], module: nn.Module, train: TensorData, val
     row.update({"train_loss": float(loss(train_raw, train.target)), "valid_loss": float(loss(valid_raw, valid.target))})
     row.update({f"valid_{k}": v for k, v in scorer(valid_raw, valid.target).items()})
     best = result.best_value if result.best_value is not None else row.get(f"valid_{monitor}")
+    if callbacks and not state.epoch:  # no rounds: the callbacks see the fit's one row
+        on_round(row)
+    for callback in callbacks:
+        callback.on_train_end(state)
     return replace(result, history=history, best_value=best)
