@@ -15,18 +15,19 @@ from modelmill.api import Pipeline
 from modelmill.config import load_config, parse_config
 from modelmill.errors import ConfigError
 from modelmill.tuning import TuneSettings, best_config_yaml, run_study, write_outputs
-from modelmill.tuning.pruning import PRUNE_FROM_EPOCH
+from modelmill.tuning.pruning import FIT_END, FIT_STRIDE
 from tests.conftest import base_config, make_frame
 
 TABLE = [{"name": "x", "type": "number"}, {"name": "colour", "type": "category"}, {"name": "flag", "type": "binary"}]
-GBDT_SPACE = {"model.learning_rate": {"low": 0.005, "high": 0.5, "log": True},
-              "model.leaves": {"low": 2, "high": 64, "log": True},
-              "model.min_child_samples": {"low": 2, "high": 60}}
+GBDT_SPACE = {"model.members.0.learning_rate": {"low": 0.005, "high": 0.5, "log": True},
+              "model.members.0.leaves": {"low": 2, "high": 64, "log": True},
+              "model.members.0.min_child_samples": {"low": 2, "high": 60}}
+TREES = {"type": "ensemble", "members": [{"type": "gbdt"}, {"type": "gbdt", "extra_trees": True}], "folds": 3}
 
 
 def tiny(folder: Path, **overrides: Any) -> Any:
     make_frame(600).to_csv(folder / "data.csv", index=False)
-    settings = {"features": TABLE, "model": {"type": "gbdt"},
+    settings = {"features": TABLE, "model": TREES,
                 "tune": {"trials": 8, "startup_trials": 2, "space": GBDT_SPACE}, **overrides}
     return parse_config(base_config(**settings))
 
@@ -44,10 +45,11 @@ def test_search_prunes_keeps_validation_only_and_reproduces(tmp_path: Path) -> N
     values = [t["value"] for t in outcome.trials if t["state"] == "complete"]
     assert outcome.best_value == max(values)
     first = outcome.trials[0]
-    assert (first["model.learning_rate"], first["model.leaves"]) == (0.05, 31)  # the untuned config first
+    assert (first["model.members.0.learning_rate"], first["model.members.0.leaves"]) == (0.05, 31)  # untuned first
     pruned = [t for t in outcome.trials if t["state"] == "pruned"]
-    assert pruned, lines  # a learning rate of 0.005 next to 0.5: the slow ones fall behind the median
-    assert all(t["last step"] % 100_000 >= PRUNE_FROM_EPOCH for t in pruned)
+    assert pruned, lines  # a learning rate of 0.005 next to 0.5: some fall behind the median
+    # trees are pruned between fits (3 folds x 2 members), never within their rounds nor after the last fit
+    assert all(t["last step"] % FIT_STRIDE == FIT_END and t["last step"] // FIT_STRIDE < 5 for t in pruned)
     # every kept trial bundle holds its validation score and no test-split metric
     kept = sorted((tmp_path / "runs" / "tune" / "tiny" / "trials").iterdir())
     assert len(kept) == outcome.counts["complete"]
@@ -65,23 +67,24 @@ def test_search_prunes_keeps_validation_only_and_reproduces(tmp_path: Path) -> N
     assert "roc_auc" in again.metrics_  # a plain training run scores the test split
     report = (tmp_path / "runs" / "tune" / "tiny" / "report.html").read_text()
     assert "optimisation history" in report and "Leaderboard" in report
-    assert load_config(best).model.leaves == outcome.best_config["model"]["leaves"]
+    assert load_config(best).model.members[0].leaves == outcome.best_config["model"]["members"][0]["leaves"]
 
 
 def test_a_study_of_another_config_or_space_is_refused(tmp_path: Path) -> None:
     config = tiny(tmp_path, tune={"trials": 2, "space": GBDT_SPACE})
     run_study(config, settings(tmp_path, "shared"), base_dir=tmp_path)
-    other = parse_config({**base_config(features=TABLE, model={"type": "gbdt"},
+    other = parse_config({**base_config(features=TABLE, model=TREES,
                                         tune={"trials": 2, "space": GBDT_SPACE}), "name": "other"})
     with pytest.raises(ConfigError, match="study 'shared' belongs to config 'tiny', not 'other'"):
         run_study(other, settings(tmp_path, "shared"), base_dir=tmp_path)
-    narrower = tiny(tmp_path, tune={"trials": 2, "space": {"model.leaves": {"low": 2, "high": 8}}})
+    narrower = tiny(tmp_path, tune={"trials": 2, "space": {"model.members.0.leaves": {"low": 2, "high": 8}}})
     with pytest.raises(ConfigError, match="started with another search space"):
         run_study(narrower, settings(tmp_path, "shared"), base_dir=tmp_path)
 
 
 def test_no_validation_rows_is_refused_before_a_study_exists(tmp_path: Path) -> None:
-    config = tiny(tmp_path, data={"source": "data.csv", "split": {"method": "stratified", "valid": 0}})
+    config = tiny(tmp_path, data={"source": "data.csv", "split": {"method": "stratified", "valid": 0}},
+                  model={"type": "gbdt"}, tune={"space": {"model.leaves": {"low": 2, "high": 8}}})
     with pytest.raises(ConfigError, match="set data.split.valid above 0"):
         run_study(config, settings(tmp_path), base_dir=tmp_path)
     assert not (tmp_path / "runs").exists()

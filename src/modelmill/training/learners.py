@@ -49,6 +49,7 @@ def fit_learner(learner: Learner[Any], module: nn.Module, train: TensorData, val
     best = result.best_value if result.best_value is not None else row.get(f"valid_{monitor}")
     if callbacks and not state.epoch:  # no rounds: the callbacks see the fit's one row
         on_round(row)
+    state.best_value, state.best_epoch = best, result.best_epoch
     for callback in callbacks:
         callback.on_train_end(state)
     return replace(result, history=history, best_value=best)

@@ -99,12 +99,13 @@ def run_study(config_source: PipelineConfig | str | Path, settings: TuneSettings
     optuna = optuna_module()
     tune = config.tune
     trials = settings.trials or tune.trials
+    from modelmill.api import Pipeline
+
+    # read once (data that cannot be read fails before a study exists); every trial splits it alike
+    frame = Pipeline(config, base_dir=base_dir).read()
     study, storage, created = _open_study(optuna, settings, config, space, metric, direction)
     _recover_cut_off(optuna, study, storage, progress)
     finished = _finished(optuna, study)
-    from modelmill.api import Pipeline
-
-    frame = Pipeline(config, base_dir=base_dir).read()  # read once, every trial splits it the same way
     started = time.perf_counter()
     if finished < trials:
         progress(f"study {settings.study}: {finished} of {trials} trials finished; {settings.url}")
@@ -319,7 +320,8 @@ def _importances(optuna: Any, study: Any) -> dict[str, float]:
     """fANOVA importance of each parameter (Hutter et al., 2014), over the completed trials;
     empty while too few trials differ to tell."""
     try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
     except (RuntimeError, ValueError, ZeroDivisionError):
         return {}
 
@@ -327,7 +329,8 @@ def _importances(optuna: Any, study: Any) -> dict[str, float]:
 def _check_held_out(config: PipelineConfig) -> None:
     split = config.data.split
     folds = config.model.type in ("auto", "ensemble")
-    if split.valid == 0 and split.method not in ("column", "files") and not folds:
+    named = split.method == "column" or (split.method == "files" and split.valid_source)
+    if split.valid == 0 and not named and not folds:
         raise ConfigError("tune chooses on the validation score, and this config holds no validation rows. Fix: "
                           "set data.split.valid above 0 (or use model type auto or ensemble, scored out of fold)",
                           path="data.split.valid")
