@@ -183,8 +183,9 @@ def tune(
     if fitted is not None:
         _summary(fitted.metrics_, title=f"{name}: the best config on the test split")
     counts = outcome.counts
+    untuned = f" (the untuned config: {outcome.untuned_value:.4f})" if outcome.untuned_value is not None else ""
     err.print(f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} "
-              f"failed; best trial {outcome.best_number}: validation {outcome.metric} {outcome.best_value:.4f}")
+              f"failed; best trial {outcome.best_number}: validation {outcome.metric} {outcome.best_value:.4f}{untuned}")
     out.print(f"best config: {best_path}")
     out.print(f"report: {report}")
 

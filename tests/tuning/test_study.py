@@ -44,6 +44,7 @@ def test_search_prunes_keeps_validation_only_and_reproduces(tmp_path: Path) -> N
     assert outcome.metric == "roc_auc" and outcome.direction == "maximize"
     values = [t["value"] for t in outcome.trials if t["state"] == "complete"]
     assert outcome.best_value == max(values)
+    assert outcome.untuned_value == outcome.trials[0]["value"] <= outcome.best_value
     first = outcome.trials[0]
     assert (first["model.members.0.learning_rate"], first["model.members.0.leaves"]) == (0.05, 31)  # untuned first
     pruned = [t for t in outcome.trials if t["state"] == "pruned"]

@@ -50,7 +50,8 @@ def write_outputs(outcome: TuneOutcome, folder: Path, *, best_yaml: str, best_pa
         board.to_csv(handle, index=False)
     summary = {"study": outcome.study, "metric": outcome.metric, "direction": outcome.direction,
                "best_trial": outcome.best_number, "best_value": outcome.best_value,
-               "best_overrides": outcome.best_overrides, "counts": outcome.counts,
+               "best_overrides": outcome.best_overrides, "untuned_value": outcome.untuned_value,
+               "counts": outcome.counts,
                "pruned_share": pruned_share(outcome), "importances": outcome.importances,
                "test_metrics": _floats(final.metrics_) if final is not None else None}
     with atomic_open(folder / "tune.json") as handle:
@@ -83,6 +84,8 @@ def _report_html(outcome: TuneOutcome, board: pd.DataFrame, final: Pipeline | No
     from modelmill.evaluation.report import render_report
 
     metrics: dict[str, Any] = {f"best valid {outcome.metric}": outcome.best_value}
+    if outcome.untuned_value is not None:
+        metrics[f"untuned valid {outcome.metric}"] = outcome.untuned_value
     if final is not None:
         metrics.update({f"test {k}": v for k, v in _floats(final.metrics_).items() if not k.startswith("valid_")})
     study = {"study": outcome.study, "trials": outcome.counts, "pruned share": round(pruned_share(outcome), 3),

@@ -66,6 +66,7 @@ class TuneOutcome:
     counts: dict[str, int]
     seconds: float
     importances: dict[str, float] = field(default_factory=dict)
+    untuned_value: float | None = None  # the first trial's: the config's own values, when it completed
 
 
 def optuna_module() -> Any:
@@ -301,7 +302,12 @@ def _outcome(optuna: Any, study: Any, space: Space, metric: str, direction: str,
     overrides = [tuple(pair) for pair in json.loads(best.user_attrs["overrides"])]
     return TuneOutcome(study.study_name, metric, direction, best.number, float(best.value), overrides,
                        space.config(overrides), [_record(t) for t in trials], counts, seconds,
-                       _importances(optuna, study))
+                       _importances(optuna, study), _untuned(complete))
+
+
+def _untuned(complete: list[Any]) -> float | None:
+    firsts = [t for t in complete if "start" in t.user_attrs]
+    return float(firsts[0].value) if firsts else None
 
 
 def _record(trial: Any) -> dict[str, Any]:
