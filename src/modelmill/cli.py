@@ -167,8 +167,13 @@ def tune(
     prepare(checked)  # the search space is checked before a study or a folder exists
     folder = runs / "tune" / name
     settings = TuneSettings(name, folder, storage, trials, seconds, pruning, keep)
-    outcome = run_study(checked, settings, base_dir=config.parent,
-                        progress=lambda message: err.print(escape(message), highlight=False))
+    try:
+        outcome = run_study(checked, settings, base_dir=config.parent,
+                            progress=lambda message: err.print(escape(message), highlight=False))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: study {name!r} keeps its finished trials, and the one cut short runs again; "
+                  "the same command resumes it")
+        raise typer.Exit(130) from None
     best_path = output or folder / "best.yaml"
     text = best_config_yaml(outcome, base_dir=config.parent, out_dir=best_path.parent)
     fitted = None

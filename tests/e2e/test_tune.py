@@ -130,3 +130,28 @@ def test_a_study_name_of_another_config_is_refused_untouched(tmp_path: Path) -> 
     done = cli("tune", "other.yaml", "--study", "credit-v2", cwd=tmp_path)
     expect_user_error(done, "study 'credit-v2' belongs to config 'tiny', not 'other'", "--study")
     assert (database.stat().st_mtime_ns, len(trials_of(tmp_path, "credit-v2"))) == stamp
+
+
+def test_ctrl_c_stops_cleanly_and_the_cut_trial_runs_again(tmp_path: Path) -> None:
+    write(tmp_path, tune={"trials": 4, "startup_trials": 2, "space": SPACE})
+    first = subprocess.Popen(TUNE, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # Ctrl-C in the middle of a trial, after one has finished
+        trials = trials_of(tmp_path)
+        if finished(trials) and any(t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values
+                                    for t in trials):
+            break
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 130 and "Traceback" not in stderr
+    assert "interrupted" in stderr and "the same command resumes it" in stderr
+    cut = [t for t in trials_of(tmp_path) if t.state == optuna.trial.TrialState.FAIL]
+    assert len(cut) == 1
+    second = subprocess.run(TUNE, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    after = trials_of(tmp_path)
+    assert len(finished(after)) == 4
+    retries = [t for t in after if t.user_attrs.get("retry_of") == cut[0].number]
+    assert len(retries) == 1 and retries[0].params == cut[0].params and retries[0] in finished(after)

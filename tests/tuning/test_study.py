@@ -96,3 +96,16 @@ def test_optuna_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(ConfigError, match=r"pip install 'modelmill\[tune\]'"):
         run_study(tiny(tmp_path), settings(tmp_path), base_dir=tmp_path)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_trial_the_model_refuses_fails_alone_with_its_reason(tmp_path: Path) -> None:
+    # a monotone constraint on a category is a valid config that gbdt refuses when it fits
+    config = tiny(tmp_path, model={"type": "gbdt"}, tune={"trials": 4, "startup_trials": 1, "space": {
+        "model.monotone": {"choices": [{"colour": 1}, {"x": 1}]}, "model.leaves": {"low": 2, "high": 64}}})
+    lines: list[str] = []
+    outcome = run_study(config, settings(tmp_path), base_dir=tmp_path, progress=lines.append)
+    failed = [t for t in outcome.trials if t["state"] == "fail"]
+    assert outcome.counts["complete"] >= 1 and failed  # the study goes on past a failed trial
+    assert all("monotone" in t["error"] and "colour" in t["error"] for t in failed)
+    assert any(line.startswith(f"trial {failed[0]['trial']} fail") and "colour" in line for line in lines)
+    assert all(t["model.monotone"] != {"colour": 1} for t in outcome.trials if t["state"] == "complete")

@@ -75,7 +75,8 @@ def optuna_module() -> Any:
         import optuna
     except ImportError:
         raise ConfigError(f"modelmill tune needs Optuna, an optional extra. Fix: {INSTALL_HINT}") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # our own line per trial says what happened; Optuna's warnings would add a traceback to each failed one
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -275,6 +276,9 @@ class _Objective:
             raise
         except ModelmillError as exc:
             trial.set_user_attr("error", str(exc))
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: Optuna fails the trial; it runs again when the study resumes
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
