@@ -178,13 +178,8 @@ class GBDT(Learner[GBDTModelConfig]):
         rounds = len(valid.get(loss, []))
         rows = []
         for i in range(rounds):
-            row = {"epoch": float(i + 1), "train_loss": float(train[loss][i]), "valid_loss": float(valid[loss][i])}
-            if extra == "auc":
-                row["valid_roc_auc"] = float(valid[extra][i])
-            elif extra == "multi_error":
-                row["valid_accuracy"] = 1.0 - float(valid[extra][i])
-            elif loss == "l2":
-                row["valid_rmse"] = math.sqrt(float(valid[loss][i]))
+            row = {"epoch": float(i + 1), "train_loss": float(train[loss][i])}
+            row.update(_valid_row({metric: values[i] for metric, values in valid.items()}, loss, extra))
             rows.append(row)
         if rows:
             rows[-1]["seconds"] = seconds
@@ -221,14 +216,19 @@ class _RoundReport:
         self.order = 25  # after record_evaluation (20), before early_stopping (30); LightGBM reads the instance's
 
     def __call__(self, env: Any) -> None:
-        results = {(name, metric): value for name, metric, value, *_ in env.evaluation_result_list}
-        if ("valid", self.loss) not in results:
-            return
-        row = {"epoch": float(env.iteration + 1), "valid_loss": float(results["valid", self.loss])}
-        if self.extra == "auc" and ("valid", "auc") in results:
-            row["valid_roc_auc"] = float(results["valid", "auc"])
-        elif self.extra == "multi_error" and ("valid", "multi_error") in results:
-            row["valid_accuracy"] = 1.0 - float(results["valid", "multi_error"])
-        elif self.loss == "l2":
-            row["valid_rmse"] = math.sqrt(row["valid_loss"])
-        self.hook(row)
+        valid = {metric: value for name, metric, value, *_ in env.evaluation_result_list if name == "valid"}
+        if self.loss in valid:
+            self.hook({"epoch": float(env.iteration + 1), **_valid_row(valid, self.loss, self.extra)})
+
+
+def _valid_row(valid: Mapping[str, float], loss: str, extra: str | None) -> dict[str, float]:
+    """One round's validation loss and metric, named as the trainer names them, from
+    LightGBM's metrics of that round."""
+    row = {"valid_loss": float(valid[loss])}
+    if extra == "auc" and extra in valid:
+        row["valid_roc_auc"] = float(valid[extra])
+    elif extra == "multi_error" and extra in valid:
+        row["valid_accuracy"] = 1.0 - float(valid[extra])
+    elif loss == "l2":
+        row["valid_rmse"] = math.sqrt(row["valid_loss"])
+    return row
