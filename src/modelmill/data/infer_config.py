@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import typing
 from dataclasses import dataclass
 from pathlib import PurePath
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from modelmill.config.models import ModelConfig
-from modelmill.config.schema import SplitConfig, TrainingConfig
 from modelmill.config.text import PretrainedEncoderConfig
+from modelmill.config.schema import SplitConfig
+from modelmill.data.config_text import SHOWN_COLUMNS, Line, listing, missing_note, render
 from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
 from modelmill.errors import ConfigError, DataError, did_you_mean
 
@@ -30,9 +28,7 @@ _DATA_SUFFIXES = frozenset({
     ".csv", ".tsv", ".txt", ".data", ".parquet", ".pq", ".json", ".jsonl", ".ndjson",
     ".xlsx", ".xls", ".db", ".sqlite", ".gz", ".bz2", ".xz", ".zip", ".zst",
 })
-_COMMENT_COLUMN = 44  # where trailing comments start, so that they line up
 _FEW_CLASSES = 20  # a number target with at most this many distinct integers may be classes
-_SHOWN_COLUMNS = 30
 
 
 @dataclass(frozen=True)
@@ -55,16 +51,6 @@ SKEWED = 1.0  # skewness past which a number column gets log1p (|skew| > 1: "hig
 RARE = 5  # a category value seen fewer times than this is rare …
 RARE_VALUES = 5  # … and a column with at least this many rare values pools them
 PRETRAINED_ROWS = 20_000  # text columns of tables up to this size get the pretrained encoder, if installed
-
-
-@dataclass(frozen=True)
-class _Line:
-    """One column as the config will show it (``options``: keys chosen from the data)."""
-
-    name: str
-    type: str
-    comment: str
-    options: tuple[tuple[str, str], ...] = ()
 
 
 def infer_config(frame: pd.DataFrame, *, source: str, target: str, name: str | None = None) -> str:
@@ -114,8 +100,8 @@ def infer_config_with_warnings(
     if not features:
         raise DataError(_no_features_message(left_out), source=source)
     goal_line = _target_line(goal, target_type, frame.iloc[:, position])
-    text = _render(run_name=run_name, source=source, rows=len(frame), goal=goal_line,
-                   features=features, left_out=left_out)
+    text = render(run_name=run_name, source=source, rows=len(frame), goal=goal_line,
+                  split=(_split_method(goal_line.type), _split_comment(goal_line)), features=features, left_out=left_out)
     return InferResult(text=text, warnings=tuple(warnings + feature_warnings), columns=tuple(columns))
 
 
@@ -162,7 +148,7 @@ def _target_position(frame: pd.DataFrame, target: str, source: str) -> int:
     if target not in names:
         raise DataError(
             f"target column {target!r} not found{did_you_mean(target, names)}. "
-            f"The data has: {_listing(names)}. Fix: pass one of these as the target",
+            f"The data has: {listing(names)}. Fix: pass one of these as the target",
             source=source,
         )
     return names.index(target)
@@ -196,10 +182,10 @@ def _target_type(series: pd.Series, goal: ColumnInfo, source: str) -> tuple[str,
 
 def _feature_lines(
     frame: pd.DataFrame, columns: list[ColumnInfo], position: int
-) -> tuple[list[_Line], list[_Line], list[str]]:
+) -> tuple[list[Line], list[Line], list[str]]:
     """(features, columns left out, warnings) for every column but the target."""
-    features: list[_Line] = []
-    left_out: list[_Line] = []
+    features: list[Line] = []
+    left_out: list[Line] = []
     warnings: list[str] = []
     target, goal = frame.iloc[:, position], columns[position]
     for index, info in enumerate(columns):
@@ -207,15 +193,15 @@ def _feature_lines(
             continue
         if not info.usable:
             why = info.reason if info.kind in info.reason else f"{info.kind}: {info.reason}"
-            left_out.append(_Line(info.name, "category", why))
+            left_out.append(Line(info.name, "category", why))
             continue
         leak = None if info.kind == "image" else _leak(frame.iloc[:, index], target, info, goal)
         if leak:
-            left_out.append(_Line(info.name, info.kind, f"leakage: {leak}"))
+            left_out.append(Line(info.name, info.kind, f"leakage: {leak}"))
             warnings.append(f"feature {info.name!r} is {leak} (leakage): left out of the features")
             continue
         options, why = _encoding(frame.iloc[:, index], info)
-        features.append(_Line(info.name, info.kind, f"{info.reason}; {_missing(info, len(frame))}{why}", options))
+        features.append(Line(info.name, info.kind, f"{info.reason}; {missing_note(info, len(frame))}{why}", options))
         if info.n_invalid:
             about = "about " if info.kind == "date" else ""  # dates are checked on a sample
             warnings.append(
@@ -291,17 +277,17 @@ def _canonical(series: pd.Series) -> pd.Series:
     return text.reset_index(drop=True)
 
 
-def _no_features_message(left_out: list[_Line]) -> str:
-    why = "; ".join(f"{line.name} ({line.comment})" for line in left_out[:_SHOWN_COLUMNS])
+def _no_features_message(left_out: list[Line]) -> str:
+    why = "; ".join(f"{line.name} ({line.comment})" for line in left_out[:SHOWN_COLUMNS])
     return (f"no column can be a feature: {why or 'the target is the only column'}. "
             "Fix: add columns to predict from")
 
 
-def _target_line(goal: ColumnInfo, target_type: str, series: pd.Series) -> _Line:
-    comment = f"{goal.reason}; {_missing(goal, len(series))}"
+def _target_line(goal: ColumnInfo, target_type: str, series: pd.Series) -> Line:
+    comment = f"{goal.reason}; {missing_note(goal, len(series))}"
     if target_type == "number" and goal.n_unique <= _FEW_CLASSES and _whole_numbers(series):
         comment += "; if these are classes, make it `type: category`"
-    return _Line(goal.name, target_type, comment)
+    return Line(goal.name, target_type, comment)
 
 
 def _whole_numbers(series: pd.Series) -> bool:
@@ -309,100 +295,14 @@ def _whole_numbers(series: pd.Series) -> bool:
     return bool(np.all(np.mod(values, 1) == 0))
 
 
-# ------------------------------------------------------------------------- render
-
-
-def _render(*, run_name: str, source: str, rows: int, goal: _Line, features: list[_Line],
-            left_out: list[_Line]) -> str:
-    """The YAML text: a header that explains, then the config with a comment per choice."""
-    columns = len(features) + len(left_out) + 1
-    lines = [
-        f"# modelmill config inferred from {_one_line(source)} ({rows:,} rows, {columns:,} columns).",
-        "#",
-        "# Only what was read from the data is written here; every other setting keeps its",
-        "# default. To see the whole config, every default filled in:",
-        "#",
-        "#     modelmill render-config FILE      (FILE: this file)",
-        "#",
-        "# Each comment says why a column got its type: change a type where it is wrong, delete",
-        "# a line to drop a column, or uncomment a left-out column to use it.",
-        "",
-        f"name: {_scalar(run_name)}",
-        "",
-        "data:",
-        f"  source: {_scalar(source)}",
-        "  split:",
-        _commented(f"    method: {_split_method(goal.type)}", _split_comment(goal)),
-        "",
-        "features:",
-        *[_commented(f"  - {_flow(line)}", line.comment) for line in features],
-    ]
-    if left_out:
-        lines.append("  # Left out (uncomment a line to use the column):")
-        lines += [_commented(f"  # - {_flow(line)}", line.comment) for line in left_out]
-    lines += [
-        "",
-        _commented(f"target: {_flow(goal)}", goal.comment),
-        "",
-        "model:",
-        _commented("  type: auto", "fits the model types that suit these columns within a time budget and "
-                   f"weighs them as an ensemble; or one type: {_other_models('auto')}"),
-        "",
-        "training:",
-        _commented(f"  epochs: {TrainingConfig.model_fields['epochs'].default}",
-                   "passes over the training rows; early stopping may end sooner"),
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def _split_method(target_type: str) -> str:
     return "random" if target_type == "number" else "stratified"
 
 
-def _split_comment(goal: _Line) -> str:
+def _split_comment(goal: Line) -> str:
     fields = SplitConfig.model_fields
     test, valid = fields["test"].default, fields["valid"].default
     parts = f"test {test:.0%} of rows, validation {valid:.0%} of the rest"
     if goal.type == "number":
         return f"{parts}, drawn at random"
     return f"{parts}, each keeping the class shares of {goal.name}"
-
-
-def _other_models(chosen: str) -> str:
-    """The model types of the config tree other than ``chosen`` (from the union, not a list)."""
-    union = typing.get_args(ModelConfig)[0]
-    names = [model.model_fields["type"].default for model in typing.get_args(union)]
-    return ", ".join(str(n) for n in names if n != chosen)
-
-
-def _flow(line: _Line) -> str:
-    options = "".join(f", {key}: {value}" for key, value in line.options)
-    return f"{{name: {_scalar(line.name)}, type: {line.type}{options}}}"
-
-
-def _commented(code: str, comment: str) -> str:
-    return f"{code.ljust(_COMMENT_COLUMN - 1)} # {_one_line(comment)}"
-
-
-def _scalar(value: str) -> str:
-    """``value`` as a YAML scalar, valid in block and flow context (quoted only if needed)."""
-    style = None if value.isprintable() else '"'  # line breaks and controls as escapes, one line
-    dumped = yaml.safe_dump([value], default_flow_style=True, default_style=style,
-                            allow_unicode=True, width=2**31)
-    return dumped.strip()[1:-1]
-
-
-def _missing(info: ColumnInfo, rows: int) -> str:
-    if not info.n_missing:
-        return "0 missing"
-    return f"{info.n_missing:,} missing ({info.n_missing / rows:.1%})"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_SHOWN_COLUMNS])
-    more = len(names) - _SHOWN_COLUMNS
-    return f"{shown} and {more} more" if more > 0 else shown

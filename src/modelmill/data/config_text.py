@@ -1,0 +1,109 @@
+"""The text of the config ``modelmill init`` writes: a header that explains, then each
+choice with a comment that says why, the comments lined up."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import yaml
+
+from modelmill.config.models import ModelConfig
+from modelmill.config.schema import TrainingConfig
+from modelmill.data.schema import ColumnInfo
+
+COMMENT_COLUMN = 44  # where trailing comments start, so that they line up
+SHOWN_COLUMNS = 30  # columns named in one message at most
+
+
+@dataclass(frozen=True)
+class Line:
+    """One column as the config will show it (``options``: keys chosen from the data)."""
+
+    name: str
+    type: str
+    comment: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[str, str], features: list[Line],
+           left_out: list[Line]) -> str:
+    """The YAML text: a header that explains, then the config with a comment per choice."""
+    columns = len(features) + len(left_out) + 1
+    lines = [
+        f"# modelmill config inferred from {one_line(source)} ({rows:,} rows, {columns:,} columns).",
+        "#",
+        "# Only what was read from the data is written here; every other setting keeps its",
+        "# default. To see the whole config, every default filled in:",
+        "#",
+        "#     modelmill render-config FILE      (FILE: this file)",
+        "#",
+        "# Each comment says why a column got its type: change a type where it is wrong, delete",
+        "# a line to drop a column, or uncomment a left-out column to use it.",
+        "",
+        f"name: {_scalar(run_name)}",
+        "",
+        "data:",
+        f"  source: {_scalar(source)}",
+        "  split:",
+        _commented(f"    method: {split[0]}", split[1]),
+        "",
+        "features:",
+        *[_commented(f"  - {_flow(line)}", line.comment) for line in features],
+    ]
+    if left_out:
+        lines.append("  # Left out (uncomment a line to use the column):")
+        lines += [_commented(f"  # - {_flow(line)}", line.comment) for line in left_out]
+    lines += [
+        "",
+        _commented(f"target: {_flow(goal)}", goal.comment),
+        "",
+        "model:",
+        _commented("  type: auto", "fits the model types that suit these columns within a time budget and "
+                   f"weighs them as an ensemble; or one type: {_other_models('auto')}"),
+        "",
+        "training:",
+        _commented(f"  epochs: {TrainingConfig.model_fields['epochs'].default}",
+                   "passes over the training rows; early stopping may end sooner"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _other_models(chosen: str) -> str:
+    """The model types of the config tree other than ``chosen`` (from the union, not a list)."""
+    union = typing.get_args(ModelConfig)[0]
+    names = [model.model_fields["type"].default for model in typing.get_args(union)]
+    return ", ".join(str(n) for n in names if n != chosen)
+
+
+def _flow(line: Line) -> str:
+    options = "".join(f", {key}: {value}" for key, value in line.options)
+    return f"{{name: {_scalar(line.name)}, type: {line.type}{options}}}"
+
+
+def _commented(code: str, comment: str) -> str:
+    return f"{code.ljust(COMMENT_COLUMN - 1)} # {one_line(comment)}"
+
+
+def _scalar(value: str) -> str:
+    """``value`` as a YAML scalar, valid in block and flow context (quoted only if needed)."""
+    style = None if value.isprintable() else '"'  # line breaks and controls as escapes, one line
+    dumped = yaml.safe_dump([value], default_flow_style=True, default_style=style,
+                            allow_unicode=True, width=2**31)
+    return dumped.strip()[1:-1]
+
+
+def missing_note(info: ColumnInfo, rows: int) -> str:
+    if not info.n_missing:
+        return "0 missing"
+    return f"{info.n_missing:,} missing ({info.n_missing / rows:.1%})"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def listing(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN_COLUMNS])
+    more = len(names) - SHOWN_COLUMNS
+    return f"{shown} and {more} more" if more > 0 else shown
