@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System programs the test suite drives as real parts (a headless browser for the API docs
-# page), installed where missing when this runs as root with apt-get (as CI does), so those
+# page, a PostgreSQL server), installed where missing when this runs as root with apt-get (as CI does), so those
 # tests run everywhere instead of skipping. Elsewhere it says what is missing and the tests
 # that need it skip with that reason.
 set -euo pipefail
@@ -8,6 +8,9 @@ missing=()
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
     && ! command -v google-chrome >/dev/null 2>&1; then
   missing+=(chromium)
+fi
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)  # a real server the SQL-source tests start in a temporary folder
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

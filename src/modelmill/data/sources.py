@@ -292,7 +292,18 @@ def _sql_source(raw: str, base: Path) -> Source:
                 source=label,
             )
         url = url.set(database=str(path))
-    return Source(url.render_as_string(hide_password=False), label)
+    return Source(url.set(drivername=installed_driver(url.drivername)).render_as_string(hide_password=False), label)
+
+
+def installed_driver(drivername: str) -> str:
+    """``postgresql`` without a driver means psycopg2 to SQLAlchemy; where only psycopg 3 is
+    installed (``pip install 'modelmill[postgres]'``), the same URL uses it."""
+    import importlib.util
+
+    if drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg"
+    return drivername
 
 
 def _read_sql(src: Source, config: DataConfig) -> pd.DataFrame:
@@ -312,7 +323,7 @@ def _read_sql(src: Source, config: DataConfig) -> pd.DataFrame:
     except ImportError as error:
         raise DataError(
             f"the database driver is not installed ({error}). Fix: pip install it, e.g. "
-            "psycopg2-binary for postgresql",
+            "pip install 'modelmill[postgres]' for postgresql",
             source=src.label,
         ) from None
     try:
