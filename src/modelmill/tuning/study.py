@@ -168,9 +168,27 @@ def _creation_lock(sqlite_file: Path | None) -> Iterator[None]:
 
 
 def _storage(optuna: Any, url: str) -> Any:
+    """Optuna's storage on the database at ``url``; a URL that is not one, or a database that
+    cannot be reached, is a clear error (the password hidden)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from modelmill.data.sources import installed_driver
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"--storage {url!r} is not a database URL; write it as sqlite:///study.db or "
+                          "postgresql://user@host/db") from None
     # two processes on one SQLite file wait for each other's writes instead of failing
-    kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    kwargs = {"connect_args": {"timeout": 120}} if parsed.get_backend_name() == "sqlite" else {}
+    parsed = parsed.set(drivername=installed_driver(parsed.drivername))
+    try:
+        return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False), engine_kwargs=kwargs)
+    except (SQLAlchemyError, ImportError) as error:
+        cause = getattr(error, "orig", None) or error
+        raise ConfigError(f"the study's database {parsed.render_as_string(hide_password=True)} cannot be opened: "
+                          f"{' '.join(str(cause).split())[:300]}") from None
 
 
 def _pruner(optuna: Any, config: PipelineConfig) -> Any:
