@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from modelmill.api import Pipeline, load
     from modelmill.serving import Client
     from modelmill.config import PipelineConfig
+    from modelmill.tuning import tune
 
 __all__ = [
     "BundleError",
@@ -31,6 +32,7 @@ __all__ = [
     "ServingError",
     "__version__",
     "load",
+    "tune",
 ]
 
 
@@ -45,6 +47,10 @@ def __getattr__(name: str) -> Any:
         from modelmill.serving import Client
 
         return Client
+    if name == "tune":
+        from modelmill.tuning import tune
+
+        return tune
     if name == "PipelineConfig":
         from modelmill.config import PipelineConfig
 

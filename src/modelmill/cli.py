@@ -158,41 +158,31 @@ def tune(
     from modelmill.config import load_config
 
     checked = load_config(config)  # a wrong config fails here, before the heavy imports
-    from modelmill.tuning import TuneSettings, best_config_yaml, prepare, run_study, train_best, write_outputs
+    from modelmill.tuning import tune as run_tune
 
     name = study or checked.name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise ConfigError(f"study name {name!r} must be letters, digits, '_', '.' or '-' (it names a folder)")
-    seconds = _duration(timeout) if timeout is not None else None
-    prepare(checked)  # the search space is checked before a study or a folder exists
-    folder = runs / "tune" / name
-    settings = TuneSettings(name, folder, storage, trials, seconds, pruning, keep)
     try:
-        outcome = run_study(checked, settings, base_dir=config.parent,
-                            progress=lambda message: err.print(escape(message), highlight=False))
+        result = run_tune(checked, base_dir=config.parent, trials=trials,
+                          timeout=_duration(timeout) if timeout is not None else None, study=study, runs=runs,
+                          storage=storage, output=output, keep=keep, final=final, pruning=pruning,
+                          progress=lambda message: err.print(escape(message), highlight=False))
     except KeyboardInterrupt:
         err.print(f"interrupted: study {name!r} keeps its finished trials, and the one cut short runs again; "
                   "the same command resumes it")
         raise typer.Exit(130) from None
-    best_path = output or folder / "best.yaml"
-    text = best_config_yaml(outcome, base_dir=config.parent, out_dir=best_path.parent)
-    fitted = None
-    if final:
-        err.print(f"training the best config (trial {outcome.best_number}) and scoring it on the test split")
-        fitted = train_best(outcome, base_dir=config.parent, folder=folder)
-        again = fitted.metrics_.get(f"valid_{outcome.metric}")
-        if again is None or abs(float(again) - outcome.best_value) > 1e-6 * max(1.0, abs(outcome.best_value)):
-            err.print(f"[yellow]warning:[/] the best config scored validation {outcome.metric} {again} when trained "
-                      f"again, not {outcome.best_value:.6g} (a run that is not repeatable: see training.deterministic)")
-    report = write_outputs(outcome, folder, best_yaml=text, best_path=best_path, final=fitted)
-    if fitted is not None:
-        _summary(fitted.metrics_, title=f"{name}: the best config on the test split")
+    outcome = result.outcome
+    if result.final is not None:
+        if not result.repeatable:
+            err.print(f"[yellow]warning:[/] the best config scored validation {outcome.metric} "
+                      f"{result.final.metrics_.get(f'valid_{outcome.metric}')} when trained again, not "
+                      f"{outcome.best_value:.6g} (a run that is not repeatable: see training.deterministic)")
+        _summary(result.final.metrics_, title=f"{name}: the best config on the test split")
     counts = outcome.counts
     untuned = f" (the untuned config: {outcome.untuned_value:.4f})" if outcome.untuned_value is not None else ""
     err.print(f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} "
               f"failed; best trial {outcome.best_number}: validation {outcome.metric} {outcome.best_value:.4f}{untuned}")
-    out.print(f"best config: {best_path}")
-    out.print(f"report: {report}")
+    out.print(f"best config: {result.best_path}")
+    out.print(f"report: {result.report_path}")
 
 
 def _duration(text: str) -> float:

@@ -109,3 +109,20 @@ def test_a_trial_the_model_refuses_fails_alone_with_its_reason(tmp_path: Path) -
     assert all("monotone" in t["error"] and "colour" in t["error"] for t in failed)
     assert any(line.startswith(f"trial {failed[0]['trial']} fail") and "colour" in line for line in lines)
     assert all(t["model.monotone"] != {"colour": 1} for t in outcome.trials if t["state"] == "complete")
+
+
+def test_modelmill_tune_from_python_writes_the_best_config_and_scores_it_once(tmp_path: Path) -> None:
+    import yaml
+
+    import modelmill
+
+    config = tiny(tmp_path, tune={"trials": 3, "startup_trials": 1, "space": GBDT_SPACE})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+    result = modelmill.tune(path, runs=tmp_path / "runs")
+    assert result.best_path == tmp_path / "runs" / "tune" / "tiny" / "best.yaml" and result.best_path.is_file()
+    assert result.report_path.is_file() and result.final is not None and result.repeatable
+    assert result.final.metrics_["valid_roc_auc"] == result.outcome.best_value
+    assert "roc_auc" in result.final.metrics_  # the test split, read by the best config alone
+    summary = json.loads((tmp_path / "runs" / "tune" / "tiny" / "tune.json").read_text())
+    assert summary["test_metrics"]["roc_auc"] == result.final.metrics_["roc_auc"]
