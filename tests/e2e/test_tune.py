@@ -134,7 +134,9 @@ def test_a_study_name_of_another_config_is_refused_untouched(tmp_path: Path) -> 
 
 def test_ctrl_c_stops_cleanly_and_the_cut_trial_runs_again(tmp_path: Path) -> None:
     write(tmp_path, tune={"trials": 4, "startup_trials": 2, "space": SPACE})
-    first = subprocess.Popen(TUNE, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a test worker may run with SIGINT ignored, which its children would inherit: Ctrl-C as in a terminal
+    first = subprocess.Popen(TUNE, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # Ctrl-C in the middle of a trial, after one has finished
         trials = trials_of(tmp_path)

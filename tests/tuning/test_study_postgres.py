@@ -42,3 +42,46 @@ def test_a_study_database_that_cannot_be_opened_is_a_clear_error(postgres: str, 
     assert "cannot be opened" in str(caught.value) and "s3cret" not in str(caught.value)
     with pytest.raises(ConfigError, match="is not a database URL"):
         run_study(config, TuneSettings("x", tmp_path / "x", storage="not a url"), base_dir=tmp_path)
+
+
+def test_a_trial_cut_off_on_another_machine_is_found_by_its_silence(postgres: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.test_tune import SPACE, write
+
+    write(tmp_path, tune={"trials": 4, "startup_trials": 2, "space": SPACE, "heartbeat": 1})
+    command = [sys.executable, "-m", "modelmill.cli", "tune", "tiny.yaml", "--no-final", "--storage", postgres]
+    url = postgres.replace("postgresql://", "postgresql+psycopg://")
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    cut: list[optuna.trial.FrozenTrial] = []
+    while time.monotonic() < deadline and not cut:  # a trial in the middle of its fit
+        try:
+            trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
+        except KeyError:  # not created yet
+            trials = []
+        cut = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values]
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    # as if that process had run on another machine: its process id says nothing here
+    storage = optuna.storages.RDBStorage(url)
+    study_id = storage.get_study_id_from_name("tiny")
+    storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, cut[0].number),
+                                "host", "another-machine")
+    # silent for three heartbeats before the next process starts a trial (else it might finish the
+    # study's last trials before the cut one is stale, and never look again)
+    time.sleep(3.5)
+    second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    after = optuna.load_study(study_name="tiny", storage=url).get_trials()
+    done = [t for t in after if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert after[cut[0].number].state == optuna.trial.TrialState.FAIL and len(done) == 4
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    retries = [t for t in after if retried(t) == cut[0].number]
+    assert len(retries) == 1 and retries[0].params == cut[0].params and retries[0] in done

@@ -29,4 +29,8 @@ class TuneConfig(Section):
     startup_trials: int = Field(5, ge=0, description="Trials that are never pruned, and that the sampler draws at "
                                 "random, before either learns from the study.")
     seed: int | None = Field(None, description="Seed of the sampler (default: training.seed).")
+    heartbeat: int = Field(60, ge=1, le=3600, description="Seconds between a running trial's signs of life in "
+                           "the study. A trial silent for three of them (its process died, on any machine sharing "
+                           "the study) is failed and run once more; a trial cut off on this machine is found at "
+                           "once, by its process id.")
     space: dict[str, Any] = Field(default_factory=dict, description=SPACE_DESCRIPTION)

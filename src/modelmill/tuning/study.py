@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ def _open_study(optuna: Any, settings: TuneSettings, config: PipelineConfig, spa
     if sqlite_file is not None:
         sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     with _creation_lock(sqlite_file):
-        storage = _storage(optuna, url)
+        storage = _storage(optuna, url, config.tune.heartbeat)
         if settings.study in optuna.study.get_all_study_names(storage):
             study = optuna.load_study(study_name=settings.study, storage=storage, pruner=_pruner(optuna, config))
             _check_owner(study, settings, config, space, metric)
@@ -167,7 +168,7 @@ def _creation_lock(sqlite_file: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _storage(optuna: Any, url: str) -> Any:
+def _storage(optuna: Any, url: str, heartbeat: int) -> Any:
     """Optuna's storage on the database at ``url``; a URL that is not one, or a database that
     cannot be reached, is a clear error (the password hidden)."""
     from sqlalchemy.engine import make_url
@@ -184,7 +185,12 @@ def _storage(optuna: Any, url: str) -> Any:
     kwargs = {"connect_args": {"timeout": 120}} if parsed.get_backend_name() == "sqlite" else {}
     parsed = parsed.set(drivername=installed_driver(parsed.drivername))
     try:
-        return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False), engine_kwargs=kwargs)
+        with warnings.catch_warnings():  # Optuna marks heartbeats experimental; a user need not hear of it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                parsed.render_as_string(hide_password=False), engine_kwargs=kwargs, heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
     except (SQLAlchemyError, ImportError) as error:
         cause = getattr(error, "orig", None) or error
         raise ConfigError(f"the study's database {parsed.render_as_string(hide_password=True)} cannot be opened: "
