@@ -83,7 +83,7 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     mark_latest(run_dir)
-    _summary(pipeline.metrics_, title=f"{name}: test metrics")
+    _summary(pipeline.metrics_, title=f"{name}: test metrics (valid_: the held-out rows the fit was chosen on)")
     if pipeline.result_ is not None:
         r = pipeline.result_
         if r.members:  # an ensemble: its candidates, not epochs
