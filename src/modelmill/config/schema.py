@@ -318,11 +318,13 @@ class EvaluationConfig(Section):
 
 # --------------------------------------------------------------------------- whole
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a run's (and a study's) name: it names folders
+
 
 class PipelineConfig(Section):
     """The whole pipeline."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Name of the runs.")
+    name: str = Field(pattern=NAME_PATTERN, description="Name of the runs.")
     data: DataConfig
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     features: list[FeatureConfig] = Field(min_length=1)

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from modelmill.config.text import PretrainedEncoderConfig
-from modelmill.config.schema import SplitConfig
+from modelmill.config.schema import NAME_PATTERN, SplitConfig
 from modelmill.data.config_text import SHOWN_COLUMNS, Line, listing, missing_note, render
 from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
 from modelmill.errors import ConfigError, DataError, did_you_mean
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # PipelineConfig.name's pattern
+_NAME = re.compile(NAME_PATTERN)
 _DATA_SUFFIXES = frozenset({
     ".csv", ".tsv", ".txt", ".data", ".parquet", ".pq", ".json", ".jsonl", ".ndjson",
     ".xlsx", ".xls", ".db", ".sqlite", ".gz", ".bz2", ".xz", ".zip", ".zst",

@@ -8,6 +8,7 @@ Nothing here changes ``rcParams``.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,13 +131,13 @@ def _number_figures(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Figure]
     y_true, y_pred = _subsample(y_true[finite], y_pred[finite])
     residuals = y_true - y_pred
 
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.scatter(y_pred, residuals, s=8, alpha=0.5, linewidths=0)
     ax.axhline(0.0, color="black", linewidth=1, linestyle="--")
     _label(ax, "Residuals vs predicted", "Predicted", "Residual (actual − predicted)")
     figures = {"residuals": fig}
 
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.scatter(y_true, y_pred, s=8, alpha=0.5, linewidths=0)
     if y_true.size:
         low = float(min(y_true.min(), y_pred.min()))
@@ -154,7 +155,7 @@ def _number_figures(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Figure]
 
 def _roc(y_true: np.ndarray, p1: np.ndarray) -> Figure:
     fpr, tpr, _ = roc_curve(y_true, p1)
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.plot(fpr, tpr, label=f"ROC (AUC = {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="chance")
     _label(ax, "ROC curve", "False positive rate", "True positive rate")
@@ -168,7 +169,7 @@ def _pr(y_true: np.ndarray, p1: np.ndarray) -> Figure:
     # Labelled with average precision, the number the metrics report as pr_auc.
     ap = average_precision_score(y_true, p1)
     base_rate = float(np.mean(y_true))
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.plot(recall, precision, drawstyle="steps-post", label=f"PR (AP = {ap:.3f})")
     ax.axhline(base_rate, color="grey", linewidth=1, linestyle="--",
                label=f"base rate ({base_rate:.3f})")
@@ -184,7 +185,7 @@ def _calibration(
     observed, predicted = calibration_curve(
         y, score, n_bins=CALIBRATION_BINS, strategy="uniform", pos_label=1
     )
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="perfectly calibrated")
     ax.plot(predicted, observed, marker="o", label="model")
     _label(ax, title, xlabel, ylabel)
@@ -197,7 +198,7 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> Figu
     k = len(names)
     cm = confusion_matrix(y_true, y_pred, labels=list(range(k)))
     side = float(min(12.0, max(4.5, 0.45 * k + 2.5)))
-    fig, ax = _figure((side + 1.0, side))
+    fig, ax = new_figure((side + 1.0, side))
     image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     shown = [_shorten(name) for name in names]
@@ -282,7 +283,8 @@ def _shorten(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _figure(size: tuple[float, float] = SIZE) -> tuple[Figure, Axes]:
+def new_figure(size: tuple[float, float] = SIZE) -> tuple[Figure, Axes]:
+    """A figure on its own Agg canvas (never pyplot's registry), with one axes."""
     fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
@@ -298,6 +300,13 @@ def _unit_square(ax: Axes) -> None:
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.grid(True, alpha=0.3)
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes (for a report that holds its images in memory)."""
+    stream = io.BytesIO()
+    fig.savefig(stream, format="png", dpi=DPI)
+    return stream.getvalue()
 
 
 def _save(fig: Figure, path: Path) -> Path:

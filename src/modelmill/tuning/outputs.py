@@ -4,7 +4,6 @@ report with the optimisation history and the parameters' importance."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -20,6 +19,7 @@ from modelmill.tuning.study import TuneOutcome
 if TYPE_CHECKING:
     from modelmill.api import Pipeline
 
+FIGURE_SIZE = (7.0, 4.5)  # inches: room for the parameters' long names
 PATH_KEYS = (("data", "source"), ("data", "split", "test_source"), ("data", "split", "valid_source"))
 
 
@@ -104,7 +104,9 @@ def _report_html(outcome: TuneOutcome, board: pd.DataFrame, final: Pipeline | No
 
 def history_png(outcome: TuneOutcome) -> bytes:
     """Each completed trial's validation score by trial number, and the best so far."""
-    fig, ax = _figure()
+    from modelmill.evaluation.plots import new_figure, png_bytes
+
+    fig, ax = new_figure(FIGURE_SIZE)
     done = [t for t in outcome.trials if t["state"] == "complete"]
     numbers = [t["trial"] for t in done]
     values = [t["value"] for t in done]
@@ -122,33 +124,18 @@ def history_png(outcome: TuneOutcome) -> bytes:
     ax.set_ylabel(f"validation {outcome.metric}")
     ax.set_title("optimisation history")
     ax.legend(loc="best", fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def importance_png(importances: dict[str, float]) -> bytes:
-    fig, ax = _figure()
+    from modelmill.evaluation.plots import new_figure, png_bytes
+
+    fig, ax = new_figure(FIGURE_SIZE)
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names])
     ax.set_xlabel("share of the variance of the validation score (fANOVA)")
     ax.set_title("parameter importance")
-    fig.tight_layout()
-    return _png(fig)
-
-
-def _figure() -> tuple[Any, Any]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 4.5), dpi=100)
-    return fig, fig.add_subplot()
-
-
-def _png(fig: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(fig)
 
 
 # ----------------------------------------------------------------- helpers

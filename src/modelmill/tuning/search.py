@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelmill.config import PipelineConfig, load_config
+from modelmill.config.schema import NAME_PATTERN
 from modelmill.errors import ConfigError
 from modelmill.tuning.outputs import best_config_yaml, train_best, write_outputs
 from modelmill.tuning.study import TuneOutcome, TuneSettings, prepare, run_study
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from modelmill.api import Pipeline
 
 log = logging.getLogger("modelmill")
-_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_STUDY_NAME = re.compile(NAME_PATTERN)
 
 
 @dataclass

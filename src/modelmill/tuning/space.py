@@ -315,31 +315,36 @@ def _validated(space: Space, overrides: list[Override], where: str, how: str) ->
 
 
 def _find(full: dict[str, Any], path: str, where: str) -> None:
-    node: Any = full
+    node, missed = _descend(full, path)
+    if missed is None:
+        return
+    part = path.split(".")[missed]
+    above = ".".join(path.split(".")[:missed]) or "the config"
+    keys = [str(i) for i in range(len(node))] if isinstance(node, list) else \
+        sorted(node) if isinstance(node, dict) else []
+    hint = did_you_mean(part, keys)
+    listing = f"; keys of {above}: {', '.join(keys)}" if keys else f"; {above} has no keys below it"
+    raise ConfigError(f"no config key {path!r}: {part!r} is not a key of {above}{hint}{listing}", path=where)
+
+
+def _lookup(config: Any, path: str) -> Any:
+    """The value at ``path``, or None where the config has no such key."""
+    node, missed = _descend(config, path)
+    return None if missed is not None else node
+
+
+def _descend(config: Any, path: str) -> tuple[Any, int | None]:
+    """The value at a dotted path (list positions as numbers), or the node where the path
+    left the config and the position of the part that was not there."""
+    node = config
     for depth, part in enumerate(path.split(".")):
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
-            above = ".".join(path.split(".")[:depth]) or "the config"
-            keys = [str(i) for i in range(len(node))] if isinstance(node, list) else \
-                sorted(node) if isinstance(node, dict) else []
-            hint = did_you_mean(part, keys)
-            listing = f"; keys of {above}: {', '.join(keys)}" if keys else f"; {above} has no keys below it"
-            raise ConfigError(f"no config key {path!r}: {part!r} is not a key of {above}{hint}{listing}", path=where)
-
-
-def _lookup(config: Any, path: str) -> Any:
-    node = config
-    for part in path.split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.get(part)
-        else:
-            return None
-    return node
+            return node, depth
+    return node, None
 
 
 def _child(node: Any, part: str, path: str) -> Any:
