@@ -9,6 +9,11 @@ loopback in the same run.
    in alternating rounds; the figure is the median over rounds.
 2. Throughput at concurrency 64 (one record a request): ours with adaptive batching
    against ours with batching off (--max-batch-size 1).
+3. With --log-overhead: the cost of the prediction log. Ours with logging off and with
+   logging on (SQLite, every record kept), in interleaved rounds (which goes first
+   alternates): p50 at concurrency 1 and requests/s at concurrency 64; the figures are
+   medians over rounds. After each logged run the log's counters are checked
+   (served = logged + sampled_out + dropped + pending). --only-log-overhead skips 1 and 2.
 
 Without --bundle the adult example is trained first (examples/adult/adult.yaml).
 """
@@ -108,6 +113,9 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, help="a tabular bundle or run (default: train the adult example)")
     parser.add_argument("--seconds", type=int, default=15, help="length of each wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating latency rounds")
+    parser.add_argument("--log-overhead", action="store_true", help="also measure the prediction log's cost")
+    parser.add_argument("--only-log-overhead", action="store_true", help="measure only the prediction log's cost")
+    parser.add_argument("--log-rounds", type=int, default=5, help="interleaved rounds of the log measurement")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed. Fix: apt-get install wrk")
@@ -118,6 +126,11 @@ def main() -> None:
         record = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()["example"]["instances"][0]
     body = json.dumps({"instances": [record]}).encode()
     peer_env = {"MODELMILL_BUNDLE": str(bundle), "PYTHONPATH": str(ROOT)}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; bundle {bundle}")
+    if args.only_log_overhead:
+        log_overhead(bundle, body, workdir, rounds=args.log_rounds, seconds=args.seconds)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
 
     latency: dict[str, list[dict[str, float]]] = {"modelmill": [], "minimal FastAPI": []}
     for _ in range(args.rounds):
@@ -143,7 +156,6 @@ def main() -> None:
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in latency[name])
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; bundle {bundle}")
     print("concurrency 1, one record a request (median over rounds):")
     for name in latency:
         print(f"  {name:16s} p50 {median(name, 'p50_ms'):.3f} ms  p99 {median(name, 'p99_ms'):.3f} ms  "
@@ -155,7 +167,59 @@ def main() -> None:
     for name, run in throughput.items():
         print(f"  {name:13s} {run['rps']:.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms")
     print(f"  batching speed-up: {throughput['batching on']['rps'] / throughput['batching off']['rps']:.2f}x")
+    if args.log_overhead:
+        log_overhead(bundle, body, workdir, rounds=args.log_rounds, seconds=args.seconds)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def log_counters(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics").text
+    found = {m.group(1): float(m.group(2)) for m in
+             re.finditer(r'^modelmill_log_records_total\{outcome="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
+    pending = re.search(r"^modelmill_log_pending ([0-9.e+]+)$", text, re.M)
+    found["pending"] = float(pending.group(1)) if pending else 0.0
+    return found
+
+
+def log_overhead(bundle: Path, body: bytes, workdir: Path, *, rounds: int, seconds: int) -> None:
+    """Logging off against logging on, interleaved; c1 latency and c64 throughput."""
+    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    for round_ in range(rounds):
+        order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
+        for mode in order:
+            port = free_port()
+            extra = ("--log", f"sqlite:///{workdir / f'monitor-{round_}.db'}") if mode == "on" else ()
+            with running(ours(bundle, port, *extra), f"http://127.0.0.1:{port}/healthz"):
+                url = f"http://127.0.0.1:{port}/v1/predict"
+                wrk(url, body, connections=1, seconds=3)
+                c1 = wrk(url, body, connections=1, seconds=seconds)
+                wrk(url, body, connections=64, seconds=3)
+                c64 = wrk(url, body, connections=64, seconds=seconds)
+                result = {"p50_ms": c1["p50_ms"], "p99_ms": c1["p99_ms"], "rps64": c64["rps"]}
+                if mode == "on":
+                    time.sleep(2)
+                    counters = log_counters(f"http://127.0.0.1:{port}")
+                    accounted = sum(counters.get(k, 0.0) for k in ("logged", "sampled_out", "dropped", "pending"))
+                    if accounted != counters.get("served"):
+                        raise SystemExit(f"the log's counters do not add up: {counters}")
+                    result["dropped"] = counters.get("dropped", 0.0)
+                    result["logged"] = counters.get("logged", 0.0)
+                runs[mode].append(result)
+            print(f"  round {round_ + 1} logging {mode:3s}: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms"
+                  f"  c64 {result['rps64']:.0f} req/s" + (f"  logged {result['logged']:.0f}, dropped "
+                                                        f"{result['dropped']:.0f}" if mode == "on" else ""),
+                  flush=True)
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[mode])
+
+    print(f"prediction log, {rounds} interleaved rounds (medians):")
+    print(f"  concurrency 1 p50: off {median('off', 'p50_ms'):.3f} ms, on {median('on', 'p50_ms'):.3f} ms, "
+          f"difference {median('on', 'p50_ms') - median('off', 'p50_ms'):+.3f} ms (paired: "
+          f"{statistics.median(b['p50_ms'] - a['p50_ms'] for a, b in zip(runs['off'], runs['on'])):+.3f} ms)")
+    print(f"  concurrency 64: off {median('off', 'rps64'):.0f} req/s, on {median('on', 'rps64'):.0f} req/s, "
+          f"ratio {median('on', 'rps64') / median('off', 'rps64'):.3f} (paired: "
+          f"{statistics.median(b['rps64'] / a['rps64'] for a, b in zip(runs['off'], runs['on'])):.3f})")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,31 @@ def server_binaries() -> Path | None:
     return found[-1].parent if found else None
 
 
+class PostgresServer:
+    """A running cluster that a test may stop and start again (the store going away)."""
+
+    def __init__(self, binaries: Path, folder: Path, as_user: list[str], port: int) -> None:
+        self.binaries, self.folder, self.as_user, self.port = binaries, folder, as_user, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def run(self, *args: object) -> None:
+        subprocess.run(self.as_user + [str(a) for a in args], check=True, capture_output=True, text=True,
+                       timeout=120)
+
+    def start(self) -> None:
+        data = self.folder / "data"
+        self.run(self.binaries / "pg_ctl", "-D", data, "-l", self.folder / "server.log", "-w", "-o",
+                 f"-p {self.port} -k {self.folder / 'sockets'} -c listen_addresses=127.0.0.1 -F", "start")
+
+    def stop(self) -> None:
+        """Stop at once, as a crash or a failover would (connections are cut)."""
+        if (self.folder / "data" / "postmaster.pid").exists():
+            self.run(self.binaries / "pg_ctl", "-D", self.folder / "data", "-m", "immediate", "-w", "stop")
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """A running server; yields its URL (user postgres, trust authentication, database postgres)."""
+def postgres_cluster() -> Iterator[PostgresServer]:
+    """A running server (user postgres, trust authentication, database postgres)."""
     binaries = server_binaries()
     if binaries is None:
         pytest.skip("no PostgreSQL server binaries (apt-get install postgresql; ./test installs them)")
@@ -35,19 +57,23 @@ def postgres_server() -> Iterator[str]:
         as_user = ["runuser", "-u", "nobody", "--"]
         os.chmod(folder, 0o755)
         shutil.chown(folder, "nobody")
-    data, sockets = folder / "data", folder / "sockets"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    run = lambda *args: subprocess.run(as_user + [str(a) for a in args], check=True,  # noqa: E731
-                                       capture_output=True, text=True, timeout=120)
+    server = PostgresServer(binaries, folder, as_user, port)
     try:
-        run(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C")
-        run("mkdir", sockets)
-        run(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-o",
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -F", "start")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        server.run(binaries / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                   "--locale=C")
+        server.run("mkdir", folder / "sockets")
+        server.start()
+        yield server
     finally:
-        if (data / "postmaster.pid").exists():
-            run(binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A running server; yields its URL."""
+    with postgres_cluster() as server:
+        yield server.url

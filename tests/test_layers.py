@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "modelmill.models": 7,
     "modelmill.predictor": 8,
     "modelmill.training": 9,
-    "modelmill.serving": 10, "modelmill.scoring": 10, "modelmill.runs": 10,
+    "modelmill.serving": 10, "modelmill.monitoring": 10, "modelmill.scoring": 10, "modelmill.runs": 10,
     "modelmill.api": 11,
     "modelmill.compare": 12, "modelmill.tuning": 12, "modelmill.cli": 12,  # compare and tune fit whole pipelines
     "modelmill": 13,  # the package face (modelmill/__init__.py)

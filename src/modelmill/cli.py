@@ -27,6 +27,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="modelmill: from raw data to an evaluated, deployable model bundle.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Public data sets that ship inside packages.")
 app.add_typer(datasets_app, name="datasets")
+log_app = typer.Typer(no_args_is_help=True, help="The prediction log: export it as a table, add labels.")
+app.add_typer(log_app, name="log")
 out = Console()
 err = Console(stderr=True)
 
@@ -250,6 +252,14 @@ def serve(
     max_records: Annotated[int | None, typer.Option(help="Records per request, at most.")] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds to finish requests on SIGTERM.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    log: Annotated[str | None, typer.Option(
+        "--log", help="Prediction log: sqlite:///monitor.db or postgresql://user@host/db.")] = None,
+    log_sample: Annotated[float | None, typer.Option(help="Share of records logged (0–1).")] = None,
+    log_flush_interval: Annotated[float | None, typer.Option(
+        help="Seconds between moves from memory to the spool (the most a kill -9 loses).")] = None,
+    log_batch_size: Annotated[int | None, typer.Option(help="Records per store transaction.")] = None,
+    log_retention_days: Annotated[float | None, typer.Option(help="Delete logged records older than this.")] = None,
+    log_spool: Annotated[str | None, typer.Option(help="Folder of the log's on-disk spool.")] = None,
 ) -> None:
     """Serve a bundle (or the newest of a folder of versions) as a REST API."""
     from modelmill.serving.server import serve as run_server
@@ -258,7 +268,11 @@ def serve(
         "host": host, "port": port, "workers": workers, "threads": threads, "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms, "queue_size": queue_size, "timeout_s": timeout,
         "max_body_bytes": max_body_bytes, "max_records": max_records, "grace_s": grace,
+        "log": {"url": log, "sample": log_sample, "flush_interval_s": log_flush_interval,
+                "batch_size": log_batch_size, "retention_days": log_retention_days, "spool": log_spool},
     }
+    if not any(v is not None for v in overrides["log"].values()):
+        overrides["log"] = None
 
     def announce(url: str) -> None:
         out.print(f"serving {models} at {url}  ·  API docs: {url}/docs  ·  Ctrl-C stops", highlight=False,
@@ -291,6 +305,43 @@ def fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")
     from modelmill.data.datasets import fetch_dataset
 
     out.print(str(fetch_dataset(name)))
+
+
+LogUrl = Annotated[str, typer.Option("--log", help="The prediction log: sqlite:///monitor.db or postgresql://….")]
+
+
+@log_app.command("export")
+def log_export(
+    log: LogUrl,
+    output: Annotated[Path, typer.Option("--output", "-o", help="A .parquet or .csv file to write.")],
+    since: Annotated[str | None, typer.Option(help="From this date or time (UTC), e.g. 2026-12-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date or time (UTC).")] = None,
+    labelled: Annotated[bool, typer.Option("--labelled", help="Only records with a label.")] = False,
+) -> None:
+    """Logged records (inputs, predictions and labels) as a table, for retraining and monitoring."""
+    from modelmill.monitoring.export import export_log
+
+    done = export_log(log, output, since=since, until=until, labelled_only=labelled)
+    err.print(f"wrote {done.rows} records ({done.labelled} labelled) to {done.path}")
+
+
+@log_app.command("labels")
+def log_labels(
+    data: Annotated[Path, typer.Argument(help="A CSV/Parquet file: request_id and row (or --key) and the label.")],
+    log: LogUrl,
+    value: Annotated[str | None, typer.Option(help="The label column (default: the target's name, or label).")] = None,
+    key: Annotated[str | None, typer.Option(help="Join by this record key column (serving.log.key_column) "
+                                            "instead of request_id and row.")] = None,
+) -> None:
+    """Add labels that arrived later to the prediction log."""
+    from collections import Counter
+
+    from modelmill.monitoring.export import add_labels
+
+    results = add_labels(log, data, value_column=value, key_column=key)
+    counts = Counter(result["status"] for result in results)
+    out.print(f"{counts['stored']} labels stored, {counts['unknown']} unknown (no such prediction logged"
+              f"{' yet; kept' if key is None else ''})", highlight=False)
 
 
 def _summary(metrics: dict[str, Any], *, title: str) -> None:

@@ -80,3 +80,34 @@ def test_an_image_uploaded_as_a_file_is_predicted_like_base64(image_bundle: Path
     assert twice.status_code == 422 and "sent twice" in twice.text
     assert unknown.status_code == 422 and "picture" in unknown.text
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_multipart"
+
+
+@pytest.mark.parametrize("mode", ["hash", "bytes", "none"])
+def test_the_prediction_log_stores_images_as_configured(image_bundle: Path, tmp_path: Path, mode: str) -> None:
+    """An image sent as base64 JSON or uploaded as a file: its SHA-256, its bytes, or nothing."""
+    import hashlib
+    import json
+    import time
+
+    from modelmill.monitoring.store import LogStore
+
+    images, _ = make_images(2, seed=7)
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    with live_server(image_bundle, log={"url": url, "images": mode, "flush_interval_s": 0.05}) as live, \
+            httpx.Client(base_url=live.url) as http:
+        assert http.post("/v1/predict", json={"instances": [{"image": png_base64(images[0])}]},
+                         headers={"X-Request-ID": "as-json"}).status_code == 200
+        assert http.post("/v1/predict", files={"image": ("digit.png", png_bytes(images[1]), "image/png")},
+                         headers={"X-Request-ID": "as-file"}).status_code == 200
+        deadline = time.monotonic() + 20
+        while live.state.prediction_log.totals["logged"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    store = LogStore(url)
+    stored = {r["request_id"]: json.loads(r["inputs"])["image"] for chunk in store.read() for r in chunk}
+    store.close()
+    for request_id, pixels in (("as-json", images[0]), ("as-file", images[1])):
+        data = png_bytes(pixels)
+        expected = {"hash": "sha256:" + hashlib.sha256(data).hexdigest(),
+                    "bytes": base64.b64encode(data).decode(), "none": None}[mode]
+        assert stored[request_id] == expected

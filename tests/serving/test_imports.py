@@ -1,5 +1,6 @@
 """The serving process holds a predictor, not a training pipeline: building the app from a
-bundle imports neither matplotlib nor the trainer (nor evaluation or scikit-learn)."""
+bundle imports neither matplotlib nor the trainer (nor evaluation or scikit-learn), and
+without a prediction log no database layer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 KEPT_OUT = ["matplotlib", "modelmill.training", "modelmill.api", "modelmill.evaluation", "modelmill.scoring",
-            "sklearn"]
+            "sklearn", "sqlalchemy", "modelmill.monitoring"]
 
 PROBE = """
 import json, sys

@@ -120,6 +120,10 @@ class MissingConfig(Section):
 
 class FeatureBase(Section):
     name: str = Field(description="Column name in the data.")
+    pii: bool = Field(
+        False, description="Personal data: the prediction log stores it as a keyed HMAC or leaves "
+        "it out (serving.log.pii), never in clear."
+    )
     missing: MissingConfig = Field(default_factory=MissingConfig)
 
 

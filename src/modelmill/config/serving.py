@@ -8,6 +8,67 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class LogConfig(BaseModel):
+    """The prediction log: every served record (inputs, outputs, model version, latency)
+    written off the request path to SQLite or PostgreSQL, and the labels that arrive later."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    url: str | None = Field(
+        None,
+        description="Where records go: sqlite:///monitor.db (relative to the working directory) or "
+        "postgresql://user@host/db (any SQLAlchemy URL). None: no log.",
+    )
+    sample: float = Field(
+        1.0, ge=0, le=1,
+        description="Share of records stored, chosen by a hash of (request id, row), so a label "
+        "sent later can tell a sampled-out record from an unknown one.",
+    )
+    batch_size: int = Field(500, ge=1, le=100_000, description="Records written to the store in one transaction.")
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60,
+        description="Records are moved from memory to the on-disk spool at least this often: "
+        "the most a kill -9 can lose.",
+    )
+    queue_size: int = Field(
+        100_000, ge=1, description="Records held in memory before the writer takes them; more are dropped (counted)."
+    )
+    spool: str | None = Field(
+        None,
+        description="Folder of the on-disk spool that holds records until the store has them "
+        "(default: beside a SQLite file as <file>-spool, else ~/.local/state/modelmill/spool/<store>).",
+    )
+    spool_max_mb: float = Field(
+        512, gt=0, description="Largest spool; records that do not fit are dropped (counted), never a failed request."
+    )
+    retention_days: float | None = Field(
+        None, gt=0, description="Records (and their labels) older than this are deleted; None keeps all."
+    )
+    images: Literal["hash", "bytes", "none"] = Field(
+        "hash",
+        description="What is stored of an image input: its SHA-256 (hash), the file's bytes as "
+        "sent (base64), or nothing.",
+    )
+    pii: Literal["hash", "drop"] = Field(
+        "hash",
+        description="Inputs whose feature is marked `pii: true`: a keyed HMAC-SHA256 (key from "
+        "pii_key_env) or left out. Never stored in clear.",
+    )
+    pii_key_env: str = Field(
+        "MODELMILL_PII_KEY", description="Environment variable holding the HMAC key for `pii: hash`."
+    )
+    key_column: str | None = Field(
+        None,
+        description="An input column that identifies a record (an application id, say): "
+        "labels may then name it instead of the request id and row.",
+    )
+    feedback_token_env: str = Field(
+        "MODELMILL_FEEDBACK_TOKEN",
+        description="Environment variable holding the token of POST /v1/feedback; the endpoint "
+        "is off while it is unset.",
+    )
+
+
 class ServingConfig(BaseModel):
     """The REST service: address, micro-batching, limits, versions and shutdown."""
 
@@ -53,3 +114,9 @@ class ServingConfig(BaseModel):
     admin_remote: bool = Field(
         False, description="Accept admin calls from other hosts (default: loopback clients only)."
     )
+    api_keys_env: str = Field(
+        "MODELMILL_API_KEYS",
+        description="Environment variable holding comma-separated API keys; while it is set, "
+        "POST /v1/predict needs 'Authorization: Bearer KEY'.",
+    )
+    log: LogConfig = Field(default_factory=LogConfig, description="The prediction log.")

@@ -29,7 +29,9 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from modelmill.serving.feedback import check_token, receive_labels
 from modelmill.serving.openapi import openapi_for
+from modelmill.serving.metrics import multiprocess
 from modelmill.serving.multipart import is_multipart, multipart_record
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import public_errors
@@ -37,7 +39,7 @@ from modelmill.serving.state import ServerState
 
 log = logging.getLogger("modelmill.serving")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/v1/admin/reload",
+ROUTES = ("/v1/predict", "/v1/feedback", "/v1/model", "/healthz", "/readyz", "/metrics", "/v1/admin/reload",
           "/v1/admin/rollback", "/docs", "/redoc", "/openapi.json")
 
 
@@ -53,14 +55,18 @@ def create_app(state: ServerState) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
         _drain_on_stop_signals(state)
-        follower = asyncio.create_task(state.follow_selection(state.selection)) if state.selection else None
+        tasks = [asyncio.create_task(state.follow_selection(state.selection))] if state.selection else []
+        if multiprocess():
+            tasks.append(asyncio.create_task(_refresh_gauges(state)))
         try:
             yield
         finally:
             state.begin_drain()
-            if follower:
-                follower.cancel()
+            for task in tasks:
+                task.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
+            if state.prediction_log is not None:  # what is still in memory goes to the spool
+                await asyncio.to_thread(state.prediction_log.close, 10.0)
 
     # Swagger UI and ReDoc served from the package, not a CDN: the docs pages work on a
     # server without internet access.
@@ -72,6 +78,13 @@ def create_app(state: ServerState) -> FastAPI:
     app.add_middleware(_Observed, state=state)  # type: ignore[arg-type]
     _add_routes(app, state)
     return app
+
+
+async def _refresh_gauges(state: ServerState) -> None:
+    """With several workers a scrape reads every worker's files: keep this worker's gauges fresh."""
+    while True:
+        state.metrics.refresh()
+        await asyncio.sleep(1.0)
 
 
 def _drain_on_stop_signals(state: ServerState) -> None:
@@ -93,10 +106,13 @@ def _drain_on_stop_signals(state: ServerState) -> None:
 
 def _add_routes(app: FastAPI, state: ServerState) -> None:
     settings = state.settings
+    api_keys = [key.strip() for key in os.environ.get(settings.api_keys_env, "").split(",") if key.strip()]
 
     @app.post("/v1/predict", tags=["predict"], summary="Predict one or many records")
     async def predict(request: Request) -> JSONResponse:
         request_id = request.state.request_id
+        if api_keys:
+            _check_api_key(request, api_keys)
         state.batcher.arriving += 1
         try:
             body = await _read_body(request, settings.max_body_bytes)
@@ -117,9 +133,22 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
                 raise Problem(status, kind, message, details=details) from None
         finally:
             state.batcher.arriving -= 1
-        predictions, used = await state.batcher.predict(model, payload["instances"], settings.timeout_s)
+        records = payload["instances"]
+        predictions, used = await state.batcher.predict(model, records, settings.timeout_s)
+        if state.prediction_log is not None:
+            latency_ms = (time.perf_counter() - request.state.started) * 1000
+            try:
+                state.prediction_log.submit(request_id, records, predictions, used.name, used.version, latency_ms)
+            except Exception:  # logging must never fail a request; the counters show the loss
+                log.exception("the prediction log refused a request's records")
         return JSONResponse({"model": used.name, "version": used.version, "request_id": request_id,
                              "predictions": predictions})
+
+    @app.post("/v1/feedback", tags=["feedback"], summary="Labels for earlier predictions, by request id and row")
+    async def feedback(request: Request) -> dict[str, Any]:
+        check_token(request.headers.get("authorization", ""), settings)
+        body = await _read_body(request, settings.max_body_bytes)
+        return await receive_labels(body, state.prediction_log, state.current.predictor.target.schema())
 
     @app.get("/v1/model", tags=["model"], summary="The served model: metadata, metrics, input schema")
     async def model_info() -> dict[str, Any]:
@@ -196,6 +225,14 @@ def _check_admin(request: Request, state: ServerState) -> None:
                       headers={"WWW-Authenticate": "Bearer"})
 
 
+def _check_api_key(request: Request, keys: list[str]) -> None:
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+    # every key compared, in constant time: the answer's timing tells nothing about the keys
+    if not given or not any([hmac.compare_digest(given, key.encode()) for key in keys]):
+        raise Problem(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                      headers={"WWW-Authenticate": "Bearer"})
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -250,7 +287,7 @@ class _Observed:
         started = time.perf_counter()
         given = _header(scope, b"x-request-id")
         request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        scope.setdefault("state", {}).update(request_id=request_id, started=started)
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
         status = 500

@@ -1,8 +1,16 @@
 """Prometheus metrics of one server process, in a registry of its own (so that two apps in
-one process, as in tests, do not share counters)."""
+one process, as in tests, do not share counters).
+
+With ``--workers N`` every worker writes its values to files in a folder shared by the
+workers (prometheus_client's multiprocess mode, switched on by ``PROMETHEUS_MULTIPROC_DIR``
+before the workers start), and a scrape of any worker answers the sum over all of them.
+Gauges are refreshed from their sources before each scrape and, with several workers,
+every second, so that the worker answering a scrape sees the others' current values.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -12,6 +20,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+MULTIPROCESS_ENVIRONMENT = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_ENVIRONMENT))
 
 
 class ServerMetrics:
@@ -25,24 +38,51 @@ class ServerMetrics:
                                        buckets=BATCH_BUCKETS, registry=self.registry)
         self.predictions = Counter("modelmill_predictions", "Records predicted", registry=self.registry)
         self.queue_depth = Gauge("modelmill_queue_depth", "Requests waiting for the model",
-                                 registry=self.registry)
-        self.ready = Gauge("modelmill_ready", "1 when the server takes traffic", registry=self.registry)
+                                 registry=self.registry, multiprocess_mode="livesum")
+        self.ready = Gauge("modelmill_ready", "1 when the server (every worker) takes traffic",
+                           registry=self.registry, multiprocess_mode="livemin")
         self.swaps = Counter("modelmill_version_changes", "Reloads and rollbacks by outcome", ["outcome"],
                              registry=self.registry)
         self.model_info = Gauge("modelmill_model_info", "The served model and version (value 1)",
-                                ["name", "version"], registry=self.registry)
+                                ["name", "version"], registry=self.registry, multiprocess_mode="livemax")
+        self.log_records = Counter(
+            "modelmill_log_records", "Records by what the prediction log did with them: served = logged + "
+            "sampled_out + dropped + pending; replayed: records an ended process left in the spool",
+            ["outcome"], registry=self.registry)
+        self.log_pending = Gauge("modelmill_log_pending", "Records of the prediction log in memory or in the spool",
+                                 registry=self.registry, multiprocess_mode="livesum")
+        self.log_store_up = Gauge("modelmill_log_store_up", "1 while the prediction store takes writes",
+                                  registry=self.registry, multiprocess_mode="livemin")
+        self._sources: list[tuple[Gauge, Callable[[], float]]] = []
+        self._serving: tuple[str, str] | None = None
 
-    def watch(self, queue_depth: Callable[[], int], ready: Callable[[], bool]) -> None:
-        self.queue_depth.set_function(lambda: float(queue_depth()))
-        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+    def watch(self, gauge: Gauge, source: Callable[[], float]) -> None:
+        """Keep ``gauge`` at ``source()``, read at each refresh."""
+        self._sources.append((gauge, source))
+
+    def refresh(self) -> None:
+        for gauge, source in self._sources:
+            gauge.set(source())
 
     def serving(self, name: str, version: str) -> None:
-        self.model_info.clear()
+        if self._serving is not None:  # zero, not clear: a cleared series would live on in the workers' files
+            self.model_info.labels(*self._serving).set(0)
         self.model_info.labels(name, version).set(1)
+        self._serving = (name, version)
 
     def observe_batch(self, records: int) -> None:
         self.batch_records.observe(records)
         self.predictions.inc(records)
 
+    def count_log(self, outcome: str, records: int) -> None:
+        self.log_records.labels(outcome).inc(records)
+
     def exposition(self) -> bytes:
+        self.refresh()
+        if multiprocess():
+            from prometheus_client import multiprocess as shared
+
+            registry = CollectorRegistry()
+            shared.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelmill.predictor import prediction_columns
+from modelmill.serving.feedback import FeedbackRequest
 
 if TYPE_CHECKING:
     from modelmill.serving.state import ServerState
@@ -35,19 +36,31 @@ PROBLEM = {
         "request_id": {"type": "string"},
     },
 }
+FEEDBACK_RESPONSE = {
+    "type": "object",
+    "required": ["stored", "results"],
+    "properties": {
+        "stored": {"type": "integer"},
+        "results": {"type": "array", "items": {"type": "object", "required": ["index", "status"], "properties": {
+            "index": {"type": "integer"}, "status": {"enum": ["stored", "unknown", "sampled_out"]},
+            "records": {"type": "integer"}, "message": {"type": "string"}}}},
+    },
+}
 ERRORS = {
     "400": "The body is not JSON (or too deeply nested)",
-    "401": "Missing or wrong admin token",
-    "403": "Admin endpoints are off, or the caller is not local",
+    "401": "Missing or wrong token (admin, feedback or API key)",
+    "403": "The endpoint is off (its token is unset), or an admin caller is not local",
     "404": "Unknown version",
-    "409": "The version failed to load or warm up (the old one keeps serving), or a swap is running",
+    "409": "The version failed to load or warm up (the old one keeps serving), a swap is running, "
+           "or (feedback) the server keeps no prediction log",
     "413": "The body is over the size limit",
     "422": "The request does not match the input schema; details name each field",
-    "503": "Busy (the queue is full) or shutting down; see Retry-After",
+    "503": "Busy (the queue is full), shutting down, or (feedback) the log's store is down; see Retry-After",
     "504": "The model did not answer in time",
 }
 _OPERATION_ERRORS = {
-    ("/v1/predict", "post"): ("400", "413", "422", "503", "504"),
+    ("/v1/predict", "post"): ("400", "401", "413", "422", "503", "504"),
+    ("/v1/feedback", "post"): ("400", "401", "403", "409", "413", "422", "503"),
     ("/v1/admin/reload", "post"): ("400", "401", "403", "404", "409", "413", "422"),
     ("/v1/admin/rollback", "post"): ("401", "403", "409"),
     ("/readyz", "get"): ("503",),
@@ -87,6 +100,14 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     paths["/v1/admin/reload"]["post"]["requestBody"] = {"required": False, "content": {"application/json": {
         "schema": {"type": "object", "additionalProperties": False,
                    "properties": {"version": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]}}}}}}
+    schemas["FeedbackRequest"] = FeedbackRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schemas["FeedbackRequest"].pop("$defs", {}))
+    paths["/v1/feedback"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/FeedbackRequest"},
+        "example": {"labels": [{"request_id": "3f2a9c", "row": 0, "value": _example_label(state)}]}}}}
+    paths["/v1/feedback"]["post"]["security"] = [{"feedbackToken": []}]
+    paths["/v1/feedback"]["post"]["responses"]["200"] = {"description": "One result per label: stored, "
+        "unknown or sampled_out", "content": {"application/json": {"schema": FEEDBACK_RESPONSE}}}
     for (path, method), codes in _OPERATION_ERRORS.items():
         responses = paths[path][method]["responses"]
         for code in codes:
@@ -94,8 +115,14 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     for path in ("/v1/admin/reload", "/v1/admin/rollback"):
         paths[path]["post"]["security"] = [{"adminToken": []}]
-    document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"}}
+    document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"},
+                                                  "feedbackToken": {"type": "http", "scheme": "bearer"}}
     return document
+
+
+def _example_label(state: ServerState) -> Any:
+    classes = state.current.predictor.target.class_names
+    return classes[0] if classes else 1.0
 
 
 def _response_schema(state: ServerState) -> dict[str, Any]:

@@ -37,7 +37,10 @@ _ENVIRONMENT = "MODELMILL_SERVE"
 
 def resolve_settings(bundled: ServingConfig, overrides: dict[str, Any]) -> ServingConfig:
     """The bundle's ``serving:`` section with the command line's values on top."""
-    merged = {**bundled.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged = {**bundled.model_dump(), **given}
+    if isinstance(given.get("log"), dict):  # --log-* options change single keys of serving.log
+        merged["log"] = {**bundled.log.model_dump(), **{k: v for k, v in given["log"].items() if v is not None}}
     try:
         return ServingConfig.model_validate(merged)
     except ValidationError as exc:
@@ -70,11 +73,33 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
     from modelmill.serving.models import load_version
     from modelmill.serving.state import ServerState
 
+    from modelmill.serving.metrics import ServerMetrics
+
     root, version, bundle = opened or open_root(path)
     settings = resolve_settings(bundle.config().serving, overrides)
     torch.set_num_threads(model_threads(settings))
     first = load_version(root, version, settings, bundle)
-    return ServerState(root, settings, first, selection)
+    metrics = ServerMetrics()
+    prediction_log = None
+    if settings.log.url:
+        from modelmill.monitoring import open_prediction_log
+
+        prediction_log = open_prediction_log(settings.log, first.name, first.predictor.features,
+                                             first.predictor.input_schema(), metrics.count_log)
+    return ServerState(root, settings, first, selection, metrics, prediction_log)
+
+
+def check_log_store(settings: ServingConfig, bundle: Bundle) -> None:
+    """Open the prediction store once, before any model is loaded or worker started: a
+    wrong URL, a server that is down or a store of another model fails at once (exit 2)."""
+    if not settings.log.url:
+        return
+    from modelmill.monitoring import identity_of, open_store
+
+    config = bundle.config()
+    store, _ = open_store(settings.log, identity_of(config.name, bundle.input_schema()),
+                          [feature.name for feature in config.features if feature.pii])
+    store.close()
 
 
 def open_root(path: str | Path) -> tuple[ModelRoot, str, Bundle]:
@@ -117,6 +142,7 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     opened = open_root(path)
     settings = resolve_settings(opened[2].config().serving, overrides)
     _check_port_free(settings.host, settings.port)
+    check_log_store(settings, opened[2])
     if workers == 1:
         from modelmill.serving.app import create_app
 
@@ -131,6 +157,10 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
     os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides,
                                            "selection": str(shared / "selection.json")})
+    from modelmill.serving.metrics import MULTIPROCESS_ENVIRONMENT
+
+    (shared / "metrics").mkdir()  # every worker's metric values, summed by whichever answers a scrape
+    os.environ[MULTIPROCESS_ENVIRONMENT] = str(shared / "metrics")
     config = uvicorn.Config("modelmill.serving.server:app_from_environment", factory=True,
                             host=settings.host, port=settings.port, workers=workers,
                             timeout_graceful_shutdown=int(settings.grace_s) or None,

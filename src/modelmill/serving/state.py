@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelmill.config.serving import ServingConfig
 from modelmill.files import atomic_write_bytes
@@ -17,6 +17,9 @@ from modelmill.serving.metrics import ServerMetrics
 from modelmill.serving.models import ServedModel, load_version
 from modelmill.serving.versions import ModelRoot, version_order
 from modelmill.serving.problem import Problem
+
+if TYPE_CHECKING:
+    from modelmill.monitoring import PredictionLog
 
 log = logging.getLogger("modelmill.serving")
 
@@ -27,7 +30,8 @@ class ServerState:
     serves (and the rollback history) there, and the others follow within a second."""
 
     def __init__(self, root: ModelRoot, settings: ServingConfig, first: ServedModel,
-                 selection: Path | None = None) -> None:
+                 selection: Path | None = None, metrics: ServerMetrics | None = None,
+                 prediction_log: PredictionLog | None = None) -> None:
         self.root = root
         self.selection = selection
         self._selection_seen: float | None = None
@@ -35,10 +39,15 @@ class ServerState:
         self.current = first
         self.history: list[str] = []  # versions served before the current one, oldest first
         self.draining = False
-        self.metrics = ServerMetrics()
+        self.metrics = metrics or ServerMetrics()
+        self.prediction_log = prediction_log
         self.batcher = Batcher(max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
                                queue_size=settings.queue_size, on_batch=self.metrics.observe_batch)
-        self.metrics.watch(lambda: self.batcher.depth, lambda: self.ready)
+        self.metrics.watch(self.metrics.queue_depth, lambda: float(self.batcher.depth))
+        self.metrics.watch(self.metrics.ready, lambda: 1.0 if self.ready else 0.0)
+        if prediction_log is not None:
+            self.metrics.watch(self.metrics.log_pending, lambda: float(prediction_log.pending))
+            self.metrics.watch(self.metrics.log_store_up, lambda: 0.0 if prediction_log.store_down else 1.0)
         self.metrics.serving(first.name, first.version)
         self._swap_lock = asyncio.Lock()
 
@@ -88,6 +97,18 @@ class ServerState:
                     log.error("could not follow the other workers to version %s: %s", chosen["version"], exc)
             self.history = list(chosen["history"])
 
+    def _check_logged_model(self, model: ServedModel) -> None:
+        """A version whose inputs differ from the logged model's would mix two models' records."""
+        from modelmill.monitoring import identity_of
+
+        assert self.prediction_log is not None
+        current = identity_of(self.current.name, self.current.predictor.input_schema())
+        differences = current.differences(identity_of(model.name, model.predictor.input_schema()))
+        if differences:
+            self.metrics.swaps.labels("failed").inc()
+            raise Problem(409, "log_mismatch", f"version {model.version!r} is not the model the prediction log "
+                          f"holds ({'; '.join(differences)}); it stays unserved. Fix: serve it with another --log")
+
     def _publish(self) -> None:
         if self.selection is not None:
             atomic_write_bytes(self.selection, json.dumps(
@@ -105,6 +126,8 @@ class ServerState:
             except Problem:
                 self.metrics.swaps.labels("failed").inc()
                 raise
+            if self.prediction_log is not None:
+                self._check_logged_model(model)
             previous = self.current
             self.current = model  # one reference assignment: every later request sees the new version
             if rollback:  # the history is a stack: a rollback pops, it never pushes

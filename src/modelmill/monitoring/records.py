@@ -1,0 +1,160 @@
+"""What is stored of a served record: sampling, personal data, images, and the spool line.
+
+A record's inputs are stored as received, except two kinds of column. A column whose
+feature is marked ``pii: true`` is stored as a keyed HMAC-SHA256 (the key from the
+environment, its fingerprint kept in the store so that a wrong key is a clear error) or
+left out; never in clear. An image column (``Feature.modality == "image"``) is stored as
+its SHA-256, as the bytes that were sent, or not at all (``serving.log.images``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_json
+
+from modelmill.config.serving import LogConfig
+from modelmill.errors import ServingError
+
+_FINGERPRINT_MESSAGE = b"modelmill prediction log: pii key fingerprint"
+_FIELDS = 9  # request id, row, logged at, model, version, latency, record key, inputs, outputs
+
+
+def sampled_in(request_id: str, row: int, rate: float) -> bool:
+    """Whether a record is kept: a hash of its key, so anyone can tell later (a label for a
+    sampled-out record is answered as such) and the share is ``rate`` for any ids."""
+    if rate >= 1:
+        return True
+    if rate <= 0:
+        return False
+    digest = hashlib.blake2b(f"{request_id}/{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64
+
+
+def pii_key(settings: LogConfig, needed: bool) -> bytes | None:
+    """The HMAC key for ``pii: hash`` columns, from the environment (None when not needed)."""
+    if not needed or settings.pii != "hash":
+        return None
+    key = os.environ.get(settings.pii_key_env, "")
+    if len(key) < 16:
+        problem = "is not set" if not key else "is shorter than 16 characters"
+        raise ServingError(
+            f"the model has personal-data inputs (pii: true) and serving.log.pii is 'hash', but the "
+            f"environment variable {settings.pii_key_env} {problem}. Fix: set it to a secret of 16 or "
+            "more characters (keep it: the hashes of later records must match), or set "
+            "serving.log.pii: drop to leave those columns out of the log")
+    return key.encode()
+
+
+def key_fingerprint(key: bytes) -> str:
+    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
+
+
+def _decoded(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return text.encode()
+
+
+def hash_personal(key: bytes, value: Any) -> str:
+    """A personal value as the log stores it: the same value and key, the same text."""
+    if isinstance(value, bytes):
+        data = value
+    else:
+        data = (value if isinstance(value, str) else json.dumps(value, default=str)).encode()
+    return "hmac-sha256:" + hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredColumn:
+    name: str
+    kind: str  # "plain", "pii", "image"
+
+
+class RecordEncoder:
+    """Turns served requests into spool lines, on the writer's thread (never the request's)."""
+
+    def __init__(self, features: Sequence[Any], settings: LogConfig, key: bytes | None) -> None:
+        self.settings = settings
+        self.key = key
+        self.columns = [StoredColumn(f.name, "pii" if getattr(f.config, "pii", False) else
+                                     "image" if f.modality == "image" else "plain") for f in features]
+        self.special = [c for c in self.columns if c.kind != "plain"]
+        names = [c.name for c in self.columns]
+        if settings.key_column is not None and settings.key_column not in names:
+            raise ServingError(f"serving.log.key_column: {settings.key_column!r} is not an input of the "
+                               f"model; its inputs: {', '.join(names)}")
+        self.key_kind = next((c.kind for c in self.columns if c.name == settings.key_column), "plain")
+
+    def stored_value(self, kind: str, value: Any) -> Any:
+        if value is None or kind == "plain":
+            return value
+        if kind == "pii":
+            assert self.key is not None
+            return hash_personal(self.key, value)
+        # an image arrives decoded (the request contract's base64 bytes type) or as text
+        data = value if isinstance(value, bytes) else _decoded(str(value))
+        if self.settings.images == "bytes":
+            return base64.b64encode(data).decode("ascii")
+        if self.settings.images == "none":
+            return None
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def record_key(self, record: dict[str, Any]) -> str | None:
+        """The value of the key column as stored (hashed when the column is personal data)."""
+        if self.settings.key_column is None:
+            return None
+        value = record.get(self.settings.key_column)
+        if value is None:
+            return None
+        if self.key_kind == "pii" and self.key is None:
+            return None  # pii: drop leaves the column out, its key too
+        return str(self.stored_value(self.key_kind, value))[:256]
+
+    def lookup_key(self, given: Any) -> str:
+        """A key as a label names it, in the form the store holds it."""
+        return str(self.stored_value(self.key_kind, given))[:256]
+
+    def lines(self, request_id: str, records: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]],
+              model: str, version: str, at: float, latency_ms: float, rows: Sequence[int]) -> list[str]:
+        """One tab-separated spool line per kept row. Tabs and newlines cannot occur inside a
+        field: ids and versions are checked names, the rest is JSON (which escapes them)."""
+        lines = []
+        version = version.replace("\t", " ").replace("\n", " ")  # a folder name may hold anything
+        head = f"{request_id}\t"
+        tail = f"\t{at!r}\t{model}\t{version}\t{latency_ms:.3f}\t"
+        for row in rows:
+            record = records[row]
+            if self.special:
+                record = dict(record)
+                for column in self.special:
+                    if column.kind == "pii" and self.key is None:
+                        record.pop(column.name, None)
+                    elif column.name in record:
+                        record[column.name] = self.stored_value(column.kind, record[column.name])
+            key = self.record_key(records[row])
+            lines.append(f"{head}{row}{tail}{'' if key is None else to_json(key).decode()}\t"
+                         f"{to_json(record, bytes_mode='base64').decode()}\t{to_json(outputs[row]).decode()}\n")
+        return lines
+
+
+def parse_line(line: str) -> tuple[Any, ...] | None:
+    """A spool line as a row of the predictions table, in ``PREDICTION_COLUMNS`` order
+    (None: a damaged line, skipped)."""
+    fields = line.rstrip("\n").split("\t")
+    if len(fields) != _FIELDS:
+        return None
+    try:
+        return (fields[0], int(fields[1]), float(fields[2]), fields[3], fields[4], float(fields[5]),
+                json.loads(fields[6]) if fields[6] else None, fields[7], fields[8])
+    except ValueError:
+        return None

@@ -1,0 +1,348 @@
+"""The prediction store: SQLite or PostgreSQL behind SQLAlchemy.
+
+Three tables: ``modelmill_log_info`` (the schema version, the model whose records these are,
+the fingerprint of the PII key), ``modelmill_predictions`` (one row per served record, keyed
+by request id and row, so that replaying a spool twice stores nothing twice) and
+``modelmill_labels`` (the truth that arrives later, by the same key). A store is opened
+with its migrations run and its model checked, so that records of two different models
+never mix in one table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from modelmill.errors import ServingError
+
+SCHEMA_VERSION = 1
+metadata = sa.MetaData()
+info = sa.Table(
+    "modelmill_log_info", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+predictions = sa.Table(
+    "modelmill_predictions", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("logged_at", sa.Float, nullable=False, index=True),  # seconds since the epoch, UTC
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(256), nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("record_key", sa.String(256), nullable=True, index=True),
+    sa.Column("inputs", sa.Text, nullable=False),  # JSON object: column → value as stored
+    sa.Column("outputs", sa.Text, nullable=False),  # JSON object: the prediction as answered
+)
+labels = sa.Table(
+    "modelmill_labels", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.Text, nullable=False),  # JSON
+    sa.Column("labelled_at", sa.Float, nullable=False),
+)
+PREDICTION_COLUMNS = [c.name for c in predictions.columns]
+
+
+def _create_v1(connection: sa.Connection) -> None:
+    metadata.create_all(connection, tables=[predictions, labels])
+
+
+# Migration i brings a store from schema version i to i + 1. A change of the tables above
+# appends one here (never edits an old one), so stores written by older releases upgrade
+# in place when a newer one opens them.
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What the store's records are of: the model's name, its input columns and types, and
+    its target (name, task, classes). Two models with the same identity may share a store
+    (the versions of one model); any other pairing is refused."""
+
+    name: str
+    inputs: dict[str, str]  # column → feature type
+    target: dict[str, Any]  # {"name", "type", "classes"}
+
+    def as_json(self) -> str:
+        return json.dumps({"name": self.name, "inputs": self.inputs, "target": self.target}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelIdentity:
+        data = json.loads(text)
+        return cls(str(data["name"]), dict(data["inputs"]), dict(data["target"]))
+
+    def differences(self, other: ModelIdentity) -> list[str]:
+        """How ``other`` (the model being served) differs from this one (the store's)."""
+        found = []
+        if self.name != other.name:
+            found.append(f"model {self.name!r} in the store, {other.name!r} served")
+        for column in sorted(set(self.inputs) - set(other.inputs)):
+            found.append(f"input {column!r} is in the store but not in the served model")
+        for column in sorted(set(other.inputs) - set(self.inputs)):
+            found.append(f"input {column!r} is new in the served model")
+        for column in sorted(set(self.inputs) & set(other.inputs)):
+            if self.inputs[column] != other.inputs[column]:
+                found.append(f"input {column!r} is {self.inputs[column]} in the store, "
+                             f"{other.inputs[column]} in the served model")
+        for key in ("name", "type"):
+            if self.target.get(key) != other.target.get(key):
+                found.append(f"target {key} {self.target.get(key)!r} in the store, {other.target.get(key)!r} served")
+        return found
+
+
+def _display(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "the given URL"
+
+
+class LogStore:
+    """One prediction store. Safe to share between threads (SQLAlchemy's pool)."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        from modelmill.data.sources import installed_driver
+
+        self.label = _display(url)
+        try:
+            parsed = sa.make_url(url)
+        except exc.ArgumentError:
+            raise ServingError(f"serving.log.url: not a database URL: {url!r}. Fix: sqlite:///monitor.db "
+                               "or postgresql://user@host/database") from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ServingError(f"serving.log.url: the prediction log keeps its records in SQLite or "
+                               f"PostgreSQL, not {self.dialect!r} ({self.label})")
+        self.sqlite_path: Path | None = None
+        connect_args: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or database.startswith("file:"):
+                raise ServingError(f"serving.log.url: {self.label} is not a file; the log must outlive "
+                                   "the process. Fix: sqlite:///monitor.db")
+            self.sqlite_path = Path(database).expanduser().resolve()
+            if not create and not self.sqlite_path.is_file():  # SQLite would create an empty one
+                raise ServingError(f"no prediction log at {self.sqlite_path}. Fix: check the path (serve "
+                                   "with --log sqlite:///FILE writes one)")
+            if not self.sqlite_path.parent.is_dir():
+                raise ServingError(f"serving.log.url: the folder of {self.sqlite_path} does not exist. "
+                                   "Fix: create it, or give another path")
+            parsed = parsed.set(database=str(self.sqlite_path))
+            connect_args = {"timeout": 30}  # the busy timeout: workers take turns writing
+        else:
+            parsed = parsed.set(drivername=installed_driver(parsed.drivername))
+            # A stopped server fails fast (the writer spools), a hung one is cut off.
+            connect_args = {"connect_timeout": 5, "options": "-c statement_timeout=30000"}
+        try:
+            self.engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True,
+                                           pool_size=2, max_overflow=2)
+        except exc.NoSuchModuleError:
+            raise ServingError(f"serving.log.url: SQLAlchemy knows no database {parsed.drivername!r}") from None
+        except ImportError as error:
+            raise ServingError(f"serving.log.url: the database driver is not installed ({error}). "
+                               "Fix: pip install 'modelmill[postgres]'") from None
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        columns = ", ".join(f'"{name}"' for name in PREDICTION_COLUMNS)
+        if self.dialect == "sqlite":  # pysqlite's qmark style
+            self._insert_sql = f"INSERT OR IGNORE INTO {predictions.name} ({columns}) VALUES " \
+                f"({', '.join('?' * len(PREDICTION_COLUMNS))})"
+        else:  # psycopg's format style
+            self._insert_sql = f"INSERT INTO {predictions.name} ({columns}) VALUES " \
+                f"({', '.join(['%s'] * len(PREDICTION_COLUMNS))}) ON CONFLICT DO NOTHING"
+
+    # ------------------------------------------------------------ opening
+
+    def open(self, identity: ModelIdentity | None, *, pii_fingerprint: str | None = None,
+             record_key: dict[str, Any] | None = None) -> None:
+        """Create or migrate the tables, then check (or record) the model and the PII key.
+        ``identity`` None: any model's store (the ``log`` commands read what is there)."""
+        try:
+            with self.engine.begin() as connection:
+                version = self._migrate(connection)
+                known = {str(k): str(v) for k, v in connection.execute(sa.select(info.c.key, info.c.value))}
+                if version == 0 and identity is None:
+                    raise ServingError(f"{self.label} holds no prediction log yet (serve a model with "
+                                       "--log to start one)")
+                if identity is not None:
+                    self._check_model(connection, known.get("model"), identity)
+                if record_key is not None:  # which column keys the records, and whether it is hashed
+                    self._put(connection, known, "record_key", json.dumps(record_key, sort_keys=True))
+                if pii_fingerprint is not None:
+                    stored = known.get("pii_key")
+                    if stored is None:
+                        connection.execute(info.insert().values(key="pii_key", value=pii_fingerprint))
+                    elif stored != pii_fingerprint:
+                        raise ServingError(
+                            f"the PII key does not match the one the prediction log at {self.label} was "
+                            f"written with (fingerprint {stored}, this key's {pii_fingerprint}): its hashed "
+                            "values would never match. Fix: set the original key, or log to a new store")
+        except exc.SQLAlchemyError as error:
+            raise ServingError(f"cannot open the prediction log at {self.label}: {database_message(error)}. "
+                               "Fix: check the URL, that the server runs and the user may create tables") from None
+
+    def _migrate(self, connection: sa.Connection) -> int:
+        """Run the missing migrations; the version the store had before."""
+        info.create(connection, checkfirst=True)
+        if self.dialect == "postgresql":  # two workers opening a new store at once take turns
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(7130012016)"))
+        row = connection.execute(sa.select(info.c.value).where(info.c.key == "schema_version")).first()
+        before = int(row[0]) if row else 0
+        if before > len(MIGRATIONS):
+            raise ServingError(f"the prediction log at {self.label} has schema version {before}, newer than "
+                               f"this modelmill's {len(MIGRATIONS)}. Fix: upgrade modelmill")
+        for step in MIGRATIONS[before:]:
+            step(connection)
+        if before != len(MIGRATIONS):
+            value = str(len(MIGRATIONS))
+            if row:
+                connection.execute(info.update().where(info.c.key == "schema_version").values(value=value))
+            else:
+                connection.execute(info.insert().values(key="schema_version", value=value))
+        return before
+
+    def _check_model(self, connection: sa.Connection, stored: str | None, identity: ModelIdentity) -> None:
+        if stored is None:
+            connection.execute(info.insert().values(key="model", value=identity.as_json()))
+            return
+        differences = ModelIdentity.from_json(stored).differences(identity)
+        if differences:
+            raise ServingError(f"the prediction log at {self.label} holds another model's records: "
+                               + "; ".join(differences) + ". Fix: log this model to another store "
+                               "(--log URL)")
+        if stored != identity.as_json():  # the same model with new classes, say: keep the newest
+            connection.execute(info.update().where(info.c.key == "model").values(value=identity.as_json()))
+
+    @staticmethod
+    def _put(connection: sa.Connection, known: dict[str, str], key: str, value: str) -> None:
+        if key not in known:
+            connection.execute(info.insert().values(key=key, value=value))
+        elif known[key] != value:
+            connection.execute(info.update().where(info.c.key == key).values(value=value))
+
+    def info(self) -> dict[str, str]:
+        with self.engine.connect() as connection:
+            return {str(k): str(v) for k, v in connection.execute(sa.select(info.c.key, info.c.value))}
+
+    def identity(self) -> ModelIdentity:
+        with self.engine.connect() as connection:
+            value = connection.execute(sa.select(info.c.value).where(info.c.key == "model")).scalar()
+        if value is None:
+            raise ServingError(f"{self.label} holds no prediction log yet")
+        return ModelIdentity.from_json(value)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return True
+        except exc.SQLAlchemyError:
+            return False
+
+    # ------------------------------------------------------------ writing
+
+    def write_predictions(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows (tuples in PREDICTION_COLUMNS order); a (request id, row) already stored
+        is skipped, so replays are idempotent. The driver's own executemany, without
+        SQLAlchemy's per-row processing: this runs for every served record."""
+        if rows:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(self._insert_sql, list(rows))
+
+    def write_labels(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace labels (a corrected label replaces the earlier one)."""
+        if not rows:
+            return
+        statement = self._insert(labels)
+        statement = statement.on_conflict_do_update(
+            index_elements=["request_id", "row"],
+            set_={"value": statement.excluded.value, "labelled_at": statement.excluded.labelled_at})
+        with self.engine.begin() as connection:
+            connection.execute(statement, list(rows))
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        return insert(table)
+
+    def delete_before(self, cutoff: float) -> int:
+        """Retention: records logged before ``cutoff`` (epoch seconds) and their labels."""
+        with self.engine.begin() as connection:
+            old = sa.select(predictions.c.request_id).where(predictions.c.logged_at < cutoff)
+            connection.execute(labels.delete().where(labels.c.request_id.in_(old)))
+            return int(connection.execute(predictions.delete().where(predictions.c.logged_at < cutoff)).rowcount)
+
+    # ------------------------------------------------------------ reading
+
+    def find(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which (request id, row) pairs have a stored prediction."""
+        found: set[tuple[str, int]] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                query = sa.select(predictions.c.request_id, predictions.c.row).where(
+                    sa.tuple_(predictions.c.request_id, predictions.c.row).in_(chunk))
+                found.update((str(r), int(n)) for r, n in connection.execute(query))
+        return found
+
+    def find_keys(self, record_keys: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+        """The predictions of each record key."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(record_keys), 500):
+                query = sa.select(predictions.c.record_key, predictions.c.request_id, predictions.c.row).where(
+                    predictions.c.record_key.in_(record_keys[start:start + 500]))
+                for key, request_id, row in connection.execute(query):
+                    found.setdefault(str(key), []).append((str(request_id), int(row)))
+        return found
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar() or 0)
+
+    def read(self, *, since: float | None = None, until: float | None = None, labelled_only: bool = False,
+             chunk_rows: int = 50_000) -> Iterator[list[dict[str, Any]]]:
+        """Stored records (with their label, or None) in logging order, in chunks."""
+        query = sa.select(predictions, labels.c.value.label("label"), labels.c.labelled_at).select_from(
+            predictions.outerjoin(labels, sa.and_(labels.c.request_id == predictions.c.request_id,
+                                                  labels.c.row == predictions.c.row)))
+        if since is not None:
+            query = query.where(predictions.c.logged_at >= since)
+        if until is not None:
+            query = query.where(predictions.c.logged_at < until)
+        if labelled_only:
+            query = query.where(labels.c.value.is_not(None))
+        query = query.order_by(predictions.c.logged_at, predictions.c.request_id, predictions.c.row)
+        with self.engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            for partition in result.mappings().partitions(chunk_rows):
+                yield [dict(row) for row in partition]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    """WAL: readers never block the writer and a commit is one append; NORMAL sync is safe
+    in WAL mode (a power cut may lose the last commits, never corrupt the file)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def database_message(error: BaseException) -> str:
+    """The database's own words, first line only, without the SQL SQLAlchemy appends."""
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+
