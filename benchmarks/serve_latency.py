@@ -10,9 +10,9 @@ loopback in the same run.
 2. Throughput at concurrency 64 (one record a request): ours with adaptive batching
    against ours with batching off (--max-batch-size 1).
 3. With --log-overhead: the cost of the prediction log. Ours with logging off and with
-   logging on (SQLite, every record kept), in interleaved rounds (which goes first
-   alternates): p50 at concurrency 1 and requests/s at concurrency 64; the figures are
-   medians over rounds. After each logged run the log's counters are checked
+   logging on (SQLite, every record kept), side by side, wrk alternating between them in
+   interleaved rounds (which goes first alternates): p50 at concurrency 1 and requests/s
+   at concurrency 64; medians over rounds. At the end the log's counters are checked
    (served = logged + sampled_out + dropped + pending). --only-log-overhead skips 1 and 2.
 
 Without --bundle the adult example is trained first (examples/adult/adult.yaml).
@@ -181,45 +181,64 @@ def log_counters(url: str) -> dict[str, float]:
     return found
 
 
+def drained(url: str, timeout: float = 60) -> None:
+    """Wait until the log holds no record in memory or in its spool."""
+    deadline = time.monotonic() + timeout
+    while log_counters(url).get("pending", 0.0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def log_overhead(bundle: Path, body: bytes, workdir: Path, *, rounds: int, seconds: int) -> None:
-    """Logging off against logging on, interleaved; c1 latency and c64 throughput."""
+    """Logging off against logging on: both servers run side by side (one idles while the
+    other is measured) and wrk alternates between them, so that both see the same machine
+    (a shared virtual machine drifts by more than the effect measured here). Each round
+    measures both, in alternating order; the figures are medians over rounds, and the
+    median of the per-round differences and ratios."""
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
-    for round_ in range(rounds):
-        order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
-        for mode in order:
-            port = free_port()
-            extra = ("--log", f"sqlite:///{workdir / f'monitor-{round_}.db'}") if mode == "on" else ()
-            with running(ours(bundle, port, *extra), f"http://127.0.0.1:{port}/healthz"):
-                url = f"http://127.0.0.1:{port}/v1/predict"
-                wrk(url, body, connections=1, seconds=3)
-                c1 = wrk(url, body, connections=1, seconds=seconds)
-                wrk(url, body, connections=64, seconds=3)
-                c64 = wrk(url, body, connections=64, seconds=seconds)
-                result = {"p50_ms": c1["p50_ms"], "p99_ms": c1["p99_ms"], "rps64": c64["rps"]}
-                if mode == "on":
-                    time.sleep(2)
-                    counters = log_counters(f"http://127.0.0.1:{port}")
-                    accounted = sum(counters.get(k, 0.0) for k in ("logged", "sampled_out", "dropped", "pending"))
-                    if accounted != counters.get("served"):
-                        raise SystemExit(f"the log's counters do not add up: {counters}")
-                    result["dropped"] = counters.get("dropped", 0.0)
-                    result["logged"] = counters.get("logged", 0.0)
-                runs[mode].append(result)
-            print(f"  round {round_ + 1} logging {mode:3s}: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms"
-                  f"  c64 {result['rps64']:.0f} req/s" + (f"  logged {result['logged']:.0f}, dropped "
-                                                        f"{result['dropped']:.0f}" if mode == "on" else ""),
-                  flush=True)
+    ports = {"off": free_port(), "on": free_port()}
+    commands = {"off": ours(bundle, ports["off"]),
+                "on": ours(bundle, ports["on"], "--log", f"sqlite:///{workdir / 'monitor.db'}")}
+    with running(commands["off"], f"http://127.0.0.1:{ports['off']}/healthz"), \
+            running(commands["on"], f"http://127.0.0.1:{ports['on']}/healthz"):
+        urls = {mode: f"http://127.0.0.1:{port}/v1/predict" for mode, port in ports.items()}
+        for mode in ("off", "on"):  # warm-up of both at both loads
+            wrk(urls[mode], body, connections=1, seconds=3)
+            wrk(urls[mode], body, connections=64, seconds=3)
+        for round_ in range(rounds):
+            order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
+            results: dict[str, dict[str, float]] = {mode: {} for mode in order}
+            for connections in (1, 64):
+                for mode in order:
+                    run = wrk(urls[mode], body, connections=connections, seconds=seconds)
+                    if mode == "on":  # the log's writing of this run is not left to slow the next one
+                        drained(f"http://127.0.0.1:{ports['on']}")
+                    if connections == 1:
+                        results[mode].update(p50_ms=run["p50_ms"], p99_ms=run["p99_ms"])
+                    else:
+                        results[mode]["rps64"] = run["rps"]
+            for mode in order:
+                runs[mode].append(results[mode])
+            print(f"  round {round_ + 1}: p50 off {results['off']['p50_ms']:.3f} ms, on {results['on']['p50_ms']:.3f} ms;"
+                  f" c64 off {results['off']['rps64']:.0f} req/s, on {results['on']['rps64']:.0f} req/s", flush=True)
+        time.sleep(3)
+        counters = log_counters(f"http://127.0.0.1:{ports['on']}")
+    accounted = sum(counters.get(k, 0.0) for k in ("logged", "sampled_out", "dropped", "pending"))
+    if accounted != counters.get("served"):
+        raise SystemExit(f"the log's counters do not add up: {counters}")
 
     def median(mode: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[mode])
 
-    print(f"prediction log, {rounds} interleaved rounds (medians):")
+    pairs = list(zip(runs["off"], runs["on"]))
+    print(f"prediction log, {rounds} interleaved rounds of {seconds} s (medians); the log served "
+          f"{counters.get('served', 0):.0f} records: logged {counters.get('logged', 0):.0f}, dropped "
+          f"{counters.get('dropped', 0):.0f}, pending {counters.get('pending', 0):.0f}")
     print(f"  concurrency 1 p50: off {median('off', 'p50_ms'):.3f} ms, on {median('on', 'p50_ms'):.3f} ms, "
-          f"difference {median('on', 'p50_ms') - median('off', 'p50_ms'):+.3f} ms (paired: "
-          f"{statistics.median(b['p50_ms'] - a['p50_ms'] for a, b in zip(runs['off'], runs['on'])):+.3f} ms)")
+          f"difference {median('on', 'p50_ms') - median('off', 'p50_ms'):+.3f} ms (median of the rounds' "
+          f"differences {statistics.median(b['p50_ms'] - a['p50_ms'] for a, b in pairs):+.3f} ms)")
     print(f"  concurrency 64: off {median('off', 'rps64'):.0f} req/s, on {median('on', 'rps64'):.0f} req/s, "
-          f"ratio {median('on', 'rps64') / median('off', 'rps64'):.3f} (paired: "
-          f"{statistics.median(b['rps64'] / a['rps64'] for a, b in zip(runs['off'], runs['on'])):.3f})")
+          f"ratio {median('on', 'rps64') / median('off', 'rps64'):.3f} (median of the rounds' ratios "
+          f"{statistics.median(b['rps64'] / a['rps64'] for a, b in pairs):.3f})")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +37,16 @@ class PostgresServer:
 
     def start(self) -> None:
         data = self.folder / "data"
-        self.run(self.binaries / "pg_ctl", "-D", data, "-l", self.folder / "server.log", "-w", "-o",
-                 f"-p {self.port} -k {self.folder / 'sockets'} -c listen_addresses=127.0.0.1 -F", "start")
+        for attempt in range(3):  # a restart right after an immediate stop may find the last one finishing
+            try:
+                self.run(self.binaries / "pg_ctl", "-D", data, "-l", self.folder / "server.log", "-w", "-o",
+                         f"-p {self.port} -k {self.folder / 'sockets'} -c listen_addresses=127.0.0.1 -F", "start")
+                return
+            except subprocess.CalledProcessError:
+                if attempt == 2:
+                    log = (self.folder / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"PostgreSQL did not start on port {self.port}:\n{log}") from None
+                time.sleep(1)
 
     def stop(self) -> None:
         """Stop at once, as a crash or a failover would (connections are cut)."""

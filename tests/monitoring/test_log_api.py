@@ -186,3 +186,21 @@ def test_a_version_with_other_inputs_is_not_served_into_the_same_log(pii_models:
         assert answer.status_code == 409 and answer.json()["error"]["code"] == "log_mismatch", answer.text
         assert "input 'review' is in the store but not in the served model" in answer.json()["error"]["message"]
         assert http.get("/v1/model").json()["version"] == "1"
+
+
+def test_the_python_client_sends_labels_for_the_ids_it_was_answered(pii_models: Path, tmp_path: Path, env: None,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelmill import Client
+
+    monkeypatch.setenv("MODELMILL_API_KEYS", "client-key")
+    with live_server(pii_models, log={"url": f"sqlite:///{tmp_path / 'm.db'}", "flush_interval_s": 0.05}) as live:
+        with Client(live.url, api_key="client-key", feedback_token=TOKEN) as client:
+            predicted = client.predict(pd.DataFrame([record(i) for i in range(3)]), ids=True)
+            assert list(predicted["row"]) == [0, 1, 2] and predicted["request_id"].nunique() == 1
+            wait_logged(live, 3)
+            labels = predicted[["request_id", "row"]].assign(value=["good", "bad", "good"])
+            results = client.feedback(labels)
+        with Client(live.url) as anonymous:  # no API key: refused
+            with pytest.raises(Exception, match="401"):
+                anonymous.predict([record(0)])
+    assert list(results["status"]) == ["stored"] * 3

@@ -101,10 +101,10 @@ def test_images_are_stored_as_configured(mode: str, expected: str | None) -> Non
 
     encoder = RecordEncoder([ImageLike()], LogConfig(url="sqlite:///x.db", images=mode), None)
     picture = base64.b64encode(b"\x89PNG\r\n\x1a\n" + os.urandom(64)).decode()
-    line = encoder.lines("r", [{"image": picture}], [{"label_predicted": 1}], "m", "1", 1.0, 1.0, [0])[0]
-    parsed = parse_line(line)
-    assert parsed is not None
-    inputs = parsed[PREDICTION_COLUMNS.index("inputs")]
+    line = encoder.lines("r", [{"image": picture}], [{"label_predicted": 1}], "m", "1", 1.0, 1.25, [0])[0]
+    row = parse_line(line)
+    assert row is not None and row[:7] == ("r", 0, 1.0, "m", "1", 1.25, None)
+    inputs = row[PREDICTION_COLUMNS.index("inputs")]
     if mode == "hash":
         digest = hashlib.sha256(base64.b64decode(picture)).hexdigest()
         assert inputs == f'{{"image":"sha256:{digest}"}}'
@@ -128,14 +128,19 @@ def test_a_full_spool_drops_and_counts_never_blocks(predictor: Any, tmp_path: Pa
 
 
 def test_a_full_memory_queue_drops_and_counts(predictor: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelmill.monitoring.store import LogStore
+
     monkeypatch.setenv("MODELMILL_PII_KEY", PII_KEY)
-    settings = LogConfig(url=f"sqlite:///{tmp_path / 'monitor.db'}", flush_interval_s=30, queue_size=10,
-                         batch_size=1000)
-    log = open_prediction_log(settings, "tiny", predictor.features, predictor.input_schema(), lambda o, n: None)
+    settings = LogConfig(url=f"sqlite:///{tmp_path / 'monitor.db'}", flush_interval_s=30, queue_size=10)
+    store = LogStore(str(settings.url))
+    store.open(identity_of("tiny", predictor.input_schema()))
+    log = PredictionLog(store, settings, RecordEncoder(predictor.features, settings, PII_KEY.encode()),
+                        Spool(tmp_path / "spool", 2**20))  # not started: nothing takes from memory yet
     for i in range(15):
         log.submit(f"r{i}", [RECORD], [OUTPUT], "tiny", "1", 1.0)
     assert log.totals["dropped"] == 5 and log.pending == 10
-    log.close(5)  # closing spools and ships what memory held
+    log.start()
+    log.close(10)  # closing spools and ships what memory held
     assert log.totals["logged"] == 10 and log.pending == 0
 
 
@@ -214,3 +219,20 @@ def test_line_separators_inside_values_do_not_split_a_record(tmp_path: Path) -> 
     import json
 
     assert json.loads(stored[0]["inputs"]) == {"note": note}
+
+
+def test_a_shipper_that_dies_is_replaced_and_nothing_is_lost(predictor: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    monkeypatch.setenv("MODELMILL_PII_KEY", PII_KEY)
+    log = start(predictor, tmp_path)
+    first = log._shipper
+    assert first is not None
+    first.send_signal(signal.SIGKILL)
+    for i in range(30):
+        log.submit(f"r{i}", [RECORD], [OUTPUT], "tiny", "1", 1.0)
+        time.sleep(0.01)
+    wait_settled(log)
+    assert log._shipper is not first and log.totals["logged"] == 30 == stored_count(tmp_path)
+    log.close(5)

@@ -125,14 +125,15 @@ class RecordEncoder:
         return str(self.stored_value(self.key_kind, given))[:256]
 
     def lines(self, request_id: str, records: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]],
-              model: str, version: str, at: float, latency_ms: float, rows: Sequence[int]) -> list[str]:
-        """One tab-separated spool line per kept row. Tabs and newlines cannot occur inside a
-        field: ids and versions are checked names, the rest is JSON (which escapes them)."""
-        lines = []
+              model: str, version: str, at: float, latency_ms: float, kept: Sequence[int]) -> list[str]:
+        """One spool line per kept record: the fields of a predictions row (``PREDICTION_COLUMNS``
+        order), tab-separated. Tabs and newlines cannot occur inside a field: ids and model names
+        are checked names, versions are cleaned here, the rest is JSON (which escapes them).
+        Written in one go because it runs for every served record."""
         version = version.replace("\t", " ").replace("\n", " ")  # a folder name may hold anything
-        head = f"{request_id}\t"
-        tail = f"\t{at!r}\t{model}\t{version}\t{latency_ms:.3f}\t"
-        for row in rows:
+        middle = f"\t{at!r}\t{model}\t{version}\t{round(latency_ms, 3)!r}\t"
+        lines = []
+        for row in kept:
             record = records[row]
             if self.special:
                 record = dict(record)
@@ -141,8 +142,8 @@ class RecordEncoder:
                         record.pop(column.name, None)
                     elif column.name in record:
                         record[column.name] = self.stored_value(column.kind, record[column.name])
-            key = self.record_key(records[row])
-            lines.append(f"{head}{row}{tail}{'' if key is None else to_json(key).decode()}\t"
+            key = self.record_key(records[row]) if self.settings.key_column else None
+            lines.append(f"{request_id}\t{row}{middle}{'' if key is None else to_json(key).decode()}\t"
                          f"{to_json(record, bytes_mode='base64').decode()}\t{to_json(outputs[row]).decode()}\n")
         return lines
 

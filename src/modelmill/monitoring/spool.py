@@ -7,9 +7,10 @@ committed. So a ``kill -9`` loses at most the records of one flush interval, a s
 is down or slow only grows the spool, and a restart ships what an earlier process left:
 replays are idempotent because the store keys records by (request id, row).
 
-Each process owns the segments named after it and holds an exclusive lock on its lock file
-while it lives; segments whose owner's lock can be taken belong to a process that ended,
-and the next process to look ships them.
+Each server process owns the segments named after it and holds an exclusive lock on its
+lock file while it lives; its shipper process (:mod:`modelmill.monitoring.shipper`) writes
+them to the store. Segments whose owner's lock can be taken belong to a process that
+ended, and the next shipper to look ships them.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ class Spool:
                                f"({error.strerror}). Fix: give a writable folder") from None
         self._sequence = 0
 
-    def append(self, lines: list[str]) -> bool:
-        """Write one segment; False when it does not fit in the spool or the disk refuses it."""
+    def append(self, lines: list[str]) -> Path | None:
+        """Write one segment; None when it does not fit in the spool or the disk refuses it."""
         data = "".join(lines).encode()
         if self.size() + len(data) > self.max_bytes:
-            return False
+            return None
         self._sequence += 1
         name = f"{self.owner}-{self._sequence:012d}{SEGMENT_SUFFIX}"
         temporary = self.folder / f".{name}.tmp"
@@ -63,8 +64,8 @@ class Spool:
             os.replace(temporary, self.folder / name)
         except OSError:
             temporary.unlink(missing_ok=True)
-            return False
-        return True
+            return None
+        return self.folder / name
 
     def size(self) -> int:
         total = 0
@@ -80,15 +81,17 @@ class Spool:
     def own_segments(self) -> list[Path]:
         return sorted(self.folder.glob(f"{self.owner}-*{SEGMENT_SUFFIX}"))
 
+    @staticmethod
     @contextmanager
-    def orphans(self) -> Iterator[list[Path]]:
-        """Segments of processes that ended, locked for this process while it ships them."""
-        owners = {p.name.rsplit("-", 1)[0] for p in self.folder.glob(f"*{SEGMENT_SUFFIX}")} - {self.owner}
+    def adopt(folder: Path, *, keep: str) -> Iterator[list[Path]]:
+        """Segments of processes that ended (other than ``keep``), locked for the caller
+        while it ships them."""
+        owners = {p.name.rsplit("-", 1)[0] for p in folder.glob(f"*{SEGMENT_SUFFIX}")} - {keep}
         taken: list[tuple[int, Path]] = []
         segments: list[Path] = []
         try:
             for owner in sorted(owners):
-                lock_path = self.folder / f"{owner}.lock"
+                lock_path = folder / f"{owner}.lock"
                 try:
                     handle = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
                 except OSError:
@@ -99,13 +102,13 @@ class Spool:
                     os.close(handle)
                     continue
                 taken.append((handle, lock_path))
-                for partial in self.folder.glob(f".{owner}-*.tmp"):  # cut off mid-write: never whole
+                for partial in folder.glob(f".{owner}-*.tmp"):  # cut off mid-write: never whole
                     partial.unlink(missing_ok=True)
-                segments += sorted(self.folder.glob(f"{owner}-*{SEGMENT_SUFFIX}"))
+                segments += sorted(folder.glob(f"{owner}-*{SEGMENT_SUFFIX}"))
             yield segments
         finally:
             for handle, lock_path in taken:
-                if not any(self.folder.glob(f"{lock_path.stem}-*{SEGMENT_SUFFIX}")):
+                if not any(folder.glob(f"{lock_path.stem}-*{SEGMENT_SUFFIX}")):
                     lock_path.unlink(missing_ok=True)
                 os.close(handle)
 

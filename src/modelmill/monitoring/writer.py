@@ -3,36 +3,36 @@
 A request hands its records to :meth:`PredictionLog.submit` (a lock, an append: no I/O).
 The *collector* thread wakes every flush interval (or when a batch is waiting), decides
 sampling, hashes personal data, and writes what it took to a spool segment on disk. The
-*shipper* thread writes segments to the store in order and deletes them once committed;
-while the store is down or slow, segments wait (it retries with backoff) and the service
-goes on. Every record a request served ends in exactly one of the counters ``logged``,
-``sampled_out``, ``dropped`` (memory queue full, spool full, or the disk refusing the
-spool), or is still ``pending`` (in memory or in the spool):
-``served = logged + sampled_out + dropped + pending``.
+*shipper*, a process of its own (:mod:`modelmill.monitoring.shipper`), writes segments to
+the store in order and deletes them once committed; while the store is down or slow,
+segments wait (it retries with backoff) and the service goes on. Every record a request
+served ends in exactly one of the counters ``logged``, ``sampled_out``, ``dropped``
+(memory queue full, spool full, or the disk refusing the spool), or is still ``pending``
+(in memory or in the spool): ``served = logged + sampled_out + dropped + pending``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from modelmill.config.serving import LogConfig
-from modelmill.monitoring.records import RecordEncoder, parse_line, sampled_in
+from modelmill.monitoring.records import RecordEncoder, sampled_in
 from modelmill.monitoring.spool import Spool
-from modelmill.monitoring.store import LogStore, database_message
+from modelmill.monitoring.store import LogStore
 
 log = logging.getLogger("modelmill.serving")
 OUTCOMES = ("served", "logged", "sampled_out", "dropped", "replayed")
 Count = Callable[[str, int], None]
 _Entry = tuple[str, list[dict[str, Any]], list[dict[str, Any]], str, str, float, float]
-_RETENTION_EVERY_S = 3600.0
-_ORPHANS_EVERY_S = 60.0
-_MAX_BACKOFF_S = 5.0  # a store that is down is asked again this often, at most
+_RESTART_AFTER_S = 1.0
 
 
 class PredictionLog:
@@ -49,11 +49,12 @@ class PredictionLog:
         self._queued = 0  # records in memory
         self._spooled = 0  # records of this process in the spool
         self._wake_collector = threading.Event()
-        self._wake_shipper = threading.Event()
         self._stopping = False
-        self._store_down_since: float | None = None
+        self._store_down = False
         self._collector = threading.Thread(target=self._collect_loop, name="modelmill-log-collect", daemon=True)
-        self._shipper = threading.Thread(target=self._ship_loop, name="modelmill-log-ship", daemon=True)
+        self._shipper: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self._shipper_lock = threading.Lock()
 
     # ------------------------------------------------------------ request path
 
@@ -67,7 +68,7 @@ class PredictionLog:
                 self._queued += n
             self.totals["served"] += n
             self.totals["dropped"] += 0 if accepted else n
-            full = self._queued >= self.settings.batch_size
+            full = self._queued >= self.settings.queue_size // 2  # else the flush interval paces the writer
         self._count("served", n)
         if not accepted:
             self._count("dropped", n)
@@ -80,7 +81,7 @@ class PredictionLog:
 
     @property
     def store_down(self) -> bool:
-        return self._store_down_since is not None
+        return self._store_down
 
     def _account(self, *, queued: int = 0, spooled: int = 0, **outcomes: int) -> None:
         """Move records between the counters in one step under the lock, so that
@@ -97,19 +98,80 @@ class PredictionLog:
     # ------------------------------------------------------------ lifetime
 
     def start(self) -> None:
+        self._start_shipper()
         self._collector.start()
-        self._shipper.start()
 
     def close(self, timeout: float) -> None:
-        """Spool what memory holds, ship what the store takes within ``timeout``; the rest
-        stays in the spool for the next process."""
+        """Spool what memory holds and let the shipper write what the store takes within
+        ``timeout``; the rest stays in the spool for the next process."""
         self._stopping = True
         self._wake_collector.set()
         self._collector.join(timeout)
-        self._wake_shipper.set()
-        self._shipper.join(max(1.0, timeout))
+        with self._shipper_lock:
+            shipper = self._shipper
+        if shipper is not None:
+            try:
+                assert shipper.stdin is not None
+                shipper.stdin.close()  # the shipper's signal to ship what is left and end
+                shipper.wait(max(1.0, timeout))
+            except (OSError, subprocess.TimeoutExpired):
+                shipper.kill()
+            if self._reader is not None:
+                self._reader.join(5)  # its last reports counted before we return
         self.spool.close()
         self.store.close()
+
+    # ------------------------------------------------------------ shipper process
+
+    def _start_shipper(self) -> None:
+        """Start the shipper, hand it the settings (on its standard input: the URL may hold a
+        password) and read its reports on a thread of ours."""
+        process = subprocess.Popen([sys.executable, "-m", "modelmill.monitoring.shipper"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert process.stdin is not None and process.stdout is not None
+        settings = {"url": self.store.url, "folder": str(self.spool.folder), "owner": self.spool.owner,
+                    "batch_size": self.settings.batch_size, "interval": self.settings.flush_interval_s,
+                    "retention_days": self.settings.retention_days}
+        process.stdin.write(json.dumps(settings) + "\n")
+        process.stdin.flush()
+        reader = threading.Thread(target=self._read_reports, args=(process, process.stdout),
+                                  name="modelmill-log-reports", daemon=True)
+        with self._shipper_lock:
+            self._shipper, self._reader = process, reader
+        reader.start()
+
+    def _read_reports(self, process: subprocess.Popen[str], reports: IO[str]) -> None:
+        for line in reports:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "own":
+                lines, rows = (int(n) for n in rest.split())
+                self._account(spooled=-lines, logged=rows, dropped=lines - rows)
+            elif kind == "replayed":
+                self._account(replayed=int(rest))
+            elif kind == "down":
+                self._store_down = True
+                log.warning("prediction log: the store %s cannot be written (%s); records wait in the spool at %s",
+                            self.store.label, rest, self.spool.folder)
+            elif kind == "up":
+                self._store_down = False
+                log.info("prediction log: the store %s is back after %s s; the spool is written",
+                         self.store.label, rest)
+        code = process.wait()
+        if not self._stopping:  # it crashed: records wait in the spool until another one runs
+            log.error("prediction log: the shipper process ended (exit %s); starting another", code)
+            time.sleep(_RESTART_AFTER_S)
+            if not self._stopping:
+                self._start_shipper()
+
+    def _wake_shipper(self) -> None:
+        with self._shipper_lock:
+            shipper = self._shipper
+        try:
+            if shipper is not None and shipper.stdin is not None:
+                shipper.stdin.write("\n")
+                shipper.stdin.flush()
+        except (OSError, ValueError):  # it ended; the reader starts another
+            pass
 
     # ------------------------------------------------------------ collector
 
@@ -142,85 +204,11 @@ class PredictionLog:
             except Exception:  # counted, never silent; the other requests' records go on
                 log.exception("prediction log: the records of request %s could not be encoded", request_id)
                 unreadable += len(kept)
-        spooled = bool(lines) and self.spool.append(lines)
-        self._account(queued=-taken, spooled=len(lines) if spooled else 0,
-                      sampled_out=taken - len(lines) - unreadable, dropped=unreadable + (0 if spooled else len(lines)))
-        if spooled:
-            self._wake_shipper.set()
+        segment = self.spool.append(lines) if lines else None
+        self._account(queued=-taken, spooled=len(lines) if segment else 0,
+                      sampled_out=taken - len(lines) - unreadable, dropped=unreadable + (0 if segment else len(lines)))
+        if segment is not None:
+            self._wake_shipper()
         elif lines:
             log.warning("prediction log: %d records dropped (the spool at %s is full or cannot be "
                         "written)", len(lines), self.spool.folder)
-
-    # ------------------------------------------------------------ shipper
-
-    def _ship_loop(self) -> None:
-        backoff = self.settings.flush_interval_s
-        next_orphans = next_retention = 0.0
-        while True:
-            self._wake_shipper.wait(backoff if self.store_down else self.settings.flush_interval_s)
-            self._wake_shipper.clear()
-            stopping = self._stopping
-            try:
-                if time.monotonic() >= next_orphans:
-                    with self.spool.orphans() as orphans:
-                        self._ship_all(orphans, own=False)
-                    next_orphans = time.monotonic() + _ORPHANS_EVERY_S
-                self._ship_all(self.spool.own_segments(), own=True)
-                if self.settings.retention_days and time.monotonic() >= next_retention:
-                    self._apply_retention()
-                    next_retention = time.monotonic() + _RETENTION_EVERY_S
-                if self._store_down_since is not None:
-                    log.info("prediction log: the store %s is back after %.0f s; the spool is written",
-                             self.store.label, time.monotonic() - self._store_down_since)
-                    self._store_down_since = None
-                backoff = self.settings.flush_interval_s
-            except _StoreDown as down:
-                if self._store_down_since is None:
-                    self._store_down_since = time.monotonic()
-                    log.warning("prediction log: the store %s cannot be written (%s); records wait in "
-                                "the spool at %s", self.store.label, down, self.spool.folder)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-            except Exception:
-                log.exception("the prediction log's shipper failed")
-            if stopping:
-                return
-
-    def _ship_all(self, segments: Sequence[Path], *, own: bool) -> None:
-        for segment in segments:
-            try:
-                text = segment.read_text("utf-8", errors="replace")
-            except FileNotFoundError:
-                continue
-            lines = text.split("\n")[:-1]  # not splitlines: U+2028 and friends may occur inside JSON strings
-            rows = [row for row in map(parse_line, lines) if row is not None]
-            size = self.settings.batch_size
-            for start in range(0, len(rows), size):
-                self._write(rows[start:start + size])
-            segment.unlink(missing_ok=True)
-            damaged = len(lines) - len(rows)
-            if own:
-                self._account(spooled=-len(lines), logged=len(rows), dropped=damaged)
-            else:
-                self._account(replayed=len(rows))
-                if damaged:
-                    log.warning("prediction log: %d damaged lines skipped in %s", damaged, segment.name)
-
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        from sqlalchemy import exc
-
-        try:
-            self.store.write_predictions(rows)
-        except exc.SQLAlchemyError as error:
-            raise _StoreDown(database_message(error)) from None
-
-    def _apply_retention(self) -> None:
-        assert self.settings.retention_days is not None
-        cutoff = time.time() - self.settings.retention_days * 86400
-        deleted = self.store.delete_before(cutoff)
-        if deleted:
-            log.info("prediction log: %d records older than %g days deleted", deleted,
-                     self.settings.retention_days)
-
-
-class _StoreDown(Exception):
-    pass

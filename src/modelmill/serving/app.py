@@ -14,10 +14,10 @@ import ipaddress
 import logging
 import os
 import re
+import secrets
 import signal
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -286,7 +286,7 @@ class _Observed:
             return
         started = time.perf_counter()
         given = _header(scope, b"x-request-id")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else new_request_id()
         scope.setdefault("state", {}).update(request_id=request_id, started=started)
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
@@ -305,6 +305,14 @@ class _Observed:
         finally:
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def new_request_id() -> str:
+    """32 hex digits: the time in nanoseconds, then 64 random bits. Ids that grow with time
+    sort as the requests came, and the prediction log's index on them grows at its end
+    instead of at random places (a random id made each insert touch a random page of an
+    ever larger index)."""
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -25,11 +25,12 @@ from modelmill.errors import ServingError
 
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0, retries: int = 3,
-                 admin_token: str | None = None) -> None:
+                 admin_token: str | None = None, api_key: str | None = None,
+                 feedback_token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.retries = retries
-        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self._tokens = {"admin": admin_token, "predict": api_key, "feedback": feedback_token}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
         self._max_records: int | None = None
 
     def __enter__(self) -> Client:
@@ -43,8 +44,9 @@ class Client:
 
     # ------------------------------------------------------------------ calls
 
-    def predict(self, data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-        """Predictions for every row (or record), as a DataFrame with the input's index."""
+    def predict(self, data: pd.DataFrame | Iterable[Mapping[str, Any]], *, ids: bool = False) -> pd.DataFrame:
+        """Predictions for every row (or record), as a DataFrame with the input's index;
+        ``ids``: also the ``request_id`` and ``row`` that labels sent later name."""
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data))
         if frame.empty:
             raise ServingError("0 rows to predict")
@@ -52,9 +54,24 @@ class Client:
         chunk = self.max_records
         rows: list[dict[str, Any]] = []
         for start in range(0, len(records), chunk):
-            answer = self._call("POST", "/v1/predict", json={"instances": records[start:start + chunk]})
-            rows.extend(answer["predictions"])
+            answer = self._call("POST", "/v1/predict", json={"instances": records[start:start + chunk]},
+                                token="predict")
+            keys = {"request_id": answer["request_id"]} if ids else {}
+            rows.extend({**prediction, **keys, **({"row": n} if ids else {})}
+                        for n, prediction in enumerate(answer["predictions"]))
         return pd.DataFrame.from_records(rows, index=frame.index)
+
+    def feedback(self, labels: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """Labels for earlier predictions (``request_id``, ``row``, ``value``; or ``key`` and
+        ``value``); one result per label: stored, unknown or sampled_out. Needs ``feedback_token``."""
+        frame = labels if isinstance(labels, pd.DataFrame) else pd.DataFrame.from_records(list(labels))
+        records = [{k: v for k, v in record.items() if v is not None} for record in _records(frame)]
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(records), 10_000):
+            answer = self._call("POST", "/v1/feedback", json={"labels": records[start:start + 10_000]},
+                                token="feedback")
+            results.extend({**r, "index": r["index"] + start} for r in answer["results"])
+        return pd.DataFrame.from_records(results, index=frame.index)
 
     def model(self) -> dict[str, Any]:
         """The served model's metadata, metrics, input schema and versions."""
@@ -68,11 +85,11 @@ class Client:
 
     def reload(self, version: str | None = None) -> dict[str, Any]:
         """Admin: serve ``version`` (default: the newest). Needs ``admin_token``."""
-        return self._call("POST", "/v1/admin/reload", json={"version": version})
+        return self._call("POST", "/v1/admin/reload", json={"version": version}, token="admin")
 
     def rollback(self) -> dict[str, Any]:
         """Admin: serve the previous version again. Needs ``admin_token``."""
-        return self._call("POST", "/v1/admin/rollback")
+        return self._call("POST", "/v1/admin/rollback", token="admin")
 
     @property
     def max_records(self) -> int:
@@ -80,10 +97,12 @@ class Client:
             self._max_records = int(self.model()["limits"]["max_records"])
         return self._max_records
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        secret = self._tokens.get(token or "")
+        headers = {"Authorization": f"Bearer {secret}"} if secret else None
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._http.request(method, path, headers=headers, **kwargs)
             except httpx.HTTPError as exc:
                 raise ServingError(f"cannot reach {self.url}{path}: {exc}") from None
             if response.status_code == 503 and attempt < self.retries:

@@ -54,6 +54,7 @@ class ServerMetrics:
         self.log_store_up = Gauge("modelmill_log_store_up", "1 while the prediction store takes writes",
                                   registry=self.registry, multiprocess_mode="livemin")
         self._sources: list[tuple[Gauge, Callable[[], float]]] = []
+        self._log_children: dict[str, Counter] = {}
         self._serving: tuple[str, str] | None = None
 
     def watch(self, gauge: Gauge, source: Callable[[], float]) -> None:
@@ -75,7 +76,10 @@ class ServerMetrics:
         self.predictions.inc(records)
 
     def count_log(self, outcome: str, records: int) -> None:
-        self.log_records.labels(outcome).inc(records)
+        counter = self._log_children.get(outcome)
+        if counter is None:  # a child per outcome, looked up once: this runs for every request
+            counter = self._log_children[outcome] = self.log_records.labels(outcome)
+        counter.inc(records)
 
     def exposition(self) -> bytes:
         self.refresh()

@@ -71,7 +71,7 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
     import torch  # the model's runtime, from here on (a wrong path or setting failed before it)
 
     from modelmill.serving.models import load_version
-    from modelmill.serving.state import ServerState
+    from modelmill.serving.state import ServerState, freeze_heap
 
     from modelmill.serving.metrics import ServerMetrics
 
@@ -86,7 +86,9 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
 
         prediction_log = open_prediction_log(settings.log, first.name, first.predictor.features,
                                              first.predictor.input_schema(), metrics.count_log)
-    return ServerState(root, settings, first, selection, metrics, prediction_log)
+    state = ServerState(root, settings, first, selection, metrics, prediction_log)
+    freeze_heap()
+    return state
 
 
 def check_log_store(settings: ServingConfig, bundle: Bundle) -> None:

@@ -4,6 +4,7 @@ versions for rollback, the batcher, the metrics and the readiness flag."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
     from modelmill.monitoring import PredictionLog
 
 log = logging.getLogger("modelmill.serving")
+
+
+def freeze_heap() -> None:
+    """Move everything alive now (the imported libraries, the loaded model: millions of
+    objects) out of the garbage collector's reach. Requests allocate and free their own
+    objects; without this every full collection walks all of torch and pandas again: on two
+    cores that was a quarter of the server's CPU time per request at 64 concurrent clients.
+    Called again after a version change, unfreezing first, so that the old version's
+    objects can be collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ServerState:
@@ -137,6 +150,7 @@ class ServerState:
                 self.history.append(previous.version)
             self.metrics.serving(model.name, model.version)
             self.metrics.swaps.labels("rollback" if rollback else "reload").inc()
+            freeze_heap()  # the old version goes with this collection, unless a request still holds it
             if publish:
                 self._publish()
             log.info("now serving %s version %s (was %s)", model.name, model.version, previous.version)
