@@ -154,3 +154,20 @@ def settled(url: str, served: int, timeout: float = 60) -> dict[str, float]:
                 or time.monotonic() > deadline:
             return counters
         time.sleep(0.2)
+
+
+def stored_keys(url: str) -> list[tuple[str, int]]:
+    """Every (request id, row) in a prediction store, duplicates included."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            return [(str(r), int(n)) for r, n in
+                    connection.exec_driver_sql("SELECT request_id, row FROM modelmill_predictions")]
+    finally:
+        engine.dispose()
+
+
+def answered_keys(load: Load) -> set[tuple[str, int]]:
+    return {(a.request_id, row) for a in load.answered for row in range(a.records)}

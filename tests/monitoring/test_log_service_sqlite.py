@@ -1,12 +1,12 @@
 """The prediction log behind the real ``modelmill serve`` (its own process, real uvicorn on
-loopback) with SQLite and a real PostgreSQL: under load nothing is lost silently, a store
-that goes away costs no request, ``kill -9`` loses at most one flush interval and the
-restart replays the spool once, personal data is never stored or logged in clear, and
-mistakes at start are clear errors (exit 2)."""
+loopback) with SQLite: under load with two workers nothing is lost silently and /metrics
+sums the workers, ``kill -9`` loses at most one flush interval and the restart replays the
+spool once, personal data is never stored or logged in clear, and mistakes at start are
+clear errors (exit 2)."""
 
 from __future__ import annotations
 
-import resource
+import re
 import signal
 import time
 from pathlib import Path
@@ -16,27 +16,13 @@ import sqlalchemy as sa
 
 from modelmill.monitoring.records import sampled_in
 from tests.monitoring.conftest import PII_KEY
-from tests.monitoring.service import PLANTED, Load, log_counters, settled, start_server, stop_server
-from tests.postgres import postgres_cluster
+from tests.monitoring.service import (PLANTED, Load, answered_keys, log_counters, settled, start_server,
+                                     stop_server, stored_keys)
 
 PII_ENV = {"MODELMILL_PII_KEY": PII_KEY}
 
 
-def stored_keys(url: str) -> list[tuple[str, int]]:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with engine.connect() as connection:
-            return [(str(r), int(n)) for r, n in
-                    connection.exec_driver_sql("SELECT request_id, row FROM modelmill_predictions")]
-    finally:
-        engine.dispose()
-
-
-def answered_keys(load: Load) -> set[tuple[str, int]]:
-    return {(a.request_id, row) for a in load.answered for row in range(a.records)}
-
-
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_sqlite_two_workers_sampled_under_load_count_every_record(pii_models: Path, tmp_path: Path) -> None:
     database = tmp_path / "monitor.db"
     url = f"sqlite:///{database}"
@@ -65,33 +51,7 @@ def test_sqlite_two_workers_sampled_under_load_count_every_record(pii_models: Pa
         assert value.encode() not in files and value not in server.text(), value
 
 
-@pytest.mark.timeout(240)
-def test_postgres_stopped_under_load_costs_no_request_and_the_spool_catches_up(pii_models: Path) -> None:
-    with postgres_cluster() as database:
-        server = start_server(pii_models, "--log", database.url, "--log-flush-interval", "0.5", env=PII_ENV)
-        try:
-            load = Load(server.url, clients=8, records=2).start()
-            time.sleep(5)
-            database.stop()
-            time.sleep(3)
-            during = log_counters(server.url)
-            time.sleep(7)
-            database.start()
-            time.sleep(5)
-            load.stop()
-            counters = settled(server.url, load.served, timeout=90)
-        finally:
-            assert stop_server(server) == 0, server.text()
-        stored = stored_keys(database.url)
-    assert load.failed == [], load.failed[:5]
-    assert during["pending"] > 0, during  # records waited in the spool while the store was away
-    assert counters["served"] == load.served and counters["logged"] == load.served, counters
-    assert counters["dropped"] == 0 and counters["sampled_out"] == 0, counters
-    assert len(stored) == len(set(stored)) and set(stored) == answered_keys(load)
-    assert "cannot be written" in server.text() and "is back after" in server.text()
-
-
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_kill_9_loses_at_most_one_flush_interval_and_the_restart_replays_once(pii_models: Path,
                                                                              tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
@@ -130,60 +90,41 @@ def test_kill_9_loses_at_most_one_flush_interval_and_the_restart_replays_once(pi
     assert not list((tmp_path / "monitor.db-spool").glob("*.tsv"))
 
 
-@pytest.mark.timeout(180)
-def test_a_spool_the_disk_refuses_counts_drops_and_fails_no_request(pii_models: Path) -> None:
-    def no_file_may_grow() -> None:  # the kernel answers every write with EFBIG, as a full disk would ENOSPC
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-
-    with postgres_cluster() as database:
-        server = start_server(pii_models, "--log", database.url, "--log-flush-interval", "0.3", env=PII_ENV,
-                              preexec=no_file_may_grow)
-        try:
-            database.stop()
-            load = Load(server.url, clients=4, records=2).start()
-            time.sleep(4)
-            load.stop()
-            counters = settled(server.url, load.served)
-        finally:
-            assert stop_server(server) == 0, server.text()
-    assert load.failed == [] and load.served > 0
-    assert counters["dropped"] == counters["served"] == load.served and counters["logged"] == 0, counters
-    assert "records dropped" in server.text()
-
-
-def test_bad_stores_at_start_are_clear_errors(pii_models: Path, tmp_path: Path) -> None:
+def test_bad_stores_at_start_are_clear_errors(pii_models: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
+
+    from modelmill.errors import ServingError
+    from modelmill.serving.server import serve
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    cases = [
-        (f"postgresql://monitor:s3cret@127.0.0.1:{closed}/monitor", "cannot open the prediction log at "
-         f"postgresql://monitor:***@127.0.0.1:{closed}/monitor"),
-        ("sqlite-but-not-a-url", "not a database URL"),
-        (f"sqlite:///{tmp_path}/missing/monitor.db", "does not exist"),
-    ]
-    for url, expected in cases:
-        server = start_server(pii_models, "--log", url, env=PII_ENV, wait=False)
-        assert server.process.wait(60) == 2
-        time.sleep(0.2)
-        assert expected in server.flat() and "Traceback" not in server.text() and "s3cret" not in server.text()
-    # a store that holds another model's records: refused with the difference
+    # the real command: exit 2, one message, no trace, no password
+    server = start_server(pii_models, "--log", f"postgresql://monitor:s3cret@127.0.0.1:{closed}/monitor",
+                          env=PII_ENV, wait=False)
+    assert server.process.wait(120) == 2
+    time.sleep(0.2)
+    assert f"cannot open the prediction log at postgresql://monitor:***@127.0.0.1:{closed}/monitor" in server.flat()
+    assert "Traceback" not in server.text() and "s3cret" not in server.text()
+    # the same check, in process (serve() fails before it loads a model or listens)
+    monkeypatch.setenv("MODELMILL_PII_KEY", PII_KEY)
     other = sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}")
-    with other.begin() as connection:
+    with other.begin() as connection:  # a store that holds another model's records
         connection.exec_driver_sql("CREATE TABLE modelmill_log_info (key VARCHAR(64) PRIMARY KEY, value TEXT)")
         connection.exec_driver_sql("INSERT INTO modelmill_log_info VALUES ('schema_version', '1'), ('model', "
                                    "'{\"name\": \"tiny\", \"inputs\": {\"x\": \"number\"}, \"target\": "
                                    "{\"name\": \"label\", \"type\": \"binary\"}}')")
         connection.exec_driver_sql("CREATE TABLE modelmill_predictions (request_id VARCHAR(64))")
     other.dispose()
-    server = start_server(pii_models, "--log", f"sqlite:///{tmp_path / 'other.db'}", env=PII_ENV, wait=False)
-    assert server.process.wait(60) == 2
-    time.sleep(0.2)
-    assert "holds another model's records: input 'colour' is new in the served model" in server.flat()
-    # personal data without a key
-    server = start_server(pii_models, "--log", f"sqlite:///{tmp_path / 'new.db'}", wait=False,
-                          env={"MODELMILL_PII_KEY": ""})
-    assert server.process.wait(60) == 2
-    time.sleep(0.2)
-    assert "MODELMILL_PII_KEY is not set" in server.flat()
+    cases = [
+        ("sqlite-but-not-a-url", "not a database URL"),
+        (f"sqlite:///{tmp_path}/missing/monitor.db", "does not exist"),
+        (f"sqlite:///{tmp_path / 'other.db'}", "holds another model's records: input 'colour' is new in the served model"),
+    ]
+    for url, expected in cases:
+        with pytest.raises(ServingError, match=re.escape(expected)):
+            serve(pii_models, {"port": 0, "log": {"url": url}})
+    monkeypatch.setenv("MODELMILL_PII_KEY", "")  # personal data without a key
+    with pytest.raises(ServingError, match="MODELMILL_PII_KEY is not set"):
+        serve(pii_models, {"port": 0, "log": {"url": f"sqlite:///{tmp_path / 'new.db'}"}})
