@@ -67,11 +67,14 @@ def test_retention_deletes_old_records_and_their_labels(url: str) -> None:
     store = LogStore(url)
     store.open(IDENTITY)
     store.write_predictions([row("old", at=100.0), row("new", at=2000.0)])
-    store.write_labels([{"request_id": "old", "row": 0, "value": '"bad"', "labelled_at": 101.0}])
+    store.write_labels([{"request_id": "old", "row": 0, "value": '"bad"', "labelled_at": 101.0},
+                        {"request_id": "never-came", "row": 0, "value": '"bad"', "labelled_at": 102.0},
+                        {"request_id": "new", "row": 0, "value": '"good"', "labelled_at": 103.0}])
     assert store.delete_before(1000.0) == 1
     assert store.find([("old", 0), ("new", 0)]) == {("new", 0)}
     with store.engine.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).select_from(store_module.labels)).scalar() == 0
+        kept = connection.execute(sa.select(store_module.labels.c.request_id)).scalars().all()
+    assert kept == ["new"]  # the old record's label and a label that never found its record are gone
     store.close()
 
 

@@ -287,11 +287,16 @@ class LogStore:
         return insert(table)
 
     def delete_before(self, cutoff: float) -> int:
-        """Retention: records logged before ``cutoff`` (epoch seconds) and their labels."""
+        """Retention: records logged before ``cutoff`` (epoch seconds) and their labels, and
+        labels received before it that never found their record."""
         with self.engine.begin() as connection:
             old = sa.select(predictions.c.request_id).where(predictions.c.logged_at < cutoff)
             connection.execute(labels.delete().where(labels.c.request_id.in_(old)))
-            return int(connection.execute(predictions.delete().where(predictions.c.logged_at < cutoff)).rowcount)
+            deleted = int(connection.execute(predictions.delete().where(predictions.c.logged_at < cutoff)).rowcount)
+            joined = sa.select(predictions.c.request_id).where(predictions.c.request_id == labels.c.request_id,
+                                                               predictions.c.row == labels.c.row)
+            connection.execute(labels.delete().where(labels.c.labelled_at < cutoff, ~sa.exists(joined)))
+            return deleted
 
     # ------------------------------------------------------------ reading
 
