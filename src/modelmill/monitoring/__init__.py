@@ -1,4 +1,4 @@
-"""Monitoring: the prediction log (every served record, late labels) and, built on it, drift."""
+"""Monitoring: the prediction log (every served record, the labels that arrive later)."""
 
 from __future__ import annotations
 
