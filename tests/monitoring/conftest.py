@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from modelmill.api import Pipeline
-from modelmill.config.serving import LogConfig
 from tests.conftest import base_config, make_frame
 
 PII_KEY = "a-secret-hmac-key-for-tests-0123"
@@ -29,7 +28,3 @@ def pii_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pii-models")
     Pipeline(pii_config()).fit(make_frame(rows=300, seed=1)).save(root / "1")
     return root
-
-
-def log_settings(url: str, **changes: Any) -> LogConfig:
-    return LogConfig(url=url, **changes)

@@ -331,13 +331,13 @@ def _read_sql(src: Source, config: DataConfig) -> pd.DataFrame:
             # A plain string runs as the driver's SQL: no ':name' bind parsing of the query.
             return pd.read_sql_query(config.query, connection)
     except (exc.SQLAlchemyError, pd.errors.DatabaseError) as error:
-        message = _database_message(error)
+        message = database_message(error)
         raise DataError(f"the query failed: {message}. Query: {config.query}", source=src.label) from None
     finally:
         engine.dispose()
 
 
-def _database_message(error: BaseException) -> str:
+def database_message(error: BaseException) -> str:
     """The database's own message: pandas and SQLAlchemy wrap it (``orig``) in theirs."""
     cause: BaseException | None = error
     while cause is not None:

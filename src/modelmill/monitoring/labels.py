@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def store_labels(store: LogStore, labels: Sequence[Label], sample: float,
-                 clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
+def store_labels(store: LogStore, labels: Sequence[Label], sample: float) -> list[dict[str, Any]]:
     """Write the labels; one result per label, in order."""
     results: list[dict[str, Any]] = [{} for _ in labels]
     by_id = [(i, label) for i, label in enumerate(labels) if label.request_id is not None]
@@ -66,7 +65,7 @@ def store_labels(store: LogStore, labels: Sequence[Label], sample: float,
                           "(serving.log.sample); its label is not stored"}
     found = store.find([(str(label.request_id), int(label.row or 0)) for _, label in kept])
     rows: list[dict[str, Any]] = []
-    at = clock()
+    at = time.time()
     for i, label in kept:
         pair = (str(label.request_id), int(label.row or 0))
         rows.append({"request_id": pair[0], "row": pair[1], "value": json.dumps(label.value), "labelled_at": at})

@@ -237,14 +237,6 @@ class LogStore:
             raise ServingError(f"{self.label} holds no prediction log yet")
         return ModelIdentity.from_json(value)
 
-    def ping(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
-            return True
-        except exc.SQLAlchemyError:
-            return False
-
     # ------------------------------------------------------------ writing
 
     def write_predictions(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -360,7 +352,8 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
 
 
 def database_message(error: BaseException) -> str:
-    """The database's own words, first line only, without the SQL SQLAlchemy appends."""
-    original = getattr(error, "orig", None) or error
-    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    """The database's own words (as a SQL source's errors give them), first line only."""
+    from modelmill.data.sources import database_message as full_message
 
+    text = full_message(error)
+    return text.splitlines()[0] if text else type(error).__name__
