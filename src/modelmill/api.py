@@ -38,6 +38,7 @@ from modelmill.evaluation.report import render_report
 from modelmill.features import Feature, build_features, build_target
 from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
+from modelmill.predictor.output import prediction_profile
 from modelmill.scoring import metrics_of, score
 from modelmill.training import Callback, TensorData, TrainResult
 from modelmill.training.decision import decide, needs_held_out, total_cost
@@ -142,6 +143,9 @@ class Pipeline:
         clock.lap("fit the model")
         self.predictor_, self.cleaning_ = parts, report
         self.profile_ = parts.profile(learned)  # the rows the kept model learned from
+        # predictions on rows the model did not learn from are what served predictions resemble
+        profiled = test if evaluate and len(test) else valid if len(valid) and not maker.refits else learned
+        self.profile_["prediction"] = prediction_profile(parts.target.task, parts.predict(profiled))
         self.metrics_, self.plots_ = {}, {}
         if evaluate:
             self._evaluate_test(parts, test, run_dir)

@@ -344,6 +344,64 @@ def log_labels(
               f"{' yet; kept' if key is None else ''})", highlight=False)
 
 
+@app.command()
+def monitor(
+    model: Annotated[Path, typer.Argument(help="The bundle that served the log, or its folder of versions "
+                                          "(the newest is the reference).")],
+    log: LogUrl,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and summary.json.")] = Path(
+        "monitoring"),
+    window: Annotated[str | None, typer.Option(help="Rows per window (1000) or a duration (30m, 6h, 1d, 1w); "
+                                               "default: monitoring.window of the bundle's config.")] = None,
+    metric: Annotated[str | None, typer.Option(help="The metric followed (default: monitoring.decay.metric).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date or time (UTC), e.g. 2026-12-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date or time (UTC).")] = None,
+) -> None:
+    """Drift, data quality and performance of the logged records against the bundle: report.html
+    and summary.json (its schema: docs/monitor-summary.schema.json). Exit 3 when an alarm fires."""
+    from modelmill.files import atomic_open
+    from modelmill.monitoring.export import parse_time
+    from modelmill.monitoring.report import write_monitor_report
+    from modelmill.monitoring.watch import monitor_log
+
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    summary = monitor_log(model, log, window=window, metric=metric, since=start, until=end)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_open(output / "summary.json", "w", encoding="utf-8") as stream:
+        stream.write(summary.model_dump_json(indent=2) + "\n")
+    report = write_monitor_report(summary, output / "report.html")
+    table = Table(title=f"{summary.model.name} v{summary.model.version}: {len(summary.windows)} windows of "
+                  f"{summary.settings.window}")
+    for heading in ("column", "score", "windows drifted"):
+        table.add_column(heading, justify="left" if heading == "column" else "right")
+    for ranked in summary.ranking:
+        table.add_row(escape(ranked.column), f"{ranked.score:.3f}", str(ranked.windows_drifted))
+    out.print(table)
+    for alarm in summary.alarms:
+        err.print(f"[bold red]alarm[/] window {alarm.window}, {alarm.kind}: {escape(alarm.message)}", highlight=False)
+    out.print(f"summary: {output / 'summary.json'}")
+    out.print(f"report: {report}")
+    if summary.alarm:
+        raise typer.Exit(3)
+
+
+@app.command()
+def dashboard(
+    models: Annotated[Path, typer.Option("--models", help="The bundle, or the folder of its versions.")],
+    log: LogUrl,
+    host: Annotated[str, typer.Option(help="Interface (loopback by default; another needs the token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8050,
+    token_env: Annotated[str, typer.Option(help="Environment variable holding the access token.")] =
+        "MODELMILL_DASHBOARD_TOKEN",
+    window: Annotated[str | None, typer.Option(help="Rows per window or a duration (default: the config's).")] = None,
+    metric: Annotated[str | None, typer.Option(help="The metric followed (default: the config's).")] = None,
+) -> None:
+    """A read-only web page of the model's versions, traffic, drift, performance and alarms."""
+    from modelmill.monitoring.dashboard import run_dashboard
+
+    run_dashboard(models, log, host=host, port=port, token_env=token_env, window=window, metric=metric)
+
+
 def _summary(metrics: dict[str, Any], *, title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")

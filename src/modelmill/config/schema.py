@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from modelmill.config.compare import CompareConfig
 from modelmill.config.images import ImageFeatureBase
 from modelmill.config.models import MLPModelConfig, ModelConfig
+from modelmill.config.monitoring import MonitoringConfig
 from modelmill.config.section import Section
 from modelmill.config.serving import ServingConfig
 from modelmill.config.targets import TargetConfig
@@ -339,6 +340,7 @@ class PipelineConfig(Section):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

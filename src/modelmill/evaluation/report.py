@@ -99,13 +99,13 @@ def render_report(
         parts.append(f"<h2>{_esc(heading)}</h2>\n{_render(value)}")
     if config_yaml is not None:
         parts.append(f"<h2>Configuration</h2>\n<pre>{_esc(config_yaml)}</pre>")
-    return _page(title, "\n".join(parts))
+    return page(title, "\n".join(parts))
 
 
 # ---------------------------------------------------------------- sections
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -25,7 +25,7 @@ from torch import nn
 from modelmill.config.schema import CleaningConfig, OutlierConfig
 from modelmill.data.clean import missing_mask
 from modelmill.errors import ModelError
-from modelmill.features.stats import DriftResult
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds
 from modelmill.registry import Registry
 
 ConfigT = TypeVar("ConfigT")
@@ -219,8 +219,10 @@ class Feature(Component[ConfigT]):
         """Reference statistics of the column, for drift monitoring."""
 
     @abstractmethod
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
-        """How far ``column`` (new data) has moved from the ``reference`` profile."""
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+        """How far ``column`` (new data) has moved from the ``reference`` profile, and
+        whether that is an alarm at ``thresholds``."""
 
 
 @dataclass

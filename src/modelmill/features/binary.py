@@ -17,7 +17,7 @@ from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predi
 from modelmill.features.category import class_weight_vector, plain_strings
 from modelmill.features.calibration import Calibrator
 from modelmill.features.request import binary_type, json_or_text
-from modelmill.features.stats import JS_THRESHOLD, DriftResult, jensen_shannon
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, share_drift
 
 _TRUTHY = ("true", "yes", "y", "t", "1", "positive", "pos")
 
@@ -159,15 +159,18 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
             "positive_rate": float(present.mean()) if present.size else None,
         }
 
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
-        profile = self.profile(column)
-        expected, current = reference.get("positive_rate"), profile["positive_rate"]
-        value = None if expected is None or current is None else jensen_shannon(
-            {"positive": expected, "negative": 1 - expected}, {"positive": current, "negative": 1 - current})
-        return DriftResult.measured(self.name, "jensen_shannon", value, JS_THRESHOLD,
-                                    positive_rate=current, reference_positive_rate=expected,
-                                    missing_rate=profile["missing_rate"],
-                                    reference_missing_rate=reference.get("missing_rate"))
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+        codes = to_codes(binary_strings(column), self.negative_, self.positive_)
+        present = codes[~np.isnan(codes)]
+        expected = reference.get("positive_rate")
+        shares = {} if expected is None else {"positive": float(expected), "negative": 1 - float(expected)}
+        counts = {"positive": int(present.sum()), "negative": int(present.size - present.sum())}
+        return share_drift(self.name, shares, counts, thresholds,
+                           missing_rate=float(np.isnan(codes).mean()) if codes.size else 0.0,
+                           reference_missing_rate=reference.get("missing_rate"),
+                           positive_rate=float(present.mean()) if present.size else None,
+                           reference_positive_rate=expected)
 
 
 class WeightedBCE(nn.Module):

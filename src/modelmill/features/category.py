@@ -19,7 +19,7 @@ from modelmill.data.values import SMALL_COLUMN, as_strings, plain_string
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
 from modelmill.features.calibration import Calibrator, calibrate_classes
 from modelmill.features.request import category_type
-from modelmill.features.stats import JS_THRESHOLD, DriftResult, jensen_shannon, shares_with_other
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, share_drift, shares_with_other
 
 # Index 0 of every vocabulary is the bucket for unseen, rare and (by default) missing values.
 UNKNOWN = "<unknown>"
@@ -219,18 +219,16 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
             "frequencies": {str(k): float(v) for k, v in frequencies.items()},
         }
 
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
         values = as_strings(column)
-        expected = shares_with_other(reference.get("frequencies") or {})
-        listed = set(expected) - {"<other>"}
         present = values.dropna()
-        counts = present.where(present.isin(listed), "<other>").value_counts(normalize=True)
-        current = {str(k): float(v) for k, v in counts.items()}
+        counts = {str(k): int(v) for k, v in present.value_counts().items()}
         unseen = float((~present.isin(self.vocabulary_)).mean()) if len(present) else 0.0
-        return DriftResult.measured(
-            self.name, "jensen_shannon", jensen_shannon(expected, current), JS_THRESHOLD,
-            missing_rate=float(values.isna().mean()) if len(values) else 0.0,
-            reference_missing_rate=reference.get("missing_rate"), unseen_share=unseen)
+        return share_drift(self.name, shares_with_other(reference.get("frequencies") or {}), counts, thresholds,
+                           missing_rate=float(values.isna().mean()) if len(values) else 0.0,
+                           reference_missing_rate=reference.get("missing_rate"),
+                           extra_alarms=("unseen",) if unseen > thresholds.unseen else (), unseen_share=unseen)
 
 
 @TARGETS.register("category", config=CategoryTargetConfig)

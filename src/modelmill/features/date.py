@@ -16,7 +16,7 @@ from modelmill.data.values import parse_dates
 from modelmill.features.base import FEATURES, Feature, FitReport, RawColumn
 from modelmill.features.category import plain_strings
 from modelmill.features.request import date_type
-from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, distribution_drift, distribution_profile
 
 # Period of each cyclical part; "year" is not periodic and is standardised instead.
 PERIODS: dict[str, float] = {
@@ -122,20 +122,14 @@ class DateFeature(Feature[DateFeatureConfig]):
     def profile(self, column: pd.Series) -> dict[str, Any]:
         dates = parse_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
-        return {
-            "type": "date",
-            "missing_rate": float(dates.isna().mean()) if len(dates) else 0.0,
-            "min": str(present.min()) if len(present) else None,
-            "max": str(present.max()) if len(present) else None,
-            "histogram": histogram_profile(epoch_days(dates)),  # in days since 1970
-        }
+        return {"type": "date", **distribution_profile(epoch_days(dates)),  # in days since 1970
+                "first": str(present.min()) if len(present) else None,
+                "last": str(present.max()) if len(present) else None}
 
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
         dates = parse_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
-        return DriftResult.measured(
-            self.name, "psi", histogram_psi(reference.get("histogram", {}), epoch_days(dates)), PSI_THRESHOLD,
-            missing_rate=float(dates.isna().mean()) if len(dates) else 0.0,
-            reference_missing_rate=reference.get("missing_rate"),
-            min=str(present.min()) if len(present) else None, max=str(present.max()) if len(present) else None,
-            reference_min=reference.get("min"), reference_max=reference.get("max"))
+        return distribution_drift(self.name, reference, epoch_days(dates), thresholds,
+                                  first=str(present.min()) if len(present) else None,
+                                  last=str(present.max()) if len(present) else None)

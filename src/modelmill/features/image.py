@@ -24,11 +24,10 @@ from modelmill.encoders.cnn import build_cnn
 from modelmill.errors import DataError
 from modelmill.features.base import FEATURES, Feature
 from modelmill.features.request import MAX_IMAGE_BYTES
-from modelmill.features.stats import DriftResult
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds
 
 STATISTICS_SAMPLE = 10_000  # images whose pixels give the normalisation of a streamed column
 PROFILE_SAMPLE = 2_000  # images whose pixels give the reference profile (and the drift check)
-MEAN_SHIFT = 0.25  # a channel mean moving by a quarter of its spread counts as drift
 
 
 @FEATURES.register("image", config=ImageFeatureConfig)
@@ -183,18 +182,23 @@ class ImageFeature(Feature[ImageFeatureConfig]):
                 "pixel_mean": statistics[0] if statistics else None,
                 "pixel_std": statistics[1] if statistics else None}
 
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
-        """The largest move of a channel's mean pixel value, in units of the reference's
-        spread of that channel (brighter, darker or differently coloured images)."""
-        statistics = self._pixel_statistics(column, self.missing(column))
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+        """The largest move of a channel's brightness (mean pixel value) or contrast (the
+        pixels' spread), in units of the reference's spread of that channel."""
+        missing = self.missing(column)
+        statistics = self._pixel_statistics(column, missing)
         expected_mean, expected_std = reference.get("pixel_mean"), reference.get("pixel_std")
         value = None
         if statistics and expected_mean and expected_std:
-            value = max(abs(m - e) / max(s, 1.0) for m, e, s in zip(statistics[0], expected_mean, expected_std))
+            value = max(max(abs(m - e) / max(s, 1.0), abs(c - s) / max(s, 1.0))
+                        for m, c, e, s in zip(statistics[0], statistics[1], expected_mean, expected_std))
         return DriftResult.measured(
-            self.name, "mean_shift", value, MEAN_SHIFT, pixel_mean=statistics[0] if statistics else None,
-            pixel_std=statistics[1] if statistics else None, reference_pixel_mean=expected_mean,
-            reference_pixel_std=expected_std)
+            self.name, "brightness_contrast_shift", value, thresholds.image_shift, thresholds=thresholds,
+            missing_rate=float(missing.mean()) if len(missing) else 0.0,
+            reference_missing_rate=reference.get("missing_rate"),
+            pixel_mean=statistics[0] if statistics else None, pixel_std=statistics[1] if statistics else None,
+            reference_pixel_mean=expected_mean, reference_pixel_std=expected_std)
 
 
 def _channel_statistics(pixels: np.ndarray) -> tuple[list[float], list[float]]:

@@ -17,7 +17,7 @@ from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target
 from modelmill.features.request import json_or_text, number_type
-from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, distribution_drift, distribution_profile
 
 SCALED_LIMIT = 1e4
 
@@ -213,24 +213,11 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return json_or_text(text)
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
-        values = as_numbers(column, feature=self.name)
-        present = values[~np.isnan(values)]
-        return {
-            "type": "number",
-            "missing_rate": float(np.isnan(values).mean()) if values.size else 0.0,
-            "mean": float(present.mean()) if present.size else None,
-            "std": float(present.std()) if present.size else None,
-            "histogram": histogram_profile(values),
-        }
+        return {"type": "number", **distribution_profile(as_numbers(column, feature=self.name))}
 
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
-        values = as_numbers(column, feature=self.name)
-        present = values[~np.isnan(values)]
-        return DriftResult.measured(
-            self.name, "psi", histogram_psi(reference.get("histogram", {}), values), PSI_THRESHOLD,
-            missing_rate=float(np.isnan(values).mean()) if values.size else 0.0,
-            reference_missing_rate=reference.get("missing_rate"),
-            mean=float(present.mean()) if present.size else None, reference_mean=reference.get("mean"))
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+        return distribution_drift(self.name, reference, as_numbers(column, feature=self.name), thresholds)
 
 
 @TARGETS.register("number", config=NumberTargetConfig)

@@ -6,7 +6,6 @@ tokenises exactly as training did. The encoder is chosen by ``encoder.type``."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,10 +20,9 @@ from modelmill.encoders.text import PAD, TEXT_ENCODERS
 from modelmill.errors import ModelError
 from modelmill.features.base import FEATURES, Feature, FitReport, TokenSpace
 from modelmill.features.request import text_type
-from modelmill.features.stats import PSI_THRESHOLD, DriftResult, histogram_profile, histogram_psi
+from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, distribution_drift, distribution_profile
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1 of every tokenizer trained here
-OOV_RISE = 0.05  # a rise of the unknown-token share by this much (absolute) counts as drift
 
 
 def as_texts(column: pd.Series) -> list[str]:
@@ -232,22 +230,24 @@ class TextFeature(Feature[TextFeatureConfig]):
             "type": "text",
             "missing_rate": float(column.isna().mean()) if len(column) else 0.0,
             "mean_tokens": float(lengths.mean()) if lengths.size else 0.0,
-            "length_quantiles": np.quantile(lengths, [0.1, 0.5, 0.9]).tolist() if lengths.size else [],
-            "length_histogram": histogram_profile(lengths),
+            "lengths": distribution_profile(lengths),
             "unknown_share": unknown_share,
         }
 
-    def drift(self, reference: dict[str, Any], column: pd.Series) -> DriftResult:
-        """PSI of the token counts per text; a rise of the unknown-token share (new words,
-        another language) by more than ``OOV_RISE`` also counts as drift."""
+    def drift(self, reference: dict[str, Any], column: pd.Series,
+              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+        """The distance between the texts' lengths in tokens; a rise of the unknown-token
+        share (new words, another language) is an alarm of its own."""
         lengths, unknown_share = self._token_statistics(column)
-        result = DriftResult.measured(
-            self.name, "psi", histogram_psi(reference.get("length_histogram", {}), lengths), PSI_THRESHOLD,
+        expected = reference.get("unknown_share")
+        rise = expected is not None and unknown_share - float(expected) > thresholds.unknown_tokens
+        # profiles written before lengths kept quantiles have only a histogram of them
+        lengths_reference = reference.get("lengths") or {"histogram": reference.get("length_histogram") or {}}
+        return distribution_drift(
+            self.name, lengths_reference, lengths, thresholds,
+            missing_rate=float(column.isna().mean()) if len(column) else 0.0,
+            reference_missing_rate=reference.get("missing_rate"),
+            extra_alarms=("unknown_tokens",) if rise else (),
             mean_tokens=float(lengths.mean()) if lengths.size else 0.0,
             reference_mean_tokens=reference.get("mean_tokens"),
-            unknown_share=unknown_share, reference_unknown_share=reference.get("unknown_share"))
-        expected = reference.get("unknown_share")
-        if expected is not None and unknown_share - float(expected) > OOV_RISE:
-            return replace(result, drifted=True,
-                           details={**result.details, "reason": "more tokens unknown to the tokenizer"})
-        return result
+            unknown_share=unknown_share, reference_unknown_share=expected)

@@ -54,11 +54,13 @@ def open_log(url: str) -> LogStore:
 
 
 def log_frame(store: LogStore, *, since: float | None = None, until: float | None = None,
-              labelled_only: bool = False) -> pd.DataFrame:
+              labelled_only: bool = False, latest: int | None = None) -> pd.DataFrame:
+    """The stored records as a table: metadata, inputs, prediction columns, the label under
+    the target's name (None where none arrived) and when it arrived."""
     identity = store.identity()
     target = str(identity.target["name"])
     parts = []
-    for chunk in store.read(since=since, until=until, labelled_only=labelled_only):
+    for chunk in store.read(since=since, until=until, labelled_only=labelled_only, latest=latest):
         meta = pd.DataFrame({column: [row[column] for row in chunk] for column in META_COLUMNS})
         inputs = pd.DataFrame.from_records([json.loads(row["inputs"]) for row in chunk],
                                            columns=list(identity.inputs))

@@ -102,7 +102,7 @@ class ModelIdentity:
         return found
 
 
-def _display(url: str) -> str:
+def display_url(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError:
@@ -115,7 +115,7 @@ class LogStore:
     def __init__(self, url: str, *, create: bool = True) -> None:
         from modelmill.data.sources import installed_driver
 
-        self.label = _display(url)
+        self.label = display_url(url)
         try:
             parsed = sa.make_url(url)
         except exc.ArgumentError:
@@ -319,8 +319,9 @@ class LogStore:
             return int(connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar() or 0)
 
     def read(self, *, since: float | None = None, until: float | None = None, labelled_only: bool = False,
-             chunk_rows: int = 50_000) -> Iterator[list[dict[str, Any]]]:
-        """Stored records (with their label, or None) in logging order, in chunks."""
+             latest: int | None = None, chunk_rows: int = 50_000) -> Iterator[list[dict[str, Any]]]:
+        """Stored records (with their label, or None) in logging order, in chunks; only the
+        newest ``latest`` of them when given."""
         query = sa.select(predictions, labels.c.value.label("label"), labels.c.labelled_at).select_from(
             predictions.outerjoin(labels, sa.and_(labels.c.request_id == predictions.c.request_id,
                                                   labels.c.row == predictions.c.row)))
@@ -330,7 +331,12 @@ class LogStore:
             query = query.where(predictions.c.logged_at < until)
         if labelled_only:
             query = query.where(labels.c.value.is_not(None))
-        query = query.order_by(predictions.c.logged_at, predictions.c.request_id, predictions.c.row)
+        order = (predictions.c.logged_at, predictions.c.request_id, predictions.c.row)
+        if latest is not None:  # the newest rows by the index on logged_at, then back in logging order
+            newest = query.order_by(*(column.desc() for column in order)).limit(latest).subquery()
+            query = sa.select(newest).order_by(newest.c.logged_at, newest.c.request_id, newest.c.row)
+        else:
+            query = query.order_by(*order)
         with self.engine.connect() as connection:
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
             for partition in result.mappings().partitions(chunk_rows):

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelmill.features import Predictions
+from modelmill.features import DriftResult, DriftThresholds, Predictions
+from modelmill.features.stats import distribution_drift, distribution_profile, share_drift
 
 
 def prediction_columns(target: str, class_names: list[str]) -> tuple[str, list[str]]:
@@ -44,3 +45,53 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+# ------------------------------------------------------------------ monitoring
+
+PREDICTION = "prediction"  # the name prediction drift is reported under, beside the columns'
+
+
+def logged_predictions(frame: pd.DataFrame, target: str, task: str, class_names: list[str]) -> Predictions:
+    """Predictions back from their columns in a table (an exported prediction log, the output
+    of ``modelmill predict``): the inverse of :func:`prediction_frame`."""
+    label, probabilities = prediction_columns(target, class_names)
+    labels = frame[label].to_numpy()
+    if task == "number":
+        values = pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype="float64")
+        return Predictions(labels=values, codes=values, proba=None, class_names=[])
+    index = {name: i for i, name in enumerate(class_names)}
+    codes = np.array([index.get(str(v), -1) for v in labels], dtype=np.int64)
+    proba = None
+    if all(column in frame for column in probabilities):
+        proba = frame[probabilities].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+    return Predictions(labels=labels, codes=codes, proba=proba, class_names=class_names)
+
+
+def prediction_profile(task: str, predictions: Predictions) -> dict[str, Any]:
+    """Reference statistics of a model's predictions on held-out rows: the distribution of
+    the predicted values (regression), of the positive class's probability (binary) and the
+    shares of the predicted classes (classifiers)."""
+    if task == "number":
+        return {"type": "number", "values": distribution_profile(np.asarray(predictions.codes, dtype="float64"))}
+    shares = pd.Series([str(v) for v in predictions.labels]).value_counts(normalize=True)
+    profile: dict[str, Any] = {"type": task, "classes": {str(k): float(v) for k, v in shares.items()}}
+    if predictions.proba is not None and task == "binary":
+        profile["score"] = distribution_profile(np.asarray(predictions.proba, dtype="float64")[:, 1])
+    return profile
+
+
+def prediction_drift(reference: dict[str, Any], task: str, predictions: Predictions,
+                     thresholds: DriftThresholds) -> DriftResult:
+    """Prediction drift against a :func:`prediction_profile`: the distance between the
+    distributions of predicted values (regression) or of the positive class's probability
+    (binary); between the shares of predicted classes (multi-class)."""
+    if task == "number":
+        return distribution_drift(PREDICTION, reference.get("values") or {}, np.asarray(predictions.codes, "float64"),
+                                  thresholds)
+    if task == "binary" and predictions.proba is not None and reference.get("score"):
+        return distribution_drift(PREDICTION, reference["score"], np.asarray(predictions.proba, "float64")[:, 1],
+                                  thresholds)
+    counts = pd.Series([str(v) for v in predictions.labels]).value_counts()
+    return share_drift(PREDICTION, reference.get("classes") or {}, {str(k): int(v) for k, v in counts.items()},
+                       thresholds)

@@ -58,6 +58,12 @@ def create_app(state: ServerState) -> FastAPI:
         tasks = [asyncio.create_task(state.follow_selection(state.selection))] if state.selection else []
         if multiprocess():
             tasks.append(asyncio.create_task(_refresh_gauges(state)))
+        gauges = None
+        if state.prediction_log is not None:
+            from modelmill.serving.drift import DriftGauges
+
+            gauges = DriftGauges(state.prediction_log.store, state.metrics, lambda: state.current, state.root.path)
+            gauges.start()
         try:
             yield
         finally:
@@ -65,6 +71,8 @@ def create_app(state: ServerState) -> FastAPI:
             for task in tasks:
                 task.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
+            if gauges is not None:
+                await asyncio.to_thread(gauges.close)
             if state.prediction_log is not None:  # what is still in memory goes to the spool
                 await asyncio.to_thread(state.prediction_log.close, 10.0)
 

@@ -53,6 +53,19 @@ class ServerMetrics:
                                  registry=self.registry, multiprocess_mode="livesum")
         self.log_store_up = Gauge("modelmill_log_store_up", "1 while the prediction store takes writes",
                                   registry=self.registry, multiprocess_mode="livemin")
+        # the latest window of the prediction log against the reference profile (serving/drift.py)
+        self.drift_score = Gauge("modelmill_drift_score", "How far each column (and the prediction) moved in the "
+                                 "latest window: Jensen-Shannon distance of the binned distributions",
+                                 ["column"], registry=self.registry, multiprocess_mode="livemax")
+        self.drift_alarm = Gauge("modelmill_drift_alarm", "1 when a column's drift or data-quality alarm fires in "
+                                 "the latest window", ["column"], registry=self.registry, multiprocess_mode="livemax")
+        self.monitoring_alarm = Gauge("modelmill_monitoring_alarm", "1 when any alarm fires in the latest window",
+                                      registry=self.registry, multiprocess_mode="livemax")
+        self.estimated_metric = Gauge("modelmill_estimated_metric", "The followed metric estimated from the "
+                                      "predicted probabilities of the latest window (no labels)", ["metric"],
+                                      registry=self.registry, multiprocess_mode="livemax")
+        self.monitoring_rows = Gauge("modelmill_monitoring_window_rows", "Records in the latest judged window",
+                                     registry=self.registry, multiprocess_mode="livemax")
         self._sources: list[tuple[Gauge, Callable[[], float]]] = []
         self._log_children: dict[str, Counter] = {}
         self._serving: tuple[str, str] | None = None

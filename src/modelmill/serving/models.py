@@ -29,6 +29,7 @@ class ServedModel:
     contract: RequestContract
     manifest: dict[str, Any]
     metrics: dict[str, Any]
+    profile: dict[str, Any] = field(default_factory=dict)  # the reference the drift gauges compare against
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -36,7 +37,8 @@ class ServedModel:
         predictor = Predictor.from_bundle(bundle)
         contract = build_contract(predictor.features, bundle.profile(), max_records=serving.max_records,
                                   unknown_categories=serving.unknown_categories)
-        return cls(predictor.config.name, version, predictor, contract, bundle.manifest, bundle.metrics())
+        return cls(predictor.config.name, version, predictor, contract, bundle.manifest, bundle.metrics(),
+                   bundle.profile())
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One prediction per record, keyed like ``modelmill predict``'s output columns."""

@@ -1,0 +1,87 @@
+"""The ``monitoring:`` section: how ``modelmill monitor``, the dashboard and the server's
+drift gauges judge the prediction log against the bundle's reference profile."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from modelmill.config.section import Section
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def window_seconds(window: int | str) -> float | None:
+    """The length of a time window in seconds; None for a window of a number of rows."""
+    if isinstance(window, int):
+        return None
+    match = DURATION.match(window.strip())
+    assert match is not None, window  # the config validated it
+    return float(match.group(1)) * SECONDS[match.group(2)]
+
+
+def parse_window(value: int | str) -> int | str:
+    """A count of rows (``1000``) or a duration (``30m``, ``6h``, ``1d``, ``1w``)."""
+    if isinstance(value, bool):
+        raise ValueError("a window is a number of rows (1000) or a duration (30m, 6h, 1d, 1w)")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        rows = int(value)
+        if rows < 2:
+            raise ValueError(f"a window of {rows} rows is too small to compare; give 100 or more")
+        return rows
+    if isinstance(value, str) and DURATION.match(value.strip()) and window_seconds(value.strip()):
+        return value.strip()
+    raise ValueError(f"{value!r} is neither a number of rows (1000) nor a duration (30m, 6h, 1d, 1w)")
+
+
+class DriftConfig(Section):
+    """When a column's change is an alarm. Effect sizes, not test statistics, decide: they do
+    not grow with the sample, so large windows do not cry wolf over tiny shifts; a chi-square
+    test at ``alpha`` keeps small windows from alarming on noise."""
+
+    wasserstein: float = Field(0.1, gt=0, description="Normalised Wasserstein distance (in standard deviations of "
+                               "the training column) of numbers, dates and text lengths.")
+    jensen_shannon: float = Field(0.1, gt=0, le=1, description="Jensen–Shannon distance of categories and binaries.")
+    psi: float = Field(0.2, gt=0, description="PSI, used for profiles written before bundles kept quantiles.")
+    alpha: float = Field(0.01, gt=0, lt=1, description="A change counts only when a chi-square test rejects "
+                         "'no change'; alpha is the level per window, shared among its columns (Bonferroni).")
+    missing_rise: float = Field(0.1, gt=0, le=1, description="Rise of the missing-value share (absolute) that alarms.")
+    out_of_range: float = Field(0.05, gt=0, le=1, description="Share of values outside the training range that alarms.")
+    unseen: float = Field(0.05, gt=0, le=1, description="Share of categories never seen in training that alarms.")
+    unknown_tokens: float = Field(0.05, gt=0, le=1, description="Rise of the share of tokens a text's tokenizer "
+                                  "does not know that alarms.")
+    image_shift: float = Field(0.25, gt=0, description="Move of an image channel's brightness or contrast, in "
+                               "units of its training spread, that alarms.")
+
+
+class DecayConfig(Section):
+    """The model's performance per window: realised where labels arrived, estimated from the
+    predicted probabilities (classifiers) where they did not."""
+
+    metric: str = Field("auto", description="The metric followed (auto: the task's default: roc_auc, accuracy, rmse).")
+    max_drop: float = Field(0.05, gt=0, description="A window whose metric is worse than the test split's by more "
+                            "than this, with the test split's value outside its confidence interval, alarms.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of the confidence intervals.")
+    bootstrap: int = Field(200, ge=20, le=10_000, description="Bootstrap resamples of a realised metric's interval.")
+    min_labels: int = Field(50, ge=2, description="Fewest labelled rows for a window's realised metric.")
+
+
+class MonitoringConfig(Section):
+    """How the prediction log is watched."""
+
+    window: int | str = Field(1000, description="A window is this many rows (1000) or this much time (30m, 6h, "
+                              "1d, 1w). Row windows end at the newest record.")
+    min_rows: int = Field(100, ge=2, description="Windows with fewer rows are shown but raise no alarm.")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    decay: DecayConfig = Field(default_factory=DecayConfig)
+    refresh_s: float = Field(60.0, gt=0, description="How often the server recomputes its drift gauges over the "
+                             "latest window, and the dashboard its pages.")
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> int | str:
+        if not isinstance(value, (int, str)):
+            raise ValueError("a window is a number of rows (1000) or a duration (30m, 6h, 1d, 1w)")
+        return parse_window(value)

@@ -1,0 +1,330 @@
+"""Judging the prediction log against the bundle it came from: the records cut into windows
+(by count or by time), each window's drift per column (each feature type's own ``drift``
+hook against the bundle's reference profile), prediction drift, realised and estimated
+performance, and the alarms. ``modelmill monitor``, the dashboard and the server's drift
+gauges all judge through :class:`Monitor`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelmill.bundle import read_bundle, resolve_bundle_dir
+from modelmill.config.monitoring import MonitoringConfig, parse_window, window_seconds
+from modelmill.errors import ConfigError, ServingError
+from modelmill.evaluation.metrics import check_metric, metric_direction
+from modelmill.features import DriftResult, DriftThresholds
+from modelmill.monitoring import decay
+from modelmill.monitoring.export import log_frame, open_log
+from modelmill.monitoring.store import LogStore, ModelIdentity, display_url
+from modelmill.monitoring.summary import (Alarm, ColumnDrift, LogInfo, ModelInfo, Performance, Ranked, Realised,
+                                          Settings, Skipped, Summary, Window)
+from modelmill.predictor import Predictor
+from modelmill.predictor.output import PREDICTION, logged_predictions, prediction_drift
+from modelmill.serving.versions import ModelRoot
+
+_HASH_LENGTH = 64  # an image stored as its SHA-256 (serving.log.images: hash)
+
+
+@dataclass
+class Reference:
+    """What the log is judged against: a model version's fitted predictor, its reference
+    profile, its test metrics and its manifest (from a bundle, or from a served model)."""
+
+    path: Path
+    version: str
+    predictor: Predictor
+    profile: dict[str, Any]
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> Reference:
+        """The bundle at ``path``, or the newest version of the folder of versions there."""
+        root = ModelRoot(path)
+        version = root.newest()
+        bundle = read_bundle(resolve_bundle_dir(root.path if root.single is not None else root.path / version))
+        return cls(root.path, version, Predictor.from_bundle(bundle), bundle.profile(), bundle.metrics(),
+                   bundle.manifest)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        from modelmill.monitoring import identity_of
+
+        return identity_of(self.predictor.config.name, self.predictor.input_schema())
+
+
+class Monitor:
+    """Judges windows of logged records: drift, performance, alarms."""
+
+    def __init__(self, reference: Reference, settings: MonitoringConfig | None = None, *,
+                 window: int | str | None = None, metric: str | None = None) -> None:
+        self.reference = reference
+        self.settings = settings or reference.predictor.config.monitoring
+        try:
+            self.window = parse_window(window) if window is not None else self.settings.window
+        except ValueError as exc:
+            raise ConfigError(str(exc), path="--window") from None
+        target = reference.predictor.target
+        self.task = target.task
+        name = metric or self.settings.decay.metric
+        self.metric = check_metric(self.task, name, "--metric" if metric else "monitoring.decay.metric")
+        if self.metric == "loss":
+            raise ConfigError("the training loss is not a metric of served records. Fix: name one of the "
+                              "task's metrics (roc_auc, accuracy, rmse …)", path="--metric")
+        self.direction = metric_direction(self.metric)
+        drift = self.settings.drift
+        self.thresholds = DriftThresholds(
+            wasserstein=drift.wasserstein, jensen_shannon=drift.jensen_shannon, psi=drift.psi, alpha=drift.alpha,
+            missing_rise=drift.missing_rise, out_of_range=drift.out_of_range, unseen=drift.unseen,
+            unknown_tokens=drift.unknown_tokens, image_shift=drift.image_shift)
+        value = reference.metrics.get(self.metric)
+        self.reference_metric = float(value) if isinstance(value, (int, float)) else None
+        self.profile = reference.profile
+
+    # ---------------------------------------------------------------- windows
+
+    def windows(self, frame: pd.DataFrame) -> list[pd.DataFrame]:
+        """The log cut into windows, oldest first: row windows end at the newest record (the
+        oldest rows short of a full window are left out); time windows are calendar-aligned
+        spans of the window's length (the newest may be partial)."""
+        if not len(frame):
+            raise ServingError("the prediction log holds no records (yet) in that time range. Fix: serve "
+                               "with --log URL, send requests, and monitor once records are stored")
+        seconds = window_seconds(self.window)
+        if seconds is None:
+            size = int(self.window)
+            if size > len(frame):
+                raise ServingError(f"--window {size} is larger than the log ({len(frame)} records in that range). "
+                                   f"Fix: a window of at most {len(frame)} rows, or a time window (1d)")
+            starts = range(len(frame) - size, -1, -size)
+            return [frame.iloc[start:start + size] for start in reversed(starts)]
+        epoch = (frame["logged_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        buckets = np.floor(epoch / seconds).astype(np.int64)
+        return [part for _, part in frame.groupby(buckets, sort=True)]
+
+    def judge(self, index: int, frame: pd.DataFrame) -> Window:
+        """One window: each column's drift (ranked), prediction drift, performance, alarms."""
+        judged = len(frame) >= self.settings.min_rows
+        results, skipped = self._column_drift(frame, self._per_test())
+        drift = sorted((_column(r) for r in results), key=lambda c: -c.score)
+        predictions = self._predictions(frame)
+        reference = self.profile.get("prediction")
+        if reference:
+            drift.append(_column(prediction_drift(reference, self.task, predictions, self._per_test())))
+        else:
+            skipped.append(Skipped(column=PREDICTION, reason="the bundle's profile has no reference predictions "
+                                   "(trained before bundles kept them)"))
+        extrapolating = any({"out_of_range", "unseen"} & set(c.alarms) for c in drift if c.column != PREDICTION)
+        performance = self._performance(frame, predictions, extrapolating)
+        alarms = self._alarms(index, drift, performance) if judged else []
+        times = frame["logged_at"]
+        target = self.reference.predictor.target.name
+        return Window(index=index, start=_iso(times.iloc[0]), end=_iso(times.iloc[-1]), rows=len(frame),
+                      labelled=int(frame[target].notna().sum()), judged=judged,
+                      versions={str(k): int(v) for k, v in frame["version"].value_counts().sort_index().items()},
+                      drift=drift, skipped=skipped, performance=performance, alarms=alarms)
+
+    def _per_test(self) -> DriftThresholds:
+        """The thresholds with ``alpha`` shared among a window's tests (Bonferroni: the
+        columns and the prediction), so that ``alpha`` bounds the chance that a window with
+        no change sees any test reject, however many columns the model has."""
+        tests = len(self.reference.predictor.features) + 1
+        return replace(self.thresholds, alpha=self.thresholds.alpha / tests)
+
+    def _column_drift(self, frame: pd.DataFrame, thresholds: DriftThresholds) -> tuple[list[DriftResult], list[Skipped]]:
+        profiles = self.profile.get("features", {})
+        results, skipped = [], []
+        for feature in self.reference.predictor.features:
+            column = frame[feature.name] if feature.name in frame else pd.Series([None] * len(frame))
+            reason = self._not_comparable(feature, column)
+            if reason is None and feature.name not in profiles:
+                reason = "the bundle's reference profile has no entry for it"
+            if reason:
+                skipped.append(Skipped(column=feature.name, reason=reason))
+                continue
+            results.append(feature.drift(profiles[feature.name], column.reset_index(drop=True), thresholds))
+        return results, skipped
+
+    @staticmethod
+    def _not_comparable(feature: Any, column: pd.Series) -> str | None:
+        if getattr(feature.config, "pii", False):
+            return "personal data: the log keeps only a keyed hash of it"
+        if str(getattr(feature.config, "type", "")) == "image":
+            present = column.dropna()
+            if not len(present):
+                return "the log keeps no images (serving.log.images: none); bytes keeps them"
+            if present.map(lambda v: isinstance(v, str) and len(v) == _HASH_LENGTH).all():
+                return "the log keeps only a hash of the images (serving.log.images: hash); bytes keeps them"
+        return None
+
+    def _predictions(self, frame: pd.DataFrame) -> Any:
+        target = self.reference.predictor.target
+        return logged_predictions(frame, target.name, self.task, list(getattr(target, "class_names", []) or []))
+
+    def _performance(self, frame: pd.DataFrame, predictions: Any, extrapolating: bool) -> Performance:
+        target = self.reference.predictor.target
+        labels = frame[target.name].reset_index(drop=True)
+        known = target.labelled(labels) & labels.notna().to_numpy()
+        realised = None
+        if known.sum() >= self.settings.decay.min_labels:
+            truth = target.codes(labels[known])
+            rows = np.flatnonzero(known)
+            subset = type(predictions)(labels=predictions.labels[rows], codes=np.asarray(predictions.codes)[rows],
+                                       proba=None if predictions.proba is None else predictions.proba[rows],
+                                       class_names=predictions.class_names)
+            found = decay.realised(self.task, self.metric, np.asarray(truth), subset,
+                                   confidence=self.settings.decay.confidence,
+                                   resamples=self.settings.decay.bootstrap)
+            if found is not None:
+                realised = Realised(value=found.value, low=found.low, high=found.high, rows=found.rows)
+        return Performance(metric=self.metric, reference=self.reference_metric, realised=realised,
+                           estimated=decay.estimated(self.task, self.metric, predictions), extrapolating=extrapolating)
+
+    def _worse(self, value: float) -> bool:
+        """Worse than the test split's figure by more than ``max_drop`` (absolute for scores,
+        relative for errors, whose scale is the target's)."""
+        if self.reference_metric is None:
+            return False
+        drop = self.settings.decay.max_drop
+        if self.direction == "max":
+            return value < self.reference_metric - drop
+        return value > self.reference_metric * (1 + drop)
+
+    def _alarms(self, index: int, drift: list[ColumnDrift], performance: Performance) -> list[Alarm]:
+        alarms = []
+        for column in drift:
+            for reason in column.alarms:
+                kind = "prediction" if column.column == PREDICTION else "drift" if reason == "distribution" \
+                    else "quality"
+                alarms.append(Alarm(window=index, kind=kind, column=column.column, message=_message(column, reason)))
+        found = performance.realised
+        reference = self.reference_metric
+        if found is not None and reference is not None and self._worse(found.value):
+            outside = found.high is None or (found.high < reference if self.direction == "max"
+                                             else found.low is not None and found.low > reference)
+            if outside:
+                interval = f" [{found.low:.3f}, {found.high:.3f}]" if found.low is not None else ""
+                alarms.append(Alarm(window=index, kind="decay", column=None, message=(
+                    f"{self.metric} {found.value:.3f}{interval} on {found.rows} labelled rows against "
+                    f"{reference:.3f} on the test split (allowed: {self.settings.decay.max_drop})")))
+        if found is None and performance.estimated is not None and reference is not None \
+                and self._worse(performance.estimated):
+            note = "; inputs outside the training range make it less reliable" if performance.extrapolating else ""
+            alarms.append(Alarm(window=index, kind="estimated_decay", column=None, message=(
+                f"estimated {self.metric} {performance.estimated:.3f} (no labels yet) against {reference:.3f} "
+                f"on the test split{note}")))
+        return alarms
+
+    # ---------------------------------------------------------------- summary
+
+    def summarise(self, frame: pd.DataFrame, log: LogInfo) -> Summary:
+        windows = [self.judge(i, part) for i, part in enumerate(self.windows(frame))]
+        best: dict[str, tuple[float, int]] = {}
+        for window in windows:
+            if not window.judged:
+                continue
+            for column in window.drift:
+                if column.column == PREDICTION:
+                    continue
+                score, count = best.get(column.column, (0.0, 0))
+                best[column.column] = (max(score, column.score), count + column.drifted)
+        ranking = [Ranked(column=name, score=score, windows_drifted=count)
+                   for name, (score, count) in sorted(best.items(), key=lambda item: -item[1][0])]
+        alarms = [alarm for window in windows for alarm in window.alarms]
+        config = self.reference.predictor.config
+        created = self.reference.manifest.get("created_at")
+        return Summary(
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            model=ModelInfo(name=config.name, path=str(self.reference.path), version=self.reference.version,
+                            task=self.task, created_at=str(created) if created else None),
+            log=log,
+            settings=Settings(window=self.window, min_rows=self.settings.min_rows, metric=self.metric,
+                              thresholds={k: float(v) for k, v in vars(self.thresholds).items()},
+                              max_drop=self.settings.decay.max_drop, confidence=self.settings.decay.confidence),
+            windows=windows, ranking=ranking, alarms=alarms, alarm=bool(alarms))
+
+
+def read_log(store: LogStore, reference: Reference, *, since: float | None = None,
+             until: float | None = None) -> tuple[pd.DataFrame, LogInfo]:
+    """The log's records (checked to be of the reference's model) and what it holds."""
+    differences = store.identity().differences(reference.identity)
+    if differences:
+        raise ServingError(f"the prediction log at {display_url(store.url)} holds another model's records "
+                           f"({'; '.join(differences)}). Fix: monitor it with the bundle that served it")
+    frame = log_frame(store, since=since, until=until)
+    target = reference.predictor.target.name
+    times = frame["logged_at"]
+    info = LogInfo(url=display_url(store.url), rows=len(frame), labelled=int(frame[target].notna().sum()),
+                   first=_iso(times.iloc[0]) if len(frame) else None, last=_iso(times.iloc[-1]) if len(frame) else None)
+    return frame, info
+
+
+def monitor_log(model: Path, url: str, *, window: int | str | None = None, metric: str | None = None,
+                since: float | None = None, until: float | None = None) -> Summary:
+    """``modelmill monitor``: the log at ``url`` judged against the bundle at ``model``."""
+    reference = Reference.load(model)
+    monitor = Monitor(reference, window=window, metric=metric)  # a wrong option fails before any reading
+    store = open_log(url)
+    try:
+        frame, info = read_log(store, reference, since=since, until=until)
+    finally:
+        store.close()
+    return monitor.summarise(frame, info)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _column(result: DriftResult) -> ColumnDrift:
+    return ColumnDrift(column=result.feature, statistic=result.statistic, value=_finite(result.value),
+                       threshold=result.threshold, score=min(result.score, 1e9), p_value=_finite(result.p_value),
+                       drifted=result.drifted, alarms=list(result.alarms), details=_plain(result.details))
+
+
+def _message(column: ColumnDrift, reason: str) -> str:
+    details = column.details
+    if reason == "distribution":
+        value = "∞" if column.value is None else f"{column.value:.3f}"
+        p = "" if column.p_value is None else f", p = {column.p_value:.2g}"
+        return f"{column.column}: the distribution moved ({column.statistic} {value} > {column.threshold}{p})"
+    if reason == "missing":
+        return (f"{column.column}: {details.get('missing_rate', 0):.1%} missing against "
+                f"{float(details.get('reference_missing_rate') or 0):.1%} in training")
+    if reason == "out_of_range":
+        return f"{column.column}: {details.get('out_of_range_share', 0):.1%} of the values outside the training range"
+    if reason == "unseen":
+        return f"{column.column}: {details.get('unseen_share', 0):.1%} of the values never seen in training"
+    if reason == "unknown_tokens":
+        return (f"{column.column}: {details.get('unknown_share', 0):.1%} of the tokens unknown to the tokenizer "
+                f"against {float(details.get('reference_unknown_share') or 0):.1%} in training")
+    return f"{column.column}: {reason}"
+
+
+def _iso(moment: Any) -> str:
+    return pd.Timestamp(moment).isoformat()
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float, np.number)) and math.isfinite(float(value)) else None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, non-finite numbers to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _finite(value)
+    return value

@@ -1,0 +1,93 @@
+"""The server's drift gauges: every ``monitoring.refresh_s`` the latest window of the
+prediction log (the newest ``monitoring.window`` rows, or the records of the last window
+duration) is judged against the served version's reference profile by the same
+:class:`~modelmill.monitoring.watch.Monitor` as ``modelmill monitor``, and the result goes
+to ``/metrics``: a drift score and an alarm flag per column, the alarm state, and the
+label-free estimate of the followed metric.
+
+It reads the store, so it sees every worker's records; it runs on a thread of its own, off
+the request path (a window of 1,000 rows takes tens of milliseconds to judge)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from modelmill.config.monitoring import window_seconds
+from modelmill.errors import ModelmillError
+from modelmill.monitoring.export import log_frame
+from modelmill.monitoring.store import LogStore
+from modelmill.monitoring.watch import Monitor, Reference
+from modelmill.predictor.output import PREDICTION
+from modelmill.serving.metrics import ServerMetrics
+from modelmill.serving.models import ServedModel
+
+log = logging.getLogger("modelmill.serving")
+
+
+class DriftGauges:
+    """Judges the latest window of the log on a thread and keeps the gauges at the result."""
+
+    def __init__(self, store: LogStore, metrics: ServerMetrics, served: Callable[[], ServedModel],
+                 root: Path) -> None:
+        self.store, self.metrics, self.served, self.root = store, metrics, served, root
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelmill-drift-gauges", daemon=True)
+        self._columns: set[str] = set()
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            model = self.served()
+            interval = model.predictor.config.monitoring.refresh_s
+            try:
+                self.refresh(model)
+                self.last_error = None
+            except ModelmillError as exc:  # a store that is down: the gauges keep their last values
+                if str(exc) != self.last_error:
+                    log.warning("drift gauges: %s", exc)
+                self.last_error = str(exc)
+            except Exception:  # never let monitoring take the server down
+                log.exception("drift gauges: judging the latest window failed")
+            if self._stop.wait(interval):
+                return
+
+    def refresh(self, model: ServedModel) -> None:
+        """Judge the latest window of the log now and set the gauges."""
+        reference = Reference(self.root, model.version, model.predictor, model.profile, model.metrics,
+                              model.manifest)
+        monitor = Monitor(reference)
+        seconds = window_seconds(monitor.window)
+        if seconds is None:
+            frame = log_frame(self.store, latest=int(monitor.window))
+        else:
+            frame = log_frame(self.store, since=time.time() - seconds)
+        self.metrics.monitoring_rows.set(len(frame))
+        if not len(frame):
+            return
+        window = monitor.judge(0, frame)
+        seen = set()
+        for column in window.drift:
+            self.metrics.drift_score.labels(column.column).set(column.score)
+            self.metrics.drift_alarm.labels(column.column).set(1.0 if window.judged and column.drifted else 0.0)
+            seen.add(column.column)
+        for gone in self._columns - seen:  # a column no longer compared (another version): zero, not stale
+            self.metrics.drift_score.labels(gone).set(0.0)
+            self.metrics.drift_alarm.labels(gone).set(0.0)
+        self._columns = seen
+        self.metrics.monitoring_alarm.set(1.0 if window.alarms else 0.0)
+        estimated = window.performance.estimated
+        if estimated is not None:
+            self.metrics.estimated_metric.labels(window.performance.metric).set(estimated)
+        log.debug("drift gauges: %d rows, %d alarms, most moved: %s", window.rows, len(window.alarms),
+                  next((c.column for c in window.drift if c.column != PREDICTION), None))
