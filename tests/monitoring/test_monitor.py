@@ -20,7 +20,8 @@ from modelmill.api import Pipeline
 from modelmill.cli import main
 from modelmill.errors import ConfigError, ServingError
 from modelmill.monitoring import LogStore, ModelIdentity
-from modelmill.monitoring.decay import estimated, expected_roc_auc
+from modelmill.evaluation.estimate import expected_roc_auc
+from modelmill.monitoring.decay import estimated
 from modelmill.monitoring.summary import schema_text
 from modelmill.monitoring.watch import Monitor, Reference, monitor_log
 from modelmill.features import Predictions

@@ -24,7 +24,9 @@ class ColumnDrift(_Model):
     statistic: str = Field(description="wasserstein, jensen_shannon, psi, brightness_contrast_shift")
     value: float | None = Field(description="The effect size; null when there was nothing to compare.")
     threshold: float
-    score: float = Field(description="value / threshold: what columns are ranked by.")
+    score: float = Field(description="Jensen-Shannon distance between the binned distributions of the reference "
+                         "and of the window (missing values a bin of their own): one scale for every column "
+                         "type, what columns are ranked by.")
     p_value: float | None = Field(description="Chi-square test of 'no change' over the same bins.")
     drifted: bool
     alarms: list[str] = Field(description="distribution, missing, out_of_range, unseen, unknown_tokens.")
@@ -48,6 +50,9 @@ class Performance(_Model):
     reference: float | None = Field(description="The bundle's figure on its test split.")
     realised: Realised | None = Field(description="From the labels that arrived; null when too few did.")
     estimated: float | None = Field(description="Expected from the predicted probabilities alone (classifiers).")
+    reference_estimated: float | None = Field(description="The same estimate on the held-out rows at training: "
+                                              "what the window's estimate is compared with (a model whose "
+                                              "probabilities are not calibrated has a biased estimate).")
     extrapolating: bool = Field(description="Inputs left the training range: the estimate is less reliable.")
 
 

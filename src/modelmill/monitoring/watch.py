@@ -87,6 +87,9 @@ class Monitor:
         value = reference.metrics.get(self.metric)
         self.reference_metric = float(value) if isinstance(value, (int, float)) else None
         self.profile = reference.profile
+        estimates = (self.profile.get("prediction") or {}).get("estimated") or {}
+        # bundles from before the profile kept the estimate compare with the realised figure
+        self.reference_estimate = float(estimates[self.metric]) if self.metric in estimates else self.reference_metric
 
     # ---------------------------------------------------------------- windows
 
@@ -185,17 +188,19 @@ class Monitor:
             if found is not None:
                 realised = Realised(value=found.value, low=found.low, high=found.high, rows=found.rows)
         return Performance(metric=self.metric, reference=self.reference_metric, realised=realised,
-                           estimated=decay.estimated(self.task, self.metric, predictions), extrapolating=extrapolating)
+                           estimated=decay.estimated(self.task, self.metric, predictions),
+                           reference_estimated=self.reference_estimate if self.task != "number" else None,
+                           extrapolating=extrapolating)
 
-    def _worse(self, value: float) -> bool:
-        """Worse than the test split's figure by more than ``max_drop`` (absolute for scores,
-        relative for errors, whose scale is the target's)."""
-        if self.reference_metric is None:
+    def _worse(self, value: float, reference: float | None) -> bool:
+        """Worse than ``reference`` by more than ``max_drop`` (absolute for scores, relative
+        for errors, whose scale is the target's)."""
+        if reference is None:
             return False
         drop = self.settings.decay.max_drop
         if self.direction == "max":
-            return value < self.reference_metric - drop
-        return value > self.reference_metric * (1 + drop)
+            return value < reference - drop
+        return value > reference * (1 + drop)
 
     def _alarms(self, index: int, drift: list[ColumnDrift], performance: Performance) -> list[Alarm]:
         alarms = []
@@ -206,7 +211,7 @@ class Monitor:
                 alarms.append(Alarm(window=index, kind=kind, column=column.column, message=_message(column, reason)))
         found = performance.realised
         reference = self.reference_metric
-        if found is not None and reference is not None and self._worse(found.value):
+        if found is not None and reference is not None and self._worse(found.value, reference):
             outside = found.high is None or (found.high < reference if self.direction == "max"
                                              else found.low is not None and found.low > reference)
             if outside:
@@ -214,12 +219,13 @@ class Monitor:
                 alarms.append(Alarm(window=index, kind="decay", column=None, message=(
                     f"{self.metric} {found.value:.3f}{interval} on {found.rows} labelled rows against "
                     f"{reference:.3f} on the test split (allowed: {self.settings.decay.max_drop})")))
-        if found is None and performance.estimated is not None and reference is not None \
-                and self._worse(performance.estimated):
+        expected = self.reference_estimate
+        if found is None and performance.estimated is not None and expected is not None \
+                and self._worse(performance.estimated, expected):
             note = "; inputs outside the training range make it less reliable" if performance.extrapolating else ""
             alarms.append(Alarm(window=index, kind="estimated_decay", column=None, message=(
-                f"estimated {self.metric} {performance.estimated:.3f} (no labels yet) against {reference:.3f} "
-                f"on the test split{note}")))
+                f"estimated {self.metric} {performance.estimated:.3f} (no labels yet) against {expected:.3f} "
+                f"estimated on the held-out rows at training{note}")))
         return alarms
 
     # ---------------------------------------------------------------- summary

@@ -1,0 +1,263 @@
+"""``modelmill dashboard``: a read-only web page a team keeps open beside a served model.
+
+It shows what :func:`modelmill.monitoring.watch.monitor_log` finds in the prediction log
+(traffic, drift per column, performance, alarms) and the model's versions with their test
+metrics. The summary is computed in a worker thread at most every ``refresh_s`` seconds and
+shared by every viewer; the page (static HTML, CSS and JS from the package, Chart.js
+vendored beside them: no CDN, no network at page time) fetches ``/api/summary`` and draws.
+
+Bound to 127.0.0.1 by default. On any other address it needs a token (the environment
+variable ``MODELMILL_DASHBOARD_TOKEN``): every route but ``/healthz`` then asks for
+``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (the page keeps using the latter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qs, quote
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.staticfiles import StaticFiles
+
+from modelmill.bundle import read_bundle, resolve_bundle_dir
+from modelmill.errors import ModelmillError, ServingError
+from modelmill.monitoring.summary import Summary
+from modelmill.serving.versions import ModelRoot
+
+log = logging.getLogger("modelmill.dashboard")
+STATIC = Path(__file__).parent / "static"
+TOKEN_ENV = "MODELMILL_DASHBOARD_TOKEN"
+OPEN_PATHS = ("/healthz",)  # what a load balancer probes without the token
+# Scripts, styles and data come from the dashboard alone; the token in a page's URL is
+# never sent on as a Referer.
+HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+           "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+T = TypeVar("T")
+
+
+class VersionInfo(BaseModel):
+    """One version of the model folder and the metrics its bundle holds (test split)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str
+    created_at: str | None
+    metrics: dict[str, Any]
+    error: str | None = None
+
+
+class Cached(Generic[T]):
+    """A value computed in a worker thread at most every ``refresh_s`` seconds, shared by
+    every request. A :class:`ModelmillError` is kept (and shown) like a value: an empty log
+    is a state of the world, not a crash, and is not retried on every request either."""
+
+    def __init__(self, compute: Callable[[], T], refresh_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.compute = compute
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._at: float | None = None
+        self._value: T | None = None
+        self._error: str | None = None
+
+    async def get(self) -> tuple[T | None, str | None]:
+        """The value and None, or None and the message of what went wrong."""
+        async with self._lock:  # viewers arriving together wait for one computation
+            if self._at is None or self.clock() - self._at >= self.refresh_s:
+                self._value, self._error = await asyncio.to_thread(self._attempt)
+                self._at = self.clock()
+        return self._value, self._error
+
+    def _attempt(self) -> tuple[T | None, str | None]:
+        try:
+            return self.compute(), None
+        except ModelmillError as exc:
+            return None, str(exc)
+        except Exception:  # the page says so; the details go to the dashboard's log only
+            log.exception("computing the dashboard's data failed")
+            return None, "computing the summary failed unexpectedly; the dashboard's log has the details"
+
+
+def read_versions(models: Path) -> list[VersionInfo]:
+    """Every version under ``models`` (oldest first) with its bundle's test metrics."""
+    root = ModelRoot(models)
+    found = []
+    for version in root.versions():
+        where = root.path if root.single is not None else root.path / version
+        try:
+            bundle = read_bundle(resolve_bundle_dir(where))
+        except ModelmillError as exc:  # one damaged version does not hide the others
+            found.append(VersionInfo(version=version, created_at=None, metrics={}, error=str(exc)))
+            continue
+        created = bundle.manifest.get("created_at")
+        found.append(VersionInfo(version=version, created_at=str(created) if created else None,
+                                 metrics=bundle.metrics()))
+    return found
+
+
+def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str | None = None,
+              window: int | str | None = None, metric: str | None = None,
+              summarise: Callable[[], Summary] | None = None) -> FastAPI:
+    """The dashboard's app. ``summarise`` replaces ``monitor_log`` (tests, other sources)."""
+    if summarise is None:
+        def summarise() -> Summary:
+            from modelmill.monitoring.watch import monitor_log  # pandas and torch load with the first summary
+
+            return monitor_log(models, log_url, window=window, metric=metric)
+
+    summary = Cached(summarise, refresh_s)
+    versions = Cached(lambda: read_versions(models), refresh_s)
+    app = FastAPI(title="modelmill dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/summary")
+    async def api_summary() -> JSONResponse:
+        value, error = await summary.get()
+        if value is None:
+            return JSONResponse({"detail": error}, status_code=409, headers=HEADERS)
+        return JSONResponse(value.model_dump(mode="json"), headers=HEADERS)
+
+    @app.get("/api/versions")
+    async def api_versions() -> JSONResponse:
+        value, error = await versions.get()
+        if value is None:
+            return JSONResponse({"detail": error}, status_code=409, headers=HEADERS)
+        return JSONResponse([v.model_dump(mode="json") for v in value], headers=HEADERS)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(token: str | None = None) -> HTMLResponse:
+        _, error = await summary.get()  # the message is in the page itself, readable without JS
+        return HTMLResponse(render_page(refresh_s, error, token), headers=HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if token:
+        app.add_middleware(_TokenGuard, token=token)
+    return app
+
+
+def render_page(refresh_s: float, error: str | None, token: str | None) -> str:
+    """The page with its refresh interval, the error if any, and the token carried on to its
+    assets (the browser cannot add a header to a ``<script src>``)."""
+    query = f"?token={quote(token, safe='')}" if token else ""
+    text = (STATIC / "dashboard.html").read_text(encoding="utf-8")
+    return (text.replace("__QUERY__", html.escape(query)).replace("__REFRESH_S__", f"{refresh_s:g}")
+            .replace("__ERROR__", html.escape(error or "")).replace("__ERROR_HIDDEN__", "" if error else "hidden")
+            .replace("__STATE__", "error" if error else "loading"))
+
+
+# ------------------------------------------------------------------ security
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _TokenGuard:
+    """Pure ASGI middleware: every route but ``/healthz``, static files included, needs the
+    token, from ``Authorization: Bearer`` or from ``?token=``."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN' "
+                                 "or open the page as /?token=TOKEN"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        given = ""
+        for key, value in scope.get("headers", ()):
+            if key == b"authorization":
+                given = value.decode("latin-1").removeprefix("Bearer ").strip()
+        if not given:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            given = (query.get("token") or [""])[0]
+        return bool(given) and hmac.compare_digest(given.encode(), self.token)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard_token(host: str, token_env: str = TOKEN_ENV) -> str | None:
+    """The token from ``token_env``; refuses a host other than loopback without one."""
+    token = os.environ.get(token_env, "").strip() or None
+    if token is None and not is_loopback(host):
+        raise ServingError(f"the dashboard would be open to anyone who reaches {host}: it needs a token there. "
+                           f"Fix: set the environment variable {token_env} to a secret (python -c 'import "
+                           "secrets; print(secrets.token_urlsafe(32))'), or bind to 127.0.0.1")
+    return token
+
+
+# ------------------------------------------------------------------ running
+
+
+@dataclass
+class DashboardSettings:
+    """What :func:`check_dashboard` found: ready to build the app."""
+
+    refresh_s: float
+    token: str | None
+
+
+def check_dashboard(models: Path, log_url: str, *, host: str = "127.0.0.1", token_env: str = TOKEN_ENV,
+                    window: int | str | None = None, metric: str | None = None,
+                    refresh_s: float | None = None) -> DashboardSettings:
+    """Every mistake found before a server starts: the model folder, the window and metric,
+    the log, the token.
+
+    Raises:
+        ServingError: a path that holds no bundle, a log that cannot be opened, an exposed
+            host without a token.
+        ConfigError: a wrong ``window`` or ``metric``.
+    """
+    from modelmill.monitoring.export import open_log
+    from modelmill.monitoring.watch import Monitor, Reference
+
+    token = dashboard_token(host, token_env)
+    if refresh_s is not None and refresh_s <= 0:
+        raise ServingError(f"refresh_s {refresh_s} is not a positive number of seconds. Fix: give e.g. 60")
+    monitor = Monitor(Reference.load(models), window=window, metric=metric)
+    open_log(log_url).close()
+    return DashboardSettings(refresh_s=refresh_s or monitor.settings.refresh_s, token=token)
+
+
+def run_dashboard(models: Path, log_url: str, *, host: str = "127.0.0.1", port: int = 8050,
+                  token_env: str = TOKEN_ENV, window: int | str | None = None, metric: str | None = None,
+                  refresh_s: float | None = None) -> None:
+    """Check everything, then serve the dashboard until stopped (Ctrl-C)."""
+    import uvicorn
+
+    settings = check_dashboard(models, log_url, host=host, token_env=token_env, window=window, metric=metric,
+                               refresh_s=refresh_s)
+    app = build_app(models, log_url, refresh_s=settings.refresh_s, token=settings.token, window=window,
+                    metric=metric)
+    # With a token the page's URL holds it: the access log would write it down.
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=settings.token is None)

@@ -1,0 +1,189 @@
+"""The dashboard: real uvicorn, a real prediction log, and the page drawn in a real
+headless Chromium; the token guard and the empty log through FastAPI's test client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from modelmill.api import Pipeline
+from modelmill.errors import ServingError
+from modelmill.monitoring import LogStore
+from modelmill.monitoring.dashboard import Cached, build_app, check_dashboard, run_dashboard
+from modelmill.monitoring.watch import Reference
+from tests.browser import BROWSER, Chromium
+from tests.conftest import base_config, make_frame
+from tests.monitoring.filling import fill_log
+
+START = 1_790_000_000.0
+STEP = 60.0  # a record a minute
+COLUMNS = ["x", "colour", "flag", "when", "review"]
+TOKEN = "dashboard-test-token-0123456789"
+
+
+def shifted(frame: pd.DataFrame) -> pd.DataFrame:
+    """x moved by two standard deviations, most colours green: the drift the page must show."""
+    frame = frame.copy()
+    frame["x"] = frame["x"] + 2.0
+    frame["colour"] = np.where(np.arange(len(frame)) % 10 < 8, "green", frame["colour"])
+    return frame
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/credit/ with versions 1/ and 2/."""
+    root = tmp_path_factory.mktemp("dashboard") / "credit"
+    for seed in (1, 2):
+        config = base_config(training={"epochs": 2, "batch_size": 64, "progress": False, "seed": seed})
+        Pipeline(config).fit(make_frame(rows=300, seed=seed)).save(root / str(seed))
+    return root
+
+
+@pytest.fixture(scope="module")
+def log_url(models: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """600 records: 200 served by version 1, 200 by version 2, then 200 shifted ones."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('log') / 'log.db'}"
+    fill_log(url, models, make_frame(rows=200, seed=5), labels=True, step=STEP, prefix="a", version="1")
+    fill_log(url, models, make_frame(rows=200, seed=6), labels=True, step=STEP, prefix="b",
+             start=START + 200 * STEP)
+    fill_log(url, models, shifted(make_frame(rows=200, seed=7)), labels=True, step=STEP, prefix="c",
+             start=START + 400 * STEP)
+    return url
+
+
+@contextmanager
+def live(app: FastAPI) -> Iterator[str]:
+    """The app under real uvicorn on a free port of 127.0.0.1; its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the dashboard did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+# Pixels a canvas holds that are not transparent: Chart.js drew into it.
+DRAWN = """[...document.querySelectorAll('canvas')].map((canvas) => {
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let drawn = 0;
+  for (let i = 3; i < pixels.length; i += 4) drawn += pixels[i] > 0;
+  return [canvas.id, drawn];
+})"""
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium on this machine (apt-get install chromium)")
+def test_the_page_draws_the_log_and_refreshes(models: Path, log_url: str, tmp_path: Path) -> None:
+    copy = tmp_path / "predictions.db"  # a copy this test may add records to
+    copy.write_bytes(Path(log_url.removeprefix("sqlite:///")).read_bytes())
+    url = f"sqlite:///{copy}"
+    with live(build_app(models, url, refresh_s=1.0, window=200)) as base, Chromium() as browser:
+        browser.open(f"{base}/")
+        assert browser.wait_for("document.body.dataset.state !== 'loading' && document.body.dataset.state") == "ready"
+        assert browser.evaluate("document.getElementById('model-name').textContent") == "tiny"
+        assert "version 2" in browser.evaluate("document.getElementById('model-version').textContent")
+        assert "600 records" in browser.evaluate("document.getElementById('log-info').textContent")
+        ranked = browser.evaluate("[...document.querySelectorAll('#drift-table tbody tr')]"
+                                  ".map((row) => row.cells[0].textContent)")
+        assert ranked[:2] == ["x", "colour"] and set(COLUMNS) <= set(ranked), ranked  # the shifted columns first
+        assert browser.evaluate("!document.getElementById('alarm-banner').hidden")
+        assert "x: the distribution moved" in browser.evaluate("document.getElementById('alarm-banner').textContent")
+        drawn = dict(browser.evaluate(DRAWN))
+        assert set(drawn) == {"drift-chart", "performance-chart", "traffic-chart"}
+        assert all(count > 2000 for count in drawn.values()), drawn
+        versions = browser.evaluate("[...document.querySelectorAll('#versions-table tbody tr')]"
+                                    ".map((row) => row.cells[0].textContent)")
+        assert versions[0].startswith("2") and versions[1] == "1"
+        shot = browser.screenshot(tmp_path / "dashboard.png")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        # New records reach the open page within a refresh interval or two.
+        fill_log(url, models, make_frame(rows=200, seed=8), labels=True, step=STEP, prefix="d",
+                 start=START + 600 * STEP)
+        browser.wait_for("document.getElementById('log-info').textContent.includes('800 records')", timeout=15)
+        assert browser.console_errors() == []
+
+
+def test_the_summary_is_computed_at_most_every_refresh_interval() -> None:
+    now = [0.0]
+    calls = []
+
+    def compute() -> int:
+        calls.append(now[0])
+        return len(calls)
+
+    cached = Cached(compute, 60.0, clock=lambda: now[0])
+
+    async def read() -> int | None:
+        value, error = await cached.get()
+        assert error is None
+        return value
+
+    async def scenario() -> list[int | None]:
+        first = await asyncio.gather(read(), read(), read())  # viewers at once share one computation
+        now[0] = 59.0
+        cached_value = await read()
+        now[0] = 60.0
+        return [*first, cached_value, await read()]
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 1, 2]
+
+
+def test_an_empty_log_is_a_message_not_an_error(models: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    store = LogStore(url)
+    store.open(Reference.load(models).identity)
+    store.close()
+    with TestClient(build_app(models, url, window=200)) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and "holds no records (yet)" in page.text
+        assert 'data-state="error"' in page.text
+        answer = client.get("/api/summary")
+        assert answer.status_code == 409 and "holds no records (yet)" in answer.json()["detail"]
+        assert [v["version"] for v in client.get("/api/versions").json()] == ["1", "2"]
+
+
+def test_an_exposed_dashboard_needs_a_token(models: Path, log_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELMILL_DASHBOARD_TOKEN", raising=False)
+    with pytest.raises(ServingError, match="needs a token there.*MODELMILL_DASHBOARD_TOKEN"):
+        run_dashboard(models, log_url, host="0.0.0.0")  # refused before uvicorn starts
+    monkeypatch.setenv("MODELMILL_DASHBOARD_TOKEN", TOKEN)
+    assert check_dashboard(models, log_url, host="0.0.0.0").token == TOKEN
+
+
+def test_wrong_paths_are_refused_before_starting(models: Path, log_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ServingError, match="does not exist. Fix: give a bundle"):
+        run_dashboard(tmp_path / "nothing", log_url)
+    with pytest.raises(ServingError):
+        run_dashboard(models, f"sqlite:///{tmp_path / 'no-log.db'}")
+
+
+def test_with_a_token_every_route_but_healthz_needs_it(models: Path, log_url: str) -> None:
+    with TestClient(build_app(models, log_url, window=200, token=TOKEN)) as client:
+        for path in ("/", "/api/summary", "/api/versions", "/static/chart.umd.min.js"):
+            refused = client.get(path)
+            assert refused.status_code == 401 and "missing or wrong token" in refused.json()["detail"], path
+            assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/summary", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        page = client.get(f"/?token={TOKEN}")
+        assert page.status_code == 200
+        assert f"/static/dashboard.js?token={TOKEN}" in page.text  # the page's assets carry it on
+        assert client.get(f"/static/chart.umd.min.js?token={TOKEN}").status_code == 200
