@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -344,6 +345,11 @@ def log_labels(
               f"{' yet; kept' if key is None else ''})", highlight=False)
 
 
+class FailOn(str, Enum):
+    latest = "latest"
+    any = "any"
+
+
 @app.command()
 def monitor(
     model: Annotated[Path, typer.Argument(help="The bundle that served the log, or its folder of versions "
@@ -356,9 +362,12 @@ def monitor(
     metric: Annotated[str | None, typer.Option(help="The metric followed (default: monitoring.decay.metric).")] = None,
     since: Annotated[str | None, typer.Option(help="From this date or time (UTC), e.g. 2026-12-01.")] = None,
     until: Annotated[str | None, typer.Option(help="Before this date or time (UTC).")] = None,
+    fail_on: Annotated[FailOn, typer.Option(help="Exit 3 for an alarm in the newest window (latest) or in "
+                                            "any window (any).")] = "latest",  # type: ignore[assignment]
 ) -> None:
     """Drift, data quality and performance of the logged records against the bundle: report.html
-    and summary.json (its schema: docs/monitor-summary.schema.json). Exit 3 when an alarm fires."""
+    and summary.json (its schema: docs/monitor-summary.schema.json). Exit 3 when an alarm fires
+    in the newest window (--fail-on any: in any window)."""
     from modelmill.files import atomic_open
     from modelmill.monitoring.export import parse_time
     from modelmill.monitoring.report import write_monitor_report
@@ -381,7 +390,7 @@ def monitor(
         err.print(f"[bold red]alarm[/] window {alarm.window}, {alarm.kind}: {escape(alarm.message)}", highlight=False)
     out.print(f"summary: {output / 'summary.json'}")
     out.print(f"report: {report}")
-    if summary.alarm:
+    if summary.latest_alarm or (fail_on == FailOn.any and summary.alarm):
         raise typer.Exit(3)
 
 

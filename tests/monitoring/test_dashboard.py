@@ -4,17 +4,11 @@ headless Chromium; the token guard and the empty log through FastAPI's test clie
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from modelmill.api import Pipeline
@@ -22,7 +16,7 @@ from modelmill.errors import ServingError
 from modelmill.monitoring import LogStore
 from modelmill.monitoring.dashboard import Cached, build_app, check_dashboard, run_dashboard
 from modelmill.monitoring.watch import Reference
-from tests.browser import BROWSER, Chromium
+from tests.browser import BROWSER, DRAWN, Chromium, live
 from tests.conftest import base_config, make_frame
 from tests.monitoring.filling import fill_log
 
@@ -60,33 +54,6 @@ def log_url(models: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     fill_log(url, models, shifted(make_frame(rows=200, seed=7)), labels=True, step=STEP, prefix="c",
              start=START + 400 * STEP)
     return url
-
-
-@contextmanager
-def live(app: FastAPI) -> Iterator[str]:
-    """The app under real uvicorn on a free port of 127.0.0.1; its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the dashboard did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-# Pixels a canvas holds that are not transparent: Chart.js drew into it.
-DRAWN = """[...document.querySelectorAll('canvas')].map((canvas) => {
-  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let drawn = 0;
-  for (let i = 3; i < pixels.length; i += 4) drawn += pixels[i] > 0;
-  return [canvas.id, drawn];
-})"""
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no chromium on this machine (apt-get install chromium)")
@@ -141,9 +108,13 @@ def test_the_summary_is_computed_at_most_every_refresh_interval() -> None:
         now[0] = 59.0
         cached_value = await read()
         now[0] = 60.0
-        return [*first, cached_value, await read()]
+        stale = await read()  # answered at once with the last value; the refresh runs behind it
+        assert cached._task is not None
+        await cached._task
+        return [*first, cached_value, stale, await read()]
 
-    assert asyncio.run(scenario()) == [1, 1, 1, 1, 2]
+    assert asyncio.run(scenario()) == [1, 1, 1, 1, 1, 2]
+    assert calls == [0.0, 60.0]
 
 
 def test_an_empty_log_is_a_message_not_an_error(models: Path, tmp_path: Path) -> None:
@@ -175,15 +146,29 @@ def test_wrong_paths_are_refused_before_starting(models: Path, log_url: str, tmp
         run_dashboard(models, f"sqlite:///{tmp_path / 'no-log.db'}")
 
 
-def test_with_a_token_every_route_but_healthz_needs_it(models: Path, log_url: str) -> None:
+def test_with_a_token_the_data_needs_it_and_the_first_visit_sets_a_cookie(models: Path, log_url: str) -> None:
     with TestClient(build_app(models, log_url, window=200, token=TOKEN)) as client:
-        for path in ("/", "/api/summary", "/api/versions", "/static/chart.umd.min.js"):
+        for path in ("/", "/api/summary", "/api/versions"):
             refused = client.get(path)
             assert refused.status_code == 401 and "missing or wrong token" in refused.json()["detail"], path
             assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert client.get(path, headers={"Cookie": "modelmill_dashboard=wrong"}).status_code == 401
+        assert client.get("/api/summary?token=" + TOKEN).status_code == 401  # the URL opens the page only
         assert client.get("/healthz").status_code == 200
+        assert client.get("/static/chart.umd.min.js").status_code == 200  # nothing secret in the page's code
         assert client.get("/api/summary", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-        page = client.get(f"/?token={TOKEN}")
-        assert page.status_code == 200
-        assert f"/static/dashboard.js?token={TOKEN}" in page.text  # the page's assets carry it on
-        assert client.get(f"/static/chart.umd.min.js?token={TOKEN}").status_code == 200
+        first = client.get(f"/?token={TOKEN}", follow_redirects=False)
+        assert first.status_code == 303 and first.headers["location"] == "/"  # the token leaves the address bar
+        cookie = first.headers["set-cookie"]
+        assert "modelmill_dashboard=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        page = client.get("/")  # the client keeps the cookie, as a browser does
+        assert page.status_code == 200 and TOKEN not in page.text
+        assert client.get("/api/summary").status_code == 200
+
+
+def test_on_loopback_only_loopback_names_are_answered(models: Path, log_url: str) -> None:
+    """A page elsewhere that points its own domain at 127.0.0.1 (DNS rebinding) gets nothing."""
+    app = build_app(models, log_url, window=200, allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8050") as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/healthz", headers={"Host": "attacker.example:8050"}).status_code == 400

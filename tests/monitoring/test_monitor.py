@@ -177,10 +177,10 @@ def test_bad_input_is_one_clear_message_and_exit_2(models: dict[str, Path], tmp_
     cases = {
         (empty,): "the prediction log holds no records",
         (other,): "holds another model's records (model 'credit' in the store, 'tiny' served",
-        (small, "--window", "1000"): "--window 1000 is larger than the log (150 records",
+        (small, "--window", "1000"): "the window of 1000 rows (--window or monitoring.window) is larger than the log (150",
         (small, "--metric", "auc"): "unknown metric for a binary target 'auc'",
         (small, "--window", "soon"): "'soon' is neither a number of rows",
-        (f"sqlite:///{tmp_path / 'absent.db'}",): "absent.db",
+        (f"sqlite:///{tmp_path / 'absent.db'}",): "no prediction log at",
     }
     for (url, *options), message in cases.items():  # in process, through the command line's own entry point
         monkeypatch.setattr(sys, "argv", ["modelmill", "monitor", str(models["binary"]), "--log", url, *options,
@@ -195,3 +195,35 @@ def test_bad_input_is_one_clear_message_and_exit_2(models: dict[str, Path], tmp_
         Monitor(Reference.load(models["binary"]), metric="loss")
     with pytest.raises(ServingError, match="larger than the log"):
         monitor_log(models["binary"], small, window=151)
+
+
+def test_predictions_and_performance_are_judged_on_the_reference_versions_rows(models: Path,
+                                                                               tmp_path: Path) -> None:
+    """After a deploy, the old version's predictions are another model's: inputs are compared
+    whatever served them, predictions and metrics only on the reference version's rows."""
+    frame = make_frame(400, seed=10)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    fill_log(url, models["binary"], frame.iloc[:150], labels=True, version="0")
+    fill_log(url, models["binary"], frame.iloc[150:], start=1_790_000_500.0, prefix="v", labels=True)
+    summary = monitor_log(models["binary"], url, window=200)
+    first, second = summary.windows
+    assert first.versions == {"0": 150, "binary": 50} and second.versions == {"binary": 200}
+    assert first.performance.rows == 50 and first.performance.labels == 50 and second.performance.rows == 200
+    assert first.performance.realised is not None and first.performance.realised.rows == 50
+    assert {c.column for c in first.drift} >= {"x", "colour", "prediction"}
+
+
+def test_unknown_labels_are_counted_and_an_alarm_in_an_old_window_exits_3_only_when_asked(
+        models: Path, tmp_path: Path) -> None:
+    frame = pd.concat([shifted(make_frame(200, seed=11)), make_frame(400, seed=12)], ignore_index=True)
+    frame.loc[frame.index[-5:], "label"] = "maybe"  # a class the model never saw
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    fill_log(url, models["binary"], frame, labels=True)
+    summary = monitor_log(models["binary"], url, window=200)
+    assert summary.alarm and not summary.latest_alarm and {a.window for a in summary.alarms} == {0}
+    assert summary.windows[-1].performance.unknown_labels == 5
+    assert summary.windows[-1].performance.realised is not None and summary.windows[-1].performance.realised.rows == 195
+    latest = cli("monitor", str(models["binary"]), "--log", url, "--window", "200", "-o", "a", cwd=tmp_path)
+    every = cli("monitor", str(models["binary"]), "--log", url, "--window", "200", "--fail-on", "any", "-o", "b",
+                cwd=tmp_path)
+    assert (latest.returncode, every.returncode) == (0, 3), latest.stderr + every.stderr

@@ -4,11 +4,14 @@
 ages over-sampled and one with a common occupation's share doubled each raise an alarm that
 ranks the shifted column first; windowed metrics are scikit-learn's on the same rows; the
 label-free estimate is within 0.02 of the realised ROC-AUC and accuracy; the server's
-``/metrics`` carries the drift gauges."""
+``/metrics`` carries the drift gauges; the dashboard draws the log in a real headless
+Chromium (``MODELMILL_DOCS_SCREENSHOT=docs/dashboard.png`` keeps its screenshot for the
+docs)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,7 +29,9 @@ from modelmill.api import Pipeline
 from modelmill.bundle import read_bundle
 from modelmill.data.datasets import fetch_dataset
 from modelmill.data.split import SplitRecord
+from modelmill.monitoring.dashboard import build_app
 from modelmill.monitoring.export import log_frame, open_log
+from tests.browser import BROWSER, DRAWN, Chromium, live
 from tests.monitoring.service import start_server, stop_server
 from tests.postgres import postgres_cluster
 
@@ -129,11 +134,12 @@ def test_adult_windows_behind_the_real_service_and_postgres(adult: tuple[Path, p
                 logged = log_frame(store)
             finally:
                 store.close()
-            send(server.url, pd.concat([older, doubled], ignore_index=True), 20 * WINDOW, labels=False)
+            send(server.url, pd.concat([older, doubled], ignore_index=True), 20 * WINDOW, labels=True)
             stored(database.url, 22 * WINDOW)
             time.sleep(2.5)
             loud_gauges = gauges(server.url)
             loud = monitor(str(models), "--log", database.url, "--window", str(WINDOW), "-o", "loud", cwd=tmp_path)
+            page = dashboard(models, database.url, tmp_path)
         finally:
             assert stop_server(server) == 0, server.text()
 
@@ -165,11 +171,37 @@ def test_adult_windows_behind_the_real_service_and_postgres(adult: tuple[Path, p
     assert summary["windows"][20]["drift"][0]["column"] == "age"
     assert summary["windows"][21]["drift"][0]["column"] == "occupation"
     assert "distribution" in summary["windows"][21]["drift"][0]["alarms"]
-    print("shifted windows, estimated against realised:",
-          [(w["performance"]["estimated"], w["performance"]["realised"]) for w in summary["windows"][20:]])
+    print("shifted windows, ROC-AUC estimated and realised:",
+          [(w["performance"]["estimated"], w["performance"]["realised"]["value"]) for w in summary["windows"][20:]])
 
     # the server's gauges: the latest window then the occupation-doubled one
     assert calm_gauges["alarm"] == 0 and calm_gauges["alarm:occupation"] == 0, calm_gauges
     assert loud_gauges["alarm"] == 1 and loud_gauges["alarm:occupation"] == 1, loud_gauges
     assert loud_gauges["score:occupation"] == max(v for k, v in loud_gauges.items()
                                                    if k.startswith("score:") and k != "score:prediction")
+
+    # the dashboard over the same PostgreSQL log
+    assert page["errors"] == [], page["errors"]
+    assert page["ranked"][0] == "occupation" and set(INPUTS) <= set(page["ranked"]), page["ranked"]
+    assert "occupation: the distribution moved" in page["banner"]
+    assert page["drawn"] and all(count > 2000 for count in page["drawn"].values()), page["drawn"]
+
+
+def dashboard(models: Path, url: str, tmp_path: Path) -> dict[str, object]:
+    """The page drawn in headless Chromium: its ranked columns, alarm banner, drawn charts."""
+    if BROWSER is None:
+        raise AssertionError("no chromium on this machine: ./test installs it (scripts/test-deps.sh)")
+    with live(build_app(models, url, refresh_s=60, window=WINDOW)) as base, Chromium(height=1400) as browser:
+        browser.open(f"{base}/")
+        assert browser.wait_for("document.body.dataset.state !== 'loading' && document.body.dataset.state",
+                                timeout=120) == "ready"
+        found = {
+            "ranked": browser.evaluate("[...document.querySelectorAll('#drift-table tbody tr')]"
+                                       ".map((row) => row.cells[0].textContent)"),
+            "banner": browser.evaluate("document.getElementById('alarm-banner').textContent"),
+            "drawn": dict(browser.evaluate(DRAWN)),
+            "errors": browser.console_errors(),
+        }
+        keep = os.environ.get("MODELMILL_DOCS_SCREENSHOT")
+        browser.screenshot(Path(keep) if keep else tmp_path / "dashboard.png")
+    return found

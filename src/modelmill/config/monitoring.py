@@ -52,8 +52,14 @@ class DriftConfig(Section):
     unseen: float = Field(0.05, gt=0, le=1, description="Share of categories never seen in training that alarms.")
     unknown_tokens: float = Field(0.05, gt=0, le=1, description="Rise of the share of tokens a text's tokenizer "
                                   "does not know that alarms.")
-    image_shift: float = Field(0.25, gt=0, description="Move of an image channel's brightness or contrast, in "
-                               "units of its training spread, that alarms.")
+    image_shift: float = Field(0.25, gt=0, description="Move of an image channel's brightness or contrast (or of "
+                               "the images' log size), in units of its training spread, that alarms.")
+    embedding: float = Field(0.2, gt=0, description="Move of the mean sentence embedding of a text column with a "
+                             "pretrained encoder, in units of the training texts' spread around their mean, "
+                             "that alarms.")
+    embedding_rows: int = Field(200, ge=0, le=100_000, description="Texts per window the pretrained model embeds "
+                                "for the embedding drift (0: off). Their first 128 tokens: all-MiniLM-L6-v2 takes "
+                                "about 5 s for 200 product reviews on one CPU core.")
 
 
 class DecayConfig(Section):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import PipelineConfig
 from modelmill.features import binary, category, date, image, number, text  # noqa: F401  (registration)
 from modelmill.features.base import (FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target,
                                      TokenSpace)
-from modelmill.features.stats import DriftResult, DriftThresholds
+from modelmill.features.stats import DriftResult
 
-__all__ = ["FEATURES", "TARGETS", "DriftResult", "DriftThresholds", "Feature", "FitReport", "Predictions", "RawColumn", "Target",
+__all__ = ["FEATURES", "TARGETS", "DriftResult", "DriftConfig", "Feature", "FitReport", "Predictions", "RawColumn", "Target",
            "TokenSpace", "build_features", "build_target", "features_from_state", "target_from_state"]
 
 

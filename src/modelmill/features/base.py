@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import CleaningConfig, OutlierConfig
 from modelmill.data.clean import missing_mask
 from modelmill.errors import ModelError
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult
 from modelmill.registry import Registry
 
 ConfigT = TypeVar("ConfigT")
@@ -214,13 +215,23 @@ class Feature(Component[ConfigT]):
 
     # ------------------------------------------------------------ monitoring
 
+    def from_log(self, column: pd.Series) -> pd.Series:
+        """This column's values as the prediction log stores them (JSON), back as values the
+        feature reads (images come back from base64 to bytes)."""
+        return column
+
+    def not_comparable(self, column: pd.Series) -> str | None:
+        """Why a logged ``column`` cannot be compared with the reference (the log keeps only a
+        hash of it, say), or None when it can."""
+        return None
+
     @abstractmethod
     def profile(self, column: pd.Series) -> dict[str, Any]:
         """Reference statistics of the column, for drift monitoring."""
 
     @abstractmethod
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         """How far ``column`` (new data) has moved from the ``reference`` profile, and
         whether that is an alarm at ``thresholds``."""
 

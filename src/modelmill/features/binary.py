@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import BinaryFeatureConfig
 from modelmill.config.targets import BinaryTargetConfig
 from modelmill.errors import DataError
@@ -17,7 +18,7 @@ from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predi
 from modelmill.features.category import class_weight_vector, plain_strings
 from modelmill.features.calibration import Calibrator
 from modelmill.features.request import binary_type, json_or_text
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, share_drift
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, share_drift
 
 _TRUTHY = ("true", "yes", "y", "t", "1", "positive", "pos")
 
@@ -156,18 +157,19 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
         return {
             "type": "binary",
             "missing_rate": float(np.isnan(codes).mean()) if codes.size else 0.0,
+            "count": int(present.size),
             "positive_rate": float(present.mean()) if present.size else None,
         }
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         codes = to_codes(binary_strings(column), self.negative_, self.positive_)
         present = codes[~np.isnan(codes)]
         expected = reference.get("positive_rate")
         shares = {} if expected is None else {"positive": float(expected), "negative": 1 - float(expected)}
         counts = {"positive": int(present.sum()), "negative": int(present.size - present.sum())}
-        return share_drift(self.name, shares, counts, thresholds,
-                           missing_rate=float(np.isnan(codes).mean()) if codes.size else 0.0,
+        return share_drift(self.name, shares, counts, thresholds, reference_rows=reference.get("count"),
+                           rows=int(codes.size), missing_rate=float(np.isnan(codes).mean()) if codes.size else 0.0,
                            reference_missing_rate=reference.get("missing_rate"),
                            positive_rate=float(present.mean()) if present.size else None,
                            reference_positive_rate=expected)

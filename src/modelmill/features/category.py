@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import CategoryFeatureConfig
 from modelmill.config.targets import CategoryTargetConfig
 from modelmill.errors import DataError
@@ -19,7 +20,7 @@ from modelmill.data.values import SMALL_COLUMN, as_strings, plain_string
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
 from modelmill.features.calibration import Calibrator, calibrate_classes
 from modelmill.features.request import category_type
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, share_drift, shares_with_other
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, share_drift, share_rose, shares_with_other
 
 # Index 0 of every vocabulary is the bucket for unseen, rare and (by default) missing values.
 UNKNOWN = "<unknown>"
@@ -212,23 +213,32 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
         values = as_strings(column)
-        frequencies = values.value_counts(normalize=True).head(100)
+        present = values.dropna()
+        frequencies = present.value_counts(normalize=True).head(100)
         return {
             "type": "category",
             "missing_rate": float(values.isna().mean()) if len(values) else 0.0,
+            "count": int(len(present)),
             "frequencies": {str(k): float(v) for k, v in frequencies.items()},
+            # values the vocabulary left out (rare ones): what a window's unseen share is compared with
+            "unseen_share": float((~present.isin(self.vocabulary_)).mean()) if len(present) else 0.0,
         }
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         values = as_strings(column)
         present = values.dropna()
         counts = {str(k): int(v) for k, v in present.value_counts().items()}
-        unseen = float((~present.isin(self.vocabulary_)).mean()) if len(present) else 0.0
+        outside = int((~present.isin(self.vocabulary_)).sum())
+        unseen = outside / len(present) if len(present) else 0.0
+        expected = float(reference.get("unseen_share") or 0.0)
+        rose = unseen - expected > thresholds.unseen and share_rose(outside, len(present), expected, thresholds.alpha)
         return share_drift(self.name, shares_with_other(reference.get("frequencies") or {}), counts, thresholds,
+                           reference_rows=reference.get("count"),
                            missing_rate=float(values.isna().mean()) if len(values) else 0.0,
-                           reference_missing_rate=reference.get("missing_rate"),
-                           extra_alarms=("unseen",) if unseen > thresholds.unseen else (), unseen_share=unseen)
+                           reference_missing_rate=reference.get("missing_rate"), rows=len(values),
+                           extra_alarms=("unseen",) if rose else (), unseen_share=unseen,
+                           reference_unseen_share=expected)
 
 
 @TARGETS.register("category", config=CategoryTargetConfig)

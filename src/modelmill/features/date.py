@@ -10,13 +10,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import DateFeatureConfig
 from modelmill.errors import DataError
 from modelmill.data.values import parse_dates
 from modelmill.features.base import FEATURES, Feature, FitReport, RawColumn
 from modelmill.features.category import plain_strings
 from modelmill.features.request import date_type
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, distribution_drift, distribution_profile
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, distribution_drift, distribution_profile
 
 # Period of each cyclical part; "year" is not periodic and is standardised instead.
 PERIODS: dict[str, float] = {
@@ -127,9 +128,10 @@ class DateFeature(Feature[DateFeatureConfig]):
                 "last": str(present.max()) if len(present) else None}
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         dates = parse_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
-        return distribution_drift(self.name, reference, epoch_days(dates), thresholds,
+        # dates after the training range are what time brings, not a fault: reported, no alarm
+        return distribution_drift(self.name, reference, epoch_days(dates), thresholds, range_alarm=False,
                                   first=str(present.min()) if len(present) else None,
                                   last=str(present.max()) if len(present) else None)

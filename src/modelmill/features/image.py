@@ -17,17 +17,21 @@ import torch
 from pydantic import Base64Bytes, Field
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import ImageFeatureConfig
 from modelmill.data.image_stream import LazyImages
-from modelmill.data.image_values import find_bad, is_missing, load_pixels, resolve_paths, survey
+from modelmill.data.image_values import BadImage, find_bad, is_missing, load_pixels, open_image, resolve_paths, survey
 from modelmill.encoders.cnn import build_cnn
 from modelmill.errors import DataError
 from modelmill.features.base import FEATURES, Feature
 from modelmill.features.request import MAX_IMAGE_BYTES
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult
 
 STATISTICS_SAMPLE = 10_000  # images whose pixels give the normalisation of a streamed column
 PROFILE_SAMPLE = 2_000  # images whose pixels give the reference profile (and the drift check)
+
+
+_SHA256_HEX = 64  # an image the prediction log keeps as its SHA-256 (serving.log.images: hash)
 
 
 @FEATURES.register("image", config=ImageFeatureConfig)
@@ -174,31 +178,84 @@ class ImageFeature(Feature[ImageFeatureConfig]):
         values = pixels.transpose(1, 0, 2, 3).reshape(self.channels_, -1).astype(np.float64)
         return values.mean(axis=1).tolist(), values.std(axis=1).tolist()
 
+    def from_log(self, column: pd.Series) -> pd.Series:
+        import base64
+        import binascii
+
+        def decoded(value: Any) -> Any:  # serving.log.images: bytes keeps the file as base64
+            if isinstance(value, str) and len(value) != _SHA256_HEX:
+                try:
+                    return base64.b64decode(value, validate=True)
+                except (binascii.Error, ValueError):
+                    return value
+            return value
+
+        return column.map(decoded)
+
+    def not_comparable(self, column: pd.Series) -> str | None:
+        present = column.dropna()
+        if not len(present):
+            return "the log keeps no images (serving.log.images: none); bytes keeps them"
+        if present.map(lambda v: isinstance(v, str) and len(v) == _SHA256_HEX).all():
+            return "the log keeps only a hash of the images (serving.log.images: hash); bytes keeps them"
+        return None
+
+    def _log_areas(self, column: pd.Series, missing: np.ndarray) -> np.ndarray:
+        """log2 of the pixel count of each image of the same sample as the pixel statistics,
+        as sent (before resizing): a camera or a scanner changed."""
+        present = np.flatnonzero(~missing)
+        picked = present[np.linspace(0, len(present) - 1, min(len(present), PROFILE_SAMPLE), dtype=np.int64)] \
+            if len(present) else present
+        areas = []
+        for cell in column.iloc[picked]:
+            try:
+                opened = open_image(cell, max_pixels=self.config.max_pixels)
+            except BadImage:
+                continue
+            if isinstance(opened, np.ndarray):
+                width, height = opened.shape[1], opened.shape[0]
+            else:
+                width, height = opened.size
+                opened.close()  # only the header was read: no file stays open
+            areas.append(np.log2(max(width * height, 1)))
+        return np.asarray(areas, dtype=np.float64)
+
     def profile(self, column: pd.Series) -> dict[str, Any]:
         missing = self.missing(column)
         statistics = self._pixel_statistics(column, missing)
+        areas = self._log_areas(column, missing)
         return {"type": "image", "missing_rate": float(missing.mean()) if len(missing) else 0.0,
                 "size": list(self.size_), "channels": self.channels_, "mean": self.mean_, "std": self.std_,
                 "pixel_mean": statistics[0] if statistics else None,
-                "pixel_std": statistics[1] if statistics else None}
+                "pixel_std": statistics[1] if statistics else None,
+                "log2_area_mean": float(areas.mean()) if areas.size else None,
+                "log2_area_std": float(areas.std()) if areas.size else None}
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         """The largest move of a channel's brightness (mean pixel value) or contrast (the
-        pixels' spread), in units of the reference's spread of that channel."""
+        pixels' spread), in units of the reference's spread of that channel, or of the images'
+        size as sent (mean log2 pixel count, in units of its spread in training, at least one
+        doubling's worth)."""
         missing = self.missing(column)
         statistics = self._pixel_statistics(column, missing)
         expected_mean, expected_std = reference.get("pixel_mean"), reference.get("pixel_std")
-        value = None
+        moves: list[float] = []
         if statistics and expected_mean and expected_std:
-            value = max(max(abs(m - e) / max(s, 1.0), abs(c - s) / max(s, 1.0))
-                        for m, c, e, s in zip(statistics[0], statistics[1], expected_mean, expected_std))
+            moves.extend(max(abs(m - e) / max(s, 1.0), abs(c - s) / max(s, 1.0))
+                         for m, c, e, s in zip(statistics[0], statistics[1], expected_mean, expected_std))
+        areas = self._log_areas(column, missing)
+        area_mean = float(areas.mean()) if areas.size else None
+        if area_mean is not None and reference.get("log2_area_mean") is not None:
+            moves.append(abs(area_mean - reference["log2_area_mean"]) / max(float(reference["log2_area_std"]), 1.0))
+        value = max(moves) if moves else None
         return DriftResult.measured(
             self.name, "brightness_contrast_shift", value, thresholds.image_shift, thresholds=thresholds,
             missing_rate=float(missing.mean()) if len(missing) else 0.0,
             reference_missing_rate=reference.get("missing_rate"),
             pixel_mean=statistics[0] if statistics else None, pixel_std=statistics[1] if statistics else None,
-            reference_pixel_mean=expected_mean, reference_pixel_std=expected_std)
+            reference_pixel_mean=expected_mean, reference_pixel_std=expected_std, log2_area_mean=area_mean,
+            reference_log2_area_mean=reference.get("log2_area_mean"))
 
 
 def _channel_statistics(pixels: np.ndarray) -> tuple[list[float], list[float]]:

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import NumberFeatureConfig, OutlierConfig
 from modelmill.config.targets import NumberTargetConfig
 from modelmill.errors import DataError
@@ -17,7 +18,7 @@ from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target
 from modelmill.features.request import json_or_text, number_type
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, distribution_drift, distribution_profile
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, distribution_drift, distribution_profile
 
 SCALED_LIMIT = 1e4
 
@@ -216,7 +217,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return {"type": "number", **distribution_profile(as_numbers(column, feature=self.name))}
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         return distribution_drift(self.name, reference, as_numbers(column, feature=self.name), thresholds)
 
 

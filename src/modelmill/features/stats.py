@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from modelmill.config.monitoring import DriftConfig
+
 PSI_THRESHOLD = 0.2
 JS_THRESHOLD = 0.1
 WASSERSTEIN_THRESHOLD = 0.1
@@ -38,35 +40,7 @@ _FLOOR = 1e-4  # share given to an empty bin, so that the logarithms stay finite
 _MIN_EXPECTED = 5.0  # the chi-square rule: a bin the window expects fewer rows in is pooled
 
 
-@dataclass(frozen=True)
-class DriftThresholds:
-    """When a column's change counts as an alarm (``monitoring.drift`` in the config).
-
-    Attributes:
-        wasserstein: normalised Wasserstein distance of numbers, dates and text lengths.
-        jensen_shannon: Jensen–Shannon distance of categories and binaries.
-        psi: PSI, for profiles written before bundles kept quantiles (reported otherwise).
-        alpha: an effect counts only when a chi-square test over the same bins rejects
-            "no change" at this level (protects small windows).
-        missing_rise: a rise of the missing-value share by more than this (absolute).
-        out_of_range: a share of values outside the training range above this.
-        unseen: a share of categories never seen in training above this.
-        unknown_tokens: a rise of the share of tokens unknown to a text's tokenizer.
-        image_shift: a channel's mean pixel value moving by this many of its spreads.
-    """
-
-    wasserstein: float = WASSERSTEIN_THRESHOLD
-    jensen_shannon: float = JS_THRESHOLD
-    psi: float = PSI_THRESHOLD
-    alpha: float = 0.01
-    missing_rise: float = 0.1
-    out_of_range: float = 0.05
-    unseen: float = 0.05
-    unknown_tokens: float = 0.05
-    image_shift: float = 0.25
-
-
-DEFAULT_THRESHOLDS = DriftThresholds()
+DEFAULT_DRIFT = DriftConfig()  # the thresholds when no config names them (monitoring.drift)
 
 
 @dataclass(frozen=True)
@@ -105,26 +79,31 @@ class DriftResult:
         data-processing inequality none moves further than the column that was shifted.
         A feature type without bins scores its value in units of its threshold, scaled to
         the Jensen–Shannon threshold."""
+        if self.value is not None and not math.isfinite(self.value):
+            return 1.0  # a constant training column that moved: as far as the scale goes
         if self.divergence is not None:
             return self.divergence
         if self.value is None or self.threshold <= 0:
             return 0.0
-        return self.value / self.threshold * JS_THRESHOLD if math.isfinite(self.value) else 1.0
+        return self.value / self.threshold * JS_THRESHOLD
 
     @classmethod
     def measured(cls, feature: str, statistic: str, value: float | None, threshold: float, *,
-                 p_value: float | None = None, thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
+                 p_value: float | None = None, thresholds: DriftConfig = DEFAULT_DRIFT,
                  missing_rate: float | None = None, reference_missing_rate: float | None = None,
-                 extra_alarms: tuple[str, ...] = (), divergence: float | None = None,
+                 rows: int | None = None, extra_alarms: tuple[str, ...] = (), divergence: float | None = None,
                  **details: Any) -> DriftResult:
         """The verdict: the distribution moved when the effect passes ``threshold`` and
         (when a test was made) the test rejects at ``thresholds.alpha``; the missing-value
-        share alarms on its own; ``extra_alarms`` are the feature type's own checks."""
+        share alarms when it rose by more than ``missing_rise``, beyond chance for the
+        window's ``rows``; ``extra_alarms`` are the feature type's own checks."""
         alarms = []
         large = value is not None and (not math.isfinite(value) or value > threshold)
         if large and (p_value is None or p_value < thresholds.alpha):
             alarms.append("distribution")
-        if missing_rate is not None and missing_rate - float(reference_missing_rate or 0.0) > thresholds.missing_rise:
+        expected_missing = float(reference_missing_rate or 0.0)
+        if missing_rate is not None and missing_rate - expected_missing > thresholds.missing_rise \
+                and (rows is None or share_rose(round(missing_rate * rows), rows, expected_missing, thresholds.alpha)):
             alarms.append("missing")
         alarms.extend(extra_alarms)
         if missing_rate is not None:
@@ -170,29 +149,31 @@ def distribution_profile(values: np.ndarray) -> dict[str, Any]:
 
 
 def distribution_drift(feature: str, reference: Mapping[str, Any], values: np.ndarray,
-                       thresholds: DriftThresholds = DEFAULT_THRESHOLDS, *, missing_rate: float | None = None,
+                       thresholds: DriftConfig = DEFAULT_DRIFT, *, missing_rate: float | None = None,
                        reference_missing_rate: float | None = None, extra_alarms: tuple[str, ...] = (),
-                       **details: Any) -> DriftResult:
+                       range_alarm: bool = True, **details: Any) -> DriftResult:
     """A numeric column against its :func:`distribution_profile`: the normalised
     Wasserstein distance (PSI for a profile without quantiles), tested over the quantile
-    bins; the share of values outside the training range; the missing share."""
+    bins; the share of values outside the training range (an alarm unless ``range_alarm`` is
+    off); the missing share."""
     values = np.asarray(values, dtype=np.float64)
     present = values[~np.isnan(values)]
     histogram = reference.get("histogram") or {}
     psi_value = histogram_psi(histogram, values)
     p_value = binned_p_value(histogram, values)
+    rows = int(values.size)
     extra: list[str] = list(extra_alarms)
     low, high = reference.get("min"), reference.get("max")
     outside = None
     if low is not None and high is not None and present.size:
         outside = float(((present < low) | (present > high)).mean())
-        if outside > thresholds.out_of_range:
+        if range_alarm and outside > thresholds.out_of_range:
             extra.append("out_of_range")
     window_missing = (float(np.isnan(values).mean()) if values.size else 0.0) if missing_rate is None else missing_rate
     expected_missing = reference.get("missing_rate") if missing_rate is None else reference_missing_rate
     divergence = None
     edges = list(histogram.get("edges") or [])
-    if edges and present.size:
+    if edges and values.size:
         divergence = binned_divergence(np.asarray(histogram["counts"], dtype=np.float64), float(expected_missing or 0.0),
                                        binned_counts(present, edges), window_missing)
     quantiles = reference.get("quantiles")
@@ -203,7 +184,7 @@ def distribution_drift(feature: str, reference: Mapping[str, Any], values: np.nd
         statistic, threshold, value = "psi", thresholds.psi, psi_value
     return DriftResult.measured(
         feature, statistic, value, threshold, p_value=p_value, thresholds=thresholds,
-        missing_rate=window_missing, reference_missing_rate=expected_missing, extra_alarms=tuple(extra),
+        missing_rate=window_missing, reference_missing_rate=expected_missing, rows=rows, extra_alarms=tuple(extra),
         divergence=divergence,
         psi=psi_value, out_of_range_share=outside,
         mean=float(present.mean()) if present.size else None, reference_mean=reference.get("mean"), **details)
@@ -240,11 +221,16 @@ def binned_counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
 def binned_divergence(reference_counts: np.ndarray, reference_missing: float, counts: np.ndarray,
                       missing: float) -> float | None:
     """Jensen–Shannon distance between two binned distributions, the missing values a bin
-    of their own (:attr:`DriftResult.score`)."""
-    if reference_counts.sum() <= 0 or counts.sum() <= 0:
+    of their own (:attr:`DriftResult.score`); a window of nothing but missing values too."""
+    if reference_counts.sum() <= 0 and reference_missing <= 0:
         return None
-    expected = np.r_[reference_missing, (1 - reference_missing) * reference_counts / reference_counts.sum()]
-    actual = np.r_[missing, (1 - missing) * counts / counts.sum()]
+    present = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts, dtype=np.float64)
+    reference_present = reference_counts / reference_counts.sum() if reference_counts.sum() > 0 \
+        else np.zeros_like(reference_counts, dtype=np.float64)
+    expected = np.r_[reference_missing, (1 - reference_missing) * reference_present]
+    actual = np.r_[missing, (1 - missing) * present]
+    if actual.sum() <= 0:  # no rows at all
+        return None
     return jensen_shannon({str(i): v for i, v in enumerate(expected)}, {str(i): v for i, v in enumerate(actual)})
 
 
@@ -267,7 +253,8 @@ def histogram_psi(reference: Mapping[str, Any], values: np.ndarray) -> float | N
 
 
 def binned_p_value(reference: Mapping[str, Any], values: np.ndarray) -> float | None:
-    """Chi-square test of the present values' counts in a :func:`histogram_profile`'s bins."""
+    """Chi-square test of the present values' counts in a :func:`histogram_profile`'s bins
+    against the reference's counts there."""
     edges = list(reference.get("edges") or [])
     if len(edges) < 2:
         return None
@@ -275,28 +262,40 @@ def binned_p_value(reference: Mapping[str, Any], values: np.ndarray) -> float | 
 
 
 def chi_square_p(reference_counts: np.ndarray, counts: np.ndarray) -> float | None:
-    """p-value of "the window's counts follow the reference's shares": a chi-square
-    goodness-of-fit test, with the bins the window expects fewer than five rows in pooled
+    """p-value of "the window's values come from the reference's distribution": a two-sample
+    chi-square test of the 2 × k table of counts (the reference is a sample too, so its own
+    noise is allowed for), with the bins the window expects fewer than five rows in pooled
     into one; None when fewer than two bins remain (nothing to test)."""
-    from scipy.stats import chisquare
+    from scipy.stats import chi2_contingency
 
     total, reference_total = float(counts.sum()), float(reference_counts.sum())
     if total <= 0 or reference_total <= 0:
         return None
-    expected = reference_counts / reference_total * total
-    small = expected < _MIN_EXPECTED
-    observed_bins = list(counts[~small])
-    expected_bins = list(expected[~small])
+    small = reference_counts / reference_total * total < _MIN_EXPECTED
+    reference_bins = list(reference_counts[~small])
+    window_bins = list(counts[~small])
     if small.any():
-        observed_bins.append(float(counts[small].sum()))
-        expected_bins.append(float(expected[small].sum()))
-    if len(expected_bins) < 2:
+        reference_bins.append(float(reference_counts[small].sum()))
+        window_bins.append(float(counts[small].sum()))
+    table = np.array([reference_bins, window_bins], dtype=np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
         return None
-    # a bin the reference never saw but the window fills is a certain change: a tiny
-    # expectation keeps the test defined and its p-value at zero
-    expected_array = np.maximum(np.asarray(expected_bins), 1e-9)
-    expected_array *= total / expected_array.sum()  # chisquare wants equal sums
-    return float(chisquare(np.asarray(observed_bins), expected_array).pvalue)
+    return float(chi2_contingency(table, correction=False).pvalue)
+
+
+def share_rose(count: int, rows: int, expected: float, alpha: float) -> bool:
+    """Whether ``count`` of ``rows`` is more than a share ``expected`` explains (one-sided
+    binomial test at ``alpha``): a rise of a missing or unseen share beyond chance."""
+    from scipy.stats import binomtest
+
+    if rows <= 0 or count <= 0:
+        return False
+    if expected <= 0:
+        return True
+    if expected >= 1:
+        return False
+    return bool(binomtest(int(count), int(rows), float(expected), alternative="greater").pvalue < alpha)
 
 
 def jensen_shannon(reference: Mapping[str, float], current: Mapping[str, float]) -> float | None:
@@ -330,10 +329,12 @@ OTHER = "<other>"
 
 
 def share_drift(feature: str, reference: Mapping[str, float], counts: Mapping[str, int],
-                thresholds: DriftThresholds = DEFAULT_THRESHOLDS, **measured: Any) -> DriftResult:
+                thresholds: DriftConfig = DEFAULT_DRIFT, *, reference_rows: float | None = None,
+                **measured: Any) -> DriftResult:
     """Categories (or the two values of a binary) of a window against the reference's
-    shares: Jensen–Shannon distance and a chi-square test over the same categories, those
-    the window expects fewer than five times pooled into ``<other>`` on both sides."""
+    shares (of ``reference_rows`` present values): Jensen–Shannon distance and a chi-square
+    test over the same categories, those the window expects fewer than five times pooled
+    into ``<other>`` on both sides."""
     total = float(sum(counts.values()))
     expected = dict(reference)
     pooled_reference: dict[str, float] = {}
@@ -349,10 +350,13 @@ def share_drift(feature: str, reference: Mapping[str, float], counts: Mapping[st
     p_value = None
     if total > 0:
         value = jensen_shannon(pooled_reference, {k: v / total for k, v in pooled_counts.items()})
-        p_value = chi_square_p(np.array([pooled_reference.get(k, 0.0) for k in keys]),
+        # shares times the reference's rows are its counts (profiles from before they kept
+        # the rows: a large reference, as if its shares were exact)
+        scale = float(reference_rows) if reference_rows else 1e9
+        p_value = chi_square_p(np.array([pooled_reference.get(k, 0.0) for k in keys]) * scale,
                                np.array([pooled_counts.get(k, 0.0) for k in keys]))
     divergence = None
-    if total > 0 and pooled_reference:
+    if pooled_reference:
         keys_in_order = sorted(set(pooled_reference) | set(pooled_counts))
         divergence = binned_divergence(np.array([pooled_reference.get(k, 0.0) for k in keys_in_order]),
                                        float(measured.get("reference_missing_rate") or 0.0),

@@ -14,13 +14,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import TextFeatureConfig
 from modelmill.config.text import PretrainedEncoderConfig
 from modelmill.encoders.text import PAD, TEXT_ENCODERS
-from modelmill.errors import ModelError
+from modelmill.errors import ModelError, ModelmillError
 from modelmill.features.base import FEATURES, Feature, FitReport, TokenSpace
 from modelmill.features.request import text_type
-from modelmill.features.stats import DEFAULT_THRESHOLDS, DriftResult, DriftThresholds, distribution_drift, distribution_profile
+from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, distribution_drift, distribution_profile
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1 of every tokenizer trained here
 
@@ -75,6 +76,10 @@ def train_tokenizer(config: TextFeatureConfig, texts: list[str]) -> Any:
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # words and runs of punctuation (emoji included)
     tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return tokenizer
+
+
+EMBEDDING_PROFILE_ROWS = 500  # training texts whose sentence vectors give the reference (pretrained encoders)
+EMBEDDING_TOKENS = 128  # tokens of a text the drift embedding reads: the start says what it is about, at a quarter of the cost
 
 
 @FEATURES.register("text", config=TextFeatureConfig)
@@ -224,30 +229,77 @@ class TextFeature(Feature[TextFeatureConfig]):
         hits = sum(e.ids.count(unknown) for e in encodings) if unknown is not None else 0
         return lengths, (hits / total if total else 0.0)
 
+    def _embeddings(self, column: pd.Series, rows: int) -> np.ndarray | None:
+        """Sentence vectors of up to ``rows`` present texts (evenly spread) by the pretrained
+        model as published (a fixed yardstick of meaning, whatever fine-tuning did to the
+        bundle's copy); None without a pretrained encoder, or when its folder is not here."""
+        encoder = self.config.encoder
+        if not isinstance(encoder, PretrainedEncoderConfig) or not self.pretrained_ or rows <= 0:
+            return None
+        embedder = getattr(self, "_embedder", None)
+        if embedder is None:
+            from modelmill.encoders.pretrained import PretrainedTextEncoder, locate
+
+            try:
+                folder = self.model_dir_ or locate(encoder.model, path=f"features.{self.name}.encoder.model")
+            except ModelmillError:
+                return None
+            frozen = encoder.model_copy(update={"tune": "frozen", "pool_layers": 1})
+            embedder = PretrainedTextEncoder(self.pretrained_, frozen, self.pad_id_, weights_from=folder).eval()
+            self._embedder: nn.Module | None = embedder
+        present = column.dropna()
+        if not len(present):
+            return np.zeros((0, int(self.pretrained_["dim"])))
+        picked = present.iloc[np.linspace(0, len(present) - 1, min(len(present), rows), dtype=np.int64)]
+        ids = self.transform(picked.reset_index(drop=True))[:, :EMBEDDING_TOKENS]
+        with torch.inference_mode():
+            return torch.cat([embedder(ids[start:start + 64]) for start in range(0, len(ids), 64)]).numpy()
+
     def profile(self, column: pd.Series) -> dict[str, Any]:
         lengths, unknown_share = self._token_statistics(column)
-        return {
+        profile: dict[str, Any] = {
             "type": "text",
             "missing_rate": float(column.isna().mean()) if len(column) else 0.0,
             "mean_tokens": float(lengths.mean()) if lengths.size else 0.0,
             "lengths": distribution_profile(lengths),
             "unknown_share": unknown_share,
         }
+        vectors = self._embeddings(column, EMBEDDING_PROFILE_ROWS)
+        if vectors is not None and len(vectors):
+            mean = vectors.mean(axis=0)
+            profile["embedding"] = {"mean": mean.tolist(), "rows": len(vectors),
+                                    "spread": float(np.sqrt(((vectors - mean) ** 2).sum(axis=1).mean()))}
+        return profile
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
-              thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftResult:
+              thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
         """The distance between the texts' lengths in tokens; a rise of the unknown-token
-        share (new words, another language) is an alarm of its own."""
+        share (new words, another language) is an alarm of its own, and so, with a pretrained
+        encoder, is a move of the mean sentence embedding (what the texts are about): in units
+        of the training texts' spread around their mean, when over ``thresholds.embedding``
+        and twice what sampling alone moves it by (√(1/n + 1/n_reference): in hundreds of
+        dimensions the move of a mean of n vectors concentrates near it)."""
         lengths, unknown_share = self._token_statistics(column)
         expected = reference.get("unknown_share")
         rise = expected is not None and unknown_share - float(expected) > thresholds.unknown_tokens
+        extra = ["unknown_tokens"] if rise else []
+        moved: dict[str, Any] = {}
+        embedding = reference.get("embedding")
+        vectors = self._embeddings(column, thresholds.embedding_rows) if embedding else None
+        if embedding and vectors is not None and len(vectors):
+            shift = float(np.linalg.norm(vectors.mean(axis=0) - np.asarray(embedding["mean"])))
+            shift /= max(float(embedding["spread"]), 1e-12)
+            noise = float(np.sqrt(1 / len(vectors) + 1 / max(int(embedding["rows"]), 1)))
+            moved = {"embedding_shift": shift, "embedding_noise": noise}
+            if shift > thresholds.embedding and shift > 2 * noise:
+                extra.append("embedding")
         # profiles written before lengths kept quantiles have only a histogram of them
         lengths_reference = reference.get("lengths") or {"histogram": reference.get("length_histogram") or {}}
         return distribution_drift(
             self.name, lengths_reference, lengths, thresholds,
             missing_rate=float(column.isna().mean()) if len(column) else 0.0,
             reference_missing_rate=reference.get("missing_rate"),
-            extra_alarms=("unknown_tokens",) if rise else (),
+            extra_alarms=tuple(extra),
             mean_tokens=float(lengths.mean()) if lengths.size else 0.0,
             reference_mean_tokens=reference.get("mean_tokens"),
-            unknown_share=unknown_share, reference_unknown_share=expected)
+            unknown_share=unknown_share, reference_unknown_share=expected, **moved)

@@ -6,9 +6,12 @@ metrics. The summary is computed in a worker thread at most every ``refresh_s`` 
 shared by every viewer; the page (static HTML, CSS and JS from the package, Chart.js
 vendored beside them: no CDN, no network at page time) fetches ``/api/summary`` and draws.
 
-Bound to 127.0.0.1 by default. On any other address it needs a token (the environment
-variable ``MODELMILL_DASHBOARD_TOKEN``): every route but ``/healthz`` then asks for
-``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (the page keeps using the latter).
+Bound to 127.0.0.1 by default, and then it answers only requests addressed to a loopback
+name (a web page elsewhere cannot reach it by pointing its own domain at 127.0.0.1). On any
+other address it needs a token (the environment variable ``MODELMILL_DASHBOARD_TOKEN``):
+the data routes then ask for ``Authorization: Bearer TOKEN`` or the cookie that opening
+``/?token=TOKEN`` once sets (HttpOnly, SameSite=Strict; the page then moves to ``/``, so the
+token does not stay in the address bar or the browser's history).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qs, quote
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel, ConfigDict
 from starlette.staticfiles import StaticFiles
 
@@ -40,6 +45,9 @@ log = logging.getLogger("modelmill.dashboard")
 STATIC = Path(__file__).parent / "static"
 TOKEN_ENV = "MODELMILL_DASHBOARD_TOKEN"
 OPEN_PATHS = ("/healthz",)  # what a load balancer probes without the token
+OPEN_PREFIXES = ("/static/",)  # the page's own scripts and styles: nothing secret in them
+COOKIE = "modelmill_dashboard"
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 # Scripts, styles and data come from the dashboard alone; the token in a page's URL is
 # never sent on as a Referer.
 HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -71,14 +79,27 @@ class Cached(Generic[T]):
         self._at: float | None = None
         self._value: T | None = None
         self._error: str | None = None
+        self._task: asyncio.Task[None] | None = None  # the background refresh (kept: tasks are weakly held)
 
     async def get(self) -> tuple[T | None, str | None]:
-        """The value and None, or None and the message of what went wrong."""
-        async with self._lock:  # viewers arriving together wait for one computation
-            if self._at is None or self.clock() - self._at >= self.refresh_s:
-                self._value, self._error = await asyncio.to_thread(self._attempt)
-                self._at = self.clock()
+        """The value and None, or None and the message of what went wrong. The first call
+        waits for the computation; later ones get the last result at once while a stale one
+        is recomputed in the background (viewers never wait for a refresh)."""
+        if self._at is None:
+            async with self._lock:  # viewers arriving together wait for one computation
+                if self._at is None:
+                    await self._refresh()
+        elif self.clock() - self._at >= self.refresh_s and not self._lock.locked():
+            self._task = asyncio.create_task(self._locked_refresh())
         return self._value, self._error
+
+    async def _locked_refresh(self) -> None:
+        async with self._lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        self._value, self._error = await asyncio.to_thread(self._attempt)
+        self._at = self.clock()
 
     def _attempt(self) -> tuple[T | None, str | None]:
         try:
@@ -109,8 +130,9 @@ def read_versions(models: Path) -> list[VersionInfo]:
 
 def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str | None = None,
               window: int | str | None = None, metric: str | None = None,
-              summarise: Callable[[], Summary] | None = None) -> FastAPI:
-    """The dashboard's app. ``summarise`` replaces ``monitor_log`` (tests, other sources)."""
+              summarise: Callable[[], Summary] | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The dashboard's app. ``summarise`` replaces ``monitor_log`` (tests, other sources);
+    ``allowed_hosts``: the Host names it answers (None: any)."""
     if summarise is None:
         def summarise() -> Summary:
             from modelmill.monitoring.watch import monitor_log  # pandas and torch load with the first summary
@@ -140,22 +162,26 @@ def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str
         return JSONResponse([v.model_dump(mode="json") for v in value], headers=HEADERS)
 
     @app.get("/", response_class=HTMLResponse)
-    async def page(token: str | None = None) -> HTMLResponse:
+    async def page(request: Request) -> Response:
+        if token and "token" in request.query_params:  # the guard let it in: remember it, drop it from the URL
+            moved = RedirectResponse("/", status_code=303, headers=HEADERS)
+            moved.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+            return moved
         _, error = await summary.get()  # the message is in the page itself, readable without JS
-        return HTMLResponse(render_page(refresh_s, error, token), headers=HEADERS)
+        return HTMLResponse(render_page(refresh_s, error), headers=HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if token:
         app.add_middleware(_TokenGuard, token=token)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     return app
 
 
-def render_page(refresh_s: float, error: str | None, token: str | None) -> str:
-    """The page with its refresh interval, the error if any, and the token carried on to its
-    assets (the browser cannot add a header to a ``<script src>``)."""
-    query = f"?token={quote(token, safe='')}" if token else ""
+def render_page(refresh_s: float, error: str | None) -> str:
+    """The page with its refresh interval and the error if any."""
     text = (STATIC / "dashboard.html").read_text(encoding="utf-8")
-    return (text.replace("__QUERY__", html.escape(query)).replace("__REFRESH_S__", f"{refresh_s:g}")
+    return (text.replace("__REFRESH_S__", f"{refresh_s:g}")
             .replace("__ERROR__", html.escape(error or "")).replace("__ERROR_HIDDEN__", "" if error else "hidden")
             .replace("__STATE__", "error" if error else "loading"))
 
@@ -170,31 +196,35 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class _TokenGuard:
-    """Pure ASGI middleware: every route but ``/healthz``, static files included, needs the
-    token, from ``Authorization: Bearer`` or from ``?token=``."""
+    """Pure ASGI middleware: every route but ``/healthz`` and the static files needs the
+    token, from ``Authorization: Bearer``, the cookie, or (on the page, once) ``?token=``."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], token: str) -> None:
         self.app = app
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS or self._allowed(scope):
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        response = JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN' "
-                                 "or open the page as /?token=TOKEN"}, status_code=401,
+        response = JSONResponse({"detail": "missing or wrong token: open the page once as /?token=TOKEN, or "
+                                 "send 'Authorization: Bearer TOKEN'"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
-        given = ""
+        offered = []
         for key, value in scope.get("headers", ()):
             if key == b"authorization":
-                given = value.decode("latin-1").removeprefix("Bearer ").strip()
-        if not given:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            given = (query.get("token") or [""])[0]
-        return bool(given) and hmac.compare_digest(given.encode(), self.token)
+                offered.append(value.decode("latin-1").removeprefix("Bearer ").strip())
+            elif key == b"cookie":
+                cookies = SimpleCookie(value.decode("latin-1"))
+                if COOKIE in cookies:
+                    offered.append(cookies[COOKIE].value)
+        if scope.get("path") == "/":
+            offered.extend(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token") or [])
+        return any(given and hmac.compare_digest(given.encode(), self.token) for given in offered)
 
 
 def is_loopback(host: str) -> bool:
@@ -257,7 +287,9 @@ def run_dashboard(models: Path, log_url: str, *, host: str = "127.0.0.1", port: 
 
     settings = check_dashboard(models, log_url, host=host, token_env=token_env, window=window, metric=metric,
                                refresh_s=refresh_s)
+    # on loopback only loopback names: a page elsewhere cannot point its own domain at it
+    hosts = sorted({*LOOPBACK_NAMES, host}) if settings.token is None else None
     app = build_app(models, log_url, refresh_s=settings.refresh_s, token=settings.token, window=window,
-                    metric=metric)
-    # With a token the page's URL holds it: the access log would write it down.
+                    metric=metric, allowed_hosts=hosts)
+    # the first visit's URL holds the token (?token=): the access log would write it down
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=settings.token is None)

@@ -88,7 +88,8 @@ def _windows_table(summary: Summary) -> str:
                     f"<td class=num>{w.labelled}</td><td>{_e(top.column) if top else '–'}</td>"
                     f"<td>{realised}</td><td>{estimated}</td><td class=num>{len(w.alarms)}</td></tr>")
     return ("<table><tr><th>window</th><th>from</th><th>rows</th><th>labelled</th><th>moved most</th>"
-            f"<th>{_e(summary.settings.metric)} (95% interval)</th><th>estimated</th><th>alarms</th></tr>"
+            f"<th>{_e(summary.settings.metric)} ({summary.settings.confidence:.0%} interval)</th><th>estimated</th>"
+            "<th>alarms</th></tr>"
             f"{''.join(rows)}</table>")
 
 
@@ -113,12 +114,15 @@ def _performance_chart(summary: Summary) -> bytes:
     ax.plot(x, [r.value if r else float("nan") for r in realised], marker="o", markersize=3, label="realised")
     ax.fill_between(x, [r.low if r and r.low is not None else float("nan") for r in realised],
                     [r.high if r and r.high is not None else float("nan") for r in realised], alpha=0.2,
-                    label="95% interval")
+                    label=f"{summary.settings.confidence:.0%} interval")
     ax.plot(x, [w.performance.estimated if w.performance.estimated is not None else float("nan")
                 for w in summary.windows], marker="s", markersize=3, linestyle="--", label="estimated (no labels)")
     reference = summary.windows[0].performance.reference if summary.windows else None
     if reference is not None:
         ax.axhline(reference, color="#59636e", linewidth=1, label="test split")
+    expected = summary.windows[0].performance.reference_estimated if summary.windows else None
+    if expected is not None and any(w.performance.estimated is not None for w in summary.windows):
+        ax.axhline(expected, color="#d97706", linewidth=1, linestyle=":", label="estimated at training")
     ax.set_xlabel("window")
     ax.set_ylabel(summary.settings.metric)
     ax.legend(fontsize=7)

@@ -1,6 +1,6 @@
 """The JSON summary of ``modelmill monitor`` (and of the dashboard's data): pydantic models,
 so that what is written is checked, and its JSON Schema is published in
-``docs/monitor-summary.schema.json`` (``modelmill monitor --schema`` prints it)."""
+``docs/monitor-summary.schema.json`` (written by :func:`schema_text`; a test keeps it current)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ class Realised(_Model):
 
 class Performance(_Model):
     metric: str
+    rows: int = Field(description="Records of the reference's version in the window: what this is computed on.")
+    labels: int = Field(description="Of those, the records whose label arrived.")
+    unknown_labels: int = Field(description="Labels the target cannot take (a class it never saw): left out.")
     reference: float | None = Field(description="The bundle's figure on its test split.")
     realised: Realised | None = Field(description="From the labels that arrived; null when too few did.")
     estimated: float | None = Field(description="Expected from the predicted probabilities alone (classifiers).")
@@ -119,7 +122,8 @@ class Summary(_Model):
     windows: list[Window]
     ranking: list[Ranked] = Field(description="Columns by their largest change over the windows.")
     alarms: list[Alarm]
-    alarm: bool = Field(description="Whether any alarm fired (modelmill monitor then exits 3).")
+    alarm: bool = Field(description="Whether an alarm fired in any window (exit 3 with --fail-on any).")
+    latest_alarm: bool = Field(description="Whether an alarm fired in the newest window (exit 3 by default).")
 
 
 def summary_schema() -> dict[str, Any]:

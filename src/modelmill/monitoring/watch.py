@@ -7,10 +7,10 @@ gauges all judge through :class:`Monitor`."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from modelmill.bundle import read_bundle, resolve_bundle_dir
 from modelmill.config.monitoring import MonitoringConfig, parse_window, window_seconds
 from modelmill.errors import ConfigError, ServingError
 from modelmill.evaluation.metrics import check_metric, metric_direction
-from modelmill.features import DriftResult, DriftThresholds
+from modelmill.features import DriftResult, DriftConfig
 from modelmill.monitoring import decay
 from modelmill.monitoring.export import log_frame, open_log
 from modelmill.monitoring.store import LogStore, ModelIdentity, display_url
@@ -28,9 +28,6 @@ from modelmill.monitoring.summary import (Alarm, ColumnDrift, LogInfo, ModelInfo
 from modelmill.predictor import Predictor
 from modelmill.predictor.output import PREDICTION, logged_predictions, prediction_drift
 from modelmill.serving.versions import ModelRoot
-
-_HASH_LENGTH = 64  # an image stored as its SHA-256 (serving.log.images: hash)
-
 
 @dataclass
 class Reference:
@@ -79,24 +76,23 @@ class Monitor:
             raise ConfigError("the training loss is not a metric of served records. Fix: name one of the "
                               "task's metrics (roc_auc, accuracy, rmse …)", path="--metric")
         self.direction = metric_direction(self.metric)
-        drift = self.settings.drift
-        self.thresholds = DriftThresholds(
-            wasserstein=drift.wasserstein, jensen_shannon=drift.jensen_shannon, psi=drift.psi, alpha=drift.alpha,
-            missing_rise=drift.missing_rise, out_of_range=drift.out_of_range, unseen=drift.unseen,
-            unknown_tokens=drift.unknown_tokens, image_shift=drift.image_shift)
+        self.thresholds = self.settings.drift
         value = reference.metrics.get(self.metric)
         self.reference_metric = float(value) if isinstance(value, (int, float)) else None
         self.profile = reference.profile
         estimates = (self.profile.get("prediction") or {}).get("estimated") or {}
         # bundles from before the profile kept the estimate compare with the realised figure
-        self.reference_estimate = float(estimates[self.metric]) if self.metric in estimates else self.reference_metric
+        self.estimated_at_training = self.metric in estimates
+        self.reference_estimate = float(estimates[self.metric]) if self.estimated_at_training \
+            else self.reference_metric
 
     # ---------------------------------------------------------------- windows
 
     def windows(self, frame: pd.DataFrame) -> list[pd.DataFrame]:
         """The log cut into windows, oldest first: row windows end at the newest record (the
-        oldest rows short of a full window are left out); time windows are calendar-aligned
-        spans of the window's length (the newest may be partial)."""
+        oldest rows short of a full window are left out); time windows are spans of the
+        window's length counted from the Unix epoch (whole hours and days in UTC; the newest
+        may be partial; an empty span is no window)."""
         if not len(frame):
             raise ServingError("the prediction log holds no records (yet) in that time range. Fix: serve "
                                "with --log URL, send requests, and monitor once records are stored")
@@ -104,28 +100,37 @@ class Monitor:
         if seconds is None:
             size = int(self.window)
             if size > len(frame):
-                raise ServingError(f"--window {size} is larger than the log ({len(frame)} records in that range). "
-                                   f"Fix: a window of at most {len(frame)} rows, or a time window (1d)")
+                raise ServingError(f"the window of {size} rows (--window or monitoring.window) is larger than the log "
+                                   f"({len(frame)} records in that range). Fix: a smaller window, a longer time "
+                                   "range, or a time window (1d)")
             starts = range(len(frame) - size, -1, -size)
             return [frame.iloc[start:start + size] for start in reversed(starts)]
         epoch = (frame["logged_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
         buckets = np.floor(epoch / seconds).astype(np.int64)
         return [part for _, part in frame.groupby(buckets, sort=True)]
 
-    def judge(self, index: int, frame: pd.DataFrame) -> Window:
-        """One window: each column's drift (ranked), prediction drift, performance, alarms."""
+    def judge(self, index: int, frame: pd.DataFrame, *, realised: bool = True) -> Window:
+        """One window: each column's drift (ranked), prediction drift, performance, alarms.
+        Inputs are compared whichever version served them (they do not depend on it); the
+        predictions and the performance only on the rows of the reference's version (another
+        version's predictions are another model's). ``realised=False`` leaves out the realised
+        metric and its bootstrap (the server's gauges need only the estimate)."""
         judged = len(frame) >= self.settings.min_rows
         results, skipped = self._column_drift(frame, self._per_test())
         drift = sorted((_column(r) for r in results), key=lambda c: -c.score)
-        predictions = self._predictions(frame)
+        own = frame[frame["version"].astype(str) == self.reference.version] if "version" in frame else frame
+        predictions = self._predictions(own)
         reference = self.profile.get("prediction")
-        if reference:
+        if not len(own):
+            skipped.append(Skipped(column=PREDICTION, reason=f"no record of version {self.reference.version} in the "
+                                   "window: its predictions and performance are not judged"))
+        elif reference:
             drift.append(_column(prediction_drift(reference, self.task, predictions, self._per_test())))
         else:
             skipped.append(Skipped(column=PREDICTION, reason="the bundle's profile has no reference predictions "
                                    "(trained before bundles kept them)"))
         extrapolating = any({"out_of_range", "unseen"} & set(c.alarms) for c in drift if c.column != PREDICTION)
-        performance = self._performance(frame, predictions, extrapolating)
+        performance = self._performance(own, predictions, extrapolating, realised=realised)
         alarms = self._alarms(index, drift, performance) if judged else []
         times = frame["logged_at"]
         target = self.reference.predictor.target.name
@@ -134,62 +139,61 @@ class Monitor:
                       versions={str(k): int(v) for k, v in frame["version"].value_counts().sort_index().items()},
                       drift=drift, skipped=skipped, performance=performance, alarms=alarms)
 
-    def _per_test(self) -> DriftThresholds:
+    def _per_test(self) -> DriftConfig:
         """The thresholds with ``alpha`` shared among a window's tests (Bonferroni: the
         columns and the prediction), so that ``alpha`` bounds the chance that a window with
         no change sees any test reject, however many columns the model has."""
         tests = len(self.reference.predictor.features) + 1
-        return replace(self.thresholds, alpha=self.thresholds.alpha / tests)
+        return self.thresholds.model_copy(update={"alpha": self.thresholds.alpha / tests})
 
-    def _column_drift(self, frame: pd.DataFrame, thresholds: DriftThresholds) -> tuple[list[DriftResult], list[Skipped]]:
+    def _column_drift(self, frame: pd.DataFrame, thresholds: DriftConfig) -> tuple[list[DriftResult], list[Skipped]]:
         profiles = self.profile.get("features", {})
         results, skipped = [], []
         for feature in self.reference.predictor.features:
             column = frame[feature.name] if feature.name in frame else pd.Series([None] * len(frame))
+            column = feature.from_log(column.reset_index(drop=True))
             reason = self._not_comparable(feature, column)
             if reason is None and feature.name not in profiles:
                 reason = "the bundle's reference profile has no entry for it"
             if reason:
                 skipped.append(Skipped(column=feature.name, reason=reason))
                 continue
-            results.append(feature.drift(profiles[feature.name], column.reset_index(drop=True), thresholds))
+            results.append(feature.drift(profiles[feature.name], column, thresholds))
         return results, skipped
 
     @staticmethod
     def _not_comparable(feature: Any, column: pd.Series) -> str | None:
         if getattr(feature.config, "pii", False):
             return "personal data: the log keeps only a keyed hash of it"
-        if str(getattr(feature.config, "type", "")) == "image":
-            present = column.dropna()
-            if not len(present):
-                return "the log keeps no images (serving.log.images: none); bytes keeps them"
-            if present.map(lambda v: isinstance(v, str) and len(v) == _HASH_LENGTH).all():
-                return "the log keeps only a hash of the images (serving.log.images: hash); bytes keeps them"
-        return None
+        return cast(str | None, feature.not_comparable(column))
 
     def _predictions(self, frame: pd.DataFrame) -> Any:
         target = self.reference.predictor.target
         return logged_predictions(frame, target.name, self.task, list(getattr(target, "class_names", []) or []))
 
-    def _performance(self, frame: pd.DataFrame, predictions: Any, extrapolating: bool) -> Performance:
+    def _performance(self, frame: pd.DataFrame, predictions: Any, extrapolating: bool, *,
+                     realised: bool = True) -> Performance:
         target = self.reference.predictor.target
         labels = frame[target.name].reset_index(drop=True)
-        known = target.labelled(labels) & labels.notna().to_numpy()
-        realised = None
-        if known.sum() >= self.settings.decay.min_labels:
-            truth = target.codes(labels[known])
-            rows = np.flatnonzero(known)
+        given = labels.notna().to_numpy()
+        known = target.labelled(labels) & given
+        found = None
+        if realised and known.sum() >= self.settings.decay.min_labels:
+            rows = np.flatnonzero(known & _predicted(predictions))  # a prediction the log could not read: left out
+            truth = np.asarray(target.codes(labels.iloc[rows]))
             subset = type(predictions)(labels=predictions.labels[rows], codes=np.asarray(predictions.codes)[rows],
                                        proba=None if predictions.proba is None else predictions.proba[rows],
                                        class_names=predictions.class_names)
-            found = decay.realised(self.task, self.metric, np.asarray(truth), subset,
-                                   confidence=self.settings.decay.confidence,
-                                   resamples=self.settings.decay.bootstrap)
-            if found is not None:
-                realised = Realised(value=found.value, low=found.low, high=found.high, rows=found.rows)
-        return Performance(metric=self.metric, reference=self.reference_metric, realised=realised,
-                           estimated=decay.estimated(self.task, self.metric, predictions),
-                           reference_estimated=self.reference_estimate if self.task != "number" else None,
+            result = decay.realised(self.task, self.metric, truth, subset, confidence=self.settings.decay.confidence,
+                                    resamples=self.settings.decay.bootstrap)
+            if result is not None:
+                found = Realised(value=result.value, low=_finite(result.low), high=_finite(result.high),
+                                 rows=result.rows)
+        estimate = decay.estimated(self.task, self.metric, predictions) if len(frame) else None
+        return Performance(metric=self.metric, rows=len(frame), labels=int(given.sum()),
+                           unknown_labels=int((given & ~known).sum()), reference=_finite(self.reference_metric),
+                           realised=found, estimated=_finite(estimate),
+                           reference_estimated=_finite(self.reference_estimate) if self.task != "number" else None,
                            extrapolating=extrapolating)
 
     def _worse(self, value: float, reference: float | None) -> bool:
@@ -223,9 +227,13 @@ class Monitor:
         if found is None and performance.estimated is not None and expected is not None \
                 and self._worse(performance.estimated, expected):
             note = "; inputs outside the training range make it less reliable" if performance.extrapolating else ""
+            why = "no labels yet" if not performance.labels else \
+                f"{performance.labels} labels, too few or {self.metric} undefined on them"
+            basis = "estimated on the held-out rows at training" if self.estimated_at_training \
+                else "on the test split (the bundle keeps no estimate of its own)"
             alarms.append(Alarm(window=index, kind="estimated_decay", column=None, message=(
-                f"estimated {self.metric} {performance.estimated:.3f} (no labels yet) against {expected:.3f} "
-                f"estimated on the held-out rows at training{note}")))
+                f"estimated {self.metric} {performance.estimated:.3f} ({why}) against {expected:.3f} "
+                f"{basis}{note}")))
         return alarms
 
     # ---------------------------------------------------------------- summary
@@ -252,9 +260,10 @@ class Monitor:
                             task=self.task, created_at=str(created) if created else None),
             log=log,
             settings=Settings(window=self.window, min_rows=self.settings.min_rows, metric=self.metric,
-                              thresholds={k: float(v) for k, v in vars(self.thresholds).items()},
+                              thresholds={k: float(v) for k, v in self.thresholds.model_dump().items()},
                               max_drop=self.settings.decay.max_drop, confidence=self.settings.decay.confidence),
-            windows=windows, ranking=ranking, alarms=alarms, alarm=bool(alarms))
+            windows=windows, ranking=ranking, alarms=alarms, alarm=bool(alarms),
+            latest_alarm=bool(windows and windows[-1].alarms))
 
 
 def read_log(store: LogStore, reference: Reference, *, since: float | None = None,
@@ -290,7 +299,7 @@ def monitor_log(model: Path, url: str, *, window: int | str | None = None, metri
 
 def _column(result: DriftResult) -> ColumnDrift:
     return ColumnDrift(column=result.feature, statistic=result.statistic, value=_finite(result.value),
-                       threshold=result.threshold, score=min(result.score, 1e9), p_value=_finite(result.p_value),
+                       threshold=result.threshold, score=_finite(result.score) or 0.0, p_value=_finite(result.p_value),
                        drifted=result.drifted, alarms=list(result.alarms), details=_plain(result.details))
 
 
@@ -307,6 +316,9 @@ def _message(column: ColumnDrift, reason: str) -> str:
         return f"{column.column}: {details.get('out_of_range_share', 0):.1%} of the values outside the training range"
     if reason == "unseen":
         return f"{column.column}: {details.get('unseen_share', 0):.1%} of the values never seen in training"
+    if reason == "embedding":
+        return (f"{column.column}: what the texts are about moved (mean sentence embedding moved by "
+                f"{details.get('embedding_shift', 0):.2f} of the training texts' spread)")
     if reason == "unknown_tokens":
         return (f"{column.column}: {details.get('unknown_share', 0):.1%} of the tokens unknown to the tokenizer "
                 f"against {float(details.get('reference_unknown_share') or 0):.1%} in training")
@@ -334,3 +346,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return _finite(value)
     return value
+
+
+def _predicted(predictions: Any) -> np.ndarray:
+    """Rows whose logged prediction could be read back (a number, or a known class)."""
+    codes = np.asarray(predictions.codes)
+    if codes.dtype.kind == "f":
+        return np.isfinite(codes)
+    return codes >= 0

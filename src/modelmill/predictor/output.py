@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from modelmill.evaluation.estimate import ESTIMABLE, estimate
-from modelmill.features import DriftResult, DriftThresholds, Predictions
+from modelmill.features import DriftResult, DriftConfig, Predictions
 from modelmill.features.stats import distribution_drift, distribution_profile, share_drift
 
 
@@ -87,7 +87,7 @@ def prediction_profile(task: str, predictions: Predictions) -> dict[str, Any]:
 
 
 def prediction_drift(reference: dict[str, Any], task: str, predictions: Predictions,
-                     thresholds: DriftThresholds) -> DriftResult:
+                     thresholds: DriftConfig) -> DriftResult:
     """Prediction drift against a :func:`prediction_profile`: the distance between the
     distributions of predicted values (regression) or of the positive class's probability
     (binary); between the shares of predicted classes (multi-class)."""

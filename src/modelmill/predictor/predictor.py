@@ -17,7 +17,7 @@ from modelmill.bundle import MAIN_MODEL, Bundle, ModelFiles, model_file
 from modelmill.config.schema import PipelineConfig
 from modelmill.data.values import SMALL_COLUMN
 from modelmill.errors import ModelError
-from modelmill.features import (DriftResult, DriftThresholds, Feature, Predictions, Target, features_from_state,
+from modelmill.features import (DriftResult, DriftConfig, Feature, Predictions, Target, features_from_state,
                                 target_from_state)
 from modelmill.models import MODELS, ModelType, TensorData
 from modelmill.predictor.runtime import RUNTIMES, ModelRuntime, TorchRuntime
@@ -148,11 +148,11 @@ class Predictor:
         return {"rows": int(len(frame)), "features": {f.name: f.profile(frame[f.name]) for f in self.features}}
 
     def drift(self, reference: Mapping[str, Any], frame: pd.DataFrame,
-              thresholds: DriftThresholds | None = None) -> dict[str, DriftResult]:
+              thresholds: DriftConfig | None = None) -> dict[str, DriftResult]:
         """Each feature's drift statistic of ``frame`` against a reference :meth:`profile`."""
         profiles = reference.get("features", {})
         missing = [f.name for f in self.features if f.name not in profiles]
         if missing:
             raise ModelError(f"the reference profile has no entry for {missing}; it belongs to another model")
-        return {f.name: f.drift(profiles[f.name], frame[f.name], thresholds or DriftThresholds())
+        return {f.name: f.drift(profiles[f.name], frame[f.name], thresholds or DriftConfig())
                 for f in self.features}

@@ -3,7 +3,6 @@
 "use strict";
 
 const REFRESH_S = Number(document.body.dataset.refreshS) || 60;
-const TOKEN = new URLSearchParams(location.search).get("token");
 const COLOURS = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#9f1239"];
 const BAD = "#c62828";
 const LEGEND = { position: "bottom", labels: { usePointStyle: true, boxWidth: 8 } };
@@ -14,8 +13,8 @@ Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFami
 Chart.defaults.color = "#66727f";
 
 async function api(path) {
-  // The token goes in a header, not the URL: it stays out of the server's access log.
-  const response = await fetch(path, { headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {} });
+  // Same origin: the token's cookie (when the dashboard has one) goes with the request.
+  const response = await fetch(path, { credentials: "same-origin" });
   const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
   return response.ok ? { data: body } : { error: body.detail || `HTTP ${response.status}` };
 }
@@ -29,8 +28,13 @@ function el(tag, className, text) {
 
 function fmt(value, digits = 3) {
   if (value === null || value === undefined) return "–";
-  if (Math.abs(value) >= 1e6) return "∞";
-  return Number(value).toPrecision(digits).replace(/\.?0+$/, "").replace(/\.?0+e/, "e");
+  const number = Number(value);
+  if (!Number.isFinite(number)) return "∞";
+  if (Math.abs(number) >= 1000 && Math.abs(number) < 1e6) return String(Math.round(number));
+  if (Number.isInteger(number)) return String(number);
+  const text = number.toPrecision(digits);
+  if (text.includes("e")) return text.replace(/\.?0+e/, "e");
+  return text.includes(".") ? text.replace(/\.?0+$/, "") : text; // trailing zeros of decimals only
 }
 
 function when(iso) { return iso ? iso.replace("T", " ").slice(0, 16) : "–"; }
@@ -128,6 +132,12 @@ function renderPerformance(summary, labels) {
   const reference = perf.length ? perf[0].reference : null;
   if (reference !== null) {
     datasets.push({ label: "test split", data: labels.map(() => reference), borderColor: "#66727f",
+      borderDash: [2, 3], borderWidth: 1.5, pointRadius: 0 });
+  }
+  // what the estimate is judged against: the same estimate on the held-out rows at training
+  const expected = perf.length ? perf[0].reference_estimated : null;
+  if (expected !== null && expected !== undefined && perf.some((p) => p.estimated !== null)) {
+    datasets.push({ label: "estimated at training", data: labels.map(() => expected), borderColor: COLOURS[1],
       borderDash: [2, 3], borderWidth: 1.5, pointRadius: 0 });
   }
   drawChart("performance-chart", { type: "line", data: { labels, datasets }, options: {
