@@ -32,7 +32,6 @@ from scipy import stats
 
 from modelmill.api import Pipeline
 from modelmill.data.datasets import fetch_dataset
-from modelmill.data.split import SplitRecord
 from modelmill.monitoring.watch import Monitor, Reference
 from modelmill.predictor import prediction_frame
 
@@ -71,8 +70,9 @@ def run(case: Case, count: int, per_shift: int) -> None:
     pipeline = Pipeline(config).fit()
     full = pd.read_csv(fetch_dataset(case.name))
     assert pipeline.split_ is not None
-    test = pipeline.split_.test_split(full).reset_index(drop=True)
-    learned = full.drop(index=SplitRecord.from_json(pipeline.split_.as_json()).test_split(full).index)
+    tagged = pipeline.split_.test_split(full.assign(_row=np.arange(len(full))))  # where each test row came from
+    test = tagged.drop(columns="_row")
+    learned = full.drop(index=tagged["_row"].to_numpy())  # the rest: the rows the model learned from
     reference = Reference(Path("."), "1", pipeline.parts, pipeline.profile_, pipeline.metrics_, {})
     monitor = Monitor(reference, window=case.window)
     target = pipeline.parts.target.name

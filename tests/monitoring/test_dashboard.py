@@ -172,3 +172,19 @@ def test_on_loopback_only_loopback_names_are_answered(models: Path, log_url: str
     with TestClient(app, base_url="http://127.0.0.1:8050") as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/healthz", headers={"Host": "attacker.example:8050"}).status_code == 400
+
+
+def test_the_command_refuses_an_exposed_address_without_a_token(models: Path, log_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from modelmill.cli import main
+
+    monkeypatch.delenv("MODELMILL_DASHBOARD_TOKEN", raising=False)
+    monkeypatch.setattr(sys, "argv", ["modelmill", "dashboard", "--models", str(models), "--log", log_url,
+                                      "--host", "0.0.0.0"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    text = " ".join(capsys.readouterr().err.split())
+    assert exited.value.code == 2 and "needs a token there" in text and "Traceback" not in text

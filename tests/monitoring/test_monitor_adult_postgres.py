@@ -31,6 +31,7 @@ from modelmill.data.datasets import fetch_dataset
 from modelmill.data.split import SplitRecord
 from modelmill.monitoring.dashboard import build_app
 from modelmill.monitoring.export import log_frame, open_log
+from modelmill.monitoring.watch import monitor_log
 from tests.browser import BROWSER, DRAWN, Chromium, live
 from tests.monitoring.service import start_server, stop_server
 from tests.postgres import postgres_cluster
@@ -127,8 +128,7 @@ def test_adult_windows_behind_the_real_service_and_postgres(adult: tuple[Path, p
             time.sleep(2.5)  # the gauges judge the latest window every second
             calm_gauges = gauges(server.url)
             calm = monitor(str(models), "--log", database.url, "--window", str(WINDOW), "-o", "calm", cwd=tmp_path)
-            accuracy = monitor(str(models), "--log", database.url, "--window", str(WINDOW), "--metric", "accuracy",
-                               "-o", "accuracy", cwd=tmp_path)
+            by_accuracy = monitor_log(models, database.url, window=WINDOW, metric="accuracy")
             store = open_log(database.url)
             try:
                 logged = log_frame(store)
@@ -156,10 +156,9 @@ def test_adult_windows_behind_the_real_service_and_postgres(adult: tuple[Path, p
     # the label-free estimate beside the realised figure
     errors = {"roc_auc": [abs(w["performance"]["estimated"] - w["performance"]["realised"]["value"])
                           for w in summary["windows"]]}
-    assert accuracy.returncode == 0, accuracy.stderr
-    by_accuracy = json.loads((tmp_path / "accuracy" / "summary.json").read_text())
-    errors["accuracy"] = [abs(w["performance"]["estimated"] - w["performance"]["realised"]["value"])
-                          for w in by_accuracy["windows"]]
+    assert not by_accuracy.alarm
+    errors["accuracy"] = [abs(w.performance.estimated - w.performance.realised.value)  # type: ignore[operator,union-attr]
+                          for w in by_accuracy.windows]
     mean_errors = {metric: float(np.mean(values)) for metric, values in errors.items()}
     print("mean absolute error of the label-free estimate over the unshifted windows:", mean_errors)
     assert mean_errors["roc_auc"] <= 0.02 and mean_errors["accuracy"] <= 0.02, mean_errors
