@@ -13,7 +13,6 @@ import select
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,19 +171,10 @@ class Chromium:
 @contextmanager
 def live(app: FastAPI) -> Iterator[str]:
     """The app under real uvicorn on a free port of 127.0.0.1; its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the dashboard did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    from tests.serving.conftest import running
+
+    with running(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"), "the app") as (url, _):
+        yield url
 
 
 # Pixels a canvas holds that are not transparent: Chart.js drew into it.

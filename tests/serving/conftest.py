@@ -57,25 +57,32 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(path: Path, **overrides: Any) -> Iterator[LiveServer]:
-    """``modelmill serve PATH`` on a free port of 127.0.0.1, for the duration of a block."""
-    state = load_state(path, {"port": 0, **overrides})
-    config = uvicorn.Config(create_app(state), host=state.settings.host, port=0, log_level="warning",
-                            timeout_graceful_shutdown=5, lifespan="on")
+def running(config: uvicorn.Config, what: str = "the test server") -> Iterator[tuple[str, uvicorn.Server]]:
+    """Real uvicorn on a thread for the duration of a block: its URL and the server."""
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
+            raise RuntimeError(f"{what} did not start")
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", state, server)
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextmanager
+def live_server(path: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """``modelmill serve PATH`` on a free port of 127.0.0.1, for the duration of a block."""
+    state = load_state(path, {"port": 0, **overrides})
+    config = uvicorn.Config(create_app(state), host=state.settings.host, port=0, log_level="warning",
+                            timeout_graceful_shutdown=5, lifespan="on")
+    with running(config) as (url, server):
+        yield LiveServer(url, state, server)
 
 
 @pytest.fixture
