@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelmill.evaluation.estimate import ESTIMABLE, estimate
 from modelmill.features import DriftResult, DriftConfig, Predictions
 from modelmill.features.stats import distribution_drift, distribution_profile, share_drift
 
@@ -79,7 +78,10 @@ def prediction_profile(task: str, predictions: Predictions) -> dict[str, Any]:
     profile: dict[str, Any] = {"type": task, "classes": {str(k): float(v) for k, v in shares.items()}}
     if predictions.proba is not None and task == "binary":
         profile["score"] = distribution_profile(np.asarray(predictions.proba, dtype="float64")[:, 1])
-    # the label-free estimates on these rows: what a window's estimate is compared with
+    # the label-free estimates on these rows: what a window's estimate is compared with (imported
+    # here: profiles are made at training, and a serving process imports no evaluation code)
+    from modelmill.evaluation.estimate import ESTIMABLE, estimate
+
     estimates = {metric: estimate(task, metric, np.asarray(predictions.codes), predictions.proba)
                  for metric in sorted(ESTIMABLE.get(task, ()))}
     profile["estimated"] = {metric: value for metric, value in estimates.items() if value is not None}
