@@ -362,6 +362,8 @@ def monitor(
     metric: Annotated[str | None, typer.Option(help="The metric followed (default: monitoring.decay.metric).")] = None,
     since: Annotated[str | None, typer.Option(help="From this date or time (UTC), e.g. 2026-12-01.")] = None,
     until: Annotated[str | None, typer.Option(help="Before this date or time (UTC).")] = None,
+    version: Annotated[str | None, typer.Option(help="The version of a folder of versions to judge against "
+                                                "(default: the newest).")] = None,
     fail_on: Annotated[FailOn, typer.Option(help="Exit 3 for an alarm in the newest window (latest) or in "
                                             "any window (any).")] = "latest",  # type: ignore[assignment]
 ) -> None:
@@ -374,7 +376,7 @@ def monitor(
     from modelmill.monitoring.watch import monitor_log
 
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    summary = monitor_log(model, log, window=window, metric=metric, since=start, until=end)
+    summary = monitor_log(model, log, window=window, metric=metric, since=start, until=end, version=version)
     output.mkdir(parents=True, exist_ok=True)
     with atomic_open(output / "summary.json", "w", encoding="utf-8") as stream:
         stream.write(summary.model_dump_json(indent=2) + "\n")

@@ -44,8 +44,8 @@ def test_the_same_distribution_does_not_drift_and_a_shifted_one_does(fitted: mod
         "review": "wasserstein"}
     assert moved["x"].alarms == ("distribution", "out_of_range") and moved["x"].value > 1.5  # a 2σ shift
     assert "unknown_tokens" in moved["review"].alarms
-    assert moved["when"].alarms == ("distribution",)  # later dates are what time brings: no range alarm
-    assert moved["when"].details["out_of_range_share"] == 1.0
+    # five years later: the model's year input has never seen these years (it extrapolates)
+    assert moved["when"].details["part"] == "year" and moved["when"].alarms == ("distribution", "out_of_range")
     assert moved["review"].details["unknown_share"] > 0.9 and moved["colour"].details["unseen_share"] == 0.0
     assert all(isinstance(r.value, float) for r in moved.values())
     json.dumps({name: r.details for name, r in moved.items()})
@@ -206,3 +206,23 @@ def test_text_with_a_pretrained_encoder_drifts_when_what_it_is_about_moves(tmp_p
     assert "embedding" in moved.alarms and moved.details["embedding_shift"] > 0.2
     loaded = modelmill.load(pipeline.save(tmp_path / "bundle"))  # from a bundle: the model folder found again
     assert "embedding" in loaded.parts.features[0].drift(loaded.profile_["features"]["review"], other).alarms
+
+
+def test_dates_drift_by_the_parts_the_model_reads() -> None:
+    """Without the year, later dates are only time moving on; a change of season is drift."""
+    from modelmill.config.schema import DateFeatureConfig
+    from modelmill.features import FEATURES
+
+    rng = np.random.default_rng(7)
+    training = pd.Series((pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 730, 3000), unit="D"))
+                         .strftime("%Y-%m-%d"))
+    config = DateFeatureConfig(name="when", parts=["month", "weekday"])
+    feature = FEATURES.get("date")(config).fit(training)
+    reference = feature.profile(training)
+    later = pd.Series((pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 365, 500), unit="D"))
+                      .strftime("%Y-%m-%d"))
+    summer = pd.Series((pd.Timestamp("2025-06-01") + pd.to_timedelta(rng.integers(0, 90, 500), unit="D"))
+                       .strftime("%Y-%m-%d"))
+    assert not feature.drift(reference, later).drifted
+    moved = feature.drift(reference, summer)
+    assert moved.drifted and moved.details["part"] == "month" and set(moved.details["parts"]) == {"month", "weekday"}

@@ -211,6 +211,8 @@ def test_predictions_and_performance_are_judged_on_the_reference_versions_rows(m
     assert first.performance.rows == 50 and first.performance.labels == 50 and second.performance.rows == 200
     assert first.performance.realised is not None and first.performance.realised.rows == 50
     assert {c.column for c in first.drift} >= {"x", "colour", "prediction"}
+    with pytest.raises(ServingError, match=r"--version '0' is not in .* \(versions: binary\)"):
+        monitor_log(models["binary"], url, window=200, version="0")
 
 
 def test_unknown_labels_are_counted_and_an_alarm_in_an_old_window_exits_3_only_when_asked(

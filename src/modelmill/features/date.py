@@ -3,6 +3,7 @@ January), the year standardised."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Self
 
 import numpy as np
@@ -125,13 +126,31 @@ class DateFeature(Feature[DateFeatureConfig]):
         present = dates.dropna()
         return {"type": "date", **distribution_profile(epoch_days(dates)),  # in days since 1970
                 "first": str(present.min()) if len(present) else None,
-                "last": str(present.max()) if len(present) else None}
+                "last": str(present.max()) if len(present) else None,
+                "parts": {part: distribution_profile(date_parts(dates, part)) for part in self.config.parts}}
 
     def drift(self, reference: dict[str, Any], column: pd.Series,
               thresholds: DriftConfig = DEFAULT_DRIFT) -> DriftResult:
+        """Drift of what the model sees: each configured part (month, weekday, …) against its
+        training distribution, the part that moved most reported (all of them in the
+        details). Only the year can leave the training range, and then the model
+        extrapolates: an alarm; a date column read without its year does not alarm because
+        time moved on. A profile from before bundles kept the parts compares whole dates."""
         dates = parse_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
-        # dates after the training range are what time brings, not a fault: reported, no alarm
-        return distribution_drift(self.name, reference, epoch_days(dates), thresholds, range_alarm=False,
-                                  first=str(present.min()) if len(present) else None,
-                                  last=str(present.max()) if len(present) else None)
+        first = str(present.min()) if len(present) else None
+        last = str(present.max()) if len(present) else None
+        parts = {part: profile for part, profile in (reference.get("parts") or {}).items()
+                 if part in self.config.parts}
+        if not parts:
+            return distribution_drift(self.name, reference, epoch_days(dates), thresholds, range_alarm=False,
+                                      first=first, last=last)
+        shared = thresholds.model_copy(update={"alpha": thresholds.alpha / len(parts)})  # one test per part
+        results = {part: distribution_drift(self.name, profile, date_parts(dates, part), shared,
+                                            range_alarm=part == "year") for part, profile in parts.items()}
+        moved, most = max(results.items(), key=lambda item: item[1].score)
+        alarms = tuple(dict.fromkeys(alarm for result in results.values() for alarm in result.alarms))
+        return replace(most, drifted=bool(alarms), alarms=alarms, details={
+            **most.details, "first": first, "last": last, "part": moved,
+            "parts": {part: {"statistic": r.statistic, "value": r.value, "p_value": r.p_value, "score": r.score,
+                             "alarms": list(r.alarms)} for part, r in results.items()}})

@@ -42,10 +42,15 @@ class Reference:
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, path: Path) -> Reference:
-        """The bundle at ``path``, or the newest version of the folder of versions there."""
+    def load(cls, path: Path, version: str | None = None) -> Reference:
+        """The bundle at ``path``, or a version (default: the newest) of the folder of
+        versions there."""
         root = ModelRoot(path)
-        version = root.newest()
+        known = root.versions()
+        if version is not None and version not in known:
+            raise ServingError(f"--version {version!r} is not in {path} (versions: {', '.join(known)}). Fix: "
+                               "name one of them, or leave --version out for the newest")
+        version = version or root.newest()
         bundle = read_bundle(resolve_bundle_dir(root.path if root.single is not None else root.path / version))
         return cls(root.path, version, Predictor.from_bundle(bundle), bundle.profile(), bundle.metrics(),
                    bundle.manifest)
@@ -282,9 +287,10 @@ def read_log(store: LogStore, reference: Reference, *, since: float | None = Non
 
 
 def monitor_log(model: Path, url: str, *, window: int | str | None = None, metric: str | None = None,
-                since: float | None = None, until: float | None = None) -> Summary:
-    """``modelmill monitor``: the log at ``url`` judged against the bundle at ``model``."""
-    reference = Reference.load(model)
+                since: float | None = None, until: float | None = None, version: str | None = None) -> Summary:
+    """``modelmill monitor``: the log at ``url`` judged against the bundle at ``model`` (a
+    version of it, when a folder of versions)."""
+    reference = Reference.load(model, version)
     monitor = Monitor(reference, window=window, metric=metric)  # a wrong option fails before any reading
     store = open_log(url)
     try:
