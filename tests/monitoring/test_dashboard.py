@@ -15,6 +15,7 @@ from modelmill.api import Pipeline
 from modelmill.errors import ServingError
 from modelmill.monitoring import LogStore
 from modelmill.monitoring.dashboard import Cached, build_app, check_dashboard, run_dashboard
+from modelmill.monitoring.summary import Summary
 from modelmill.monitoring.watch import Reference
 from tests.browser import BROWSER, DRAWN, Chromium, live
 from tests.conftest import base_config, make_frame
@@ -188,3 +189,16 @@ def test_the_command_refuses_an_exposed_address_without_a_token(models: Path, lo
         main()
     text = " ".join(capsys.readouterr().err.split())
     assert exited.value.code == 2 and "needs a token there" in text and "Traceback" not in text
+
+
+def test_a_database_gone_away_is_a_message_not_a_500(models: Path, log_url: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def down() -> Summary:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    with TestClient(build_app(models, log_url, summarise=down)) as client:
+        answer = client.get("/api/summary")
+        assert answer.status_code == 409 and "the prediction log cannot be read" in answer.json()["detail"]
+        page = client.get("/")
+        assert page.status_code == 200 and "cannot be read" in page.text

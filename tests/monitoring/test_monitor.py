@@ -229,3 +229,20 @@ def test_unknown_labels_are_counted_and_an_alarm_in_an_old_window_exits_3_only_w
     every = cli("monitor", str(models["binary"]), "--log", url, "--window", "200", "--fail-on", "any", "-o", "b",
                 cwd=tmp_path)
     assert (latest.returncode, every.returncode) == (0, 3), latest.stderr + every.stderr
+
+
+def test_a_database_that_goes_away_while_reading_is_a_clear_error(models: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from modelmill.monitoring import watch
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    fill_log(url, models["binary"], make_frame(100, seed=13))
+
+    def gone(*_: object, **__: object) -> pd.DataFrame:
+        raise OperationalError("SELECT", {}, ConnectionResetError("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(watch, "log_frame", gone)
+    with pytest.raises(ServingError, match="cannot be read: .*Fix: check that the database runs"):
+        monitor_log(models["binary"], url, window=50)

@@ -34,10 +34,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.staticfiles import StaticFiles
 
 from modelmill.bundle import read_bundle, resolve_bundle_dir
 from modelmill.errors import ModelmillError, ServingError
+from modelmill.monitoring.store import database_message
 from modelmill.monitoring.summary import Summary
 from modelmill.serving.versions import ModelRoot
 
@@ -106,6 +108,8 @@ class Cached(Generic[T]):
             return self.compute(), None
         except ModelmillError as exc:
             return None, str(exc)
+        except (SQLAlchemyError, OSError) as exc:  # the database went away after the dashboard started
+            return None, f"the prediction log cannot be read: {database_message(exc)}; retrying at the next refresh"
         except Exception:  # the page says so; the details go to the dashboard's log only
             log.exception("computing the dashboard's data failed")
             return None, "computing the summary failed unexpectedly; the dashboard's log has the details"

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelmill.bundle import read_bundle, resolve_bundle_dir
 from modelmill.config.monitoring import MonitoringConfig, parse_window, window_seconds
@@ -22,7 +23,7 @@ from modelmill.evaluation.metrics import check_metric, metric_direction
 from modelmill.features import DriftResult, DriftConfig
 from modelmill.monitoring import decay
 from modelmill.monitoring.export import log_frame, open_log
-from modelmill.monitoring.store import LogStore, ModelIdentity, display_url
+from modelmill.monitoring.store import LogStore, ModelIdentity, database_message, display_url
 from modelmill.monitoring.summary import (Alarm, ColumnDrift, LogInfo, ModelInfo, Performance, Ranked, Realised,
                                           Settings, Skipped, Summary, Window)
 from modelmill.predictor import Predictor
@@ -278,7 +279,11 @@ def read_log(store: LogStore, reference: Reference, *, since: float | None = Non
     if differences:
         raise ServingError(f"the prediction log at {display_url(store.url)} holds another model's records "
                            f"({'; '.join(differences)}). Fix: monitor it with the bundle that served it")
-    frame = log_frame(store, since=since, until=until)
+    try:
+        frame = log_frame(store, since=since, until=until)
+    except SQLAlchemyError as exc:  # the database went away after the log was opened
+        raise ServingError(f"the prediction log at {display_url(store.url)} cannot be read: "
+                           f"{database_message(exc)}. Fix: check that the database runs, then try again") from None
     target = reference.predictor.target.name
     times = frame["logged_at"]
     info = LogInfo(url=display_url(store.url), rows=len(frame), labelled=int(frame[target].notna().sum()),

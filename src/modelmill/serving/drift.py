@@ -23,10 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from modelmill.config.monitoring import window_seconds
 from modelmill.errors import ModelmillError
 from modelmill.monitoring.export import log_frame
-from modelmill.monitoring.store import LogStore
+from modelmill.monitoring.store import LogStore, database_message
 from modelmill.monitoring.watch import Monitor, Reference
 from modelmill.predictor.output import PREDICTION
 from modelmill.serving.metrics import MULTIPROCESS_ENVIRONMENT, ServerMetrics
@@ -56,22 +58,30 @@ class DriftGauges:
     def _run(self) -> None:
         lead = _Leader()
         while True:
-            interval = 60.0
-            try:
-                model = self.served()
-                interval = model.predictor.config.monitoring.refresh_s
-                if lead.held():
-                    self.refresh(model)
-                self.last_error = None
-            except ModelmillError as exc:  # a store that is down: the gauges keep their last values
-                if str(exc) != self.last_error:
-                    log.warning("drift gauges: %s", exc)
-                self.last_error = str(exc)
-            except Exception:  # never let monitoring take the server down
-                log.exception("drift gauges: judging the latest window failed")
+            interval = self.tick(lead)
             if self._stop.wait(interval):
                 lead.release()
                 return
+
+    def tick(self, lead: _Leader) -> float:
+        """One round: judge the latest window if this worker leads; the seconds to the next.
+        A store that is down is one warning line (repeated only when the trouble changes),
+        and the gauges keep their last values; nothing here can take the server down."""
+        interval = 60.0
+        try:
+            model = self.served()
+            interval = model.predictor.config.monitoring.refresh_s
+            if lead.held():
+                self.refresh(model)
+            self.last_error = None
+        except (ModelmillError, SQLAlchemyError, OSError) as exc:
+            message = str(exc) if isinstance(exc, ModelmillError) else database_message(exc)
+            if message != self.last_error:
+                log.warning("drift gauges: the latest window cannot be judged: %s", message)
+            self.last_error = message
+        except Exception:
+            log.exception("drift gauges: judging the latest window failed")
+        return interval
 
     def refresh(self, model: ServedModel) -> None:
         """Judge the latest window of the log now and set the gauges."""
