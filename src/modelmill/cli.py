@@ -406,11 +406,14 @@ def dashboard(
         "MODELMILL_DASHBOARD_TOKEN",
     window: Annotated[str | None, typer.Option(help="Rows per window or a duration (default: the config's).")] = None,
     metric: Annotated[str | None, typer.Option(help="The metric followed (default: the config's).")] = None,
+    version: Annotated[str | None, typer.Option(help="The version to judge the log against (default: the "
+                                                "newest).")] = None,
 ) -> None:
     """A read-only web page of the model's versions, traffic, drift, performance and alarms."""
     from modelmill.monitoring.dashboard import run_dashboard
 
-    run_dashboard(models, log, host=host, port=port, token_env=token_env, window=window, metric=metric)
+    run_dashboard(models, log, host=host, port=port, token_env=token_env, window=window, metric=metric,
+                  version=version)
 
 
 def _summary(metrics: dict[str, Any], *, title: str) -> None:

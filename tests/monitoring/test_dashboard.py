@@ -143,6 +143,8 @@ def test_an_exposed_dashboard_needs_a_token(models: Path, log_url: str, monkeypa
 def test_wrong_paths_are_refused_before_starting(models: Path, log_url: str, tmp_path: Path) -> None:
     with pytest.raises(ServingError, match="does not exist. Fix: give a bundle"):
         run_dashboard(tmp_path / "nothing", log_url)
+    with pytest.raises(ServingError, match=r"--version '7' is not in .* \(versions: 1, 2\)"):
+        run_dashboard(models, log_url, version="7")
     with pytest.raises(ServingError):
         run_dashboard(models, f"sqlite:///{tmp_path / 'no-log.db'}")
 
@@ -202,3 +204,11 @@ def test_a_database_gone_away_is_a_message_not_a_500(models: Path, log_url: str)
         assert answer.status_code == 409 and "the prediction log cannot be read" in answer.json()["detail"]
         page = client.get("/")
         assert page.status_code == 200 and "cannot be read" in page.text
+
+
+def test_an_older_version_can_be_the_one_judged_against(models: Path, log_url: str) -> None:
+    with TestClient(build_app(models, log_url, window=200, version="1")) as client:
+        summary = client.get("/api/summary").json()
+    assert summary["model"]["version"] == "1"
+    assert summary["windows"][0]["performance"]["rows"] == 200  # the 200 records version 1 served
+    assert summary["windows"][-1]["performance"]["rows"] == 0  # none of the shifted ones

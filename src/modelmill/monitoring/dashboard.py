@@ -133,7 +133,7 @@ def read_versions(models: Path) -> list[VersionInfo]:
 
 
 def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str | None = None,
-              window: int | str | None = None, metric: str | None = None,
+              window: int | str | None = None, metric: str | None = None, version: str | None = None,
               summarise: Callable[[], Summary] | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
     """The dashboard's app. ``summarise`` replaces ``monitor_log`` (tests, other sources);
     ``allowed_hosts``: the Host names it answers (None: any)."""
@@ -141,7 +141,7 @@ def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str
         def summarise() -> Summary:
             from modelmill.monitoring.watch import monitor_log  # pandas and torch load with the first summary
 
-            return monitor_log(models, log_url, window=window, metric=metric)
+            return monitor_log(models, log_url, window=window, metric=metric, version=version)
 
     summary = Cached(summarise, refresh_s)
     versions = Cached(lambda: read_versions(models), refresh_s)
@@ -262,7 +262,7 @@ class DashboardSettings:
 
 
 def check_dashboard(models: Path, log_url: str, *, host: str = "127.0.0.1", token_env: str = TOKEN_ENV,
-                    window: int | str | None = None, metric: str | None = None,
+                    window: int | str | None = None, metric: str | None = None, version: str | None = None,
                     refresh_s: float | None = None) -> DashboardSettings:
     """Every mistake found before a server starts: the model folder, the window and metric,
     the log, the token.
@@ -278,22 +278,22 @@ def check_dashboard(models: Path, log_url: str, *, host: str = "127.0.0.1", toke
     token = dashboard_token(host, token_env)
     if refresh_s is not None and refresh_s <= 0:
         raise ServingError(f"refresh_s {refresh_s} is not a positive number of seconds. Fix: give e.g. 60")
-    monitor = Monitor(Reference.load(models), window=window, metric=metric)
+    monitor = Monitor(Reference.load(models, version), window=window, metric=metric)
     open_log(log_url).close()
     return DashboardSettings(refresh_s=refresh_s or monitor.settings.refresh_s, token=token)
 
 
 def run_dashboard(models: Path, log_url: str, *, host: str = "127.0.0.1", port: int = 8050,
                   token_env: str = TOKEN_ENV, window: int | str | None = None, metric: str | None = None,
-                  refresh_s: float | None = None) -> None:
+                  version: str | None = None, refresh_s: float | None = None) -> None:
     """Check everything, then serve the dashboard until stopped (Ctrl-C)."""
     import uvicorn
 
     settings = check_dashboard(models, log_url, host=host, token_env=token_env, window=window, metric=metric,
-                               refresh_s=refresh_s)
+                               version=version, refresh_s=refresh_s)
     # on loopback only loopback names: a page elsewhere cannot point its own domain at it
     hosts = sorted({*LOOPBACK_NAMES, host}) if settings.token is None else None
     app = build_app(models, log_url, refresh_s=settings.refresh_s, token=settings.token, window=window,
-                    metric=metric, allowed_hosts=hosts)
+                    metric=metric, version=version, allowed_hosts=hosts)
     # the first visit's URL holds the token (?token=): the access log would write it down
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=settings.token is None)
