@@ -246,6 +246,11 @@ class Predictions:
     proba: np.ndarray | None
     class_names: list[str]
 
+    def rows(self, picked: np.ndarray) -> Predictions:
+        """These predictions of the rows ``picked`` (positions, or a boolean mask)."""
+        return Predictions(labels=np.asarray(self.labels)[picked], codes=np.asarray(self.codes)[picked],
+                           proba=None if self.proba is None else self.proba[picked], class_names=self.class_names)
+
 
 class Target(Component[ConfigT]):
     """The column to predict."""

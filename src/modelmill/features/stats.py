@@ -37,6 +37,7 @@ JS_THRESHOLD = 0.1
 WASSERSTEIN_THRESHOLD = 0.1
 QUANTILES = 200  # reference quantiles kept per column: the distance's error is far below 0.01σ
 _FLOOR = 1e-4  # share given to an empty bin, so that the logarithms stay finite
+OTHER = "<other>"  # the categories a profile or a pooled comparison does not list one by one
 _MIN_EXPECTED = 5.0  # the chi-square rule: a bin the window expects fewer rows in is pooled
 
 
@@ -321,11 +322,9 @@ def shares_with_other(frequencies: Mapping[str, float]) -> dict[str, float]:
     shares = {str(k): float(v) for k, v in frequencies.items()}
     rest = 1.0 - sum(shares.values())
     if rest > 1e-9:
-        shares["<other>"] = rest
+        shares[OTHER] = rest
     return shares
 
-
-OTHER = "<other>"
 
 
 def share_drift(feature: str, reference: Mapping[str, float], counts: Mapping[str, int],
@@ -346,21 +345,17 @@ def share_drift(feature: str, reference: Mapping[str, float], counts: Mapping[st
         name = key if key in pooled_reference and key != OTHER else OTHER
         pooled_counts[name] = pooled_counts.get(name, 0.0) + float(count)
     keys = sorted(set(pooled_reference) | set(pooled_counts))
-    value = None
-    p_value = None
+    reference_shares = np.array([pooled_reference.get(k, 0.0) for k in keys])
+    window_counts = np.array([pooled_counts.get(k, 0.0) for k in keys])
+    value = p_value = divergence = None
     if total > 0:
         value = jensen_shannon(pooled_reference, {k: v / total for k, v in pooled_counts.items()})
         # shares times the reference's rows are its counts (profiles from before they kept
         # the rows: a large reference, as if its shares were exact)
         scale = float(reference_rows) if reference_rows else 1e9
-        p_value = chi_square_p(np.array([pooled_reference.get(k, 0.0) for k in keys]) * scale,
-                               np.array([pooled_counts.get(k, 0.0) for k in keys]))
-    divergence = None
+        p_value = chi_square_p(reference_shares * scale, window_counts)
     if pooled_reference:
-        keys_in_order = sorted(set(pooled_reference) | set(pooled_counts))
-        divergence = binned_divergence(np.array([pooled_reference.get(k, 0.0) for k in keys_in_order]),
-                                       float(measured.get("reference_missing_rate") or 0.0),
-                                       np.array([pooled_counts.get(k, 0.0) for k in keys_in_order]),
-                                       float(measured.get("missing_rate") or 0.0))
+        divergence = binned_divergence(reference_shares, float(measured.get("reference_missing_rate") or 0.0),
+                                       window_counts, float(measured.get("missing_rate") or 0.0))
     return DriftResult.measured(feature, "jensen_shannon", value, thresholds.jensen_shannon,
                                 p_value=p_value, thresholds=thresholds, divergence=divergence, **measured)

@@ -48,10 +48,7 @@ def realised(task: str, metric: str, truth: np.ndarray, predictions: Predictions
     draws = []
     for _ in range(resamples):
         picked = rng.integers(0, truth.size, truth.size)
-        sample = Predictions(labels=predictions.labels[picked], codes=np.asarray(predictions.codes)[picked],
-                             proba=None if predictions.proba is None else predictions.proba[picked],
-                             class_names=predictions.class_names)
-        drawn = metric_of(task, metric, truth[picked], sample)
+        drawn = metric_of(task, metric, truth[picked], predictions.rows(picked))
         if drawn is not None:
             draws.append(drawn)
     if len(draws) < resamples // 2:  # most resamples undefined: no honest interval

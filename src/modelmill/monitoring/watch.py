@@ -122,7 +122,8 @@ class Monitor:
         version's predictions are another model's). ``realised=False`` leaves out the realised
         metric and its bootstrap (the server's gauges need only the estimate)."""
         judged = len(frame) >= self.settings.min_rows
-        results, skipped = self._column_drift(frame, self._per_test())
+        thresholds = self._per_test()
+        results, skipped = self._column_drift(frame, thresholds)
         drift = sorted((_column(r) for r in results), key=lambda c: -c.score)
         own = frame[frame["version"].astype(str) == self.reference.version] if "version" in frame else frame
         predictions = self._predictions(own)
@@ -131,7 +132,7 @@ class Monitor:
             skipped.append(Skipped(column=PREDICTION, reason=f"no record of version {self.reference.version} in the "
                                    "window: its predictions and performance are not judged"))
         elif reference:
-            drift.append(_column(prediction_drift(reference, self.task, predictions, self._per_test())))
+            drift.append(_column(prediction_drift(reference, self.task, predictions, thresholds)))
         else:
             skipped.append(Skipped(column=PREDICTION, reason="the bundle's profile has no reference predictions "
                                    "(trained before bundles kept them)"))
@@ -187,10 +188,7 @@ class Monitor:
         if realised and known.sum() >= self.settings.decay.min_labels:
             rows = np.flatnonzero(known & _predicted(predictions))  # a prediction the log could not read: left out
             truth = np.asarray(target.codes(labels.iloc[rows]))
-            subset = type(predictions)(labels=predictions.labels[rows], codes=np.asarray(predictions.codes)[rows],
-                                       proba=None if predictions.proba is None else predictions.proba[rows],
-                                       class_names=predictions.class_names)
-            result = decay.realised(self.task, self.metric, truth, subset, confidence=self.settings.decay.confidence,
+            result = decay.realised(self.task, self.metric, truth, predictions.rows(rows), confidence=self.settings.decay.confidence,
                                     resamples=self.settings.decay.bootstrap)
             if result is not None:
                 found = Realised(value=result.value, low=_finite(result.low), high=_finite(result.high),
