@@ -124,6 +124,21 @@ def test_nulls_are_missing_values_filled_like_in_training(http: httpx.Client) ->
     assert response.status_code == 200, response.text
 
 
+def test_with_unknown_categories_accepted_nulls_and_new_values_are_taken(trained_versions: Path) -> None:
+    from modelmill.bundle import read_bundle
+    from modelmill.predictor import Predictor
+    from modelmill.serving.schema import build_contract
+
+    bundle = read_bundle(trained_versions / "1")
+    contract = build_contract(Predictor.from_bundle(bundle).features, bundle.profile(), max_records=10,
+                              unknown_categories="accept")
+    body = {"instances": [record(colour=None), record(colour="purple"), {k: None for k in record()}]}
+    instances = contract.adapter.validate_json(json.dumps(body))["instances"]
+    assert [i["colour"] for i in instances] == [None, "purple", None]
+    with pytest.raises(ValueError, match="at most 1024 characters"):
+        contract.adapter.validate_python({"instances": [record(colour="x" * 1025)]})
+
+
 def test_a_million_element_list_gets_4xx(http: httpx.Client) -> None:
     """2 MB of zeros fits the body limit: the list length check answers (one error, not 10^6)."""
     zeros = http.post("/v1/predict", content=b'{"instances": [' + b"0," * 999_999 + b"0]}")

@@ -64,7 +64,9 @@ def category_type(allowed: list[str], strict_values: bool) -> Any:
     if not strict_values:
         schema: dict[str, Any] = {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "null"}],
                                   "examples": allowed[:10]}
-        return Annotated[str | None, BeforeValidator(canonical), Field(max_length=1024), WithJsonSchema(schema)]
+        # the length limit on the text alone: on the union, pydantic applies it to null too (a TypeError)
+        return Annotated[Annotated[str, Field(max_length=1024)] | None, BeforeValidator(canonical),
+                         WithJsonSchema(schema)]
     listed: dict[str, Any] = {"type": "string", "enum": allowed} if len(allowed) <= ENUM_LIMIT \
         else {"type": "string", "description": f"one of {len(allowed)} known values"}
     schema = {"anyOf": [listed, {"type": "null"}]}
