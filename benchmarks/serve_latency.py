@@ -50,7 +50,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(command: list[str], url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def running(command: list[str], url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """The server, ready at ``url``; its process (for its CPU time, say)."""
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -65,7 +66,7 @@ def running(command: list[str], url: str, env: dict[str, str] | None = None) -> 
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{' '.join(command)} did not start") from None
                 time.sleep(0.2)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(60)

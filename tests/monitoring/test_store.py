@@ -105,7 +105,8 @@ def test_a_wrong_pii_key_is_refused(url: str) -> None:
 
 
 def test_migrations_run_once_in_order_and_a_newer_store_is_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    LogStore(url).open(IDENTITY)  # version 1, as an older release wrote it
+    LogStore(url).open(IDENTITY)  # the current version, as this release writes it
+    current = len(store_module.MIGRATIONS)
     ran: list[int] = []
 
     def add_column(connection: sa.Connection) -> None:
@@ -116,13 +117,26 @@ def test_migrations_run_once_in_order_and_a_newer_store_is_refused(url: str, mon
     store = LogStore(url)
     store.open(IDENTITY)
     store.open(IDENTITY)
-    assert ran == [1] and store.info()["schema_version"] == "2"
+    assert ran == [1] and store.info()["schema_version"] == str(current + 1)
     with store.engine.connect() as connection:
         columns = {c["name"] for c in sa.inspect(connection).get_columns("modelmill_predictions")}
     assert "region" in columns
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-    with pytest.raises(ServingError, match="schema version 2, newer than this modelmill's 1. Fix: upgrade"):
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:current])
+    with pytest.raises(ServingError, match=f"schema version {current + 1}, newer than this modelmill's {current}. "
+                       "Fix: upgrade"):
         LogStore(url).open(IDENTITY)
+
+
+def test_a_store_of_the_first_schema_upgrades_in_place(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    LogStore(url).open(IDENTITY)  # as the first release wrote it: no shadow or decision tables
+    monkeypatch.undo()
+    store = LogStore(url)
+    store.open(IDENTITY)
+    with store.engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+    assert {"modelmill_shadow", "modelmill_decisions"} <= tables
+    assert store.info()["schema_version"] == str(len(store_module.MIGRATIONS))
 
 
 @pytest.mark.parametrize(("url", "expected"), [

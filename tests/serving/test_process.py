@@ -5,6 +5,7 @@ user can make when starting it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.damage import flip_one_byte, unbuildable
 from tests.serving.conftest import free_port, record
 
 
@@ -104,6 +106,52 @@ def test_starting_errors_are_one_clear_message(tmp_path: Path, trained_versions:
         port = taken.getsockname()[1]
         message = _serve_fails(str(trained_versions), "--port", str(port))
     assert f"cannot listen on 127.0.0.1:{port}" in message and "--port" in message
+
+
+def test_when_no_version_can_be_served_each_reason_is_named(versions: Path) -> None:
+    flip_one_byte(versions / "1" / "weights.safetensors")
+    (versions / "2" / "manifest.json").write_text("{not json")
+    message = _serve_fails(str(versions))
+    assert f"no version of {versions.resolve()} can be served:" in message, message
+    assert "- version '2' failed to load or warm up: 2/manifest.json is damaged" in message, message
+    assert "- version '1' failed to load or warm up: integrity check failed for 1/weights.safetensors" in message
+    assert "Fix: repair or remove the broken versions" in message
+    single = _serve_fails(str(versions / "1"))  # one bundle: its own error, as ever
+    assert "integrity check failed for" in single and "no version of" not in single, single
+
+
+@pytest.mark.timeout(300)
+def test_workers_fall_back_past_broken_versions(versions: Path) -> None:
+    """3 verifies but cannot be built (found by each worker), 2 fails verification (found
+    before the workers start): both workers serve 1 and report 2 and 3."""
+    shutil.copytree(versions / "1", versions / "3")
+    unbuildable(versions / "3")
+    flip_one_byte(versions / "2" / "weights.safetensors")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start(versions, port, "--workers", "2", "--grace", "10")
+    try:
+        _wait_ready(process, url)
+        time.sleep(2)  # both workers up
+        seen = []
+        for _ in range(20):  # new connections spread over the workers
+            with httpx.Client(base_url=url, timeout=30) as fresh:
+                model = fresh.get("/v1/model").json()
+            seen.append((model["version"], tuple(b["version"] for b in model["broken_versions"])))
+        assert set(seen) == {("1", ("2", "3"))}, seen
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        assert 'modelmill_version_broken{version="2"} 1.0' in metrics
+        assert 'modelmill_version_broken{version="3"} 1.0' in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        log = process.stdout.read() if process.stdout else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+    warnings = [line for line in log.splitlines() if line.startswith("WARNING")]
+    assert any("version '3' failed to load or warm up" in w and "version 1 is served instead" in w
+               for w in warnings), log
+    assert any("version '2' failed to load or warm up: integrity check failed" in w for w in warnings), log
 
 
 @pytest.mark.timeout(300)

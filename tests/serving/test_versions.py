@@ -3,6 +3,7 @@ hot swaps under continuous load — over real HTTP."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -14,6 +15,10 @@ import pandas as pd
 import pytest
 
 import modelmill
+from modelmill.errors import ServingError
+from modelmill.serving.problem import Problem
+from modelmill.serving.server import load_state
+from tests.damage import flip_one_byte, unbuildable
 from tests.serving.conftest import TOKEN, live_server, record
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -44,20 +49,12 @@ def test_a_new_version_dropped_in_is_served_on_reload(versions: Path, admin_toke
         assert http.get("/v1/model").json()["versions"] == ["1", "2", "10"]
 
 
-def _flip_one_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("damage", ["flipped byte", "not a bundle", "pickle weights"])
 def test_a_failing_version_leaves_the_old_one_serving(versions: Path, admin_token: str, damage: str) -> None:
-    import shutil
-
     with live_server(versions) as live, httpx.Client(base_url=live.url, headers=AUTH) as http:
         shutil.copytree(versions / "1", versions / "3")
         if damage == "flipped byte":
-            _flip_one_byte(versions / "3" / "weights.safetensors")
+            flip_one_byte(versions / "3" / "weights.safetensors")
         elif damage == "not a bundle":
             (versions / "3" / "config.yaml").write_text("name: [unclosed")
         else:
@@ -70,6 +67,77 @@ def test_a_failing_version_leaves_the_old_one_serving(versions: Path, admin_toke
         assert http.get("/readyz").json()["version"] == "2"
         assert http.post("/v1/predict", json={"instances": [record()]}).json()["version"] == "2"
         assert 'modelmill_version_changes_total{outcome="failed"} 1.0' in http.get("/metrics").text
+
+
+def _damage(version: Path, damage: str) -> None:
+    if damage == "flipped byte":
+        flip_one_byte(version / "weights.safetensors")
+    elif damage == "no manifest":  # a copy cut short
+        (version / "manifest.json").unlink()
+    else:
+        unbuildable(version)
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "no manifest", "fails to build"])
+def test_a_broken_newest_version_at_start_serves_the_older_one(versions: Path, admin_token: str,
+                                                               damage: str) -> None:
+    good = versions.parent / "good-2"
+    shutil.copytree(versions / "2", good)
+    _damage(versions / "2", damage)
+    with live_server(versions) as live, httpx.Client(base_url=live.url, headers=AUTH) as http:
+        assert http.get("/readyz").json()["version"] == "1"
+        model = http.get("/v1/model").json()
+        assert model["version"] == "1" and model["versions"] == ["1", "2"] and model["version_folder"] is True
+        [broken] = model["broken_versions"]
+        assert broken["version"] == "2" and broken["error"].startswith("version '2' failed to load"), broken
+        expected = {"flipped byte": "integrity check failed for 2/weights.safetensors",
+                    "no manifest": "2 is not a modelmill bundle", "fails to build": "bogus"}[damage]
+        assert expected in broken["error"] and str(versions) not in broken["error"], broken
+        assert 'modelmill_version_broken{version="2"} 1.0' in http.get("/metrics").text
+
+        again = http.post("/v1/admin/reload")  # the newest, still broken: still listed
+        assert again.status_code == 409 and again.json()["error"]["message"] == broken["error"]
+        assert http.get("/v1/model").json()["broken_versions"] == [broken]
+
+        shutil.rmtree(versions / "2")  # fixed on disk, then reloaded
+        shutil.copytree(good, versions / "2")
+        fixed = http.post("/v1/admin/reload")
+        assert fixed.status_code == 200 and fixed.json()["version"] == "2", fixed.text
+        assert http.get("/v1/model").json()["broken_versions"] == []
+        assert 'modelmill_version_broken{version="2"} 0.0' in http.get("/metrics").text
+
+
+def test_a_failed_reload_marks_the_version_broken(versions: Path, admin_token: str) -> None:
+    with live_server(versions) as live, httpx.Client(base_url=live.url, headers=AUTH) as http:
+        model = http.get("/v1/model").json()
+        assert model["broken_versions"] == [] and "modelmill_version_broken{" not in http.get("/metrics").text
+        shutil.copytree(versions / "1", versions / "3")
+        unbuildable(versions / "3")
+        assert http.post("/v1/admin/reload").status_code == 409
+        [broken] = http.get("/v1/model").json()["broken_versions"]
+        assert broken["version"] == "3" and "bogus" in broken["error"]
+        assert 'modelmill_version_broken{version="3"} 1.0' in http.get("/metrics").text
+        assert http.get("/readyz").json()["version"] == "2"
+
+
+def test_a_single_bundle_is_no_version_folder(versions: Path) -> None:
+    with live_server(versions / "1") as live, httpx.Client(base_url=live.url) as http:
+        model = http.get("/v1/model").json()
+        assert model["version_folder"] is False and model["broken_versions"] == []
+
+
+def test_when_every_version_fails_to_build_nothing_starts(versions: Path) -> None:
+    unbuildable(versions / "1")
+    unbuildable(versions / "2")
+    with pytest.raises(ServingError) as refused:
+        load_state(versions, {"port": 0})
+    lines = str(refused.value).splitlines()
+    assert lines[0] == f"no version of {versions.resolve()} can be served:" and len(lines) == 4, lines
+    assert lines[1].startswith("- version '2' failed to load or warm up: RuntimeError") and "bogus" in lines[1]
+    assert lines[2].startswith("- version '1' failed to load or warm up: RuntimeError") and "bogus" in lines[2]
+    assert lines[3].startswith("Fix: repair or remove the broken versions")
+    with pytest.raises(Problem, match="version '1' failed to load or warm up"):  # one bundle: its own error
+        load_state(versions / "1", {"port": 0})
 
 
 @pytest.mark.parametrize("name", ["..", "../1", "..%2f1", "%2e%2e", "%252e%252e%252f1", "/etc", "/etc/passwd",

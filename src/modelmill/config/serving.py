@@ -119,4 +119,10 @@ class ServingConfig(BaseModel):
         description="Environment variable holding comma-separated API keys; while it is set, "
         "POST /v1/predict needs 'Authorization: Bearer KEY'.",
     )
+    shadow: str | None = Field(
+        None,
+        description="Shadow mode: a challenger in the model folder's .shadow/NAME/ predicts the logged "
+        "records beside the served model; both predictions are logged, only the served one answered. "
+        "Needs the prediction log. None: no shadow (POST /v1/admin/shadow starts one later).",
+    )
     log: LogConfig = Field(default_factory=LogConfig, description="The prediction log.")

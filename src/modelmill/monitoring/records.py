@@ -39,6 +39,12 @@ def sampled_in(request_id: str, row: int, rate: float) -> bool:
     return int.from_bytes(digest, "big") < rate * 2**64
 
 
+def stored_outputs(prediction: dict[str, Any]) -> str:
+    """A prediction as the log stores it (the ``outputs`` column, and a shadow's): the JSON
+    of the answer's keys and values."""
+    return to_json(prediction).decode()
+
+
 def pii_key(settings: LogConfig, needed: bool) -> bytes | None:
     """The HMAC key for ``pii: hash`` columns, from the environment (None when not needed)."""
     if not needed or settings.pii != "hash":
@@ -144,7 +150,7 @@ class RecordEncoder:
                         record[column.name] = self.stored_value(column.kind, record[column.name])
             key = self.record_key(records[row]) if self.settings.key_column else None
             lines.append(f"{request_id}\t{row}{middle}{'' if key is None else to_json(key).decode()}\t"
-                         f"{to_json(record, bytes_mode='base64').decode()}\t{to_json(outputs[row]).decode()}\n")
+                         f"{to_json(record, bytes_mode='base64').decode()}\t{stored_outputs(outputs[row])}\n")
         return lines
 
 

@@ -1,9 +1,12 @@
 """The prediction store: SQLite or PostgreSQL behind SQLAlchemy.
 
-Three tables: ``modelmill_log_info`` (the schema version, the model whose records these are,
+Five tables: ``modelmill_log_info`` (the schema version, the model whose records these are,
 the fingerprint of the PII key), ``modelmill_predictions`` (one row per served record, keyed
-by request id and row, so that replaying a spool twice stores nothing twice) and
-``modelmill_labels`` (the truth that arrives later, by the same key). A store is opened
+by request id and row, so that replaying a spool twice stores nothing twice),
+``modelmill_labels`` (the truth that arrives later, by the same key),
+``modelmill_shadow`` (a challenger's predictions of the same records, run beside the
+champion in shadow mode) and ``modelmill_decisions`` (the audit of retraining: every
+challenger promoted or refused, why, its figures and its lineage). A store is opened
 with its migrations run and its model checked, so that records of two different models
 never mix in one table.
 """
@@ -51,6 +54,27 @@ labels = sa.Table(
     sa.Column("value", sa.Text, nullable=False),  # JSON
     sa.Column("labelled_at", sa.Float, nullable=False),
 )
+shadow = sa.Table(
+    "modelmill_shadow", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.String(256), primary_key=True),  # the challenger's version
+    sa.Column("logged_at", sa.Float, nullable=False, index=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),  # the challenger's own model call, per record
+    sa.Column("outputs", sa.Text, nullable=False),
+)
+decisions = sa.Table(
+    "modelmill_decisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("decided_at", sa.Float, nullable=False, index=True),
+    sa.Column("outcome", sa.String(32), nullable=False),  # promoted, refused, shadowing, failed
+    sa.Column("trigger", sa.String(256), nullable=False),  # what started it: manual, drift, decay, labels, schedule
+    sa.Column("champion", sa.String(256), nullable=True),  # the version served when it was decided
+    sa.Column("challenger", sa.String(256), nullable=True),  # the version it became (or would have)
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("figures", sa.Text, nullable=False),  # JSON: the comparisons' numbers
+    sa.Column("lineage", sa.Text, nullable=False),  # JSON: the challenger bundle's lineage
+)
 PREDICTION_COLUMNS = [c.name for c in predictions.columns]
 ROWS_PER_STATEMENT = 100  # 900 parameters: far below SQLite's and PostgreSQL's limits
 
@@ -62,7 +86,11 @@ def _create_v1(connection: sa.Connection) -> None:
 # Migration i brings a store from schema version i to i + 1. A change of the tables above
 # appends one here (never edits an old one), so stores written by older releases upgrade
 # in place when a newer one opens them.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1]
+def _add_shadow_and_decisions(connection: sa.Connection) -> None:
+    metadata.create_all(connection, tables=[shadow, decisions])
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _add_shadow_and_decisions]
 
 
 @dataclass(frozen=True)
@@ -288,7 +316,38 @@ class LogStore:
             joined = sa.select(predictions.c.request_id).where(predictions.c.request_id == labels.c.request_id,
                                                                predictions.c.row == labels.c.row)
             connection.execute(labels.delete().where(labels.c.labelled_at < cutoff, ~sa.exists(joined)))
+            connection.execute(shadow.delete().where(shadow.c.logged_at < cutoff))
             return deleted
+
+    def write_shadow(self, rows: Sequence[dict[str, Any]]) -> None:
+        """A challenger's predictions of served records (``request_id``, ``row``, ``version``,
+        ``logged_at``, ``latency_ms``, ``outputs``); a record stored twice is kept once."""
+        if not rows:
+            return
+        statement = self._insert(shadow).on_conflict_do_nothing(index_elements=["request_id", "row", "version"])
+        with self.engine.begin() as connection:
+            connection.execute(statement, list(rows))
+
+    def write_decision(self, decision: dict[str, Any]) -> int:
+        """One audit record of retraining (the columns of ``modelmill_decisions`` but ``id``;
+        ``figures`` and ``lineage`` as plain data); its id."""
+        values = {**decision, "figures": json.dumps(decision.get("figures") or {}, sort_keys=True),
+                  "lineage": json.dumps(decision.get("lineage") or {}, sort_keys=True)}
+        with self.engine.begin() as connection:
+            key = connection.execute(decisions.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def decisions(self, *, latest: int | None = None) -> list[dict[str, Any]]:
+        """The audit records, oldest first (only the newest ``latest`` when given)."""
+        query = sa.select(decisions).order_by(decisions.c.id.desc())
+        if latest is not None:
+            query = query.limit(latest)
+        with self.engine.connect() as connection:
+            rows = [dict(row) for row in connection.execute(query).mappings()]
+        for row in rows:
+            row["figures"], row["lineage"] = json.loads(row["figures"]), json.loads(row["lineage"])
+        return rows[::-1]
 
     # ------------------------------------------------------------ reading
 
@@ -313,6 +372,12 @@ class LogStore:
                 for key, request_id, row in connection.execute(query):
                     found.setdefault(str(key), []).append((str(request_id), int(row)))
         return found
+
+    def labels_since(self, moment: float) -> int:
+        """Labels received at or after ``moment`` (epoch seconds), corrections included."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(labels)
+                                          .where(labels.c.labelled_at >= moment)).scalar() or 0)
 
     def count(self) -> int:
         with self.engine.connect() as connection:
@@ -341,6 +406,20 @@ class LogStore:
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
             for partition in result.mappings().partitions(chunk_rows):
                 yield [dict(row) for row in partition]
+
+    def read_shadow(self, version: str) -> list[dict[str, Any]]:
+        """Every record a challenger ``version`` predicted in shadow: its outputs beside the
+        champion's, the version that answered, and the label (None where none arrived)."""
+        query = sa.select(shadow.c.request_id, shadow.c.row, shadow.c.logged_at,
+                          shadow.c.latency_ms.label("shadow_latency_ms"), shadow.c.outputs.label("shadow_outputs"),
+                          predictions.c.version, predictions.c.latency_ms, predictions.c.outputs,
+                          labels.c.value.label("label")).select_from(
+            shadow.join(predictions, sa.and_(predictions.c.request_id == shadow.c.request_id,
+                                             predictions.c.row == shadow.c.row))
+            .outerjoin(labels, sa.and_(labels.c.request_id == shadow.c.request_id, labels.c.row == shadow.c.row))
+        ).where(shadow.c.version == version).order_by(shadow.c.logged_at, shadow.c.request_id, shadow.c.row)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
 
     def close(self) -> None:
         self.engine.dispose()

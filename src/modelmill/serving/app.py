@@ -36,15 +36,17 @@ from modelmill.serving.multipart import is_multipart, multipart_record
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import public_errors
 from modelmill.serving.state import ServerState
+from modelmill.serving.versions import version_order
 
 log = logging.getLogger("modelmill.serving")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 ROUTES = ("/v1/predict", "/v1/feedback", "/v1/model", "/healthz", "/readyz", "/metrics", "/v1/admin/reload",
-          "/v1/admin/rollback", "/docs", "/redoc", "/openapi.json")
+          "/v1/admin/rollback", "/v1/admin/shadow", "/docs", "/redoc", "/openapi.json")
 
 
 class VersionRequest(BaseModel):
-    """Body of ``/v1/admin/reload``: a version name, or nothing for the newest."""
+    """Body of ``/v1/admin/reload``: a version name, or nothing for the newest (and of
+    ``POST /v1/admin/shadow``, where the name is required)."""
 
     model_config = ConfigDict(extra="forbid")
     version: str | None = Field(None, max_length=256)
@@ -71,6 +73,9 @@ def create_app(state: ServerState) -> FastAPI:
             for task in tasks:
                 task.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
+            shadow = state.shadow_with(None)  # stopped before the log closes the store it writes to
+            if shadow is not None:
+                await asyncio.to_thread(shadow.stop)
             if gauges is not None:
                 await asyncio.to_thread(gauges.close)
             if state.prediction_log is not None:  # what is still in memory goes to the spool
@@ -149,6 +154,9 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
                 state.prediction_log.submit(request_id, records, predictions, used.name, used.version, latency_ms)
             except Exception:  # logging must never fail a request; the counters show the loss
                 log.exception("the prediction log refused a request's records")
+        shadow = state.shadow
+        if shadow is not None:  # the challenger's turn comes later, on its own thread: never waited for
+            shadow.offer(request_id, records)
         return JSONResponse({"model": used.name, "version": used.version, "request_id": request_id,
                              "predictions": predictions})
 
@@ -162,7 +170,10 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     async def model_info() -> dict[str, Any]:
         limits = settings.model_dump(include={"max_batch_size", "max_wait_ms", "max_records",
                                               "max_body_bytes", "timeout_s", "unknown_categories"})
-        return {**state.current.describe(), "versions": state.root.versions(), "limits": limits}
+        broken = [{"version": v, "error": state.broken[v]} for v in sorted(state.broken, key=version_order)]
+        return {**state.current.describe(), "versions": state.root.versions(), "broken_versions": broken,
+                "version_folder": state.root.single is None, "limits": limits,
+                "shadow": None if state.shadow is None else state.shadow.describe()}
 
     @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -182,19 +193,37 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/admin/reload", tags=["admin"], summary="Serve the newest version, or a named one")
     async def reload(request: Request) -> dict[str, Any]:
         _check_admin(request, state)
-        body = await _read_body(request, 4096)
-        try:
-            version = VersionRequest.model_validate_json(body or b"{}").version
-        except ValidationError as exc:
-            _, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
-            raise Problem(422, "invalid_request", "expected {\"version\": \"NAME\"} or an empty body",
-                          details=details) from None
+        version = await _version_named(request, "expected {\"version\": \"NAME\"} or an empty body")
         return await state.reload(version)
 
     @app.post("/v1/admin/rollback", tags=["admin"], summary="Serve the previous version again")
     async def rollback(request: Request) -> dict[str, Any]:
         _check_admin(request, state)
         return await state.rollback()
+
+    @app.post("/v1/admin/shadow", tags=["admin"], summary="Shadow the served model with a challenger from .shadow/")
+    async def start_shadow(request: Request) -> dict[str, Any]:
+        _check_admin(request, state)
+        name = await _version_named(request, "expected {\"version\": \"NAME\"}")
+        if name is None:
+            raise Problem(422, "invalid_request", "expected {\"version\": \"NAME\"}: the challenger's folder "
+                          "in .shadow/ of the model folder")
+        return await state.change_shadow(name)
+
+    @app.delete("/v1/admin/shadow", tags=["admin"], summary="Stop shadowing")
+    async def stop_shadow(request: Request) -> dict[str, Any]:
+        _check_admin(request, state)
+        return await state.change_shadow(None)
+
+
+async def _version_named(request: Request, expected: str) -> str | None:
+    """The version an admin call's body names (``{"version": NAME}``), None for an empty body."""
+    body = await _read_body(request, 4096)
+    try:
+        return VersionRequest.model_validate_json(body or b"{}").version
+    except ValidationError as exc:
+        _, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
+        raise Problem(422, "invalid_request", expected, details=details) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -45,6 +45,9 @@ class ServerMetrics:
                              registry=self.registry)
         self.model_info = Gauge("modelmill_model_info", "The served model and version (value 1)",
                                 ["name", "version"], registry=self.registry, multiprocess_mode="livemax")
+        self.version_broken = Gauge("modelmill_version_broken", "1 for each version of the model folder that "
+                                    "failed to load or warm up (GET /v1/model says why)", ["version"],
+                                    registry=self.registry, multiprocess_mode="livemax")
         self.log_records = Counter(
             "modelmill_log_records", "Records by what the prediction log did with them: served = logged + "
             "sampled_out + dropped + pending; replayed: records an ended process left in the spool",
@@ -53,6 +56,13 @@ class ServerMetrics:
                                  registry=self.registry, multiprocess_mode="livesum")
         self.log_store_up = Gauge("modelmill_log_store_up", "1 while the prediction store takes writes",
                                   registry=self.registry, multiprocess_mode="livemin")
+        # shadow mode (serving/shadow.py): a challenger predicts the logged records beside the served model
+        self.shadow_records = Counter("modelmill_shadow_records", "Records of shadow mode by outcome: predicted "
+                                      "(and stored), dropped (queue full, or still queued when the shadow stopped), "
+                                      "failed (the challenger or the store failed)", ["outcome"],
+                                      registry=self.registry)
+        self.shadow_info = Gauge("modelmill_shadow_info", "The challenger predicting in shadow (value 1)",
+                                 ["version"], registry=self.registry, multiprocess_mode="livemax")
         # the latest window of the prediction log against the reference profile (serving/drift.py)
         self.drift_score = Gauge("modelmill_drift_score", "How far each column (and the prediction) moved in the "
                                  "latest window: Jensen-Shannon distance of the binned distributions",
@@ -69,6 +79,7 @@ class ServerMetrics:
         self._sources: list[tuple[Gauge, Callable[[], float]]] = []
         self._log_children: dict[str, Counter] = {}
         self._serving: tuple[str, str] | None = None
+        self._shadowing: str | None = None
 
     def watch(self, gauge: Gauge, source: Callable[[], float]) -> None:
         """Keep ``gauge`` at ``source()``, read at each refresh."""
@@ -83,6 +94,18 @@ class ServerMetrics:
             self.model_info.labels(*self._serving).set(0)
         self.model_info.labels(name, version).set(1)
         self._serving = (name, version)
+
+    def broken(self, version: str, is_broken: bool) -> None:
+        """Mark a version broken (1) or no longer broken (0: zero, not clear, as above)."""
+        self.version_broken.labels(version).set(1 if is_broken else 0)
+
+    def shadowing(self, version: str | None) -> None:
+        """The challenger in shadow now (None: none); the previous one's series goes to 0, as above."""
+        if self._shadowing is not None:
+            self.shadow_info.labels(self._shadowing).set(0)
+        if version is not None:
+            self.shadow_info.labels(version).set(1)
+        self._shadowing = version
 
     def observe_batch(self, records: int) -> None:
         self.batch_records.observe(records)

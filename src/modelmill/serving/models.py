@@ -10,11 +10,11 @@ from typing import Any
 
 from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
-from modelmill.errors import ModelmillError, ServingError
+from modelmill.errors import ServingError
 from modelmill.predictor import Predictor, prediction_records
-from modelmill.serving.problem import Problem, without_paths
+from modelmill.serving.problem import Problem
 from modelmill.serving.schema import RequestContract, build_contract
-from modelmill.serving.versions import ModelRoot
+from modelmill.serving.versions import ModelRoot, load_failure
 
 log = logging.getLogger("modelmill.serving")
 
@@ -82,9 +82,6 @@ def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: 
         raise
     except Exception as exc:  # any failure leaves the old version serving
         log.exception("version %s at %s failed to load or warm up", version, path)
-        text = str(exc) if isinstance(exc, ModelmillError) else f"{type(exc).__name__}: {exc}"
-        message = without_paths(text.replace(str(root.path) + "/", ""))
-        raise Problem(409, "load_failed", f"version {version!r} failed to load or warm up: "
-                      f"{message[:500]}") from None
+        raise load_failure(root, version, exc) from None
     log.info("loaded %s version %s in %.2f s", model.name, version, time.perf_counter() - started)
     return model

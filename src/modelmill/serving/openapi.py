@@ -52,7 +52,7 @@ ERRORS = {
     "403": "The endpoint is off (its token is unset), or an admin caller is not local",
     "404": "Unknown version",
     "409": "The version failed to load or warm up (the old one keeps serving), a swap is running, "
-           "or (feedback) the server keeps no prediction log",
+           "(feedback, shadow) the server keeps no prediction log, or (shadow) the challenger is another model",
     "413": "The body is over the size limit",
     "422": "The request does not match the input schema; details name each field",
     "503": "Busy (the queue is full), shutting down, or (feedback) the log's store is down; see Retry-After",
@@ -63,6 +63,8 @@ _OPERATION_ERRORS = {
     ("/v1/feedback", "post"): ("400", "401", "403", "409", "413", "422", "503"),
     ("/v1/admin/reload", "post"): ("400", "401", "403", "404", "409", "413", "422"),
     ("/v1/admin/rollback", "post"): ("401", "403", "409"),
+    ("/v1/admin/shadow", "post"): ("400", "401", "403", "404", "409", "413", "422"),
+    ("/v1/admin/shadow", "delete"): ("401", "403", "409"),
     ("/readyz", "get"): ("503",),
 }
 
@@ -100,6 +102,10 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     paths["/v1/admin/reload"]["post"]["requestBody"] = {"required": False, "content": {"application/json": {
         "schema": {"type": "object", "additionalProperties": False,
                    "properties": {"version": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]}}}}}}
+    paths["/v1/admin/shadow"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "additionalProperties": False, "required": ["version"],
+                   "properties": {"version": {"type": "string", "maxLength": 256}}},
+        "example": {"version": "challenger"}}}}
     schemas["FeedbackRequest"] = FeedbackRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schemas["FeedbackRequest"].pop("$defs", {}))
     paths["/v1/feedback"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
@@ -113,8 +119,9 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
         for code in codes:
             responses[code] = {"description": ERRORS[code],
                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for path in ("/v1/admin/reload", "/v1/admin/rollback"):
-        paths[path]["post"]["security"] = [{"adminToken": []}]
+    for path, method in (("/v1/admin/reload", "post"), ("/v1/admin/rollback", "post"),
+                         ("/v1/admin/shadow", "post"), ("/v1/admin/shadow", "delete")):
+        paths[path][method]["security"] = [{"adminToken": []}]
     document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"},
                                                   "feedbackToken": {"type": "http", "scheme": "bearer"}}
     return document

@@ -7,6 +7,7 @@ process exits 0.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -14,7 +15,8 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +28,11 @@ from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import ConfigError, ServingError
 from modelmill.machine import physical_cores
-from modelmill.serving.versions import ModelRoot
+from modelmill.serving.problem import Problem
+from modelmill.serving.versions import ModelRoot, load_failure, version_order
 
 if TYPE_CHECKING:
+    from modelmill.serving.models import ServedModel
     from modelmill.serving.state import ServerState
 
 log = logging.getLogger("modelmill.serving")
@@ -49,10 +53,40 @@ def resolve_settings(bundled: ServingConfig, overrides: dict[str, Any]) -> Servi
         raise ConfigError(f"{first['msg']} (got {first.get('input')!r})", path=where) from None
 
 
-def newest_bundle(root: ModelRoot) -> tuple[str, Bundle]:
-    """The newest version's name and its verified bundle (read once, for settings and model)."""
-    version = root.newest()
-    return version, read_bundle(root.locate(version))
+@dataclass
+class Opened:
+    """The model root and the newest version that reads and verifies, with its bundle (read
+    once, for settings and model); ``broken``: each newer version and why it failed."""
+
+    root: ModelRoot
+    version: str
+    bundle: Bundle
+    broken: dict[str, str] = field(default_factory=dict)
+
+
+def readable_versions(root: ModelRoot, broken: dict[str, str],
+                      older_than: str | None = None) -> Iterator[tuple[str, Bundle]]:
+    """The versions of ``root`` (those older than ``older_than``), newest first, each with its
+    verified bundle and parsed config. One that fails goes into ``broken`` with the reason
+    an HTTP client may see; a single bundle fails with its own error, as ever."""
+    for version in reversed(root.versions()):
+        if older_than is not None and version_order(version) >= version_order(older_than):
+            continue
+        try:
+            bundle = read_bundle(root.locate(version))
+            bundle.config()
+        except Exception as exc:  # a damaged version never hides the older ones
+            if root.single is not None:
+                raise
+            broken[version] = load_failure(root, version, exc).message
+            continue
+        yield version, bundle
+
+
+def nothing_to_serve(root: ModelRoot, broken: dict[str, str]) -> ServingError:
+    reasons = "".join(f"\n- {' '.join(broken[v].split())}" for v in sorted(broken, key=version_order, reverse=True))
+    return ServingError(f"no version of {root.path} can be served:{reasons}\nFix: repair or remove the broken "
+                        "versions (or add a good one), then start again")
 
 
 def model_threads(settings: ServingConfig) -> int:
@@ -65,20 +99,18 @@ def model_threads(settings: ServingConfig) -> int:
 
 
 def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | None = None,
-               opened: tuple[ModelRoot, str, Bundle] | None = None) -> ServerState:
-    """Open the model root, load and warm its newest version: the state of one worker
-    (``opened``: the root, version and bundle already read)."""
-    import torch  # the model's runtime, from here on (a wrong path or setting failed before it)
-
-    from modelmill.serving.models import load_version
+               opened: Opened | None = None) -> ServerState:
+    """Open the model root, load and warm its newest version that works: the state of one
+    worker (``opened``: what :func:`open_root` found). The settings are the served version's."""
     from modelmill.serving.state import ServerState, freeze_heap
 
     from modelmill.serving.metrics import ServerMetrics
 
-    root, version, bundle = opened or open_root(path)
-    settings = resolve_settings(bundle.config().serving, overrides)
-    torch.set_num_threads(model_threads(settings))
-    first = load_version(root, version, settings, bundle)
+    opened = opened or open_root(path)
+    root, broken = opened.root, dict(opened.broken)
+    first, settings = _load_newest(opened, overrides, broken)
+    for version in sorted(broken, key=version_order):
+        log.warning("%s; version %s is served instead", " ".join(broken[version].split()), first.version)
     metrics = ServerMetrics()
     prediction_log = None
     if settings.log.url:
@@ -86,9 +118,56 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
 
         prediction_log = open_prediction_log(settings.log, first.name, first.predictor.features,
                                              first.predictor.input_schema(), metrics.count_log)
-    state = ServerState(root, settings, first, selection, metrics, prediction_log)
+    state = ServerState(root, settings, first, selection, metrics, prediction_log, broken)
+    if settings.shadow is not None:
+        _start_shadow(state, settings.shadow)
     freeze_heap()
     return state
+
+
+def _load_newest(opened: Opened, overrides: dict[str, Any],
+                 broken: dict[str, str]) -> tuple[ServedModel, ServingConfig]:
+    """Load and warm ``opened``'s version, else the next older one that works (each failure
+    goes into ``broken``); the served model and its settings."""
+    import torch  # the model's runtime, from here on (a wrong path or setting failed before it)
+
+    from modelmill.serving.models import load_version
+
+    root = opened.root
+    older = readable_versions(root, broken, older_than=opened.version)  # read only when needed
+    for version, bundle in itertools.chain([(opened.version, opened.bundle)], older):
+        settings = resolve_settings(bundle.config().serving, overrides)
+        torch.set_num_threads(model_threads(settings))
+        try:
+            return load_version(root, version, settings, bundle), settings
+        except Problem as exc:
+            if root.single is not None:
+                raise
+            broken[version] = exc.message
+    raise nothing_to_serve(root, broken)
+
+
+def _start_shadow(state: ServerState, name: str) -> None:
+    """``--shadow NAME``: the challenger loaded, warmed and shadowing before the first request."""
+    from modelmill.serving.shadow import open_shadow
+
+    try:
+        state.shadow_with(open_shadow(name, state))
+    except BaseException:
+        if state.prediction_log is not None:
+            state.prediction_log.close(1.0)
+        raise
+
+
+def check_shadow(settings: ServingConfig, root: ModelRoot) -> None:
+    """``--shadow NAME`` names a challenger that is there, and the log its predictions go to
+    is set: checked before any model is loaded or worker started."""
+    if settings.shadow is None:
+        return
+    if not settings.log.url:
+        raise ServingError(f"--shadow {settings.shadow}: shadow mode needs the prediction log (a challenger's "
+                           "predictions are only of use logged beside the served ones). Fix: add --log URL")
+    root.locate_shadow(settings.shadow)  # a Problem is a ServingError: its message says what is missing
 
 
 def check_log_store(settings: ServingConfig, bundle: Bundle) -> None:
@@ -104,10 +183,18 @@ def check_log_store(settings: ServingConfig, bundle: Bundle) -> None:
     store.close()
 
 
-def open_root(path: str | Path) -> tuple[ModelRoot, str, Bundle]:
-    """The model root, its newest version and that version's verified bundle."""
+def open_root(path: str | Path) -> Opened:
+    """The model root, its newest version that reads and verifies, and that version's bundle.
+
+    Raises:
+        ServingError: no version reads (each one's reason in the message).
+        BundleError: a single bundle that fails to read.
+    """
     root = ModelRoot(Path(path))
-    return (root, *newest_bundle(root))
+    broken: dict[str, str] = {}
+    for version, bundle in readable_versions(root, broken):
+        return Opened(root, version, bundle, broken)
+    raise nothing_to_serve(root, broken)
 
 
 def app_from_environment() -> Any:
@@ -142,13 +229,17 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     # The path, the settings and the port are checked before any model is loaded (or torch
     # imported), so that a mistake fails at once and before forking workers.
     opened = open_root(path)
-    settings = resolve_settings(opened[2].config().serving, overrides)
+    settings = resolve_settings(opened.bundle.config().serving, overrides)
     _check_port_free(settings.host, settings.port)
-    check_log_store(settings, opened[2])
+    check_log_store(settings, opened.bundle)
+    check_shadow(settings, opened.root)
     if workers == 1:
         from modelmill.serving.app import create_app
 
         state = load_state(path, overrides, opened=opened)
+        if (state.settings.host, state.settings.port) != (settings.host, settings.port):
+            _check_port_free(state.settings.host, state.settings.port)  # an older version served, set otherwise
+        settings = state.settings
         config = uvicorn.Config(create_app(state), host=settings.host, port=settings.port,
                                 timeout_graceful_shutdown=int(settings.grace_s) or None,
                                 access_log=access_log, log_level="info", lifespan="on")

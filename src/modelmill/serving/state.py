@@ -21,6 +21,7 @@ from modelmill.serving.problem import Problem
 
 if TYPE_CHECKING:
     from modelmill.monitoring import PredictionLog
+    from modelmill.serving.shadow import ShadowRunner
 
 log = logging.getLogger("modelmill.serving")
 
@@ -44,7 +45,7 @@ class ServerState:
 
     def __init__(self, root: ModelRoot, settings: ServingConfig, first: ServedModel,
                  selection: Path | None = None, metrics: ServerMetrics | None = None,
-                 prediction_log: PredictionLog | None = None) -> None:
+                 prediction_log: PredictionLog | None = None, broken: dict[str, str] | None = None) -> None:
         self.root = root
         self.selection = selection
         self._selection_seen: float | None = None
@@ -54,6 +55,7 @@ class ServerState:
         self.draining = False
         self.metrics = metrics or ServerMetrics()
         self.prediction_log = prediction_log
+        self.shadow: ShadowRunner | None = None  # a challenger predicting beside the served model
         self.batcher = Batcher(max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
                                queue_size=settings.queue_size, on_batch=self.metrics.observe_batch)
         self.metrics.watch(self.metrics.queue_depth, lambda: float(self.batcher.depth))
@@ -62,6 +64,8 @@ class ServerState:
             self.metrics.watch(self.metrics.log_pending, lambda: float(prediction_log.pending))
             self.metrics.watch(self.metrics.log_store_up, lambda: 0.0 if prediction_log.store_down else 1.0)
         self.metrics.serving(first.name, first.version)
+        self.broken: dict[str, str] = {}  # versions that failed to load or warm up → why (no paths)
+        self._set_broken(broken or {})
         self._swap_lock = asyncio.Lock()
 
     @property
@@ -91,6 +95,37 @@ class ServerState:
 
         return await self._switch(previous, rollback=True)
 
+    def shadow_with(self, runner: ShadowRunner | None) -> ShadowRunner | None:
+        """``runner`` (started here) shadows the served model from now on, or none; the
+        runner it replaces is returned, for the caller to stop."""
+        previous, self.shadow = self.shadow, runner
+        if runner is not None:
+            runner.start()
+        self.metrics.shadowing(None if runner is None else runner.version)
+        return previous
+
+    async def change_shadow(self, name: str | None, *, publish: bool = True) -> dict[str, Any]:
+        """Shadow the served model with the challenger ``.shadow/NAME/`` (loaded, checked and
+        warmed first; a failure leaves things as they were), or stop shadowing (None)."""
+        from modelmill.serving.shadow import open_shadow
+
+        if self._swap_lock.locked():
+            raise Problem(409, "busy", "another reload, rollback or shadow change is running; retry when it is done")
+        async with self._swap_lock:
+            started = time.perf_counter()
+            runner = None if name is None else await asyncio.to_thread(open_shadow, name, self)
+            previous = self.shadow_with(runner)
+            if previous is not None:
+                await asyncio.to_thread(previous.stop)
+            if runner is not None:
+                freeze_heap()  # the challenger's objects join the served model's, out of the collector's reach
+            if publish:
+                self._publish()
+            log.info("shadow: %s (was %s)", name or "none", previous.version if previous else "none")
+            return {"shadow": None if runner is None else runner.describe(),
+                    "previous": None if previous is None else previous.version,
+                    "seconds": round(time.perf_counter() - started, 3)}
+
     async def follow_selection(self, selection: Path, interval: float = 0.5) -> None:
         """Worker loop: serve what another worker's admin call selected in ``selection``."""
         while True:
@@ -109,6 +144,16 @@ class ServerState:
                 except Problem as exc:
                     log.error("could not follow the other workers to version %s: %s", chosen["version"], exc)
             self.history = list(chosen["history"])
+            if "broken" in chosen:
+                self._set_broken(chosen["broken"])
+            await self._follow_shadow(chosen.get("shadow"))
+
+    async def _follow_shadow(self, name: str | None) -> None:
+        if name != (self.shadow.version if self.shadow else None):
+            try:
+                await self.change_shadow(name, publish=False)
+            except Problem as exc:
+                log.error("could not follow the other workers to shadow %s: %s", name, exc)
 
     def _check_logged_model(self, model: ServedModel) -> None:
         """A version whose inputs differ from the logged model's would mix two models' records."""
@@ -122,10 +167,19 @@ class ServerState:
             raise Problem(409, "log_mismatch", f"version {model.version!r} is not the model the prediction log "
                           f"holds ({'; '.join(differences)}); it stays unserved. Fix: serve it with another --log")
 
+    def _set_broken(self, broken: dict[str, str]) -> None:
+        """The broken versions are now ``broken``: the gauge follows (zero for a fixed one)."""
+        for version in self.broken.keys() - broken.keys():
+            self.metrics.broken(version, False)
+        for version in broken.keys() - self.broken.keys():
+            self.metrics.broken(version, True)
+        self.broken = dict(broken)
+
     def _publish(self) -> None:
         if self.selection is not None:
             atomic_write_bytes(self.selection, json.dumps(
-                {"version": self.current.version, "history": self.history}).encode())
+                {"version": self.current.version, "history": self.history, "broken": self.broken,
+                 "shadow": self.shadow.version if self.shadow else None}).encode())
             self._selection_seen = self.selection.stat().st_mtime_ns
 
     async def _switch(self, choose: Any, *, rollback: bool, publish: bool = True) -> dict[str, Any]:
@@ -136,13 +190,18 @@ class ServerState:
             started = time.perf_counter()
             try:
                 model = await asyncio.to_thread(load_version, self.root, version, self.settings)
-            except Problem:
+            except Problem as exc:
                 self.metrics.swaps.labels("failed").inc()
+                if exc.code == "load_failed":  # the others follow the list: every worker answers alike
+                    self._set_broken({**self.broken, version: exc.message})
+                    if publish:
+                        self._publish()
                 raise
             if self.prediction_log is not None:
                 self._check_logged_model(model)
             previous = self.current
             self.current = model  # one reference assignment: every later request sees the new version
+            self._set_broken({v: why for v, why in self.broken.items() if v != version})
             if rollback:  # the history is a stack: a rollback pops, it never pushes
                 if self.history and self.history[-1] == version:
                     self.history.pop()

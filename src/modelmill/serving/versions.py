@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelmill.bundle import resolve_bundle_dir
+from modelmill.bundle import CONFIG, MANIFEST, resolve_bundle_dir
 from modelmill.errors import BundleError, ModelmillError, ServingError
 from modelmill.paths import UnsafePathError, safe_child
-from modelmill.serving.problem import Problem
+from modelmill.serving.problem import Problem, without_paths
 
 
 def version_order(name: str) -> tuple[int, int, str]:
     """Numbers compare as numbers (2 before 10); other names alphabetically, after them."""
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+SHADOW_FOLDER = ".shadow"  # challengers for shadow mode: a hidden folder, so never served as a version
 
 
 class ModelRoot:
@@ -47,10 +50,10 @@ class ModelRoot:
                 continue
             try:
                 safe_child(self.path, child.name)
-                resolve_bundle_dir(child)
             except ModelmillError:
                 continue
-            found.append(child.name)
+            if is_version_dir(child):
+                found.append(child.name)
         return sorted(found, key=version_order)
 
     def newest(self) -> str:
@@ -71,10 +74,41 @@ class ModelRoot:
             path = safe_child(self.path, version)
         except UnsafePathError as exc:
             raise Problem(400, "invalid_version", str(exc)) from None
-        try:
-            resolve_bundle_dir(path)
-        except BundleError:
+        if not is_version_dir(path):
             known = ", ".join(self.versions()[-10:])
             raise Problem(404, "unknown_version",
-                          f"version {version!r} does not exist; known versions: {known}") from None
+                          f"version {version!r} does not exist; known versions: {known}")
         return path
+
+    def locate_shadow(self, name: str) -> Path:
+        """The directory of a challenger for shadow mode, ``.shadow/NAME/`` in the model folder
+        (a bundle or a run): hidden, so that no reload or restart ever serves it. 400 for
+        unsafe names, 404 if absent."""
+        folder = self.path / SHADOW_FOLDER
+        try:
+            path = safe_child(folder, name)
+        except UnsafePathError as exc:
+            raise Problem(400, "invalid_version", str(exc)) from None
+        if not is_version_dir(path):
+            known = sorted(c.name for c in folder.iterdir() if is_version_dir(c)) if folder.is_dir() else []
+            raise Problem(404, "unknown_version",
+                          f"no challenger {name!r} in {SHADOW_FOLDER}/ of the model folder; known: "
+                          f"{', '.join(known[:10]) or 'none'}. Fix: copy its bundle or run to "
+                          f"{SHADOW_FOLDER}/{name}/")
+        return path
+
+
+def is_version_dir(path: Path) -> bool:
+    """A folder of the model folder is a version when it holds a manifest, a bundle's config
+    or a ``bundle/`` (a run): one whose manifest is damaged or missing (a copy cut short) is
+    then a broken version, reported as such, not a folder silently passed over. (A bundle
+    being written is staged in a hidden sibling, never seen here.)"""
+    return any((path / name).exists() for name in (MANIFEST, CONFIG, "bundle"))
+
+
+def load_failure(root: ModelRoot, version: str, exc: Exception) -> Problem:
+    """The 409 for a version that failed to read, verify, build or warm up: a message
+    without paths (paths inside the model folder are shown relative to it)."""
+    text = str(exc) if isinstance(exc, ModelmillError) else f"{type(exc).__name__}: {exc}"
+    message = without_paths(text.replace(str(root.path) + "/", ""))
+    return Problem(409, "load_failed", f"version {version!r} failed to load or warm up: {message[:500]}")
