@@ -23,13 +23,13 @@ from typing import Any, Literal, Self, TypeAlias
 import pandas as pd
 import torch
 
-from modelmill.bundle import Bundle, Contents, read_bundle, sha256, write_contents
+from modelmill.bundle import Bundle, Contents, Lineage, read_bundle, sha256, write_contents
 from modelmill.config import PipelineConfig, dump_config, load_config
 from modelmill.config.schema import DataConfig
 from modelmill.data.clean import CleaningReport, clean_rows, drop_outlier_rows
 from modelmill.data.image_values import hashable_frame
 from modelmill.data.sources import read_table
-from modelmill.data.split import SplitRecord, split_frame
+from modelmill.data.split import SplitRecord, split_frame, split_rest
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError
@@ -106,10 +106,12 @@ class Pipeline:
     # ----------------------------------------------------------------- fitting
 
     def fit(self, data: Data | None = None, *, run_dir: Path | None = None, resume: bool = False,
-            evaluate: bool = True) -> Self:
+            evaluate: bool = True, test: pd.DataFrame | None = None) -> Self:
         """Validate, clean, split, fit the features on the training split, train, evaluate.
         ``evaluate=False`` leaves the test split untouched (a search's trials are chosen on the
-        validation score, ``metrics_["valid_<metric>"]``, alone)."""
+        validation score, ``metrics_["valid_<metric>"]``, alone). ``test``: the test split
+        itself, kept out of ``data`` (retraining keeps the original one, so that challenger
+        and champion are judged on the same rows); ``data`` then makes train and validation."""
         config = self.config
         clock = _Stopwatch()
         features = build_features(config)  # unfitted, they already answer for their columns
@@ -125,7 +127,7 @@ class Pipeline:
         self.data_hash_ = _frame_hash(frame)
         cleaned, report = clean_rows(frame, config, features)
         clock.lap("validate and clean")
-        train, valid, test = self._split(cleaned)
+        train, valid, test = self._split(cleaned, test)
         self.split_ = SplitRecord.of(test, source=self._test_source(source), settings=config.data.split,
                                      columns=[f.name for f in config.features] + [config.target.name],
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})
@@ -169,9 +171,17 @@ class Pipeline:
         if candidates:
             self.metrics_["candidates"] = candidates
 
-    def _split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def _split(self, frame: pd.DataFrame, given_test: pd.DataFrame | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         split = self.config.data.split
         classify = self.config.target.type != "number"
+        if given_test is not None:
+            if given_test.empty:
+                raise DataError("the given test split is empty")
+            train, valid = split_rest(frame, split, target=self.config.target.name, classify=classify)
+            if split.method == "files" and split.valid_source:
+                valid = self._read_extra(split.valid_source)
+            return train, valid, given_test.reset_index(drop=True)
         train, valid, test = split_frame(frame, split, target=self.config.target.name, classify=classify)
         if split.method == "files":
             test = self._read_extra(split.test_source)
@@ -184,6 +194,11 @@ class Pipeline:
     def _test_source(self, source: str) -> str:
         split = self.config.data.split
         return str(split.test_source) if split.method == "files" else source
+
+    def read_source(self, source: str) -> pd.DataFrame:
+        """Another table of the config's data (a test or validation file), read like
+        ``data.source`` (paths relative to the config's folder)."""
+        return self._read_extra(source)
 
     def _read_extra(self, source: str | None) -> pd.DataFrame:
         options = self.config.data.model_copy(update={"source": str(source), "format": "auto", "query": None})
@@ -288,8 +303,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, path: str | Path) -> Path:
-        """Write the bundle directory (atomically, never over an existing one); returns its path."""
+    def save(self, path: str | Path, *, lineage: Lineage | None = None) -> Path:
+        """Write the bundle directory (atomically, never over an existing one); returns its path.
+        ``lineage``: where it comes from, when not trained from data alone (retrained, say)."""
         parts = self.parts
         config = self.config
         contents = Contents(
@@ -302,7 +318,7 @@ class Pipeline:
             split=self.split_.as_json() if self.split_ is not None else None,
             report=self._report_html(f"{config.name}: test-set report", self.metrics_, self.plots_,
                                      self._run_sections()) if config.evaluation.report else None)
-        return write_contents(Path(path), contents)
+        return write_contents(Path(path), contents, lineage)
 
     def _run_sections(self) -> dict[str, Any]:
         """Cleaning, training and warnings, as sections of the run's report."""

@@ -22,13 +22,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modelmill.cli_loop import LogUrl
+from modelmill.cli_loop import register as register_loop_commands
 from modelmill.errors import ConfigError, ModelmillError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="modelmill: from raw data to an evaluated, deployable model bundle.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Public data sets that ship inside packages.")
 app.add_typer(datasets_app, name="datasets")
-log_app = typer.Typer(no_args_is_help=True, help="The prediction log: export it as a table, add labels.")
+log_app = typer.Typer(no_args_is_help=True, help="The prediction log: export it as a table, add labels, read the retraining decisions.")
 app.add_typer(log_app, name="log")
 out = Console()
 err = Console(stderr=True)
@@ -261,6 +263,9 @@ def serve(
     log_batch_size: Annotated[int | None, typer.Option(help="Records per store transaction.")] = None,
     log_retention_days: Annotated[float | None, typer.Option(help="Delete logged records older than this.")] = None,
     log_spool: Annotated[str | None, typer.Option(help="Folder of the log's on-disk spool.")] = None,
+    shadow: Annotated[str | None, typer.Option(
+        help="Shadow mode: the challenger in the model folder's .shadow/NAME/ predicts the logged records too "
+        "(both logged, only the served model answers). Needs --log.")] = None,
 ) -> None:
     """Serve a bundle (or the newest of a folder of versions) as a REST API."""
     from modelmill.serving.server import serve as run_server
@@ -268,7 +273,7 @@ def serve(
     overrides: dict[str, Any] = {
         "host": host, "port": port, "workers": workers, "threads": threads, "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms, "queue_size": queue_size, "timeout_s": timeout,
-        "max_body_bytes": max_body_bytes, "max_records": max_records, "grace_s": grace,
+        "max_body_bytes": max_body_bytes, "max_records": max_records, "grace_s": grace, "shadow": shadow,
         "log": {"url": log, "sample": log_sample, "flush_interval_s": log_flush_interval,
                 "batch_size": log_batch_size, "retention_days": log_retention_days, "spool": log_spool},
     }
@@ -308,7 +313,6 @@ def fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")
     out.print(str(fetch_dataset(name)))
 
 
-LogUrl = Annotated[str, typer.Option("--log", help="The prediction log: sqlite:///monitor.db or postgresql://….")]
 
 
 @log_app.command("export")
@@ -461,6 +465,8 @@ class _WarningsToConsole(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False)
 
+
+register_loop_commands(app, log_app)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ headless Chromium; the token guard and the empty log through FastAPI's test clie
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,13 @@ from fastapi.testclient import TestClient
 from modelmill.api import Pipeline
 from modelmill.errors import ServingError
 from modelmill.monitoring import LogStore
-from modelmill.monitoring.dashboard import Cached, build_app, check_dashboard, run_dashboard
+from modelmill.monitoring.dashboard import Cached, build_app, check_dashboard, read_versions, run_dashboard
+from modelmill.monitoring.export import open_log
 from modelmill.monitoring.summary import Summary
 from modelmill.monitoring.watch import Reference
 from tests.browser import BROWSER, DRAWN, Chromium, live
 from tests.conftest import base_config, make_frame
+from tests.damage import flip_one_byte, unbuildable
 from tests.monitoring.filling import fill_log
 
 START = 1_790_000_000.0
@@ -62,6 +65,15 @@ def test_the_page_draws_the_log_and_refreshes(models: Path, log_url: str, tmp_pa
     copy = tmp_path / "predictions.db"  # a copy this test may add records to
     copy.write_bytes(Path(log_url.removeprefix("sqlite:///")).read_bytes())
     url = f"sqlite:///{copy}"
+    store = open_log(url)
+    try:  # a retraining decision, as modelmill retrain records it
+        store.write_decision({"decided_at": START, "outcome": "refused", "trigger": "drift", "champion": "2",
+                              "challenger": None, "reason": "not better on the 120 held-back recent records",
+                              "figures": {"recent": {"metric": "roc_auc", "rows": 120, "champion": 0.8,
+                                                     "challenger": 0.79, "gain": -0.01, "low": -0.05, "high": 0.03}},
+                              "lineage": {}})
+    finally:
+        store.close()
     with live(build_app(models, url, refresh_s=1.0, window=200)) as base, Chromium() as browser:
         browser.open(f"{base}/")
         assert browser.wait_for("document.body.dataset.state !== 'loading' && document.body.dataset.state") == "ready"
@@ -79,6 +91,12 @@ def test_the_page_draws_the_log_and_refreshes(models: Path, log_url: str, tmp_pa
         versions = browser.evaluate("[...document.querySelectorAll('#versions-table tbody tr')]"
                                     ".map((row) => row.cells[0].textContent)")
         assert versions[0].startswith("2") and versions[1] == "1"
+        decision = browser.evaluate("[...document.querySelectorAll('#decisions-table tbody tr')]"
+                                    ".map((row) => [...row.cells].map((cell) => cell.textContent))")
+        assert len(decision) == 1 and decision[0][1:4] == ["drift", "refused", "2"], decision
+        assert decision[0][4] == "roc_auc -0.01 [-0.05, 0.03] on 120"
+        assert decision[0][6] == "not better on the 120 held-back recent records"
+        assert browser.evaluate("document.getElementById('decisions-empty').hidden")
         shot = browser.screenshot(tmp_path / "dashboard.png")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -130,6 +148,27 @@ def test_an_empty_log_is_a_message_not_an_error(models: Path, tmp_path: Path) ->
         answer = client.get("/api/summary")
         assert answer.status_code == 409 and "holds no records (yet)" in answer.json()["detail"]
         assert [v["version"] for v in client.get("/api/versions").json()] == ["1", "2"]
+
+
+def test_broken_versions_are_not_shown_healthy(models: Path, tmp_path: Path) -> None:
+    """3 fails verification, 2 verifies but cannot be built: both carry their error; 1, the
+    version a restarted server would serve, is the first one loaded that works."""
+    copy = tmp_path / "credit"
+    shutil.copytree(models, copy)
+    shutil.copytree(copy / "1", copy / "3")
+    flip_one_byte(copy / "3" / "weights.safetensors")
+    unbuildable(copy / "2")
+    loaded: dict[tuple[str, str], str | None] = {}
+    found = {v.version: v.error for v in read_versions(copy, loaded)}
+    assert list(found) == ["1", "2", "3"] and found["1"] is None, found
+    assert "integrity check failed" in (found["3"] or "")
+    assert (found["2"] or "").startswith("version '2' failed to load or warm up: RuntimeError")
+    assert "bogus" in (found["2"] or "")
+    assert sorted(version for version, _ in loaded) == ["1", "2"]  # each tried once, then remembered
+    assert read_versions(copy)[1].error is None  # without the loading: verification only
+    with TestClient(build_app(copy, "sqlite://", summarise=lambda: pytest.fail("no summary asked"))) as client:
+        answer = client.get("/api/versions").json()
+    assert [bool(v["error"]) for v in answer] == [False, True, True]
 
 
 def test_an_exposed_dashboard_needs_a_token(models: Path, log_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

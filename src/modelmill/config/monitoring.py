@@ -74,6 +74,50 @@ class DecayConfig(Section):
     min_labels: int = Field(50, ge=2, description="Fewest labelled rows for a window's realised metric.")
 
 
+class TriggerConfig(Section):
+    """What starts a retraining in ``modelmill watch``. A trigger that fires while a
+    retraining runs waits for it to end; then one retraining answers every trigger waiting."""
+
+    drift: bool = Field(True, description="A drift alarm in the latest window that the previous check did not "
+                        "have (once per alarm, not once per window it lasts).")
+    decay: bool | float = Field(True, description="true: a decay alarm in the latest window (its threshold: "
+                                "monitoring.decay.max_drop); a number: the latest window's metric (realised, "
+                                "else estimated) worse than it; false: off. Once per alarm, like drift.")
+    new_labels: int | None = Field(1000, ge=1, description="This many labels arrived since the last decision "
+                                   "(None: off).")
+    every: str | None = Field(None, description="A schedule: retrain when this long (6h, 1d, 1w) has passed "
+                              "since the last decision (None: off).")
+    check_every: str = Field("5m", description="How often watch evaluates the triggers.")
+
+    @field_validator("every", "check_every")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and (not DURATION.match(value.strip()) or not window_seconds(value.strip())):
+            raise ValueError(f"{value!r} is not a duration (30s, 5m, 6h, 1d, 1w)")
+        return value.strip() if value is not None else None
+
+
+class RetrainConfig(Section):
+    """How ``modelmill retrain`` makes a challenger and when it replaces the champion. The
+    challenger learns from the original training data and the labelled records of the
+    prediction log but the newest, which are held back: challenger and champion are
+    compared on those, and on the original test split."""
+
+    holdout: float = Field(0.3, gt=0, lt=1, description="Share of the labelled records held back (the newest) to "
+                           "compare challenger and champion on.")
+    min_holdout: int = Field(100, ge=10, description="Fewest records held back; fewer labelled records than "
+                             "twice this is an error (wait for more labels).")
+    margin: float = Field(0.0, ge=0, description="The challenger's gain on the held-back records (the paired "
+                          "bootstrap interval's lower end) must pass this (0: the interval excludes zero).")
+    tolerance: float = Field(0.01, ge=0, description="The challenger may be worse on the original test split by at "
+                             "most this (absolute for scores, relative for errors such as rmse).")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of the paired bootstrap interval.")
+    bootstrap: int = Field(1000, ge=100, le=100_000, description="Paired bootstrap resamples.")
+    shadow_records: int = Field(300, ge=10, description="With --shadow-first: labelled records the challenger "
+                                "must have predicted in shadow before it is judged on live traffic.")
+    triggers: TriggerConfig = Field(default_factory=TriggerConfig)
+
+
 class MonitoringConfig(Section):
     """How the prediction log is watched."""
 
@@ -84,6 +128,7 @@ class MonitoringConfig(Section):
     decay: DecayConfig = Field(default_factory=DecayConfig)
     refresh_s: float = Field(60.0, gt=0, description="How often the server recomputes its drift gauges over the "
                              "latest window, and the dashboard its pages.")
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @field_validator("window", mode="before")
     @classmethod

@@ -32,6 +32,23 @@ def split_frame(frame: pd.DataFrame, config: SplitConfig, *, target: str, classi
     return train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True)
 
 
+def split_rest(frame: pd.DataFrame, config: SplitConfig, *, target: str, classify: bool
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid) of rows whose test split is made elsewhere (retraining keeps the
+    original one): by the config's method at its validation share; a split column's
+    ``train``/``valid`` marks are kept (its other rows train); with ``valid_source`` the
+    frame is all training rows."""
+    if config.method == "column":
+        names = frame[str(config.column)].astype("string").str.strip().str.lower().map(_SPLIT_NAMES)
+        valid = (names == "valid").to_numpy()
+        rest = frame.drop(columns=[str(config.column)])
+        return rest.loc[~valid].reset_index(drop=True), rest.loc[valid].reset_index(drop=True)
+    if config.method == "files" and config.valid_source:
+        return frame.reset_index(drop=True), frame.iloc[:0]
+    train, valid = _two_way(frame, config.valid, config, target=target, classify=classify)
+    return train.reset_index(drop=True), valid.reset_index(drop=True)
+
+
 def _two_way(frame: pd.DataFrame, fraction: float, config: SplitConfig, *, target: str,
              classify: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     if fraction <= 0:
@@ -125,6 +142,11 @@ class SplitRecord:
         Raises:
             DataError: the frame lacks a column, or some test rows are not in it any more.
         """
+        return frame.iloc[self.test_positions(frame)].reset_index(drop=True)
+
+    def test_positions(self, frame: pd.DataFrame) -> list[int]:
+        """Where in ``frame`` the test rows are, in their recorded order (the errors of
+        :meth:`test_split`)."""
         missing_columns = [c for c in self.columns if c not in frame.columns]
         if missing_columns:
             raise DataError(f"the data has no column(s) {missing_columns} that the test split was made of; "
@@ -143,4 +165,4 @@ class SplitRecord:
             raise DataError(f"the data changed since the bundle was trained: {lost} of {len(self.test_rows)} "
                             "test rows are not in it (or their values changed). Fix: evaluate on the original "
                             "data, or on a new labelled test set", source=self.source)
-        return frame.iloc[chosen].reset_index(drop=True)
+        return chosen

@@ -37,15 +37,17 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.staticfiles import StaticFiles
 
-from modelmill.bundle import read_bundle, resolve_bundle_dir
+from modelmill.bundle import Bundle, read_bundle, resolve_bundle_dir
 from modelmill.errors import ModelmillError, ServingError
 from modelmill.monitoring.store import database_message
 from modelmill.monitoring.summary import Summary
-from modelmill.serving.versions import ModelRoot
+from modelmill.serving.problem import Problem
+from modelmill.serving.versions import ModelRoot, load_failure
 
 log = logging.getLogger("modelmill.dashboard")
 STATIC = Path(__file__).parent / "static"
 TOKEN_ENV = "MODELMILL_DASHBOARD_TOKEN"
+DECISIONS_SHOWN = 50  # retraining decisions on the page
 OPEN_PATHS = ("/healthz",)  # what a load balancer probes without the token
 OPEN_PREFIXES = ("/static/",)  # the page's own scripts and styles: nothing secret in them
 COOKIE = "modelmill_dashboard"
@@ -115,21 +117,56 @@ class Cached(Generic[T]):
             return None, "computing the summary failed unexpectedly; the dashboard's log has the details"
 
 
-def read_versions(models: Path) -> list[VersionInfo]:
-    """Every version under ``models`` (oldest first) with its bundle's test metrics."""
+def read_versions(models: Path, loaded: dict[tuple[str, str], str | None] | None = None) -> list[VersionInfo]:
+    """Every version under ``models`` (oldest first) with its bundle's test metrics, or the
+    error of one that fails verification. With ``loaded`` (what was found, by version and
+    manifest hash: each bundle is tried once) the newest versions that verify are also
+    loaded and warmed as a restarted server would, down to the first that works, so that a
+    version the server cannot serve does not look healthy."""
     root = ModelRoot(models)
     found = []
-    for version in root.versions():
+    working = loaded is None
+    for version in reversed(root.versions()):
         where = root.path if root.single is not None else root.path / version
         try:
             bundle = read_bundle(resolve_bundle_dir(where))
         except ModelmillError as exc:  # one damaged version does not hide the others
             found.append(VersionInfo(version=version, created_at=None, metrics={}, error=str(exc)))
             continue
+        error = None
+        if loaded is not None and not working:
+            error = _load_error(root, version, bundle, loaded)
+            working = error is None
         created = bundle.manifest.get("created_at")
         found.append(VersionInfo(version=version, created_at=str(created) if created else None,
-                                 metrics=bundle.metrics()))
-    return found
+                                 metrics=bundle.metrics(), error=error))
+    return found[::-1]
+
+
+def _load_error(root: ModelRoot, version: str, bundle: Bundle,
+                loaded: dict[tuple[str, str], str | None]) -> str | None:
+    """Why ``version`` fails to load or warm up as the server loads it, or None."""
+    key = (version, bundle.digest)
+    if key not in loaded:
+        from modelmill.serving.models import load_version  # torch, as the summary loads it anyway
+
+        try:
+            load_version(root, version, bundle.config().serving, bundle)
+            loaded[key] = None
+        except Exception as exc:
+            loaded[key] = (exc if isinstance(exc, Problem) else load_failure(root, version, exc)).message
+    return loaded[key]
+
+
+def read_decisions(log_url: str, latest: int = DECISIONS_SHOWN) -> list[dict[str, Any]]:
+    """The newest retraining decisions, newest first (``modelmill log decisions`` has all)."""
+    from modelmill.monitoring.export import open_log
+
+    store = open_log(log_url)
+    try:
+        return store.decisions(latest=latest)[::-1]
+    finally:
+        store.close()
 
 
 def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str | None = None,
@@ -144,7 +181,9 @@ def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str
             return monitor_log(models, log_url, window=window, metric=metric, version=version)
 
     summary = Cached(summarise, refresh_s)
-    versions = Cached(lambda: read_versions(models), refresh_s)
+    loaded: dict[tuple[str, str], str | None] = {}
+    versions = Cached(lambda: read_versions(models, loaded), refresh_s)
+    decisions = Cached(lambda: read_decisions(log_url), refresh_s)
     app = FastAPI(title="modelmill dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz")
@@ -164,6 +203,13 @@ def build_app(models: Path, log_url: str, *, refresh_s: float = 60.0, token: str
         if value is None:
             return JSONResponse({"detail": error}, status_code=409, headers=HEADERS)
         return JSONResponse([v.model_dump(mode="json") for v in value], headers=HEADERS)
+
+    @app.get("/api/decisions")
+    async def api_decisions() -> JSONResponse:
+        value, error = await decisions.get()
+        if value is None:
+            return JSONResponse({"detail": error}, status_code=409, headers=HEADERS)
+        return JSONResponse(value, headers=HEADERS)
 
     @app.get("/", response_class=HTMLResponse)
     async def page(request: Request) -> Response:

@@ -91,6 +91,10 @@ class Client:
         """Admin: serve the previous version again. Needs ``admin_token``."""
         return self._call("POST", "/v1/admin/rollback", token="admin")
 
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Any admin call (``POST /v1/admin/shadow``, say). Needs ``admin_token``."""
+        return dict(self._call(method, path, token="admin", **({"json": body} if body is not None else {})))
+
     @property
     def max_records(self) -> int:
         if self._max_records is None:

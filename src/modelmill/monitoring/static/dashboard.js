@@ -207,9 +207,10 @@ function renderVersions(versions, summary) {
   const body = table.tBodies[0];
   body.replaceChildren();
   for (const v of [...versions].reverse()) {
-    const row = el("tr");
+    const row = el("tr", v.error ? "broken" : "");
     const name = el("td", "", v.version);
     if (summary && v.version === summary.model.version) name.append(" ", el("span", "chip", "monitored"));
+    if (v.error) name.append(" ", el("span", "tag", "broken")); // fails verification, loading or warm-up
     row.append(name, el("td", "", v.error ? v.error : when(v.created_at)));
     metrics.forEach((k) => row.append(el("td", "num", fmt(v.metrics[k]))));
     row.append(el("td", "num", served[v.version] || 0));
@@ -217,8 +218,31 @@ function renderVersions(versions, summary) {
   }
 }
 
+function gainText(figures) {
+  if (!figures || figures.gain === undefined) return "–";
+  const interval = figures.low === null || figures.low === undefined ? "" : ` [${fmt(figures.low, 4)}, ${fmt(figures.high, 4)}]`;
+  return `${figures.metric} ${figures.gain >= 0 ? "+" : ""}${fmt(figures.gain, 4)}${interval} on ${figures.rows}`;
+}
+
+function renderDecisions(decisions) {
+  const body = document.querySelector("#decisions-table tbody");
+  body.replaceChildren();
+  document.getElementById("decisions-empty").hidden = decisions.length > 0;
+  for (const d of decisions) { // newest first
+    const row = el("tr", `decision ${d.outcome}`);
+    const f = d.figures || {};
+    const test = f.original_test ? `${fmt(f.original_test.challenger, 4)} vs ${fmt(f.original_test.champion, 4)}` : "–";
+    const versions = d.challenger ? `${d.champion} → ${d.challenger}` : `${d.champion || "–"}`;
+    row.append(el("td", "", when(new Date(d.decided_at * 1000).toISOString())), el("td", "", d.trigger),
+      el("td", "", d.outcome), el("td", "", versions), el("td", "num", gainText(f.recent || f.live)),
+      el("td", "num", test), el("td", "why", d.reason));
+    body.append(row);
+  }
+}
+
 async function refresh() {
-  const [summary, versions] = await Promise.all([api("/api/summary"), api("/api/versions")]);
+  const [summary, versions, decisions] = await Promise.all([api("/api/summary"), api("/api/versions"),
+    api("/api/decisions")]);
   const error = document.getElementById("error");
   error.hidden = !summary.error;
   error.textContent = summary.error || "";
@@ -236,6 +260,7 @@ async function refresh() {
     document.getElementById("alarm-banner").hidden = true;
   }
   if (versions.data) renderVersions(versions.data, summary.data);
+  if (decisions.data) renderDecisions(decisions.data);
   document.body.dataset.state = summary.data ? "ready" : "error";
 }
 

@@ -1,0 +1,143 @@
+"""The closed loop's commands: ``retrain``, ``watch`` and ``log decisions``, registered on
+the app of :mod:`modelmill.cli` by :func:`register` (this module does not import that one,
+so that ``python -m modelmill.cli`` registers them on the app it runs)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+LogUrl = Annotated[str, typer.Option("--log", help="The prediction log: sqlite:///monitor.db or postgresql://….")]
+
+Versions = Annotated[Path, typer.Option("--versions", help="The folder of versions (1/, 2/, …) the champion is in "
+                                        "and the challenger is promoted to.")]
+Serve = Annotated[str | None, typer.Option("--serve", help="The running service to reload (its admin token in the "
+                                           "environment: serving.admin_token_env, MODELMILL_ADMIN_TOKEN).")]
+Runs = Annotated[Path, typer.Option(help="Folder of the runs (the challengers' bundles).")]
+
+
+def retrain(
+    config: Annotated[Path, typer.Argument(help="The champion's config (its bundle keeps it as config.yaml).")],
+    log: LogUrl,
+    versions: Versions,
+    serve: Serve = None,
+    runs: Runs = Path("runs"),
+    since: Annotated[str | None, typer.Option(help="Only labelled records logged from this date or time "
+                                              "(UTC).")] = None,
+    shadow_first: Annotated[bool, typer.Option("--shadow-first", help="Run a challenger that passes in shadow "
+                                               "beside the champion first; a later retrain (or watch) promotes it "
+                                               "when its live records agree.")] = False,
+) -> None:
+    """Train a challenger on the original data and the newly labelled records; promote it into the
+    next version folder (and reload the service) only when it beats the champion on the newest
+    labelled records and holds up on the original test split. Every decision is recorded in the
+    log store (modelmill log decisions). Exit 0 for a decision (promoted, refused, in shadow),
+    2 when the input was wrong or the service would not load the challenger."""
+    from modelmill.monitoring.export import parse_time
+    from modelmill.retraining import retrain as run
+
+    decision = run(config, log_url=log, versions=versions, serve=serve, runs=runs, shadow_first=shadow_first,
+                   since=parse_time(since, "--since"), say=lambda line: err.print(escape(line), highlight=False))
+    show_decision(decision.outcome, decision.reason, decision.challenger, decision.figures)
+    if decision.bundle is not None:
+        out.print(f"challenger: {decision.bundle}", soft_wrap=True)
+    if decision.outcome == "failed":  # the service would not take the challenger: recorded, and an error here
+        raise typer.Exit(2)
+
+
+def watch(
+    config: Annotated[Path, typer.Argument(help="The champion's config (monitoring.retrain.triggers).")],
+    log: LogUrl,
+    versions: Versions,
+    serve: Serve = None,
+    runs: Runs = Path("runs"),
+    shadow_first: Annotated[bool, typer.Option("--shadow-first", help="Challengers run in shadow before "
+                                               "promotion.")] = False,
+    check_every: Annotated[str | None, typer.Option(help="How often the triggers are checked (default: "
+                                                    "monitoring.retrain.triggers.check_every).")] = None,
+    checks: Annotated[int | None, typer.Option(help="Stop after this many checks (default: run until "
+                                               "stopped).")] = None,
+) -> None:
+    """Check the retraining triggers (drift and decay alarms, new labels, a schedule) in a loop and
+    retrain when one fires; Ctrl-C stops."""
+    from modelmill.retraining.watch import Watcher
+
+    watcher = Watcher(config, log_url=log, versions=versions, serve=serve, runs=runs, shadow_first=shadow_first,
+                      check_every=check_every, say=lambda line: err.print(escape(line), highlight=False))
+    try:
+        watcher.run(checks=checks)
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+def log_decisions(
+    log: LogUrl,
+    latest: Annotated[int | None, typer.Option(help="Only the newest this many.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Every field, as JSON lines.")] = False,
+) -> None:
+    """The retraining decisions: promoted, refused (why, with the figures), in shadow, failed."""
+    from modelmill.monitoring.export import open_log
+
+    store = open_log(log)
+    try:
+        decisions = store.decisions(latest=latest)
+    finally:
+        store.close()
+    if as_json:
+        for decision in decisions:
+            typer.echo(json.dumps(decision, sort_keys=True))
+        return
+    if not decisions:
+        out.print("no retraining decisions yet")
+        return
+    table = Table(title="retraining decisions")
+    for heading in ("id", "decided (UTC)", "trigger", "outcome", "champion", "challenger",
+                    "gain on recent records [interval]", "original test split"):
+        table.add_column(heading, overflow="fold")
+    for decision in decisions:
+        recent = decision["figures"].get("recent") or decision["figures"].get("live") or {}
+        test = decision["figures"].get("original_test") or {}
+        table.add_row(str(decision["id"]), _when(decision["decided_at"]), escape(decision["trigger"]),
+                      decision["outcome"], escape(str(decision["champion"] or "")),
+                      escape(str(decision["challenger"] or "")), _gain(recent), _test(test))
+    out.print(table)
+    for decision in decisions:  # the reasons are sentences: below the table, not folded into a column
+        out.print(f"{decision['id']} {decision['outcome']}: {escape(decision['reason'])}", highlight=False)
+
+
+def register(app: typer.Typer, log_app: typer.Typer) -> None:
+    app.command()(retrain)
+    app.command()(watch)
+    log_app.command("decisions")(log_decisions)
+
+
+def show_decision(outcome: str, reason: str, challenger: str | None, figures: dict[str, Any]) -> None:
+    colour = {"promoted": "green", "shadowing": "cyan", "waiting": "cyan"}.get(outcome, "red")
+    title = f"[bold {colour}]{outcome}[/]" + (f" version {escape(challenger)}" if challenger else "")
+    err.print(f"{title}: {escape(reason)}", highlight=False)
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _gain(figures: dict[str, Any]) -> str:
+    if "gain" not in figures:
+        return ""
+    interval = f" [{figures['low']:+.4f}, {figures['high']:+.4f}]" if figures.get("low") is not None else ""
+    return f"{figures['metric']} {figures['gain']:+.4f}{interval} ({figures['rows']} rows)"
+
+
+def _test(figures: dict[str, Any]) -> str:
+    if "challenger" not in figures:
+        return ""
+    return f"{figures['challenger']:.4f} vs {figures['champion']:.4f}"

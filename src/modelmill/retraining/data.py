@@ -1,0 +1,126 @@
+"""The rows of a retraining: the labelled records of the prediction log (the newest held
+back to judge on, the others learned from), the original data without its test split, and
+the original test split itself (found again by the champion's split record)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelmill.config import PipelineConfig
+from modelmill.config.monitoring import RetrainConfig
+from modelmill.data.split import SplitRecord, row_hashes
+from modelmill.errors import ServingError
+from modelmill.monitoring.export import log_frame
+from modelmill.monitoring.store import LogStore, display_url
+from modelmill.predictor import Predictor
+
+
+@dataclass
+class Labelled:
+    """The labelled records of the log as the features read them, oldest first: ``learn``
+    joins the training data, ``held_back`` (the newest) judges challenger and champion."""
+
+    learn: pd.DataFrame
+    held_back: pd.DataFrame
+    total: int
+
+
+def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConfig, *,
+                     since: float | None = None) -> Labelled:
+    """The log's labelled records, split into what is learned from and what is held back.
+
+    Raises:
+        ServingError: no labelled record, or too few to hold back ``min_holdout`` and learn
+            from as many.
+    """
+    frame = log_frame(store, since=since, labelled_only=True)
+    target = champion.target.name
+    if len(frame):
+        frame = frame.loc[champion.target.labelled(frame[target])].reset_index(drop=True)
+    where = display_url(store.url)
+    if not len(frame):
+        raise ServingError(f"the prediction log at {where} holds no labelled records{' since then' if since else ''}: "
+                           "there is nothing new to learn from or to judge a challenger on. Fix: send labels "
+                           "(POST /v1/feedback, or modelmill log labels FILE --log URL), then retrain")
+    needed = 2 * settings.min_holdout
+    if len(frame) < needed:
+        raise ServingError(f"the prediction log at {where} holds {len(frame)} labelled records; retraining needs "
+                           f"{needed} (monitoring.retrain.min_holdout {settings.min_holdout} held back to judge on, as "
+                           "many to learn from). Fix: wait for more labels, or lower min_holdout")
+    held = max(settings.min_holdout, math.ceil(settings.holdout * len(frame)))
+    for feature in champion.features:
+        frame[feature.name] = feature.from_log(frame[feature.name]) if feature.name in frame else None
+    return Labelled(frame.iloc[:-held].reset_index(drop=True), frame.iloc[-held:].reset_index(drop=True),
+                    len(frame))
+
+
+def check_learnable(champion: Predictor, records: pd.DataFrame) -> None:
+    """Columns whose logged values cannot be learned from (personal data kept as a keyed
+    hash, images kept as a hash) are an error: a model must never learn hashes."""
+    for feature in champion.features:
+        if getattr(feature.config, "pii", False):
+            raise ServingError(f"column {feature.name!r} is personal data: the prediction log keeps only a keyed hash "
+                               "of it, which a model cannot learn from. Fix: drop it from the config's features, "
+                               "or retrain from the original data (modelmill train)")
+        reason = feature.not_comparable(records[feature.name]) if feature.name in records else None
+        if reason:
+            raise ServingError(f"column {feature.name!r} cannot be learned from the prediction log: {reason}. "
+                               "Fix: log it in full (serving.log.images: bytes), or retrain from the original data")
+
+
+@dataclass
+class TrainingRows:
+    """What the challenger is fitted on (``train``: the original rows but the test split,
+    and the log's records) and judged on (``test``: the original test split)."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    original: int
+    added: int
+
+
+def training_rows(original: pd.DataFrame, test_source: pd.DataFrame | None, record: SplitRecord,
+                  config: PipelineConfig, learn: pd.DataFrame) -> TrainingRows:
+    """The original rows without the test split (and without copies of test rows, which
+    would leak the test split into training), then the log's records.
+
+    ``test_source``: the frame the test rows are in, when not ``original`` (split method
+    ``files``)."""
+    columns = [f.name for f in config.features] + [config.target.name]
+    split = config.data.split
+    if test_source is None:
+        positions = record.test_positions(original)
+        test = original.iloc[positions].reset_index(drop=True)
+        rest = original.drop(index=original.index[positions])
+    else:
+        test = record.test_split(test_source)
+        rest = original
+    test_hashes = set(row_hashes(test, columns).tolist())
+    rest = rest.loc[~np.isin(row_hashes(rest, columns), list(test_hashes))]
+    added = learn[columns].copy()
+    added[config.target.name] = _as_original(added[config.target.name], original[config.target.name])
+    if split.column and split.column in rest.columns and split.column not in added.columns:
+        # the split's own column, for the log's records: a split column marks them for training,
+        # a time split orders them by when they were served, each is a group of its own
+        added[split.column] = {"column": "train", "time": learn["logged_at"].dt.tz_localize(None),
+                               "group": learn["request_id"]}.get(split.method)
+    keep = [c for c in rest.columns if c in columns or c == split.column]
+    train = pd.concat([rest[keep], added[[c for c in keep if c in added.columns]]], ignore_index=True)
+    return TrainingRows(train, test, len(rest), len(added))
+
+
+def _as_original(labels: pd.Series, original: pd.Series) -> pd.Series:
+    """Labels as the log keeps them (class names as text, numbers as floats) in the values of
+    the original column (1, not "1"), so that one class never becomes two."""
+    if pd.api.types.is_numeric_dtype(original) and not pd.api.types.is_bool_dtype(original):
+        return pd.to_numeric(labels, errors="coerce")
+    values: dict[str, Any] = {}
+    for value in original.dropna().unique():
+        values.setdefault(str(value).lower() if isinstance(value, (bool, np.bool_)) else str(value), value)
+    return labels.map(lambda label: values.get(str(label), label))
+

@@ -1,0 +1,259 @@
+"""``modelmill retrain``: a challenger trained with the champion's config on the original
+data and the newly labelled records, judged against the champion on the newest labelled
+records (held back from its training) and on the original test split, promoted into the
+next version folder and reloaded by the running service only when the rule says so. Every
+decision is an audit record in the log store.
+
+It runs outside the serving process: training there would take the CPU from requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelmill.bundle import Bundle, Lineage
+from modelmill.config import PipelineConfig, load_config
+from modelmill.config.monitoring import RetrainConfig
+from modelmill.data.split import SplitRecord
+from modelmill.errors import ConfigError, ModelmillError, ServingError
+from modelmill.evaluation.metrics import check_metric
+from modelmill.monitoring import identity_of
+from modelmill.monitoring.export import open_log
+from modelmill.monitoring.store import LogStore, ModelIdentity, display_url
+from modelmill.predictor import Predictor
+from modelmill.retraining.challenge import Comparison, compare, judge
+from modelmill.retraining.data import check_learnable, labelled_records, training_rows
+from modelmill.retraining.promote import Service, VersionFolder
+
+log = logging.getLogger("modelmill.retrain")
+Say = Callable[[str], None]
+
+
+@dataclass
+class Decision:
+    """One audit record: what was decided (``promoted``, ``refused``, ``shadowing``,
+    ``failed``), why, with which figures, and the lineage of the challenger."""
+
+    outcome: str
+    reason: str
+    trigger: str
+    champion: str | None
+    challenger: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    bundle: Path | None = None  # where the challenger was written (its run folder)
+    id: int | None = None
+
+    def record(self, store: LogStore) -> Decision:
+        self.id = store.write_decision({
+            "decided_at": time.time(), "outcome": self.outcome, "trigger": self.trigger, "champion": self.champion,
+            "challenger": self.challenger, "reason": self.reason, "figures": self.figures, "lineage": self.lineage})
+        return self
+
+
+def config_identity(config: PipelineConfig) -> ModelIdentity:
+    """What the config's model looks like to the prediction store (before any fitting)."""
+    return ModelIdentity(config.name, {f.name: f.type for f in config.features},
+                         {"name": config.target.name, "type": config.target.type})
+
+
+def check_config(config: PipelineConfig, champion: Bundle, version: str) -> None:
+    """The config must still describe the champion's inputs and target: a challenger with
+    other columns could not take its requests."""
+    differences = identity_of(champion.name, champion.input_schema()).differences(config_identity(config))
+    if differences:
+        text = "; ".join(d.replace("served model", "config").replace("served", "in the config")
+                         for d in differences)
+        raise ConfigError(f"the config no longer matches the champion (version {version}): {text}. Fix: retrain "
+                          "with the champion's config (its bundle holds it as config.yaml), or train and serve a new "
+                          "model with modelmill train")
+
+
+@dataclass
+class Champion:
+    version: str
+    bundle: Bundle
+    predictor: Predictor
+
+
+def find_champion(folder: VersionFolder, service: Service | None) -> Champion:
+    """The served version (with a service), else the newest version that loads."""
+    candidates = [service.version] if service else list(reversed(folder.root.versions()))
+    problems = []
+    for version in candidates:
+        try:
+            bundle = folder.bundle(version)
+            return Champion(version, bundle, Predictor.from_bundle(bundle))
+        except ModelmillError as exc:
+            problems.append(f"{version}: {exc}")
+    raise ServingError(f"no version of {folder.path} loads: {'; '.join(problems)}")
+
+
+def retrain(config_path: Path, *, log_url: str, versions: Path, serve: str | None = None,
+            runs: Path = Path("runs"), trigger: str = "manual", shadow_first: bool = False,
+            since: float | None = None, say: Say = log.info) -> Decision:
+    """Train, judge and (maybe) promote one challenger; the recorded decision.
+
+    Raises:
+        ModelmillError: the input was wrong (config, log, folder, service): nothing was
+            trained or promoted, and no decision recorded.
+    """
+    config = load_config(config_path)
+    folder = VersionFolder(versions)
+    with folder.lock(say):
+        store = open_log(log_url)
+        try:
+            pending = pending_shadow(store)
+            if pending is not None:
+                from modelmill.retraining.shadow import judge_shadow
+
+                return judge_shadow(store, folder, pending, config, serve, say=say)
+            return _retrain(config, config_path, store, folder, serve, runs=runs, trigger=trigger,
+                            shadow_first=shadow_first, since=since, say=say)
+        finally:
+            store.close()
+
+
+def pending_shadow(store: LogStore) -> dict[str, Any] | None:
+    """The latest decision that put a challenger in shadow, unless a later one settled it."""
+    settled: set[str] = set()
+    for decision in reversed(store.decisions()):
+        challenger = decision.get("challenger")
+        if decision["outcome"] == "shadowing" and challenger not in settled:
+            return decision
+        if challenger:
+            settled.add(str(challenger))
+    return None
+
+
+def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder: VersionFolder, serve: str | None,
+             *, runs: Path, trigger: str, shadow_first: bool, since: float | None, say: Say) -> Decision:
+    from modelmill.api import Pipeline
+    from modelmill.runs import mark_latest, new_run_dir
+
+    started = time.perf_counter()
+    token_env = config.serving.admin_token_env
+    service = Service.connect(serve, token_env, folder) if serve else None
+    champion = find_champion(folder, service)
+    check_config(config, champion.bundle, champion.version)
+    differences = store.identity().differences(identity_of(champion.bundle.name, champion.bundle.input_schema()))
+    if differences:
+        raise ServingError(f"the prediction log at {display_url(store.url)} holds another model's records "
+                           f"({'; '.join(differences)}). Fix: give the log the champion's service writes (--log)")
+    settings = config.monitoring.retrain
+    metric = check_metric(champion.predictor.target.task, config.monitoring.decay.metric, "monitoring.decay.metric")
+    labelled = labelled_records(store, champion.predictor, settings, since=since)
+    check_learnable(champion.predictor, labelled.learn)
+    split = champion.bundle.split()
+    if split is None:
+        raise ServingError(f"version {champion.version} has no record of its test split (trained before bundles kept "
+                           "one): the challenger could not be judged on the same rows. Fix: train the champion again")
+    record = SplitRecord.from_json(split)
+    pipeline = Pipeline(config, base_dir=config_path.parent)
+    original = pipeline.read()
+    split_settings = config.data.split
+    test_source = pipeline.read_source(str(split_settings.test_source)) if split_settings.method == "files" else None
+    rows = training_rows(original, test_source, record, config, labelled.learn)
+    say(f"challenger of version {champion.version}: {rows.original} original rows and {rows.added} logged records "
+        f"to learn from; {len(labelled.held_back)} newest labelled records and {len(rows.test)} original test rows "
+        "to judge on")
+    run_dir = new_run_dir(runs, config.name)
+    try:
+        pipeline.fit(rows.train, test=rows.test, run_dir=run_dir)
+    except ModelmillError:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    challenger = pipeline.parts
+    recent = _compare(champion.predictor, challenger, labelled.held_back, metric, settings)
+    original_test = _compare(champion.predictor, challenger, rows.test, metric, None)
+    verdict = judge(recent, original_test, margin=settings.margin, tolerance=settings.tolerance,
+                    confidence=settings.confidence)
+    figures = {"recent": recent.as_json(), "original_test": original_test.as_json(),
+               "rows": {"original_train": rows.original, "logged_learned": rows.added,
+                        "held_back": len(labelled.held_back), "original_test": len(rows.test),
+                        "labelled": labelled.total},
+               "margin": settings.margin, "tolerance": settings.tolerance, "confidence": settings.confidence,
+               "first_held_back": _iso(labelled.held_back["logged_at"].iloc[0]),
+               "seconds": round(time.perf_counter() - started, 1)}
+    lineage = Lineage("retrained", champion.bundle.digest,
+                      (*champion.bundle.lineage.ancestors, _ancestor(champion.bundle)),
+                      {"trigger": trigger, "log": display_url(store.url), "champion_version": champion.version,
+                       "rows": figures["rows"], "recent": figures["recent"],
+                       "original_test": figures["original_test"]})
+    bundle_path = pipeline.save(run_dir / "bundle", lineage=lineage)
+    mark_latest(run_dir)
+    decision = Decision("refused", verdict.reason, trigger, champion.version, None, figures, lineage.as_json(),
+                        bundle_path)
+    if verdict.promote:
+        decision = _promote(decision, folder, service, shadow_first, say)
+    return decision.record(store)
+
+
+def _promote(decision: Decision, folder: VersionFolder, service: Service | None, shadow_first: bool,
+             say: Say) -> Decision:
+    assert decision.bundle is not None
+    version = folder.next_version()
+    decision.challenger = version
+    if shadow_first:
+        if service is None:
+            raise ServingError("--shadow-first needs --serve: the challenger runs in shadow beside the champion")
+        folder.add(decision.bundle, version, shadow=True)
+        try:
+            service.shadow(version)
+        except ServingError as exc:
+            folder.remove(version, shadow=True)
+            decision.outcome, decision.reason = "failed", f"{decision.reason}; but the service would not shadow it: {exc}"
+            return decision
+        decision.outcome = "shadowing"
+        decision.reason = f"{decision.reason}; now in shadow beside the champion until its live records are judged"
+        return decision
+    folder.add(decision.bundle, version)
+    say(f"wrote version {version} to {folder.path / version}")
+    if service is not None:
+        try:
+            answer = service.reload(version)
+        except ServingError as exc:  # the service could not load it: it must not stay the newest version
+            folder.remove(version)
+            decision.outcome, decision.reason = "failed", f"{decision.reason}; but the service did not load it: {exc}"
+            return decision
+        decision.figures["reload_seconds"] = answer.get("seconds")
+    decision.outcome = "promoted"
+    return decision
+
+
+def _compare(champion: Predictor, challenger: Predictor, frame: pd.DataFrame, metric: str,
+             settings: RetrainConfig | None) -> Comparison:
+    """Both models on the rows of ``frame`` whose label both know."""
+    target_name = champion.target.name
+    known = champion.target.labelled(frame[target_name]) & challenger.target.labelled(frame[target_name])
+    rows = frame.loc[known].reset_index(drop=True)
+    if champion.target.class_names != challenger.target.class_names:
+        raise ServingError(f"the challenger knows the classes {challenger.target.class_names}, the champion "
+                           f"{champion.target.class_names}: their scores cannot be compared row by row")
+    truth = np.asarray(champion.target.codes(rows[target_name]))
+    try:
+        if settings is None:
+            return compare(champion.target.task, metric, truth, champion.predict(rows), challenger.predict(rows))
+        return compare(champion.target.task, metric, truth, champion.predict(rows), challenger.predict(rows),
+                       confidence=settings.confidence, resamples=settings.bootstrap)
+    except ValueError as exc:
+        raise ServingError(f"challenger and champion cannot be compared: {exc}") from None
+
+
+def _ancestor(bundle: Bundle) -> dict[str, Any]:
+    return {"sha256": bundle.digest, "action": bundle.lineage.action, "name": bundle.name,
+            "created_at": bundle.manifest.get("created_at")}
+
+
+def _iso(moment: Any) -> str:
+    return pd.Timestamp(moment).isoformat()

@@ -1,0 +1,72 @@
+"""``modelmill watch``'s triggers on real data: a drift alarm fires once however many windows
+it lasts, and again only after it cleared; new labels start a retraining; a trigger that
+fires while a retraining runs (here: another process's, holding the folder's lock) waits
+for it and is answered after it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from modelmill.config.monitoring import TriggerConfig
+from modelmill.monitoring.export import open_log
+from modelmill.monitoring.watch import Reference
+from modelmill.retraining.promote import VersionFolder
+from modelmill.retraining.triggers import Triggers
+from modelmill.retraining.watch import Watcher
+from tests.monitoring.filling import fill_log
+from tests.retraining.conftest import Loop
+
+
+def test_a_drift_alarm_fires_once_not_once_per_window(adult_loop: Loop, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    young = pd.read_csv(adult_loop.folder / "young.csv")
+    reference = Reference.load(adult_loop.models)
+    triggers = Triggers(TriggerConfig(drift=True, decay=False, new_labels=None))
+    fired: list[list[str]] = []
+    windows = [young.iloc[:200], adult_loop.traffic.iloc[:200], adult_loop.traffic.iloc[200:400],
+               adult_loop.traffic.iloc[400:600], young.iloc[200:400], adult_loop.traffic.iloc[600:800]]
+    for n, window in enumerate(windows):  # windows of 200 rows (monitoring.window), one check after each
+        fill_log(url, adult_loop.models, window, start=1_790_000_000.0 + n * 1000, prefix=f"w{n}-")
+        store = open_log(url)  # opened afresh per check, as watch does
+        try:
+            fired.append([f.trigger for f in triggers.check(store, reference, last_decision=None)])
+        finally:
+            store.close()
+    # young rows: quiet; older people: one firing for three windows of drift; young: cleared; older: again
+    assert fired == [[], ["drift"], [], [], [], ["drift"]]
+
+
+def test_labels_trigger_a_retraining_and_a_trigger_during_one_waits(adult_loop: Loop, tmp_path: Path) -> None:
+    loop = adult_loop.copy(tmp_path)
+    config = yaml.safe_load((loop.folder / "adult.yaml").read_text())
+    config["monitoring"]["retrain"]["triggers"] = {"drift": False, "decay": False, "new_labels": 500}
+    path = loop.folder / "watched.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    url = f"sqlite:///{loop.folder / 'monitor.db'}"
+    fill_log(url, loop.models, loop.traffic.iloc[:1000], labels=True, start=time.time(), step=0.001)
+    said: list[str] = []
+    watcher = Watcher(path, log_url=url, versions=loop.models, runs=tmp_path / "runs", check_every="1s",
+                      say=said.append)
+    folder = VersionFolder(loop.models)
+    with folder.lock():  # a retraining of another process runs
+        assert [f.trigger for f in watcher.check()] == ["labels"]
+        deadline = time.monotonic() + 30
+        while not any("waiting for it to end" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watcher.busy and any("another retraining of this folder runs; waiting" in line for line in said)
+        assert [f.trigger for f in watcher.check()] == ["labels"]  # still 1,000 labels since no decision
+        assert watcher.waiting and any("(waits for the retraining that runs)" in line for line in said)
+    watcher.finish()  # the first retraining, then the one that waited
+    assert [d.trigger for d in watcher.decisions] == ["labels", "labels"]
+    assert watcher.decisions[0].outcome == "promoted" and watcher.decisions[0].challenger == "2"
+    assert watcher.decisions[1].champion == "2"  # the waiting one challenged the new champion
+    store = open_log(url)
+    try:
+        assert [d["id"] for d in store.decisions()] == [d.id for d in watcher.decisions]
+    finally:
+        store.close()
+    assert watcher.check() == [] and not watcher.busy  # no label arrived since the last decision: quiet
