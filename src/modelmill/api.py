@@ -106,12 +106,13 @@ class Pipeline:
     # ----------------------------------------------------------------- fitting
 
     def fit(self, data: Data | None = None, *, run_dir: Path | None = None, resume: bool = False,
-            evaluate: bool = True, test: pd.DataFrame | None = None) -> Self:
+            evaluate: bool = True, test: pd.DataFrame | None = None, valid: pd.DataFrame | None = None) -> Self:
         """Validate, clean, split, fit the features on the training split, train, evaluate.
         ``evaluate=False`` leaves the test split untouched (a search's trials are chosen on the
         validation score, ``metrics_["valid_<metric>"]``, alone). ``test``: the test split
         itself, kept out of ``data`` (retraining keeps the original one, so that challenger
-        and champion are judged on the same rows); ``data`` then makes train and validation."""
+        and champion are judged on the same rows); ``data`` then makes train and validation,
+        unless ``valid`` gives the validation rows too (cleaned like ``data``)."""
         config = self.config
         clock = _Stopwatch()
         features = build_features(config)  # unfitted, they already answer for their columns
@@ -127,7 +128,10 @@ class Pipeline:
         self.data_hash_ = _frame_hash(frame)
         cleaned, report = clean_rows(frame, config, features)
         clock.lap("validate and clean")
-        train, valid, test = self._split(cleaned, test)
+        if valid is not None and test is None:
+            raise ValueError("valid= is given with test= only (the config's split makes both otherwise)")
+        given_valid = clean_rows(valid, config, features)[0] if valid is not None else None
+        train, valid, test = self._split(cleaned, test, given_valid)
         self.split_ = SplitRecord.of(test, source=self._test_source(source), settings=config.data.split,
                                      columns=[f.name for f in config.features] + [config.target.name],
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})
@@ -171,13 +175,15 @@ class Pipeline:
         if candidates:
             self.metrics_["candidates"] = candidates
 
-    def _split(self, frame: pd.DataFrame, given_test: pd.DataFrame | None = None
-               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def _split(self, frame: pd.DataFrame, given_test: pd.DataFrame | None = None,
+               given_valid: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         split = self.config.data.split
         classify = self.config.target.type != "number"
         if given_test is not None:
             if given_test.empty:
                 raise DataError("the given test split is empty")
+            if given_valid is not None:
+                return frame, given_valid.reset_index(drop=True), given_test.reset_index(drop=True)
             train, valid = split_rest(frame, split, target=self.config.target.name, classify=classify)
             if split.method == "files" and split.valid_source:
                 valid = self._read_extra(split.valid_source)

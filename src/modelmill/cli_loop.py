@@ -76,6 +76,9 @@ def watch(
     try:
         watcher.run(checks=checks)
     except KeyboardInterrupt:
+        if watcher.busy:  # a promotion cut in half would leave a version neither served nor audited
+            err.print("stopping: the retraining that runs finishes first (Ctrl-C again kills it)")
+            watcher.wait_current()
         err.print("stopped")
 
 

@@ -82,3 +82,48 @@ def test_a_challenger_runs_in_shadow_then_is_promoted_when_live_records_agree(ad
     assert figures["live"]["rows"] == len(live) and figures["live"]["gain"] > 0
     assert figures["offline"] == decisions[0]["figures"]["recent"]
     assert 0 < figures["same_prediction"] < 1 and figures["latency_ms_p50"]["challenger"] is not None
+
+
+def test_a_challenger_whose_live_records_disagree_is_refused_and_leaves_the_shadow(adult_loop: Loop,
+                                                                                   tmp_path: Path) -> None:
+    """The champion itself in shadow, recorded as if offline it had been clearly better: on
+    live records it gains nothing, so the offline figures are not borne out."""
+    import shutil
+
+    loop = adult_loop.copy(tmp_path)
+    log_url = f"sqlite:///{loop.folder / 'monitor.db'}"
+    shutil.copytree(loop.models / "1", loop.models / ".shadow" / "2")
+    server = start_server(loop.models, "--log", log_url, "--shadow", "2", env=ENV)
+    try:
+        store = open_log(log_url)
+        try:
+            store.write_decision({"decided_at": time.time(), "outcome": "shadowing", "trigger": "manual",
+                                  "champion": "1", "challenger": "2", "reason": "offline: better",
+                                  "figures": {"recent": {"metric": "roc_auc", "rows": 450, "champion": 0.70,
+                                                         "challenger": 0.85, "gain": 0.15, "low": 0.10,
+                                                         "high": 0.20}},
+                                  "lineage": {}})
+        finally:
+            store.close()
+        send_with_late_labels(server.url, loop.traffic.iloc[:400])
+        wait_for_labels(log_url, 400)
+        deadline = time.monotonic() + 60
+        while len(shadow_rows(log_url, "2")) < 400 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        judged = cli("retrain", str(loop.folder / "adult.yaml"), "--log", log_url, "--versions", str(loop.models),
+                     "--serve", server.url, cwd=tmp_path, env=ENV)
+        assert judged.returncode == 0, judged.stderr
+        text = " ".join(judged.stderr.split())
+        assert "refused version 2: the live records disagree with the offline evaluation: live roc_auc gain " \
+               "+0.0000" in text, text
+        served = httpx.get(f"{server.url}/v1/model").json()
+        assert served["version"] == "1" and served["shadow"] is None
+        assert not (loop.models / ".shadow" / "2").exists() and not (loop.models / "2").exists()
+    finally:
+        assert stop_server(server) == 0
+    store = open_log(log_url)
+    try:
+        last = store.decisions()[-1]
+    finally:
+        store.close()
+    assert (last["outcome"], last["challenger"], last["figures"]["same_prediction"]) == ("refused", "2", 1.0)

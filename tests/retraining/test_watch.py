@@ -51,8 +51,7 @@ def test_labels_trigger_a_retraining_and_a_trigger_during_one_waits(adult_loop: 
     said: list[str] = []
     watcher = Watcher(path, log_url=url, versions=loop.models, runs=tmp_path / "runs", check_every="1s",
                       say=said.append)
-    folder = VersionFolder(loop.models)
-    with folder.lock():  # a retraining of another process runs
+    with VersionFolder(loop.models).lock():  # a retraining of another process runs
         assert [f.trigger for f in watcher.check()] == ["labels"]
         deadline = time.monotonic() + 30
         while not any("waiting for it to end" in line for line in said) and time.monotonic() < deadline:
@@ -60,13 +59,35 @@ def test_labels_trigger_a_retraining_and_a_trigger_during_one_waits(adult_loop: 
         assert watcher.busy and any("another retraining of this folder runs; waiting" in line for line in said)
         assert [f.trigger for f in watcher.check()] == ["labels"]  # still 1,000 labels since no decision
         assert watcher.waiting and any("(waits for the retraining that runs)" in line for line in said)
-    watcher.finish()  # the first retraining, then the one that waited
-    assert [d.trigger for d in watcher.decisions] == ["labels", "labels"]
-    assert watcher.decisions[0].outcome == "promoted" and watcher.decisions[0].challenger == "2"
-    assert watcher.decisions[1].champion == "2"  # the waiting one challenged the new champion
+    watcher.finish()  # the retraining ends; what waited is checked again: its labels were learned, it is dropped
+    assert [(d.trigger, d.outcome, d.challenger) for d in watcher.decisions] == [("labels", "promoted", "2")]
+    assert any("trigger labels waited, and no longer holds" in line for line in said)
+    assert watcher.check() == [] and not watcher.busy  # no label since the decision: quiet
+
+    fill_log(url, loop.models, loop.traffic.iloc[1000:1600], labels=True, start=time.time(), step=0.001,
+             prefix="later", version="2")
+    assert [f.trigger for f in watcher.check()] == ["labels"]  # 600 new labels
+    watcher.finish()
+    assert [(d.trigger, d.champion) for d in watcher.decisions] == [("labels", "1"), ("labels", "2")]
     store = open_log(url)
     try:
         assert [d["id"] for d in store.decisions()] == [d.id for d in watcher.decisions]
     finally:
         store.close()
-    assert watcher.check() == [] and not watcher.busy  # no label arrived since the last decision: quiet
+
+
+def test_the_watch_command_checks_and_stops_and_refuses_an_unreachable_service(adult_loop: Loop,
+                                                                                tmp_path: Path) -> None:
+    from tests.retraining.traffic import ENV, cli
+    from tests.serving.conftest import free_port
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    fill_log(url, adult_loop.models, pd.read_csv(adult_loop.folder / "young.csv").iloc[:200])
+    common = [str(adult_loop.folder / "adult.yaml"), "--log", url, "--versions", str(adult_loop.models),
+              "--runs", str(tmp_path / "runs")]
+    quiet = cli("watch", *common, "--checks", "2", "--check-every", "1s", cwd=tmp_path, env=ENV)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "watching" in quiet.stderr and "trigger" not in quiet.stderr  # 200 young rows: nothing fires
+    unreachable = cli("watch", *common, "--serve", f"http://127.0.0.1:{free_port()}", cwd=tmp_path, env=ENV)
+    assert unreachable.returncode == 2 and "--serve: the service does not answer" in unreachable.stderr
+    assert not (tmp_path / "runs").exists()

@@ -225,6 +225,32 @@ def test_workers_follow_the_shadow_through_the_selection(models: Path, tmp_path:
             state.prediction_log.close(5.0)
 
 
+def test_an_admin_call_on_a_worker_behind_the_others_does_not_undo_their_change(models: Path, tmp_path: Path) -> None:
+    """A reload answered by one worker, then a shadow change answered by another before its
+    loop followed: the second catches up first, so it publishes the reload, not its stale
+    version (which every worker, the first too, would then have gone back to)."""
+    shutil.copytree(models / ".shadow" / "two", models / "2")
+    selection = tmp_path / "selection.json"
+    overrides = {"log": logged(tmp_path)}
+    one, other = (load_state(models, overrides, selection=selection) for _ in range(2))
+
+    async def scenario() -> None:
+        assert one.current.version == other.current.version == "2"
+        await one.reload("1")
+        await other.change_shadow("two")  # no follower loop runs: only the catch-up can help
+        assert other.current.version == "1" and other.history == ["2"]
+        published = json.loads(selection.read_bytes())
+        assert (published["version"], published["shadow"]) == ("1", "two")
+        await other.change_shadow(None)
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        for state in (one, other):
+            assert state.prediction_log is not None
+            state.prediction_log.close(5.0)
+
+
 # ---------------------------------------------------------------- the runner alone
 
 
@@ -298,6 +324,6 @@ def test_a_full_queue_drops_and_never_blocks() -> None:
     runner.offer("b", [{"x": 1}] * 3)
     assert time.perf_counter() - started < 0.01
     assert runner.totals["dropped"] == 3 and len(runner._queue) == 3
-    runner.stop()
+    runner.stop()  # the 3 queued: dropped, counted
     runner.offer("c", [{"x": 1}])  # after stop: dropped, counted
-    assert runner.totals["dropped"] == 4
+    assert runner.totals["dropped"] == 7

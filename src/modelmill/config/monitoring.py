@@ -107,7 +107,7 @@ class RetrainConfig(Section):
                            "compare challenger and champion on.")
     min_holdout: int = Field(100, ge=10, description="Fewest records held back; fewer labelled records than "
                              "twice this is an error (wait for more labels).")
-    margin: float = Field(0.0, ge=0, description="The challenger's gain on the held-back records (the paired "
+    margin: float = Field(0.0, ge=0, description="The challenger's gain on the held-back records (in the metric's units; the paired "
                           "bootstrap interval's lower end) must pass this (0: the interval excludes zero).")
     tolerance: float = Field(0.01, ge=0, description="The challenger may be worse on the original test split by at "
                              "most this (absolute for scores, relative for errors such as rmse).")

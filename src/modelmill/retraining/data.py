@@ -5,6 +5,7 @@ the original test split itself (found again by the champion's split record)."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from modelmill.config import PipelineConfig
 from modelmill.config.monitoring import RetrainConfig
-from modelmill.data.split import SplitRecord, row_hashes
+from modelmill.data.split import SplitRecord, row_hashes, split_rest
 from modelmill.errors import ServingError
 from modelmill.monitoring.export import log_frame
 from modelmill.monitoring.store import LogStore, display_url
@@ -28,16 +29,26 @@ class Labelled:
     learn: pd.DataFrame
     held_back: pd.DataFrame
     total: int
+    read_at: float  # when the log was read: labels that came later are not in it
+
+    def learned(self) -> dict[str, Any]:
+        """What a challenger made of these learned, for its lineage (the next retraining
+        must not judge it on them)."""
+        return {"labelled_before": pd.Timestamp(self.read_at, unit="s", tz="UTC").isoformat(),
+                "logged_before": pd.Timestamp(self.held_back["logged_at"].iloc[0]).isoformat()}
 
 
 def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConfig, *,
-                     since: float | None = None) -> Labelled:
-    """The log's labelled records, split into what is learned from and what is held back.
+                     since: float | None = None, learned: dict[str, Any] | None = None) -> Labelled:
+    """The log's labelled records, split into what is learned from and what is held back:
+    the newest of those the champion did not learn from (``learned``: what a retrained
+    champion's lineage says it learned; a record judged on must be new to both models).
 
     Raises:
         ServingError: no labelled record, or too few to hold back ``min_holdout`` and learn
             from as many.
     """
+    read_at = time.time()
     frame = log_frame(store, since=since, labelled_only=True)
     target = champion.target.name
     if len(frame):
@@ -52,11 +63,22 @@ def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConf
         raise ServingError(f"the prediction log at {where} holds {len(frame)} labelled records; retraining needs "
                            f"{needed} (monitoring.retrain.min_holdout {settings.min_holdout} held back to judge on, as "
                            "many to learn from). Fix: wait for more labels, or lower min_holdout")
+    new = np.ones(len(frame), dtype=bool)
+    if learned:  # records the champion learned from: labelled before it read the log, logged before its held-back
+        new = ~((frame["labelled_at"] < pd.Timestamp(learned["labelled_before"])) &
+                (frame["logged_at"] < pd.Timestamp(learned["logged_before"]))).to_numpy()
     held = max(settings.min_holdout, math.ceil(settings.holdout * len(frame)))
+    candidates = np.flatnonzero(new)
+    if candidates.size < settings.min_holdout:
+        raise ServingError(f"of the {len(frame)} labelled records of the log, {candidates.size} are new to the champion "
+                           f"(it learned from the others); judging a challenger needs {settings.min_holdout} "
+                           "(monitoring.retrain.min_holdout). Fix: wait for more labels")
+    held_back = np.zeros(len(frame), dtype=bool)
+    held_back[candidates[-held:]] = True
     for feature in champion.features:
         frame[feature.name] = feature.from_log(frame[feature.name]) if feature.name in frame else None
-    return Labelled(frame.iloc[:-held].reset_index(drop=True), frame.iloc[-held:].reset_index(drop=True),
-                    len(frame))
+    return Labelled(frame.loc[~held_back].reset_index(drop=True), frame.loc[held_back].reset_index(drop=True),
+                    len(frame), read_at)
 
 
 def check_learnable(champion: Predictor, records: pd.DataFrame) -> None:
@@ -75,22 +97,26 @@ def check_learnable(champion: Predictor, records: pd.DataFrame) -> None:
 
 @dataclass
 class TrainingRows:
-    """What the challenger is fitted on (``train``: the original rows but the test split,
-    and the log's records) and judged on (``test``: the original test split)."""
+    """What the challenger is fitted on (``train``: the original rows but the test split, and
+    the log's records; ``valid``: its validation rows when chosen here, else None: the
+    pipeline splits ``train``) and judged on (``test``: the original test split)."""
 
     train: pd.DataFrame
+    valid: pd.DataFrame | None
     test: pd.DataFrame
     original: int
     added: int
+    test_copies: int  # logged records equal to an original test row: left out
 
 
 def training_rows(original: pd.DataFrame, test_source: pd.DataFrame | None, record: SplitRecord,
                   config: PipelineConfig, learn: pd.DataFrame) -> TrainingRows:
-    """The original rows without the test split (and without copies of test rows, which
-    would leak the test split into training), then the log's records.
+    """The original rows without the test split, then the log's records; neither with a copy
+    of a test row, which would leak the test split into training.
 
     ``test_source``: the frame the test rows are in, when not ``original`` (split method
-    ``files``)."""
+    ``files``). With a time split, validation is the newest share of each: the log's records
+    are the newest of all, and a challenger must learn from them, not only stop on them."""
     columns = [f.name for f in config.features] + [config.target.name]
     split = config.data.split
     if test_source is None:
@@ -100,18 +126,36 @@ def training_rows(original: pd.DataFrame, test_source: pd.DataFrame | None, reco
     else:
         test = record.test_split(test_source)
         rest = original
-    test_hashes = set(row_hashes(test, columns).tolist())
-    rest = rest.loc[~np.isin(row_hashes(rest, columns), list(test_hashes))]
+    test_hashes = row_hashes(_canonical(test, test, columns), columns)
+    rest = rest.loc[~np.isin(row_hashes(_canonical(rest, test, columns), columns), test_hashes)]
     added = learn[columns].copy()
     added[config.target.name] = _as_original(added[config.target.name], original[config.target.name])
+    copies = np.isin(row_hashes(_canonical(added, test, columns), columns), test_hashes)
+    added, learned_at = added.loc[~copies], learn.loc[~copies]
     if split.column and split.column in rest.columns and split.column not in added.columns:
         # the split's own column, for the log's records: a split column marks them for training,
-        # a time split orders them by when they were served, each is a group of its own
-        added[split.column] = {"column": "train", "time": learn["logged_at"].dt.tz_localize(None),
-                               "group": learn["request_id"]}.get(split.method)
+        # a group split makes each a group of its own
+        added[split.column] = {"column": "train", "group": learned_at["request_id"]}.get(split.method)
     keep = [c for c in rest.columns if c in columns or c == split.column]
-    train = pd.concat([rest[keep], added[[c for c in keep if c in added.columns]]], ignore_index=True)
-    return TrainingRows(train, test, len(rest), len(added))
+    rest, added = rest[keep], added[[c for c in keep if c in added.columns]]
+    valid = None
+    if split.method == "time" and split.valid > 0:
+        rest_train, rest_valid = split_rest(rest, split, target=config.target.name, classify=True)
+        newest = round(len(added) * split.valid)  # the records are in logging order
+        added_train, added_valid = added.iloc[:len(added) - newest], added.iloc[len(added) - newest:]
+        train = pd.concat([rest_train, added_train], ignore_index=True)
+        valid = pd.concat([rest_valid, added_valid], ignore_index=True)
+    else:
+        train = pd.concat([rest, added], ignore_index=True)
+    return TrainingRows(train, valid, test, len(rest), len(added), int(copies.sum()))
+
+
+def _canonical(frame: pd.DataFrame, like: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame``'s values in one spelling for comparing rows with ``like``'s: numbers as
+    floats where ``like`` has numbers (a logged 39.0 is the data's 39), else text."""
+    return pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce").astype("float64")
+                         if pd.api.types.is_numeric_dtype(like[c]) else frame[c].astype("string")
+                         for c in columns}, index=frame.index)
 
 
 def _as_original(labels: pd.Series, original: pd.Series) -> pd.Series:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +35,13 @@ class VersionFolder:
     def bundle(self, version: str) -> Bundle:
         return read_bundle(resolve_bundle_dir(self.path / version))
 
-    def next_version(self) -> str:
-        numbers = [int(v) for v in self.root.versions() if v.isdigit()]
-        numbers += [int(p.name) for p in self.path.iterdir() if p.name.isdigit()]  # broken ones keep their number
-        return str(max(numbers, default=0) + 1)
+    def next_version(self, taken: Iterable[str] = ()) -> str:
+        """One more than any version, broken version, challenger in shadow or name in
+        ``taken`` (the challengers the audit knows, whose folders may be gone)."""
+        shadows = self.path / SHADOW_FOLDER
+        names = [*(p.name for p in self.path.iterdir()), *taken,
+                 *((p.name for p in shadows.iterdir()) if shadows.is_dir() else ())]
+        return str(max((int(name) for name in names if name.isdigit()), default=0) + 1)
 
     def add(self, bundle: Path, version: str, *, shadow: bool = False) -> Path:
         """Copy ``bundle`` to the version folder ``version`` (under ``.shadow/`` for a shadow):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelmill.bundle import Bundle, Lineage
 from modelmill.config import PipelineConfig, load_config
@@ -27,10 +28,10 @@ from modelmill.errors import ConfigError, ModelmillError, ServingError
 from modelmill.evaluation.metrics import check_metric
 from modelmill.monitoring import identity_of
 from modelmill.monitoring.export import open_log
-from modelmill.monitoring.store import LogStore, ModelIdentity, display_url
+from modelmill.monitoring.store import LogStore, ModelIdentity, database_message, display_url
 from modelmill.predictor import Predictor
 from modelmill.retraining.challenge import Comparison, compare, judge
-from modelmill.retraining.data import check_learnable, labelled_records, training_rows
+from modelmill.retraining.data import Labelled, TrainingRows, check_learnable, labelled_records, training_rows
 from modelmill.retraining.promote import Service, VersionFolder
 
 log = logging.getLogger("modelmill.retrain")
@@ -53,9 +54,15 @@ class Decision:
     id: int | None = None
 
     def record(self, store: LogStore) -> Decision:
-        self.id = store.write_decision({
-            "decided_at": time.time(), "outcome": self.outcome, "trigger": self.trigger, "champion": self.champion,
-            "challenger": self.challenger, "reason": self.reason, "figures": self.figures, "lineage": self.lineage})
+        try:
+            self.id = store.write_decision({
+                "decided_at": time.time(), "outcome": self.outcome, "trigger": self.trigger,
+                "champion": self.champion, "challenger": self.challenger, "reason": self.reason,
+                "figures": self.figures, "lineage": self.lineage})
+        except SQLAlchemyError as exc:
+            raise ServingError(f"{self.outcome}{' version ' + self.challenger if self.challenger else ''} ({self.reason}), "
+                               f"but its audit record could not be written to {display_url(store.url)}: "
+                               f"{database_message(exc)}") from None
         return self
 
 
@@ -107,6 +114,9 @@ def retrain(config_path: Path, *, log_url: str, versions: Path, serve: str | Non
             trained or promoted, and no decision recorded.
     """
     config = load_config(config_path)
+    if shadow_first and serve is None:
+        raise ServingError("--shadow-first needs --serve: the challenger runs in shadow beside the champion "
+                           "in the running service")
     folder = VersionFolder(versions)
     with folder.lock(say):
         store = open_log(log_url)
@@ -150,7 +160,8 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
                            f"({'; '.join(differences)}). Fix: give the log the champion's service writes (--log)")
     settings = config.monitoring.retrain
     metric = check_metric(champion.predictor.target.task, config.monitoring.decay.metric, "monitoring.decay.metric")
-    labelled = labelled_records(store, champion.predictor, settings, since=since)
+    labelled = labelled_records(store, champion.predictor, settings, since=since,
+                                learned=champion.bundle.lineage.details.get("learned"))
     check_learnable(champion.predictor, labelled.learn)
     split = champion.bundle.split()
     if split is None:
@@ -167,12 +178,26 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
         "to judge on")
     run_dir = new_run_dir(runs, config.name)
     try:
-        pipeline.fit(rows.train, test=rows.test, run_dir=run_dir)
+        pipeline.fit(rows.train, test=rows.test, valid=rows.valid, run_dir=run_dir)
     except ModelmillError:
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    try:  # from here on a failure is a decision too: the audit (and watch's triggers) see it
+        decision = _judge(pipeline, champion, labelled, rows, run_dir, store, metric, settings, trigger, started)
+        if decision.outcome == "promote":
+            decision = _promote(decision, folder, service, store, shadow_first, say)
+    except ModelmillError as exc:
+        decision = Decision("failed", f"the challenger was trained but {exc}", trigger, champion.version)
+    mark_latest(run_dir)
+    return decision.record(store)
+
+
+def _judge(pipeline: Any, champion: Champion, labelled: Labelled, rows: TrainingRows, run_dir: Path,
+           store: LogStore, metric: str, settings: RetrainConfig, trigger: str, started: float) -> Decision:
+    """The comparison and the rule's verdict (outcome ``promote`` or ``refused``), the
+    challenger's bundle written with its lineage."""
     challenger = pipeline.parts
     recent = _compare(champion.predictor, challenger, labelled.held_back, metric, settings)
     original_test = _compare(champion.predictor, challenger, rows.test, metric, None)
@@ -181,7 +206,7 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
     figures = {"recent": recent.as_json(), "original_test": original_test.as_json(),
                "rows": {"original_train": rows.original, "logged_learned": rows.added,
                         "held_back": len(labelled.held_back), "original_test": len(rows.test),
-                        "labelled": labelled.total},
+                        "labelled": labelled.total, "logged_copies_of_test_rows": rows.test_copies},
                "margin": settings.margin, "tolerance": settings.tolerance, "confidence": settings.confidence,
                "first_held_back": _iso(labelled.held_back["logged_at"].iloc[0]),
                "seconds": round(time.perf_counter() - started, 1)}
@@ -189,24 +214,20 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
                       (*champion.bundle.lineage.ancestors, _ancestor(champion.bundle)),
                       {"trigger": trigger, "log": display_url(store.url), "champion_version": champion.version,
                        "rows": figures["rows"], "recent": figures["recent"],
-                       "original_test": figures["original_test"]})
+                       "original_test": figures["original_test"], "learned": labelled.learned()})
     bundle_path = pipeline.save(run_dir / "bundle", lineage=lineage)
-    mark_latest(run_dir)
-    decision = Decision("refused", verdict.reason, trigger, champion.version, None, figures, lineage.as_json(),
-                        bundle_path)
-    if verdict.promote:
-        decision = _promote(decision, folder, service, shadow_first, say)
-    return decision.record(store)
+    return Decision("promote" if verdict.promote else "refused", verdict.reason, trigger, champion.version, None,
+                    figures, lineage.as_json(), bundle_path)
 
 
-def _promote(decision: Decision, folder: VersionFolder, service: Service | None, shadow_first: bool,
-             say: Say) -> Decision:
+def _promote(decision: Decision, folder: VersionFolder, service: Service | None, store: LogStore,
+             shadow_first: bool, say: Say) -> Decision:
     assert decision.bundle is not None
-    version = folder.next_version()
+    # a name no challenger had: shadow records and decisions are keyed by it
+    version = folder.next_version(taken=[str(d["challenger"]) for d in store.decisions() if d["challenger"]])
     decision.challenger = version
     if shadow_first:
-        if service is None:
-            raise ServingError("--shadow-first needs --serve: the challenger runs in shadow beside the champion")
+        assert service is not None
         folder.add(decision.bundle, version, shadow=True)
         try:
             service.shadow(version)
@@ -219,16 +240,29 @@ def _promote(decision: Decision, folder: VersionFolder, service: Service | None,
         return decision
     folder.add(decision.bundle, version)
     say(f"wrote version {version} to {folder.path / version}")
-    if service is not None:
-        try:
-            answer = service.reload(version)
-        except ServingError as exc:  # the service could not load it: it must not stay the newest version
-            folder.remove(version)
-            decision.outcome, decision.reason = "failed", f"{decision.reason}; but the service did not load it: {exc}"
-            return decision
-        decision.figures["reload_seconds"] = answer.get("seconds")
     decision.outcome = "promoted"
+    if service is not None:
+        loaded = reload(service, version)
+        if isinstance(loaded, str):  # the service did not take it: it must not stay the newest version
+            folder.remove(version)
+            decision.outcome, decision.reason = "failed", f"{decision.reason}; but the service did not load it: {loaded}"
+        else:
+            decision.figures["reload_seconds"] = loaded.get("seconds")
     return decision
+
+
+def reload(service: Service, version: str) -> dict[str, Any] | str:
+    """Ask the service to serve ``version``: its answer, or why it did not. An error on the
+    way (a timeout, a busy answer) is checked against what it serves afterwards."""
+    try:
+        return service.reload(version)
+    except ServingError as exc:
+        try:
+            if str(service.model().get("version")) == version:
+                return {"seconds": None}
+        except ServingError:
+            pass
+        return str(exc)
 
 
 def _compare(champion: Predictor, challenger: Predictor, frame: pd.DataFrame, metric: str,

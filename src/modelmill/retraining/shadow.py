@@ -8,7 +8,6 @@ challenger worse by more than the tolerance."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from modelmill.monitoring.store import LogStore
 from modelmill.predictor.output import logged_predictions
 from modelmill.retraining.challenge import compare, worse_beyond
 from modelmill.retraining.promote import Service, VersionFolder
+from modelmill.serving.versions import SHADOW_FOLDER
 
 if TYPE_CHECKING:
     from modelmill.retraining.retrain import Decision, Say
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any], config: PipelineConfig,
                  serve: str | None, *, say: Say) -> Decision:
     """Judge the challenger in shadow, or say how far it is from being judged."""
-    from modelmill.retraining.retrain import Decision, find_champion
+    from modelmill.retraining.retrain import Decision, find_champion, reload
 
     version = str(pending["challenger"])
     if serve is None:
@@ -38,6 +38,10 @@ def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any]
     service = Service.connect(serve, config.serving.admin_token_env, folder)
     champion = find_champion(folder, service)
     settings = config.monitoring.retrain
+    if not (folder.path / SHADOW_FOLDER / version).is_dir():  # removed by hand: settle it, or it blocks every retraining
+        _stop_shadow(service, version)
+        return Decision("failed", f"version {version} was in shadow but its folder {SHADOW_FOLDER}/{version} is gone",
+                        "shadow", champion.version, version).record(store)
     shadowing = (service.model().get("shadow") or {}).get("version")
     if shadowing != version:  # the service restarted, say: shadowing is not kept across restarts
         service.shadow(version)
@@ -45,8 +49,9 @@ def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any]
     target = champion.predictor.target
     rows = [row for row in store.read_shadow(version) if str(row["version"]) == str(pending["champion"])]
     labelled = [row for row in rows if row["label"] is not None]
-    truth = target.codes(pd.Series([json.loads(row["label"]) for row in labelled], dtype=object))
-    known = np.flatnonzero(np.asarray(truth) >= 0)
+    labels = pd.Series([json.loads(row["label"]) for row in labelled], dtype=object)
+    known = np.flatnonzero(target.labelled(labels)) if len(labels) else np.zeros(0, dtype=np.int64)
+    truth = np.asarray(target.codes(labels)) if len(labels) else np.zeros(0)
     if known.size < settings.shadow_records:
         return Decision("waiting", f"version {version} in shadow: {len(rows)} records predicted, {known.size} of them "
                         f"labelled; judging it needs {settings.shadow_records} labelled "
@@ -56,7 +61,7 @@ def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any]
     champion_out = logged_predictions(_outputs(labelled, "outputs"), target.name, target.task, classes)
     challenger_out = logged_predictions(_outputs(labelled, "shadow_outputs"), target.name, target.task, classes)
     metric = check_metric(target.task, config.monitoring.decay.metric, "monitoring.decay.metric")
-    live = compare(target.task, metric, np.asarray(truth)[known], champion_out.rows(known),
+    live = compare(target.task, metric, truth[known], champion_out.rows(known),
                    challenger_out.rows(known), confidence=settings.confidence, resamples=settings.bootstrap)
     offline = dict(pending["figures"].get("recent") or {})
     agreement = float(np.mean(np.asarray(champion_out.labels) == np.asarray(challenger_out.labels)))
@@ -66,27 +71,36 @@ def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any]
                                   "challenger": _median(rows, "shadow_latency_ms")}}
     overlap = live.low is not None and offline.get("low") is not None and \
         live.low <= float(offline["high"]) and live.high is not None and live.high >= float(offline["low"])
-    # "worse" by the interval's lower end: the live records must not make a clear loss likely
-    worse = live.low is not None and worse_beyond(metric, replace(live, gain=live.low), settings.tolerance)
+    worse = worse_beyond(metric, live, settings.tolerance)  # the live gain itself below -tolerance
     shown = f"live {metric} gain {live.gain:+.4f} ({_interval(live.low, live.high)}) on {live.rows} labelled " \
             f"shadow records; offline {float(offline.get('gain', 0.0)):+.4f} " \
             f"({_interval(offline.get('low'), offline.get('high'))})"
     decision = Decision("refused", "", "shadow", champion.version, version, figures, pending.get("lineage") or {})
     if not overlap or worse:
-        service.shadow(None)
         decision.reason = f"the live records disagree with the offline evaluation: {shown}"
+        decision.reason += _stop_shadow(service, version)
+        folder.remove(version, shadow=True)  # its bundle stays in its run folder
         return decision.record(store)
     folder.promote_shadow(version)
-    try:
-        answer = service.reload(version)
-    except ServingError as exc:
+    loaded = reload(service, version)
+    if isinstance(loaded, str):
         folder.remove(version)
-        decision.outcome, decision.reason = "failed", f"agreed in shadow ({shown}) but the service did not load it: {exc}"
+        decision.outcome, decision.reason = "failed", f"agreed in shadow ({shown}) but the service did not load it: {loaded}"
+        decision.reason += _stop_shadow(service, version)
         return decision.record(store)
-    service.shadow(None)
-    figures["reload_seconds"] = answer.get("seconds")
+    figures["reload_seconds"] = loaded.get("seconds")
     decision.outcome, decision.reason = "promoted", f"the live records agree with the offline evaluation: {shown}"
+    decision.reason += _stop_shadow(service, version)
     return decision.record(store)
+
+
+def _stop_shadow(service: Service, version: str) -> str:
+    """Stop the service shadowing; what went wrong, to add to the decision's reason."""
+    try:
+        service.shadow(None)
+    except ServingError as exc:
+        return f" (stopping the shadow of version {version} failed: {exc}; DELETE /v1/admin/shadow stops it)"
+    return ""
 
 
 def _outputs(rows: list[dict[str, Any]], key: str) -> pd.DataFrame:

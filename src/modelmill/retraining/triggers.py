@@ -38,11 +38,16 @@ class Triggers:
               now: float | None = None) -> list[Firing]:
         """What fires now. ``last_decision``: when the latest retraining was decided (the
         labels and the schedule count from then; from the champion's creation before any)."""
-        now = time.time() if now is None else now
-        since = last_decision if last_decision is not None else _created(reference)
         fired = []
         if self.settings.drift or self.settings.decay is not False:
             fired += self._alarms(store, reference)
+        return fired + self.counted(store, last_decision if last_decision is not None else _created(reference), now)
+
+    def counted(self, store: LogStore, since: float | None, now: float | None = None) -> list[Firing]:
+        """The triggers that count from ``since`` (the last decision): new labels, the schedule."""
+        now = time.time() if now is None else now
+        since = now if since is None else since
+        fired = []
         if self.settings.new_labels is not None:
             arrived = store.labels_since(since)
             if arrived >= self.settings.new_labels:

@@ -1,8 +1,11 @@
 """``modelmill watch``: the triggers checked in a loop, a retraining run when one fires.
 
 Retrainings run one at a time on a worker thread; the loop keeps checking meanwhile, and a
-trigger that fires while a retraining runs waits for it to end (every trigger waiting is
-then answered by one retraining). A challenger in shadow is judged at every check until it
+trigger that fires while a retraining runs waits for it to end. Then what waited is checked
+again: new labels and the schedule count from the decision just made (labels that came
+while the retraining waited for the folder's lock were in it), and an alarm against a
+champion just replaced is moot (the new champion's alarms are its own); what still holds is
+answered by one retraining. A challenger in shadow is judged at every check until it
 is promoted or refused. A retraining another process runs on the same folder (``retrain``
 from cron) is waited for as well: both take the folder's lock.
 """
@@ -16,8 +19,11 @@ from pathlib import Path
 
 from modelmill.config import load_config
 from modelmill.config.monitoring import window_seconds
+from sqlalchemy.exc import SQLAlchemyError
+
 from modelmill.errors import ConfigError, ModelmillError
 from modelmill.monitoring.export import open_log
+from modelmill.monitoring.store import database_message
 from modelmill.monitoring.watch import Reference
 from modelmill.retraining.promote import Service, VersionFolder
 from modelmill.retraining.retrain import Decision, find_champion, pending_shadow, retrain
@@ -73,11 +79,15 @@ class Watcher:
         self._stop.set()
 
     def finish(self) -> None:
-        """Wait for the retraining that runs, then run what waits for it."""
+        """Wait for the retraining that runs, then run what waits for it (and still holds)."""
         while self.busy or self.waiting:
-            if self._worker is not None:
-                self._worker.join()
+            self.wait_current()
             self._start_waiting()
+
+    def wait_current(self) -> None:
+        """Wait for the retraining that runs (Ctrl-C must not cut a promotion in half)."""
+        if self._worker is not None:
+            self._worker.join()
 
     def check(self) -> list[Firing]:
         """One round: judge a challenger in shadow, evaluate the triggers, start a retraining."""
@@ -89,6 +99,9 @@ class Watcher:
             fired = self.triggers.check(store, self._reference(), last_decision=last)
         except ModelmillError as exc:
             self._problem(str(exc))
+            return []
+        except SQLAlchemyError as exc:  # the database went away: said once, checked again next time
+            self._problem(f"the prediction log cannot be read: {database_message(exc)}")
             return []
         finally:
             store.close()
@@ -104,10 +117,39 @@ class Watcher:
     def _start_waiting(self) -> None:
         if self.busy or not self.waiting:
             return
+        if self._worker is not None:  # a retraining ended since these fired
+            self.waiting = self._still_holding(self.waiting)
+            self._worker = None
+            if not self.waiting:
+                return
         trigger = "+".join(dict.fromkeys(f.trigger for f in self.waiting))
         self.waiting = []
         self._worker = threading.Thread(target=self._retrain, args=(trigger,), name="modelmill-retrain", daemon=True)
         self._worker.start()
+
+    def _still_holding(self, waiting: list[Firing]) -> list[Firing]:
+        store = open_log(self.log_url)
+        try:
+            decisions = store.decisions(latest=1)
+            last = decisions[-1] if decisions else None
+            held = []
+            for firing in waiting:
+                if firing.trigger in ("drift", "decay") and last is not None and last["outcome"] == "promoted":
+                    holds = False  # judged against a champion that is gone
+                elif firing.trigger in ("labels", "schedule") and last is not None:
+                    since = float(last["decided_at"])
+                    holds = firing.trigger in {f.trigger for f in self.triggers.counted(store, since)}
+                else:
+                    holds = True
+                if holds:
+                    held.append(firing)
+                else:
+                    self.say(f"trigger {firing.trigger} waited, and no longer holds after the retraining that ran")
+            return held
+        except (ModelmillError, SQLAlchemyError):
+            return waiting  # the next retraining will say what is wrong
+        finally:
+            store.close()
 
     def _retrain(self, trigger: str) -> None:
         try:

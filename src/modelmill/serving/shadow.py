@@ -156,6 +156,10 @@ class ShadowRunner:
         with self._lock:
             self._stopping = True
         self._wake.set()
+        if self._thread.ident is None:  # never started: what is queued is dropped here
+            with self._lock:
+                left, self._queue = len(self._queue), deque()
+            self._count("dropped", left)
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():

@@ -80,6 +80,7 @@ class ServerState:
 
     async def reload(self, version: str | None) -> dict[str, Any]:
         """Load and warm ``version`` (default: the newest), then switch to it atomically."""
+        await self.catch_up()
         return await self._switch(lambda: version or self.root.newest(), rollback=False)
 
     async def rollback(self) -> dict[str, Any]:
@@ -93,6 +94,7 @@ class ServerState:
                 raise Problem(409, "nothing_to_roll_back", f"no version older than {self.current.version!r}")
             return older[-1]
 
+        await self.catch_up()
         return await self._switch(previous, rollback=True)
 
     def shadow_with(self, runner: ShadowRunner | None) -> ShadowRunner | None:
@@ -109,6 +111,8 @@ class ServerState:
         warmed first; a failure leaves things as they were), or stop shadowing (None)."""
         from modelmill.serving.shadow import open_shadow
 
+        if publish:  # an admin call, not this worker following the others
+            await self.catch_up()
         if self._swap_lock.locked():
             raise Problem(409, "busy", "another reload, rollback or shadow change is running; retry when it is done")
         async with self._swap_lock:
@@ -130,23 +134,32 @@ class ServerState:
         """Worker loop: serve what another worker's admin call selected in ``selection``."""
         while True:
             await asyncio.sleep(interval)
+            if not self._swap_lock.locked():
+                await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Take on what another worker's admin call published, if this worker has not yet.
+        Every admin call starts here: a worker that answers one before its loop caught up
+        would otherwise publish its stale copy (a rollback of the reload just made, say)."""
+        if self.selection is None:
+            return
+        try:
+            changed = self.selection.stat().st_mtime_ns
+            if changed == self._selection_seen:
+                return
+            chosen = json.loads(self.selection.read_bytes())
+        except (OSError, ValueError):
+            return
+        self._selection_seen = changed
+        if chosen["version"] != self.current.version:
             try:
-                changed = selection.stat().st_mtime_ns
-                if changed == self._selection_seen or self._swap_lock.locked():
-                    continue
-                chosen = json.loads(selection.read_bytes())
-            except (OSError, ValueError):
-                continue
-            self._selection_seen = changed
-            if chosen["version"] != self.current.version:
-                try:
-                    await self._switch(lambda: chosen["version"], rollback=False, publish=False)
-                except Problem as exc:
-                    log.error("could not follow the other workers to version %s: %s", chosen["version"], exc)
-            self.history = list(chosen["history"])
-            if "broken" in chosen:
-                self._set_broken(chosen["broken"])
-            await self._follow_shadow(chosen.get("shadow"))
+                await self._switch(lambda: chosen["version"], rollback=False, publish=False)
+            except Problem as exc:
+                log.error("could not follow the other workers to version %s: %s", chosen["version"], exc)
+        self.history = list(chosen["history"])
+        if "broken" in chosen:
+            self._set_broken(chosen["broken"])
+        await self._follow_shadow(chosen.get("shadow"))
 
     async def _follow_shadow(self, name: str | None) -> None:
         if name != (self.shadow.version if self.shadow else None):
