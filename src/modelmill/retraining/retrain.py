@@ -107,7 +107,9 @@ def find_champion(folder: VersionFolder, service: Service | None) -> Champion:
 def retrain(config_path: Path, *, log_url: str, versions: Path, serve: str | None = None,
             runs: Path = Path("runs"), trigger: str = "manual", shadow_first: bool = False,
             since: float | None = None, say: Say = log.info) -> Decision:
-    """Train, judge and (maybe) promote one challenger; the recorded decision.
+    """Train, judge and (maybe) promote one challenger, or judge the challenger in shadow;
+    the recorded decision (what goes wrong after training is a ``failed`` one; a shadow
+    still short of labelled records is ``waiting``, not recorded).
 
     Raises:
         ModelmillError: the input was wrong (config, log, folder, service): nothing was
