@@ -166,3 +166,46 @@ def test_reading_commands_never_create_an_empty_store(tmp_path: Path) -> None:
     with pytest.raises(ServingError, match="no prediction log at"):
         LogStore(f"sqlite:///{tmp_path / 'typo.db'}", create=False)
     assert not (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_shadow_rows_and_decisions_on_both_databases(database: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import ExitStack
+
+    from tests.postgres import postgres_cluster
+
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'monitor.db'}" if database == "sqlite" else \
+            stack.enter_context(postgres_cluster()).url
+        monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+        LogStore(url).open(IDENTITY)  # written by the first schema: upgraded in place below
+        monkeypatch.undo()
+        store = LogStore(url)
+        store.open(IDENTITY)
+        try:
+            store.write_predictions([row("a"), row("b", at=2000.0)])
+            store.write_labels([{"request_id": "a", "row": 0, "value": json.dumps("bad"), "labelled_at": 1500.0}])
+            shadowed = [{"request_id": r, "row": 0, "version": "2", "logged_at": at, "latency_ms": 0.5,
+                         "outputs": json.dumps({"risk_predicted": "bad"})} for r, at in (("a", 1000.0), ("b", 2000.0))]
+            store.write_shadow(shadowed)
+            store.write_shadow(shadowed[:1])  # a replay stores nothing twice
+            rows = store.read_shadow("2")
+            assert [(r["request_id"], r["label"], r["version"]) for r in rows] == [("a", '"bad"', "1"), ("b", None, "1")]
+            assert json.loads(rows[0]["outputs"]) == {"risk_predicted": "good"}  # the champion's, beside the shadow's
+            assert store.read_shadow("3") == []
+            first = store.write_decision({"decided_at": 3000.0, "outcome": "refused", "trigger": "drift",
+                                          "champion": "1", "challenger": None, "reason": "not better",
+                                          "figures": {"recent": {"gain": -0.01}}, "lineage": {"parent": "x"}})
+            second = store.write_decision({"decided_at": 3100.0, "outcome": "promoted", "trigger": "labels",
+                                           "champion": "1", "challenger": "2", "reason": "better",
+                                           "figures": {}, "lineage": {}})
+            assert second > first
+            assert [(d["outcome"], d["figures"], d["lineage"]) for d in store.decisions()] == [
+                ("refused", {"recent": {"gain": -0.01}}, {"parent": "x"}), ("promoted", {}, {})]
+            assert [d["id"] for d in store.decisions(latest=1)] == [second]
+            assert store.labels_since(1400.0) == 1 and store.labels_since(1600.0) == 0
+            store.delete_before(1500.0)  # retention takes the shadow rows with their records
+            assert [r["request_id"] for r in store.read_shadow("2")] == ["b"]
+        finally:
+            store.close()
