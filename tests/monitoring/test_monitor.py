@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from sklearn import metrics as skm
 
 from modelmill.api import Pipeline
 from modelmill.cli import main
-from modelmill.errors import ConfigError, ServingError
+from modelmill.errors import ConfigError, ModelmillError, ServingError
 from modelmill.monitoring import LogStore, ModelIdentity
 from modelmill.evaluation.estimate import expected_roc_auc
 from modelmill.monitoring.decay import estimated
@@ -195,6 +196,21 @@ def test_bad_input_is_one_clear_message_and_exit_2(models: dict[str, Path], tmp_
         Monitor(Reference.load(models["binary"]), metric="loss")
     with pytest.raises(ServingError, match="larger than the log"):
         monitor_log(models["binary"], small, window=151)
+
+
+def test_a_broken_newest_version_is_passed_over_as_the_server_passes_it_over(models: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    from tests.damage import flip_one_byte
+
+    folder = tmp_path / "versions"
+    shutil.copytree(models["binary"], folder / "1")
+    shutil.copytree(models["binary"], folder / "2")
+    flip_one_byte(folder / "2" / "weights.safetensors")
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    fill_log(url, folder / "1", make_frame(200, seed=12), version="1")
+    assert monitor_log(folder, url, window=200).model.version == "1"
+    with pytest.raises(ModelmillError, match="integrity"):
+        monitor_log(folder, url, window=200, version="2")  # named: its own error
 
 
 def test_predictions_and_performance_are_judged_on_the_reference_versions_rows(models: Path,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelmill.bundle import read_bundle, resolve_bundle_dir
 from modelmill.config.monitoring import MonitoringConfig, parse_window, window_seconds
-from modelmill.errors import ConfigError, ServingError
+from modelmill.errors import ConfigError, ModelmillError, ServingError
 from modelmill.evaluation.metrics import check_metric, metric_direction
 from modelmill.features import DriftResult, DriftConfig
 from modelmill.monitoring import decay
@@ -44,17 +44,25 @@ class Reference:
 
     @classmethod
     def load(cls, path: Path, version: str | None = None) -> Reference:
-        """The bundle at ``path``, or a version (default: the newest) of the folder of
-        versions there."""
+        """The bundle at ``path``, or a version of the folder of versions there (default: the
+        newest that loads, as a server started over the folder serves it)."""
         root = ModelRoot(path)
         known = root.versions()
         if version is not None and version not in known:
             raise ServingError(f"--version {version!r} is not in {path} (versions: {', '.join(known)}). Fix: "
                                "name one of them, or leave --version out for the newest")
-        version = version or root.newest()
-        bundle = read_bundle(resolve_bundle_dir(root.path if root.single is not None else root.path / version))
-        return cls(root.path, version, Predictor.from_bundle(bundle), bundle.profile(), bundle.metrics(),
-                   bundle.manifest)
+        candidates = [version] if version is not None else list(reversed(known))
+        problems = []
+        for candidate in candidates:
+            try:
+                bundle = read_bundle(resolve_bundle_dir(root.path if root.single is not None else root.path / candidate))
+                return cls(root.path, candidate, Predictor.from_bundle(bundle), bundle.profile(), bundle.metrics(),
+                           bundle.manifest)
+            except ModelmillError as exc:
+                if version is not None or root.single is not None:
+                    raise
+                problems.append(f"version {candidate}: {exc}")
+        raise ServingError(f"no version of {path} loads: {'; '.join(problems)}")
 
     @property
     def identity(self) -> ModelIdentity:

@@ -130,6 +130,10 @@ def retrain(config_path: Path, *, log_url: str, versions: Path, serve: str | Non
                 return judge_shadow(store, folder, pending, config, serve, say=say)
             return _retrain(config, config_path, store, folder, serve, runs=runs, trigger=trigger,
                             shadow_first=shadow_first, since=since, say=say)
+        except SQLAlchemyError as exc:  # the database went away while it was read
+            raise ServingError(f"the prediction log at {display_url(store.url)} cannot be read: "
+                               f"{database_message(exc)}. Fix: check that the database runs, then retrain "
+                               "again") from None
         finally:
             store.close()
 
