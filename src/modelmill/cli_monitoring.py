@@ -1,11 +1,13 @@
-"""The closed loop's commands: ``retrain``, ``watch`` and ``log decisions``, registered on
-the app of :mod:`modelmill.cli` by :func:`register` (this module does not import that one,
-so that ``python -m modelmill.cli`` registers them on the app it runs)."""
+"""The commands after deployment: ``log export``, ``log labels``, ``log decisions``,
+``monitor``, ``dashboard``, ``retrain`` and ``watch``, registered on the app of
+:mod:`modelmill.cli` by :func:`register` (this module does not import that one, so that
+``python -m modelmill.cli`` registers them on the app it runs)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,107 @@ Versions = Annotated[Path, typer.Option("--versions", help="The folder of versio
 Serve = Annotated[str | None, typer.Option("--serve", help="The running service to reload (its admin token in the "
                                            "environment: serving.admin_token_env, MODELMILL_ADMIN_TOKEN).")]
 Runs = Annotated[Path, typer.Option(help="Folder of the runs (the challengers' bundles).")]
+
+
+def log_export(
+    log: LogUrl,
+    output: Annotated[Path, typer.Option("--output", "-o", help="A .parquet or .csv file to write.")],
+    since: Annotated[str | None, typer.Option(help="From this date or time (UTC), e.g. 2026-12-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date or time (UTC).")] = None,
+    labelled: Annotated[bool, typer.Option("--labelled", help="Only records with a label.")] = False,
+) -> None:
+    """Logged records (inputs, predictions and labels) as a table, for retraining and monitoring."""
+    from modelmill.monitoring.export import export_log
+
+    done = export_log(log, output, since=since, until=until, labelled_only=labelled)
+    err.print(f"wrote {done.rows} records ({done.labelled} labelled) to {done.path}")
+
+
+def log_labels(
+    data: Annotated[Path, typer.Argument(help="A CSV/Parquet file: request_id and row (or --key) and the label.")],
+    log: LogUrl,
+    value: Annotated[str | None, typer.Option(help="The label column (default: the target's name, or label).")] = None,
+    key: Annotated[str | None, typer.Option(help="Join by this record key column (serving.log.key_column) "
+                                            "instead of request_id and row.")] = None,
+) -> None:
+    """Add labels that arrived later to the prediction log."""
+    from collections import Counter
+
+    from modelmill.monitoring.export import add_labels
+
+    results = add_labels(log, data, value_column=value, key_column=key)
+    counts = Counter(result["status"] for result in results)
+    out.print(f"{counts['stored']} labels stored, {counts['unknown']} unknown (no such prediction logged"
+              f"{' yet; kept' if key is None else ''})", highlight=False)
+
+
+class FailOn(str, Enum):
+    latest = "latest"
+    any = "any"
+
+
+def monitor(
+    model: Annotated[Path, typer.Argument(help="The bundle that served the log, or its folder of versions "
+                                          "(the newest is the reference).")],
+    log: LogUrl,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and summary.json.")] = Path(
+        "monitoring"),
+    window: Annotated[str | None, typer.Option(help="Rows per window (1000) or a duration (30m, 6h, 1d, 1w); "
+                                               "default: monitoring.window of the bundle's config.")] = None,
+    metric: Annotated[str | None, typer.Option(help="The metric followed (default: monitoring.decay.metric).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date or time (UTC), e.g. 2026-12-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date or time (UTC).")] = None,
+    version: Annotated[str | None, typer.Option(help="The version of a folder of versions to judge against "
+                                                "(default: the newest).")] = None,
+    fail_on: Annotated[FailOn, typer.Option(help="Exit 3 for an alarm in the newest window (latest) or in "
+                                            "any window (any).")] = "latest",  # type: ignore[assignment]
+) -> None:
+    """Drift, data quality and performance of the logged records against the bundle: report.html
+    and summary.json (its schema: docs/monitor-summary.schema.json). Exit 3 when an alarm fires
+    in the newest window (--fail-on any: in any window)."""
+    from modelmill.files import atomic_open
+    from modelmill.monitoring.export import parse_time
+    from modelmill.monitoring.report import write_monitor_report
+    from modelmill.monitoring.watch import monitor_log
+
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    summary = monitor_log(model, log, window=window, metric=metric, since=start, until=end, version=version)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_open(output / "summary.json", "w", encoding="utf-8") as stream:
+        stream.write(summary.model_dump_json(indent=2) + "\n")
+    report = write_monitor_report(summary, output / "report.html")
+    table = Table(title=f"{summary.model.name} v{summary.model.version}: {len(summary.windows)} windows of "
+                  f"{summary.settings.window}")
+    for heading in ("column", "score", "windows drifted"):
+        table.add_column(heading, justify="left" if heading == "column" else "right")
+    for ranked in summary.ranking:
+        table.add_row(escape(ranked.column), f"{ranked.score:.3f}", str(ranked.windows_drifted))
+    out.print(table)
+    for alarm in summary.alarms:
+        err.print(f"[bold red]alarm[/] window {alarm.window}, {alarm.kind}: {escape(alarm.message)}", highlight=False)
+    out.print(f"summary: {output / 'summary.json'}")
+    out.print(f"report: {report}")
+    if summary.latest_alarm or (fail_on == FailOn.any and summary.alarm):
+        raise typer.Exit(3)
+
+
+def dashboard(
+    models: Annotated[Path, typer.Option("--models", help="The bundle, or the folder of its versions.")],
+    log: LogUrl,
+    host: Annotated[str, typer.Option(help="Interface (loopback by default; another needs the token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8050,
+    token_env: Annotated[str, typer.Option(help="Environment variable holding the access token.")] =
+        "MODELMILL_DASHBOARD_TOKEN",
+    window: Annotated[str | None, typer.Option(help="Rows per window or a duration (default: the config's).")] = None,
+    metric: Annotated[str | None, typer.Option(help="The metric followed (default: the config's).")] = None,
+    version: Annotated[str | None, typer.Option(help="The version to judge the log against (default: the "
+                                                "newest).")] = None,
+) -> None:
+    """A read-only web page of the model's versions, traffic, drift, performance and alarms."""
+    from modelmill.monitoring.dashboard import run_dashboard
+
+    run_dashboard(models, log, host=host, port=port, token_env=token_env, window=window, metric=metric,
+                  version=version)
 
 
 def retrain(
@@ -118,9 +221,13 @@ def log_decisions(
 
 
 def register(app: typer.Typer, log_app: typer.Typer) -> None:
+    log_app.command("export")(log_export)
+    log_app.command("labels")(log_labels)
+    log_app.command("decisions")(log_decisions)
+    app.command()(monitor)
+    app.command()(dashboard)
     app.command()(retrain)
     app.command()(watch)
-    log_app.command("decisions")(log_decisions)
 
 
 def show_decision(outcome: str, reason: str, challenger: str | None, figures: dict[str, Any]) -> None:
