@@ -205,16 +205,17 @@ def log_decisions(
     if not decisions:
         out.print("no retraining decisions yet")
         return
-    table = Table(title="retraining decisions")
-    for heading in ("id", "decided (UTC)", "trigger", "outcome", "champion", "challenger",
-                    "gain on recent records [interval]", "original test split"):
-        table.add_column(heading, overflow="fold")
+    table = Table(title="retraining decisions", caption="gain: the challenger's over the champion on the held-back "
+                  "recent records, with its 95% interval; test: both on the original test split")
+    for heading in ("id", "decided (UTC)", "trigger", "outcome", "versions", "gain", "test: new / old"):
+        table.add_column(heading, no_wrap=heading in ("id", "outcome", "versions"))
     for decision in decisions:
         recent = decision["figures"].get("recent") or decision["figures"].get("live") or {}
         test = decision["figures"].get("original_test") or {}
+        versions = f"{decision['champion'] or ''} → {decision['challenger']}" if decision["challenger"] \
+            else str(decision["champion"] or "")
         table.add_row(str(decision["id"]), _when(decision["decided_at"]), escape(decision["trigger"]),
-                      decision["outcome"], escape(str(decision["champion"] or "")),
-                      escape(str(decision["challenger"] or "")), _gain(recent), _test(test))
+                      decision["outcome"], escape(versions), _gain(recent), _test(test))
     out.print(table)
     for decision in decisions:  # the reasons are sentences: below the table, not folded into a column
         out.print(f"{decision['id']} {decision['outcome']}: {escape(decision['reason'])}", highlight=False)
@@ -237,17 +238,17 @@ def show_decision(outcome: str, reason: str, challenger: str | None, figures: di
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def _gain(figures: dict[str, Any]) -> str:
     if "gain" not in figures:
         return ""
-    interval = f" [{figures['low']:+.4f}, {figures['high']:+.4f}]" if figures.get("low") is not None else ""
-    return f"{figures['metric']} {figures['gain']:+.4f}{interval} ({figures['rows']} rows)"
+    interval = f" [{figures['low']:+.3f}, {figures['high']:+.3f}]" if figures.get("low") is not None else ""
+    return f"{figures['metric']} {figures['gain']:+.4f}{interval}"
 
 
 def _test(figures: dict[str, Any]) -> str:
     if "challenger" not in figures:
         return ""
-    return f"{figures['challenger']:.4f} vs {figures['champion']:.4f}"
+    return f"{figures['challenger']:.4f} / {figures['champion']:.4f}"
