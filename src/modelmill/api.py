@@ -46,6 +46,7 @@ from modelmill.training.ensemble import fit_ensemble
 from modelmill.training.fitting import FitSettings, fit_model
 
 log = logging.getLogger("modelmill")
+_PART = "__modelmill_part"  # which part a row given as train or validation belongs to, through cleaning
 Data: TypeAlias = pd.DataFrame | str | Path
 
 
@@ -114,12 +115,16 @@ class Pipeline:
         and champion are judged on the same rows); ``data`` then makes train and validation,
         unless ``valid`` gives the validation rows too (cleaned like ``data``)."""
         config = self.config
+        if valid is not None and test is None:
+            raise ValueError("valid= is given with test= only (the config's split makes both otherwise)")
         clock = _Stopwatch()
         features = build_features(config)  # unfitted, they already answer for their columns
         maker = model_maker(config)  # imports the model type's library (LightGBM for gbdt)
         maker.check(features)  # a model type that cannot take a column fails before any reading
         clock.lap("model type")
         frame = self.read(data)
+        if valid is not None:  # validated and cleaned with the rest (a duplicate across the two goes)
+            frame = pd.concat([frame.assign(**{_PART: "train"}), valid.assign(**{_PART: "valid"})], ignore_index=True)
         clock.lap("read")
         source = str(data) if isinstance(data, (str, Path)) else config.data.source
         self.warnings_ = validate_frame(frame, config, features, source=source)
@@ -128,10 +133,11 @@ class Pipeline:
         self.data_hash_ = _frame_hash(frame)
         cleaned, report = clean_rows(frame, config, features)
         clock.lap("validate and clean")
-        if valid is not None and test is None:
-            raise ValueError("valid= is given with test= only (the config's split makes both otherwise)")
-        given_valid = clean_rows(valid, config, features)[0] if valid is not None else None
-        train, valid, test = self._split(cleaned, test, given_valid)
+        given_valid = None
+        if valid is not None:
+            part = cleaned.pop(_PART)
+            cleaned, given_valid = cleaned.loc[part.eq("train")], cleaned.loc[part.eq("valid")]
+        train, valid, test = self._split(cleaned.reset_index(drop=True), test, given_valid)
         self.split_ = SplitRecord.of(test, source=self._test_source(source), settings=config.data.split,
                                      columns=[f.name for f in config.features] + [config.target.name],
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})

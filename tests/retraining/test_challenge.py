@@ -5,6 +5,7 @@ log's records are learned from, not only validated on)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,3 +113,58 @@ def test_with_a_time_split_the_logs_records_are_learned_from_too() -> None:
     from_original = rows.valid[rows.valid["x"].astype(float).isin(original["x"].iloc[10:])]
     newest = pd.to_datetime(original["when"].iloc[10:]).sort_values().iloc[-10:]  # the newest fifth of the 50
     assert sorted(pd.to_datetime(from_original["when"])) == sorted(newest)
+
+
+def test_fit_takes_given_test_and_validation_rows_cleaned_together() -> None:
+    from modelmill.api import Pipeline
+
+    frame = make_frame(rows=200, seed=6)
+    train, valid, test = frame.iloc[:120], frame.iloc[120:160], frame.iloc[160:]
+    valid = pd.concat([valid, train.iloc[:5]], ignore_index=True)  # five copies of training rows
+    config = base_config(training={"epochs": 1, "batch_size": 64, "progress": False})
+    pipeline = Pipeline(config).fit(train, test=test, valid=valid)
+    assert pipeline.split_ is not None
+    assert pipeline.split_.rows == {"train": 120, "valid": 40, "test": 40}  # the copies went with the cleaning
+    assert pipeline.cleaning_ is not None and pipeline.cleaning_.duplicates_dropped == 5
+    with pytest.raises(ValueError, match="valid= is given with test= only"):
+        Pipeline(config).fit(train, valid=valid)
+
+
+def test_records_a_retrained_champion_learned_are_never_held_back_and_names_are_never_reused(
+        tmp_path: Path) -> None:
+    import shutil
+
+    from modelmill.api import Pipeline, load
+    from modelmill.config.monitoring import RetrainConfig
+    from modelmill.monitoring.export import open_log
+    from modelmill.retraining.data import labelled_records
+    from modelmill.retraining.promote import VersionFolder
+    from tests.monitoring.filling import fill_log
+
+    config = base_config(training={"epochs": 1, "batch_size": 64, "progress": False})
+    Pipeline(config).fit(make_frame(rows=200, seed=7)).save(tmp_path / "models" / "1")
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    fill_log(url, tmp_path / "models", make_frame(rows=400, seed=8), labels=True, start=1_790_000_000.0)
+    settings = RetrainConfig(min_holdout=20, holdout=0.25)
+    store = open_log(url)
+    try:
+        champion = load(tmp_path / "models" / "1").parts
+        first = labelled_records(store, champion, settings)
+        assert (len(first.learn), len(first.held_back)) == (300, 100)
+        cutoffs = first.learned()
+        again = labelled_records(store, champion, settings, learned=cutoffs)  # a champion that learned the 300
+        assert set(again.held_back["request_id"]) == set(first.held_back["request_id"])  # only new ones judge
+        assert len(again.learn) == 300
+        fill_log(url, tmp_path / "models", make_frame(rows=40, seed=9), labels=True, start=1_790_001_000.0,
+                 prefix="late")
+        later = labelled_records(store, champion, settings, learned=again.learned())
+        assert len(later.held_back) == 110 and not later.held_back["request_id"].isin(first.learn["request_id"]).any()
+    finally:
+        store.close()
+
+    folder = VersionFolder(tmp_path / "models")
+    assert folder.next_version() == "2"
+    (tmp_path / "models" / ".shadow").mkdir()
+    shutil.copytree(tmp_path / "models" / "1", tmp_path / "models" / ".shadow" / "2")
+    assert folder.next_version() == "3"  # a challenger in shadow holds its name
+    assert folder.next_version(taken=["2", "7"]) == "8"  # so do the audit's challengers, whose folders are gone

@@ -5,7 +5,6 @@ the original test split itself (found again by the champion's split record)."""
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,17 +28,19 @@ class Labelled:
     learn: pd.DataFrame
     held_back: pd.DataFrame
     total: int
-    read_at: float  # when the log was read: labels that came later are not in it
+    earlier: list[dict[str, str]]  # what the champion (and its ancestors) learned
 
-    def learned(self) -> dict[str, Any]:
-        """What a challenger made of these learned, for its lineage (the next retraining
-        must not judge it on them)."""
-        return {"labelled_before": pd.Timestamp(self.read_at, unit="s", tz="UTC").isoformat(),
-                "logged_before": pd.Timestamp(self.held_back["logged_at"].iloc[0]).isoformat()}
+    def learned(self) -> list[dict[str, str]]:
+        """What a challenger made of these learned, for its lineage (the next retraining must
+        not judge it on them): the champion's cutoffs, and these records' — labelled up to the
+        newest label read, logged before the first record held back."""
+        labelled = pd.concat([self.learn["labelled_at"], self.held_back["labelled_at"]]).max()
+        return [*self.earlier, {"labelled_until": pd.Timestamp(labelled).isoformat(),
+                                "logged_before": pd.Timestamp(self.held_back["logged_at"].iloc[0]).isoformat()}]
 
 
 def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConfig, *,
-                     since: float | None = None, learned: dict[str, Any] | None = None) -> Labelled:
+                     since: float | None = None, learned: Any = None) -> Labelled:
     """The log's labelled records, split into what is learned from and what is held back:
     the newest of those the champion did not learn from (``learned``: what a retrained
     champion's lineage says it learned; a record judged on must be new to both models).
@@ -48,7 +49,6 @@ def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConf
         ServingError: no labelled record, or too few to hold back ``min_holdout`` and learn
             from as many.
     """
-    read_at = time.time()
     frame = log_frame(store, since=since, labelled_only=True)
     target = champion.target.name
     if len(frame):
@@ -63,10 +63,11 @@ def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConf
         raise ServingError(f"the prediction log at {where} holds {len(frame)} labelled records; retraining needs "
                            f"{needed} (monitoring.retrain.min_holdout {settings.min_holdout} held back to judge on, as "
                            "many to learn from). Fix: wait for more labels, or lower min_holdout")
+    earlier = [c for c in (learned if isinstance(learned, list) else []) if isinstance(c, dict)]
     new = np.ones(len(frame), dtype=bool)
-    if learned:  # records the champion learned from: labelled before it read the log, logged before its held-back
-        new = ~((frame["labelled_at"] < pd.Timestamp(learned["labelled_before"])) &
-                (frame["logged_at"] < pd.Timestamp(learned["logged_before"]))).to_numpy()
+    for cutoff in earlier:  # records the champion, or an ancestor, learned from: not new to it
+        new &= ~((frame["labelled_at"] <= pd.Timestamp(cutoff["labelled_until"])) &
+                 (frame["logged_at"] < pd.Timestamp(cutoff["logged_before"]))).to_numpy()
     held = max(settings.min_holdout, math.ceil(settings.holdout * len(frame)))
     candidates = np.flatnonzero(new)
     if candidates.size < settings.min_holdout:
@@ -78,7 +79,7 @@ def labelled_records(store: LogStore, champion: Predictor, settings: RetrainConf
     for feature in champion.features:
         frame[feature.name] = feature.from_log(frame[feature.name]) if feature.name in frame else None
     return Labelled(frame.loc[~held_back].reset_index(drop=True), frame.loc[held_back].reset_index(drop=True),
-                    len(frame), read_at)
+                    len(frame), earlier)
 
 
 def check_learnable(champion: Predictor, records: pd.DataFrame) -> None:

@@ -196,6 +196,10 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
             decision = _promote(decision, folder, service, store, shadow_first, say)
     except ModelmillError as exc:
         decision = Decision("failed", f"the challenger was trained but {exc}", trigger, champion.version)
+    except (OSError, SQLAlchemyError) as exc:  # a full disk, a database gone: no traceback, and a decision
+        why = database_message(exc) if isinstance(exc, SQLAlchemyError) else f"{exc.strerror or exc}"
+        decision = Decision("failed", f"the challenger was trained but could not be written or promoted: {why}",
+                            trigger, champion.version)
     mark_latest(run_dir)
     return decision.record(store)
 
@@ -238,9 +242,13 @@ def _promote(decision: Decision, folder: VersionFolder, service: Service | None,
         try:
             service.shadow(version)
         except ServingError as exc:
-            folder.remove(version, shadow=True)
-            decision.outcome, decision.reason = "failed", f"{decision.reason}; but the service would not shadow it: {exc}"
-            return decision
+            from modelmill.serving.client import ServiceError
+
+            refused = isinstance(exc, ServiceError) and exc.status < 500 and exc.code != "busy"
+            if refused or not _shadowing(service, version):  # no answer is no refusal: it may still be loading
+                folder.remove(version, shadow=True)
+                decision.outcome, decision.reason = "failed", f"{decision.reason}; but the service would not shadow it: {exc}"
+                return decision
         decision.outcome = "shadowing"
         decision.reason = f"{decision.reason}; now in shadow beside the champion until its live records are judged"
         return decision
@@ -257,18 +265,41 @@ def _promote(decision: Decision, folder: VersionFolder, service: Service | None,
     return decision
 
 
-def reload(service: Service, version: str) -> dict[str, Any] | str:
-    """Ask the service to serve ``version``: its answer, or why it did not. An error on the
-    way (a timeout, a busy answer) is checked against what it serves afterwards."""
-    try:
-        return service.reload(version)
-    except ServingError as exc:
+def reload(service: Service, version: str, *, attempts: int = 5, pause_s: float = 2.0) -> dict[str, Any] | str:
+    """Ask the service to serve ``version``: its answer, or why it did not. Only the service
+    saying it cannot load the version is a refusal; a timeout or a busy answer is asked
+    again (the service may still be loading it, or a worker not yet caught up), and what it
+    serves then decides."""
+    from modelmill.serving.client import ServiceError
+
+    why = ""
+    for _ in range(attempts):
+        try:
+            return service.reload(version)
+        except ServiceError as exc:
+            why = str(exc)
+            if exc.code != "busy" and exc.status < 500:
+                return why  # the service answered: it cannot take this version
+        except ServingError as exc:  # no answer (a timeout, the connection cut)
+            why = str(exc)
+        time.sleep(pause_s)
         try:
             if str(service.model().get("version")) == version:
                 return {"seconds": None}
         except ServingError:
             pass
-        return str(exc)
+    return why
+
+
+def _shadowing(service: Service, version: str, *, attempts: int = 5, pause_s: float = 2.0) -> bool:
+    for _ in range(attempts):
+        time.sleep(pause_s)
+        try:
+            if ((service.model().get("shadow") or {}).get("version")) == version:
+                return True
+        except ServingError:
+            pass
+    return False
 
 
 def _compare(champion: Predictor, challenger: Predictor, frame: pd.DataFrame, metric: str,

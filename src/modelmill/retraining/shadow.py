@@ -38,8 +38,11 @@ def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any]
     service = Service.connect(serve, config.serving.admin_token_env, folder)
     champion = find_champion(folder, service)
     settings = config.monitoring.retrain
-    if not (folder.path / SHADOW_FOLDER / version).is_dir():  # removed by hand: settle it, or it blocks every retraining
+    if not (folder.path / SHADOW_FOLDER / version).is_dir():  # settled, or it would block every retraining
         _stop_shadow(service, version)
+        if champion.version == version:  # promoted, and the audit record did not make it then
+            return Decision("promoted", f"version {version}, promoted from shadow, is served; its decision was not "
+                            "recorded at the time", "shadow", str(pending["champion"]), version).record(store)
         return Decision("failed", f"version {version} was in shadow but its folder {SHADOW_FOLDER}/{version} is gone",
                         "shadow", champion.version, version).record(store)
     shadowing = (service.model().get("shadow") or {}).get("version")

@@ -8,7 +8,7 @@ which flicker from window to window: an edge per column would fire again and aga
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from modelmill.config.monitoring import TriggerConfig, window_seconds
@@ -25,6 +25,8 @@ DECAY_KINDS = {"decay", "estimated_decay"}
 class Firing:
     trigger: str  # drift, decay, labels, schedule
     detail: str
+    at: float = field(default_factory=time.time)
+    during: bool = False  # fired while a retraining ran: checked again when it ends
 
 
 class Triggers:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,20 +109,21 @@ class Watcher:
         for firing in fired:
             self.say(f"trigger {firing.trigger}: {firing.detail}" + (" (waits for the retraining that runs)"
                                                                    if self.busy else ""))
-        self.waiting += fired
+        self.waiting += [replace(f, during=True) for f in fired] if self.busy else fired
         if pending is not None and not self.waiting and not self.busy:
             self.waiting.append(Firing("shadow", f"version {pending['challenger']} in shadow"))
         self._start_waiting()
         return fired
 
     def _start_waiting(self) -> None:
-        if self.busy or not self.waiting:
+        if self.busy:
             return
-        if self._worker is not None:  # a retraining ended since these fired
-            self.waiting = self._still_holding(self.waiting)
-            self._worker = None
-            if not self.waiting:
-                return
+        self._worker = None
+        if any(f.during for f in self.waiting):  # a retraining ended since these fired
+            self.waiting = [f for f in self.waiting if not f.during] + self._still_holding(
+                [f for f in self.waiting if f.during])
+        if not self.waiting:
+            return
         trigger = "+".join(dict.fromkeys(f.trigger for f in self.waiting))
         self.waiting = []
         self._worker = threading.Thread(target=self._retrain, args=(trigger,), name="modelmill-retrain", daemon=True)
@@ -134,8 +136,9 @@ class Watcher:
             last = decisions[-1] if decisions else None
             held = []
             for firing in waiting:
-                if firing.trigger in ("drift", "decay") and last is not None and last["outcome"] == "promoted":
-                    holds = False  # judged against a champion that is gone
+                replaced = last is not None and last["outcome"] == "promoted" and float(last["decided_at"]) > firing.at
+                if firing.trigger in ("drift", "decay") and replaced:
+                    holds = False  # judged against a champion replaced since
                 elif firing.trigger in ("labels", "schedule") and last is not None:
                     since = float(last["decided_at"])
                     holds = firing.trigger in {f.trigger for f in self.triggers.counted(store, since)}

@@ -23,6 +23,15 @@ from PIL import Image
 from modelmill.errors import ServingError
 
 
+class ServiceError(ServingError):
+    """The service answered with an error: its HTTP status and error code (``load_failed``,
+    ``busy`` …), for callers that act on which it was."""
+
+    def __init__(self, message: str, status: int, code: str | None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0, retries: int = 3,
                  admin_token: str | None = None, api_key: str | None = None,
@@ -114,7 +123,8 @@ class Client:
                 continue
             if response.is_success:
                 return response.json()
-            raise ServingError(_describe_failure(response, f"{method} {self.url}{path}"))
+            raise ServiceError(_describe_failure(response, f"{method} {self.url}{path}"), response.status_code,
+                               _error_code(response))
         raise AssertionError("unreachable")
 
 
@@ -154,6 +164,13 @@ def _retry_after(response: httpx.Response) -> float:
         return min(10.0, max(0.05, float(response.headers.get("retry-after", "1"))))
     except ValueError:
         return 1.0
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _describe_failure(response: httpx.Response, what: str) -> str:

@@ -48,7 +48,7 @@ class ServerState:
                  prediction_log: PredictionLog | None = None, broken: dict[str, str] | None = None) -> None:
         self.root = root
         self.selection = selection
-        self._selection_seen: float | None = None
+        self._selection_seq = 0  # the number of the newest selection this worker has taken on (or written)
         self.settings = settings
         self.current = first
         self.history: list[str] = []  # versions served before the current one, oldest first
@@ -144,18 +144,19 @@ class ServerState:
         if self.selection is None:
             return
         try:
-            changed = self.selection.stat().st_mtime_ns
-            if changed == self._selection_seen:
-                return
             chosen = json.loads(self.selection.read_bytes())
-        except (OSError, ValueError):
+            number = int(chosen.get("seq", 0))
+        except (OSError, ValueError, TypeError):
             return
-        self._selection_seen = changed
+        if number <= self._selection_seq:  # numbered, not dated: two writes in one clock tick still differ
+            return
+        self._selection_seq = number
         if chosen["version"] != self.current.version:
             try:
                 await self._switch(lambda: chosen["version"], rollback=False, publish=False)
             except Problem as exc:
                 log.error("could not follow the other workers to version %s: %s", chosen["version"], exc)
+                return  # the history is theirs, of a version this worker does not serve
         self.history = list(chosen["history"])
         if "broken" in chosen:
             self._set_broken(chosen["broken"])
@@ -190,10 +191,10 @@ class ServerState:
 
     def _publish(self) -> None:
         if self.selection is not None:
+            self._selection_seq += 1
             atomic_write_bytes(self.selection, json.dumps(
-                {"version": self.current.version, "history": self.history, "broken": self.broken,
-                 "shadow": self.shadow.version if self.shadow else None}).encode())
-            self._selection_seen = self.selection.stat().st_mtime_ns
+                {"seq": self._selection_seq, "version": self.current.version, "history": self.history,
+                 "broken": self.broken, "shadow": self.shadow.version if self.shadow else None}).encode())
 
     async def _switch(self, choose: Any, *, rollback: bool, publish: bool = True) -> dict[str, Any]:
         if self._swap_lock.locked():
