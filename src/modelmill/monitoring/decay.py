@@ -6,6 +6,7 @@ estimated, before labels arrive, from the predicted probabilities of a classifie
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,18 +45,27 @@ def realised(task: str, metric: str, truth: np.ndarray, predictions: Predictions
     value = metric_of(task, metric, truth, predictions)
     if value is None:
         return None
+    interval = bootstrap_interval(lambda picked: metric_of(task, metric, truth[picked], predictions.rows(picked)),
+                                  int(truth.size), confidence=confidence, resamples=resamples, seed=seed)
+    low, high = interval or (None, None)
+    return Realised(value, low, high, int(truth.size))
+
+
+def bootstrap_interval(statistic: Callable[[np.ndarray], float | None], rows: int, *, confidence: float,
+                       resamples: int, seed: int = 0) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of ``statistic`` (of the positions of a resample of
+    ``rows`` rows) at ``confidence``; None when it is undefined on most resamples."""
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(resamples):
-        picked = rng.integers(0, truth.size, truth.size)
-        drawn = metric_of(task, metric, truth[picked], predictions.rows(picked))
+        drawn = statistic(rng.integers(0, rows, rows))
         if drawn is not None:
             draws.append(drawn)
     if len(draws) < resamples // 2:  # most resamples undefined: no honest interval
-        return Realised(value, None, None, int(truth.size))
+        return None
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
-    return Realised(value, float(low), float(high), int(truth.size))
+    return float(low), float(high)
 
 
 def estimated(task: str, metric: str, predictions: Predictions) -> float | None:
@@ -64,4 +74,4 @@ def estimated(task: str, metric: str, predictions: Predictions) -> float | None:
     return estimate(task, metric, np.asarray(predictions.codes), predictions.proba)
 
 
-__all__ = ["ESTIMABLE", "Realised", "estimated", "metric_of", "realised"]
+__all__ = ["ESTIMABLE", "Realised", "bootstrap_interval", "estimated", "metric_of", "realised"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from modelmill.evaluation.metrics import metric_direction
 from modelmill.features import Predictions
-from modelmill.monitoring.decay import metric_of
+from modelmill.monitoring.decay import bootstrap_interval, metric_of
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,16 @@ def compare(task: str, metric: str, truth: np.ndarray, champion: Predictions, ch
     comparison = Comparison(metric, int(truth.size), first, second, signed_gain(metric, first, second))
     if not resamples or confidence is None:
         return comparison
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        picked = rng.integers(0, truth.size, truth.size)
+
+    def gain(picked: np.ndarray) -> float | None:  # both models on the same resample: paired
         a = metric_of(task, metric, truth[picked], champion.rows(picked))
         b = metric_of(task, metric, truth[picked], challenger.rows(picked))
-        if a is not None and b is not None:
-            draws.append(signed_gain(metric, a, b))
-    if len(draws) < resamples // 2:  # most resamples undefined: no honest interval
+        return None if a is None or b is None else signed_gain(metric, a, b)
+
+    interval = bootstrap_interval(gain, int(truth.size), confidence=confidence, resamples=resamples, seed=seed)
+    if interval is None:
         return comparison
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return Comparison(metric, comparison.rows, first, second, comparison.gain, float(low), float(high))
+    return Comparison(metric, comparison.rows, first, second, comparison.gain, *interval)
 
 
 def worse_beyond(metric: str, comparison: Comparison, tolerance: float) -> bool:
