@@ -45,7 +45,7 @@ def judge_shadow(store: LogStore, folder: VersionFolder, pending: dict[str, Any]
                             "recorded at the time", "shadow", str(pending["champion"]), version).record(store)
         return Decision("failed", f"version {version} was in shadow but its folder {SHADOW_FOLDER}/{version} is gone",
                         "shadow", champion.version, version).record(store)
-    shadowing = (service.model().get("shadow") or {}).get("version")
+    shadowing = (service.served.get("shadow") or {}).get("version")  # as the service answered on connecting
     if shadowing != version:  # the service restarted, say: shadowing is not kept across restarts
         service.shadow(version)
         say(f"the service was not running version {version} in shadow; it does again")

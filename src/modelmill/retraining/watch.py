@@ -27,7 +27,7 @@ from modelmill.monitoring.export import open_log
 from modelmill.monitoring.store import database_message
 from modelmill.monitoring.watch import Reference
 from modelmill.retraining.promote import Service, VersionFolder
-from modelmill.retraining.retrain import Decision, find_champion, pending_shadow, retrain
+from modelmill.retraining.retrain import Decision, pending_shadow, retrain
 from modelmill.retraining.triggers import Firing, Triggers
 
 log = logging.getLogger("modelmill.retrain")
@@ -174,7 +174,7 @@ class Watcher:
     def _reference(self) -> Reference:
         """The champion: the served version, else the newest version that loads."""
         service = Service.connect(self.serve, self.config.serving.admin_token_env, self.folder) if self.serve else None
-        return Reference.load(self.folder.path, find_champion(self.folder, service).version)
+        return Reference.load(self.folder.path, service.version if service else None)  # None: the newest that loads
 
     def _problem(self, message: str) -> None:
         """A problem is said once, until it changes (the database down for an hour is one line)."""
