@@ -358,15 +358,16 @@ class Pipeline:
                              config_yaml=dump_config(self.config)).encode("utf-8")
 
 
-def load(path: str | Path) -> Pipeline:
-    """A fitted pipeline from a bundle (or a run) directory; every file's hash is verified."""
-    return from_bundle(read_bundle(path))
+def load(path: str | Path, *, runtime: str | None = None) -> Pipeline:
+    """A fitted pipeline from a bundle (or a run) directory; every file's hash is verified.
+    ``runtime``: what runs the model (``torch``, ``onnxruntime``; None: what the bundle names)."""
+    return from_bundle(read_bundle(path), runtime=runtime)
 
 
-def from_bundle(bundle: Bundle) -> Pipeline:
+def from_bundle(bundle: Bundle, *, runtime: str | None = None) -> Pipeline:
     """A fitted pipeline from a bundle already read and verified (so it is read once)."""
     pipeline = Pipeline(bundle.config(), base_dir=bundle.path)
-    pipeline.predictor_ = Predictor.from_bundle(bundle)
+    pipeline.predictor_ = Predictor.from_bundle(bundle, runtime)
     pipeline.metrics_ = bundle.metrics()
     pipeline.profile_ = bundle.profile()
     split = bundle.split()

@@ -41,6 +41,32 @@ def trained_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def onnx_versions(trained_versions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same two versions exported to ONNX graphs (``modelmill export``), for serving with
+    runtime onnxruntime."""
+    from modelmill.compression.export import export
+
+    root = tmp_path_factory.mktemp("onnx-models")
+    rows = tmp_path_factory.mktemp("rows") / "rows.csv"
+    make_frame(rows=300, seed=1).to_csv(rows, index=False)
+    for version in ("1", "2"):
+        export(trained_versions / version, root / version, data=str(rows))
+    return root
+
+
+RUNTIMES = ["torch", "onnxruntime"]  # the serving tests that take `runtime_versions` run on both
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def runtime_versions(request: pytest.FixtureRequest, trained_versions: Path) -> tuple[Path, str]:
+    """The two versions and the runtime to serve them on: the trained bundles on torch, their
+    exported copies on onnxruntime."""
+    if request.param == "torch":
+        return trained_versions, "torch"
+    return request.getfixturevalue("onnx_versions"), "onnxruntime"
+
+
 @pytest.fixture
 def versions(trained_versions: Path, tmp_path: Path) -> Path:
     """A private copy, so that a test may add, break or remove versions."""

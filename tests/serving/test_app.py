@@ -15,8 +15,11 @@ from tests.serving.conftest import LiveServer, live_server, record
 
 
 @pytest.fixture(scope="module")
-def served(trained_versions: Path) -> Iterator[LiveServer]:
-    with live_server(trained_versions) as live:
+def served(runtime_versions: tuple[Path, str]) -> Iterator[LiveServer]:
+    """The service on each runtime: the torch bundles, and their exported ONNX graphs."""
+    root, runtime = runtime_versions
+    with live_server(root, runtime=runtime) as live:
+        assert live.state.current.predictor.runtime.name == runtime
         yield live
 
 

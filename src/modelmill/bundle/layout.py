@@ -29,6 +29,12 @@ PLOTS = "plots/"
 MAIN_MODEL = "model"  # the name of the model a pipeline predicts with
 
 
+def runtime_model(runtime: str) -> str:
+    """The name of a bundle model that runs the main model on another runtime (the ONNX
+    graph ``modelmill export`` adds beside the torch weights, say)."""
+    return f"{MAIN_MODEL}-{runtime}"
+
+
 def model_file(model: str, artifact: str) -> str:
     """Where a model's artefact lives: the main model's beside the other members (format 1
     kept its weights there), every other model's in ``models/<model>/``."""

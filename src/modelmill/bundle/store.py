@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -275,17 +275,22 @@ def _safe_name(name: str) -> str:
 
 def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str, bytes] | None = None,
            replace: Mapping[str, bytes] | None = None, models: Mapping[str, ModelFiles] | None = None,
+           replace_models: Mapping[str, ModelFiles] | None = None, remove_models: Sequence[str] = (),
            details: Mapping[str, Any] | None = None) -> Path:
     """Write a new bundle at ``target`` holding everything ``parent`` holds, plus the files
     in ``add`` (an ONNX graph, a model card …), with the files in ``replace`` in place of
-    the parent's, and with the extra ``models``. Its lineage names the parent's hash and
-    ``action``; the parent is never changed.
+    the parent's, with the extra ``models``, with ``replace_models`` in place of the
+    parent's models of those names (their old artefacts left out: an int8 graph instead of
+    the float weights) and without ``remove_models`` (a graph that no longer matches the
+    weights). Its lineage names the parent's hash and ``action``; the parent is never changed.
 
     Raises:
         BundleError: ``target`` is the parent or exists already, a name in ``add`` exists
-            in the parent, a name in ``replace`` does not, or a name is not a safe file name.
+            in the parent, a name in ``replace`` does not, a model to replace or remove is
+            not in the parent, or a name is not a safe file name.
     """
     add, replace, models = dict(add or {}), dict(replace or {}), dict(models or {})
+    replace_models = dict(replace_models or {})
     if Path(target).resolve() == parent.path.resolve():
         raise BundleError(f"cannot derive a bundle into its parent {parent.path}: bundles are immutable once "
                           "written. Fix: give the derived bundle a folder of its own")
@@ -298,6 +303,14 @@ def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str,
         raise BundleError(f"cannot replace {unknown}: the parent bundle holds no such file")
     files = {**parent.files, **replace, **add}
     entries = {name: entry.as_json() for name, entry in parent.models.items()}
+    missing = sorted((set(replace_models) | set(remove_models)) - set(entries))
+    if missing:
+        raise BundleError(f"the parent bundle holds no model {missing} to replace or remove")
+    for name in (*replace_models, *remove_models):
+        for file in parent.models[name].artifacts.values():
+            files.pop(file, None)
+        del entries[name]
+    models = {**replace_models, **models}
     for name, model in models.items():
         if name in entries:
             raise BundleError(f"the parent bundle already holds a model {name!r}")
@@ -311,8 +324,11 @@ def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str,
                 "created_at": parent.manifest.get("created_at")}
     lineage = Lineage(action, parent.digest, (*parent.lineage.ancestors, ancestor),
                       {**dict(details or {}), "added": sorted(add), "replaced": sorted(replace),
-                       "models_added": sorted(models)})
+                       "models_added": sorted(set(models) - set(replace_models)),
+                       "models_replaced": sorted(replace_models), "models_removed": sorted(remove_models)})
     info = {k: v for k, v in parent.manifest.items() if k not in _OWN_KEYS}
+    if CONFIG in replace:
+        info["config_sha256"] = sha256(replace[CONFIG])
     return write_bundle(target, files, {**info, "models": entries, "lineage": lineage.as_json()})
 
 

@@ -77,6 +77,11 @@ class ServingConfig(BaseModel):
     host: str = Field("127.0.0.1", description="Interface to listen on (loopback by default).")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
     workers: int = Field(1, ge=1, le=64, description="Server processes.")
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto",
+        description="What runs the model: torch, or onnxruntime for a bundle holding an ONNX graph (modelmill "
+        "export, or an int8 bundle of modelmill compress); auto: what the bundle's model names.",
+    )
     threads: int | Literal["auto"] = Field(
         "auto",
         description="Intra-op threads of each worker's model; auto: the usable cores divided "

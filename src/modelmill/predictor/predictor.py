@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.bundle import MAIN_MODEL, Bundle, ModelFiles, model_file
+from modelmill.bundle import MAIN_MODEL, Bundle, ModelEntry, ModelFiles, model_file, runtime_model
 from modelmill.config.schema import PipelineConfig
 from modelmill.data.values import SMALL_COLUMN
-from modelmill.errors import ModelError
+from modelmill.errors import BundleError, ModelError
 from modelmill.features import (DriftResult, DriftConfig, Feature, Predictions, Target, features_from_state,
                                 target_from_state)
 from modelmill.models import MODELS, ModelType, TensorData
@@ -28,6 +28,28 @@ FAST_ROWS = SMALL_COLUMN  # records up to this many take the path without pandas
 def model_maker(config: PipelineConfig) -> ModelType[Any]:
     """The configured model type: a torch model (the shared trainer fits it) or a learner."""
     return MODELS.get(config.model.type, path="model.type")(config.model)
+
+
+def model_for_runtime(bundle: Bundle, runtime: str | None) -> ModelEntry:
+    """The bundle model that runs the main model on ``runtime``: the main model itself, or
+    the one an export added for that runtime.
+
+    Raises:
+        BundleError: the bundle holds no model for that runtime (with the command that makes one).
+    """
+    main = bundle.model(MAIN_MODEL)
+    if runtime in (None, "auto", main.runtime):
+        return main
+    other = bundle.models.get(runtime_model(str(runtime)))
+    if other is not None:
+        return other
+    if runtime == "onnxruntime":
+        raise BundleError(f"bundle {bundle.path} holds no ONNX graph to run on onnxruntime. Fix: modelmill export "
+                          f"{bundle.path} --format onnx -o NEW_FOLDER, and serve that bundle")
+    how = (f"its model is an ONNX graph ({bundle.lineage.action}), which runs on onnxruntime only"
+           if main.runtime == "onnxruntime" else f"its model runs on {main.runtime}")
+    raise BundleError(f"bundle {bundle.path} cannot run on {runtime}: {how}. Fix: use runtime {main.runtime} "
+                      "(or auto)")
 
 
 @dataclass
@@ -47,19 +69,20 @@ class Predictor:
         return cls(config, features, target, TorchRuntime(maker.build(features, target)), maker)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle) -> Predictor:
-        """The bundle's main model with its features and target (every file already verified)."""
+    def from_bundle(cls, bundle: Bundle, runtime: str | None = None) -> Predictor:
+        """The bundle's main model with its features and target (every file already verified),
+        run on ``runtime`` (None or ``auto``: the runtime the bundle's main model names)."""
         config = bundle.config()
         state = bundle.features_state()
         features, target = features_from_state(config, state), target_from_state(config, state)
         maker = model_maker(config)
-        entry = bundle.model(MAIN_MODEL)
-        load = RUNTIMES.get(entry.runtime, path=f"{bundle.path}: models.{MAIN_MODEL}.runtime")
+        entry = model_for_runtime(bundle, runtime)
+        load = RUNTIMES.get(entry.runtime, path=f"{bundle.path}: models.{entry.name}.runtime")
         # the main model's artefacts by name, and those of the bundle's other models (an
         # ensemble's members) by their path, models/<name>/<artefact>
-        artifacts = bundle.model_artifacts()
+        artifacts = bundle.model_artifacts(entry.name)
         for name in bundle.models:
-            if name != MAIN_MODEL:
+            if name not in (MAIN_MODEL, entry.name):
                 artifacts |= {model_file(name, a): data for a, data in bundle.model_artifacts(name).items()}
         return cls(config, features, target, load(maker, features, target, artifacts, bundle.path), maker)
 

@@ -34,7 +34,7 @@ class ServedModel:
 
     @classmethod
     def load(cls, bundle: Bundle, version: str, serving: ServingConfig) -> ServedModel:
-        predictor = Predictor.from_bundle(bundle)
+        predictor = Predictor.from_bundle(bundle, runtime=serving.runtime)
         contract = build_contract(predictor.features, bundle.profile(), max_records=serving.max_records,
                                   unknown_categories=serving.unknown_categories)
         return cls(predictor.config.name, version, predictor, contract, bundle.manifest, bundle.metrics(),
@@ -63,6 +63,7 @@ class ServedModel:
             "created_at": self.manifest.get("created_at"),
             "modelmill_version": self.manifest.get("modelmill_version"),
             "model_type": self.predictor.config.model.type,
+            "runtime": self.predictor.runtime.name,
             "target": {"name": target.name, "task": target.task, "classes": target.class_names},
             "inputs": self.predictor.input_schema()["inputs"],
             "metrics": self.metrics,

@@ -1,0 +1,294 @@
+"""``modelmill compress``: a smaller or faster model as a derived bundle, behind an accuracy
+gate. Each method (``METHODS``) says whether it applies to a bundle, and makes a candidate
+model; the gate scores parent and candidate on the same labelled rows (the original test
+split, or ``--data``) and refuses a candidate that loses more than ``max_drop``, writing
+nothing. The derived bundle records the method, the figures before and after, the model's
+size and its forward latency in its lineage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import pandas as pd
+import torch
+from torch import nn
+
+from modelmill.bundle import CONFIG, MAIN_MODEL, METRICS, Bundle, ModelFiles, derive, read_bundle, runtime_model
+from modelmill.config.io import dump_config
+from modelmill.errors import BundleError, ConfigError, ModelError
+from modelmill.predictor import Predictor, TorchRuntime
+from modelmill.predictor.onnx import GRAPH, OnnxRuntime, session
+from modelmill.compression.gate import Measured, artifacts_size, check_gate, gate_metric, measure
+from modelmill.compression.graphs import GRAPH_WRITERS, check_graph, to_onnx
+from modelmill.compression.rows import Rows, gate_rows, training_rows
+from modelmill.registry import Registry
+
+Say = Callable[[str], None]
+TRACE_ROWS = 64  # rows the exporter traces the model on
+CALIBRATION_BATCHES = 8  # batches of 64 training rows that static int8 measures activations on
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings of a compression (each method reads the ones it uses)."""
+
+    sparsity: float = 0.5
+    structured: bool = True
+    finetune_epochs: int = 0
+    int8: Literal["auto", "dynamic", "static"] = "auto"
+
+
+@dataclass
+class Job:
+    """What a method works from: the parent bundle, its predictor, the settings, and the
+    training rows when it needs them (read at most once)."""
+
+    bundle: Bundle
+    predictor: Predictor
+    options: Options
+    train: str | None
+    gate: Rows
+    say: Say
+    _training: Rows | None = field(default=None, repr=False)
+
+    def training_rows(self) -> Rows:
+        if self._training is None:
+            self._training = training_rows(self.bundle, self.train)
+            self.say(f"training rows: {self._training.described}")
+        return self._training
+
+
+@dataclass
+class Candidate:
+    """A compressed model: its predictor, what the bundle keeps of it, and what was done."""
+
+    predictor: Predictor
+    model: ModelFiles
+    details: dict[str, Any]
+    config_yaml: str | None = None  # when the model's shape changed (structured pruning)
+
+
+class Method(Protocol):
+    description: str
+
+    def check(self, bundle: Bundle, predictor: Predictor, options: Options) -> None:
+        """Raise ModelError/ConfigError when the method does not apply to this bundle."""
+
+    def apply(self, job: Job) -> Candidate: ...
+
+
+METHODS: Registry[Method] = Registry("compression method")
+
+
+# --------------------------------------------------------------------- checks
+
+
+def _is_ensemble(predictor: Predictor) -> bool:
+    return predictor.runtime.name == "torch" and bool(predictor.maker.submodels(predictor.model))
+
+
+def _torch_only(bundle: Bundle, predictor: Predictor, method: str) -> None:
+    """The method works on a float torch model; say what this bundle's model is otherwise."""
+    if predictor.runtime.name != "torch":
+        history = " → ".join([*(a.get("action", "?") for a in bundle.lineage.ancestors), bundle.lineage.action])
+        raise ModelError(f"bundle {bundle.path} holds an ONNX graph already ({history}); {method} works on the "
+                         "float model. Fix: compress the bundle it was made from (its lineage names it)")
+    if _is_ensemble(predictor):
+        raise ModelError(f"model type {predictor.config.model.type!r} is an ensemble of several models; {method} "
+                         "does not compress ensembles. Fix: train one model type (mlp, gbdt …) and compress it")
+
+
+# -------------------------------------------------------------------- int8
+
+
+def _has_convolutions(module: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in module.modules())
+
+
+class Int8:
+    description = ("int8 weights (and activations) in an ONNX graph run by ONNX Runtime: dynamic for Linear "
+                   "layers, static with calibration on training rows where there are convolutions")
+
+    def check(self, bundle: Bundle, predictor: Predictor, options: Options) -> None:
+        _torch_only(bundle, predictor, "int8")
+        model_type = predictor.config.model.type
+        if model_type in GRAPH_WRITERS or predictor.maker.view != "encoded":
+            raise ModelError(f"int8 applies to neural models; model type {model_type!r} keeps its own state (trees "
+                             "hold thresholds, not weight matrices). Fix: --method prune (fewer trees), or "
+                             "modelmill export for a faster runtime")
+
+    def apply(self, job: Job) -> Candidate:
+        predictor = job.predictor
+        static = job.options.int8 == "static" or (job.options.int8 == "auto" and _has_convolutions(predictor.model))
+        sample = predictor.inputs(job.gate.frame.iloc[:TRACE_ROWS])
+        graph = to_onnx(predictor, sample)
+        check = check_graph(graph, predictor, predictor.inputs(job.gate.frame.iloc[:256]))
+        if not check.passed:
+            raise ModelError(f"the exported float graph differs from the model by {check.max_abs_diff:.2e} (more "
+                             "than 1e-4): not quantised")
+        from modelmill.compression.quantize import dynamic_int8, static_int8
+
+        if static:
+            rows = job.training_rows().frame.sample(n=min(64 * CALIBRATION_BATCHES, len(job.training_rows().frame)),
+                                                    random_state=0)
+            batches = [predictor.inputs(rows.iloc[i:i + 64]) for i in range(0, len(rows), 64)]
+            quantised = static_int8(graph, batches)
+        else:
+            quantised = dynamic_int8(graph)
+        runtime = OnnxRuntime(session(quantised))
+        candidate = Predictor(predictor.config, predictor.features, predictor.target, runtime, predictor.maker)
+        details = {"int8": "static" if static else "dynamic", "runtime": "onnxruntime",
+                   "float_graph_check": check.as_json(),
+                   **({"calibration_rows": sum(len(b[0]) for b in batches)} if static else {})}
+        return Candidate(candidate, ModelFiles(predictor.config.model.type, "onnxruntime", {GRAPH: quantised}),
+                         details)
+
+
+# -------------------------------------------------------------- half weights
+
+
+class HalfWeights:
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+        self.description = (f"weights stored in {dtype} (half the bytes), computed in float32; on the torch "
+                            "runtime")
+
+    def check(self, bundle: Bundle, predictor: Predictor, options: Options) -> None:
+        _torch_only(bundle, predictor, self.dtype)
+        if predictor.config.model.type in GRAPH_WRITERS or predictor.maker.view != "encoded":
+            raise ModelError(f"{self.dtype} weights apply to neural models; model type "
+                             f"{predictor.config.model.type!r} keeps no weight tensors. Fix: --method prune")
+
+    def apply(self, job: Job) -> Candidate:
+        from modelmill.compression.quantize import half_weights
+
+        predictor = job.predictor
+        artifacts = half_weights(job.bundle.model_artifacts(), self.dtype, where=job.bundle.path)
+        module = predictor.maker.build(predictor.features, predictor.target)
+        predictor.maker.load(module, artifacts, where=job.bundle.path)
+        module.eval()
+        candidate = Predictor(predictor.config, predictor.features, predictor.target, TorchRuntime(module),
+                              predictor.maker)
+        return Candidate(candidate, ModelFiles(predictor.config.model.type, "torch", artifacts),
+                         {"weights": self.dtype, "computed_in": "float32", "runtime": "torch"})
+
+
+
+
+# ------------------------------------------------------------------- pruning
+
+
+class Prune:
+    description = ("magnitude pruning: whole neurons and channels (structured: the model really shrinks) or "
+                   "single weights (--unstructured), optionally fine-tuned; for gbdt, fewer trees")
+
+    def check(self, bundle: Bundle, predictor: Predictor, options: Options) -> None:
+        _torch_only(bundle, predictor, "pruning")
+        if not 0 < options.sparsity < 1:
+            raise ConfigError(f"--sparsity {options.sparsity} must be between 0 and 1 (the share of neurons, "
+                              "channels, weights or trees removed)", path="--sparsity")
+        weights = bundle.model_artifacts()
+        if predictor.config.model.type not in GRAPH_WRITERS and any(
+                name.endswith(".safetensors") for name in weights):
+            from modelmill.bundle import WEIGHTS, parse_weights
+
+            if WEIGHTS in weights and any(t.is_floating_point() and t.dtype != torch.float32
+                                          for t in parse_weights(weights[WEIGHTS], where=bundle.path).values()):
+                raise ModelError("this bundle's weights are stored in half precision; pruning would write them "
+                                 "back in float32. Fix: prune the float32 bundle, then reduce the precision")
+
+    def apply(self, job: Job) -> Candidate:
+        predictor, options = job.predictor, job.options
+        if predictor.config.model.type == "gbdt":
+            from modelmill.compression.trees import prune_trees
+
+            pruned_predictor, details = prune_trees(predictor, sparsity=options.sparsity)
+            return Candidate(pruned_predictor, _model_files(pruned_predictor), details)
+        from modelmill.compression.prune import FineTuning, prune
+
+        finetune = None
+        if options.finetune_epochs > 0:
+            train, valid = _train_valid(predictor, job.training_rows().frame)
+            finetune = FineTuning(train, valid, options.finetune_epochs)
+        pruned = prune(predictor, sparsity=options.sparsity, structured=options.structured, finetune=finetune)
+        config_yaml = dump_config(pruned.predictor.config) if pruned.predictor.config != predictor.config else None
+        return Candidate(pruned.predictor, _model_files(pruned.predictor), pruned.details, config_yaml)
+
+
+METHODS.add("int8", Int8())
+METHODS.add("float16", HalfWeights("float16"))
+METHODS.add("bfloat16", HalfWeights("bfloat16"))
+METHODS.add("prune", Prune())
+
+
+def _model_files(predictor: Predictor) -> ModelFiles:
+    return ModelFiles(predictor.config.model.type, predictor.maker.runtime, predictor.maker.save(predictor.model))
+
+
+def _train_valid(predictor: Predictor, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from modelmill.data.split import split_rest
+
+    split = predictor.config.data.split
+    settings = split if split.valid > 0 else split.model_copy(update={"valid": 0.1})
+    return split_rest(frame, settings, target=predictor.target.name, classify=predictor.target.task != "number")
+
+
+# --------------------------------------------------------------------- run
+
+
+def compress(bundle_path: str | Path, output: str | Path, *, method: str, options: Options | None = None,
+             data: str | None = None, train: str | None = None, max_drop: float = 0.005,
+             metric: str | None = None, say: Say = lambda message: None) -> Path:
+    """Compress the bundle at ``bundle_path`` into a new bundle at ``output``.
+
+    Raises:
+        GateRefused: the candidate lost more than ``max_drop``; nothing was written.
+        ModelError, ConfigError: the method does not apply to this bundle.
+        BundleError: the bundle is damaged, or ``output`` holds files already.
+    """
+    options = options or Options()
+    out = Path(output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out} already exists; a compressed bundle goes to a new folder. Fix: choose another -o")
+    if max_drop < 0:
+        raise ConfigError(f"--max-drop {max_drop} must be 0 or more", path="--max-drop")
+    parent = read_bundle(bundle_path)
+    chosen = METHODS.get(method, path="--method")
+    predictor = Predictor.from_bundle(parent)
+    chosen.check(parent, predictor, options)
+    name = gate_metric(predictor, metric)
+    rows = gate_rows(parent, data)
+    say(f"judging on {rows.described}, by {name}")
+    before = measure(predictor, rows.frame, name, artifacts_size(parent.model_artifacts()))
+    candidate = chosen.apply(Job(parent, predictor, options, train, rows, say))
+    after = measure(candidate.predictor, rows.frame, name, artifacts_size(candidate.model.artifacts))
+    say(f"{name}: {before.value:.4f} → {after.value:.4f}; model {before.size_bytes:,} → {after.size_bytes:,} bytes")
+    drop = check_gate(before, after, max_drop, f"{method} of {parent.path}", rows.described)
+    replace = {CONFIG: candidate.config_yaml.encode()} if candidate.config_yaml else {}
+    if data is None:  # the bundle's test metrics are the compressed model's now
+        import json
+
+        replace[METRICS] = json.dumps({**parent.metrics(), **after.metrics}, indent=2).encode()
+    stale = [runtime_model("onnxruntime")] if runtime_model("onnxruntime") in parent.models else []
+    details = {"method": method, "description": chosen.description, **_settings(method, options),
+               **candidate.details, "gate": {"rows": rows.described, "metric": name, "max_drop": max_drop,
+                                             "drop": round(drop, 6)},
+               "before": _figures(before), "after": _figures(after)}
+    return derive(parent, out, action="compressed", replace=replace, replace_models={MAIN_MODEL: candidate.model},
+                  remove_models=stale, details=details)
+
+
+def _settings(method: str, options: Options) -> dict[str, Any]:
+    if method == "prune":
+        return {"sparsity": options.sparsity, "structured": options.structured,
+                "finetune_epochs": options.finetune_epochs}
+    return {"int8_mode": options.int8} if method == "int8" else {}
+
+
+def _figures(measured: Measured) -> dict[str, Any]:
+    return {"value": measured.value, "size_bytes": measured.size_bytes, "latency_ms": measured.latency_ms}
+
