@@ -119,11 +119,13 @@ def variant_configs(config: PipelineConfig, names: list[str]) -> dict[str, Pipel
 
 
 def compare(config: PipelineConfig, configs: dict[str, PipelineConfig], out_dir: Path, *, base_dir: Path,
-            progress: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
+            compress: list[str] = [], progress: Callable[[str], None] = lambda message: None  # noqa: B006
+            ) -> list[dict[str, Any]]:
     """Train every variant (``variant_configs``) on the same data and split; one result row
     per variant (a variant that fails on the user's input gets its error instead of
-    numbers). Writes ``comparison.json``, ``comparison.csv`` and ``report.html`` into
-    ``out_dir``."""
+    numbers), and one per compression method of each (``modelmill compress`` behind its
+    default gate; a refused one gets the gate's figures). Writes ``comparison.json``,
+    ``comparison.csv`` and ``report.html`` into ``out_dir``."""
     frame = Pipeline(config, base_dir=base_dir).read()
     sample = frame.sample(n=min(config.compare.latency_rows, len(frame)), random_state=0)
     rows: list[dict[str, Any]] = []
@@ -134,6 +136,11 @@ def compare(config: PipelineConfig, configs: dict[str, PipelineConfig], out_dir:
         except ModelmillError as exc:
             rows.append({"variant": name, "description": VARIANTS.get(name).description, "error": str(exc)})
         progress(f"{name}: done")
+        if "error" not in rows[-1]:
+            trained = Path(rows[-1]["bundle"])
+            for method in compress:
+                progress(f"{name}+{method}: compressing")
+                rows.append(_compressed(name, method, trained, sample, out_dir / name / method, base_dir))
     _write(out_dir, config, rows)
     return rows
 
@@ -149,15 +156,6 @@ def _run_variant(name: str, config: PipelineConfig, frame: pd.DataFrame, sample:
     result = pipeline.result_
     if result is None:
         raise ModelError(f"variant {name!r} finished fitting without a training result")
-    pipeline.predict(sample.head(1))  # one-time costs (lazy initialisation, first allocations) out of the timing
-    started = time.perf_counter()
-    pipeline.predict(sample)
-    batch_ms = (time.perf_counter() - started) * 1000 / len(sample)
-    singles = []
-    for i in range(min(20, len(sample))):
-        started = time.perf_counter()
-        pipeline.predict(sample.iloc[[i]])
-        singles.append((time.perf_counter() - started) * 1000)
     trainable = pipeline.parts.maker.trained_parameters(pipeline.parts.model)
     return {
         "variant": name,
@@ -167,16 +165,51 @@ def _run_variant(name: str, config: PipelineConfig, frame: pd.DataFrame, sample:
         "prepare_seconds": result.prepare_seconds,
         "epochs": result.epochs_run,
         "seconds_per_epoch": result.seconds / max(result.epochs_run, 1),
-        "latency_ms_per_record": batch_ms,
-        "latency_ms_single_record": statistics.median(singles),
+        **_latency(pipeline, sample),
         "bundle_mb": sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / 2**20,
         "trainable_parameters": trainable,
         "bundle": str(bundle),
     }
 
 
+def _latency(pipeline: Pipeline, sample: pd.DataFrame) -> dict[str, float]:
+    pipeline.predict(sample.head(1))  # one-time costs (lazy initialisation, first allocations) out of the timing
+    started = time.perf_counter()
+    pipeline.predict(sample)
+    batch_ms = (time.perf_counter() - started) * 1000 / len(sample)
+    singles = []
+    for i in range(min(20, len(sample))):
+        started = time.perf_counter()
+        pipeline.predict(sample.iloc[[i]])
+        singles.append((time.perf_counter() - started) * 1000)
+    return {"latency_ms_per_record": batch_ms, "latency_ms_single_record": statistics.median(singles)}
+
+
+def _compressed(name: str, method: str, parent: Path, sample: pd.DataFrame, run_dir: Path,
+                base_dir: Path) -> dict[str, Any]:
+    """A variant's bundle compressed with ``method``, judged on the same test split."""
+    from modelmill.api import load
+    from modelmill.compression.compress import METHODS, compress
+    from modelmill.compression.gate import GateRefused
+
+    row: dict[str, Any] = {"variant": f"{name}+{method}", "description": METHODS.get(method).description}
+    started = time.perf_counter()
+    try:
+        bundle = compress(parent, run_dir / "bundle", method=method, base_dir=base_dir)
+    except GateRefused as exc:
+        return {**row, "refused": str(exc)}
+    except ModelmillError as exc:
+        return {**row, "error": str(exc)}
+    pipeline = load(bundle)
+    return {**row, "metrics": {k: v for k, v in pipeline.metrics_.items() if isinstance(v, float)},
+            "fit_seconds": time.perf_counter() - started, **_latency(pipeline, sample),
+            "bundle_mb": sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / 2**20,
+            "bundle": str(bundle)}
+
+
 COLUMNS = {
-    "fit s": "wall time of the whole run: features, training (frozen embeddings included), evaluation",
+    "fit s": "wall time of the whole run: features, training (frozen embeddings included), evaluation; for a "
+             "compressed variant (NAME+METHOD), of the compression and its gate",
     "s/epoch": "training seconds per epoch (a solver's fit counts as one epoch)",
     "ms/record": "prediction time per record, predicting the latency sample in one call",
     "ms 1 record": "median time of a one-record prediction (20 calls)",
@@ -191,13 +224,16 @@ def table_rows(task: str, rows: list[dict[str, Any]]) -> tuple[list[str], list[l
     headings = ["variant", *metrics, "fit s", "s/epoch", "ms/record", "ms 1 record", "MB", "trained weights"]
     cells = []
     for row in rows:
-        if "error" in row:
-            cells.append([row["variant"], f"failed: {row['error']}", *[""] * (len(headings) - 2)])
+        if "error" in row or "refused" in row:
+            why = f"failed: {row['error']}" if "error" in row else f"refused: {row['refused']}"
+            cells.append([row["variant"], why, *[""] * (len(headings) - 2)])
             continue
+        compressed = "epochs" not in row  # a compression: its time, no epochs, weights not counted
         cells.append([
             row["variant"], *[_number(row["metrics"].get(m)) for m in metrics],
-            f"{row['fit_seconds']:.1f}", f"{row['seconds_per_epoch']:.2f}", f"{row['latency_ms_per_record']:.3f}",
-            f"{row['latency_ms_single_record']:.1f}", f"{row['bundle_mb']:.2f}", f"{row['trainable_parameters']:,}",
+            f"{row['fit_seconds']:.1f}", "" if compressed else f"{row['seconds_per_epoch']:.2f}",
+            f"{row['latency_ms_per_record']:.3f}", f"{row['latency_ms_single_record']:.1f}", f"{row['bundle_mb']:.2f}",
+            "" if compressed else f"{row['trainable_parameters']:,}",
         ])
     return headings, cells
 

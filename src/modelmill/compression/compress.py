@@ -53,11 +53,12 @@ class Job:
     train: str | None
     gate: Rows
     say: Say
+    base_dir: Path | None = None
     _training: Rows | None = field(default=None, repr=False)
 
     def training_rows(self) -> Rows:
         if self._training is None:
-            self._training = training_rows(self.bundle, self.train)
+            self._training = training_rows(self.bundle, self.train, self.base_dir)
             self.say(f"training rows: {self._training.described}")
         return self._training
 
@@ -242,8 +243,9 @@ def _train_valid(predictor: Predictor, frame: pd.DataFrame) -> tuple[pd.DataFram
 
 def compress(bundle_path: str | Path, output: str | Path, *, method: str, options: Options | None = None,
              data: str | None = None, train: str | None = None, max_drop: float = 0.005,
-             metric: str | None = None, say: Say = lambda message: None) -> Path:
-    """Compress the bundle at ``bundle_path`` into a new bundle at ``output``.
+             metric: str | None = None, base_dir: Path | None = None, say: Say = lambda message: None) -> Path:
+    """Compress the bundle at ``bundle_path`` into a new bundle at ``output``. ``base_dir``:
+    where the bundle's relative data sources are read from (default: the current folder).
 
     Raises:
         GateRefused: the candidate lost more than ``max_drop``; nothing was written.
@@ -261,10 +263,10 @@ def compress(bundle_path: str | Path, output: str | Path, *, method: str, option
     predictor = Predictor.from_bundle(parent)
     chosen.check(parent, predictor, options)
     name = gate_metric(predictor, metric)
-    rows = gate_rows(parent, data)
+    rows = gate_rows(parent, data, base_dir)
     say(f"judging on {rows.described}, by {name}")
     before = measure(predictor, rows.frame, name, artifacts_size(parent.model_artifacts()))
-    candidate = chosen.apply(Job(parent, predictor, options, train, rows, say))
+    candidate = chosen.apply(Job(parent, predictor, options, train, rows, say, base_dir))
     after = measure(candidate.predictor, rows.frame, name, artifacts_size(candidate.model.artifacts))
     say(f"{name}: {before.value:.4f} → {after.value:.4f}; model {before.size_bytes:,} → {after.size_bytes:,} bytes")
     drop = check_gate(before, after, max_drop, f"{method} of {parent.path}", rows.described)

@@ -61,10 +61,9 @@ def to_onnx(predictor: Predictor, sample: list[torch.Tensor]) -> bytes:
 
 def exporter() -> None:
     """Fail clearly when the packages the export needs are missing."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401  (PyTorch's exporter writes the graph with it)
-    except ImportError:
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):  # onnxscript: the exporter's
         raise ModelError("exporting to ONNX needs the onnx and onnxscript packages, which are not installed. Fix: "
                          "pip install 'modelmill[onnx]'") from None
 

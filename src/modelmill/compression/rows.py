@@ -24,10 +24,11 @@ class Rows:
     described: str  # for messages and the lineage: which rows these are
 
 
-def gate_rows(bundle: Bundle, data: str | None) -> Rows:
+def gate_rows(bundle: Bundle, data: str | None, base_dir: Path | None = None) -> Rows:
     """The rows the accuracy gate scores before and after: ``data`` (labelled rows), else
-    the bundle's original test split."""
-    pipeline = Pipeline(bundle.config(), base_dir=Path.cwd())
+    the bundle's original test split (its relative sources read from ``base_dir``, by
+    default the current folder)."""
+    pipeline = Pipeline(bundle.config(), base_dir=base_dir or Path.cwd())
     if data is not None:
         return Rows(_labelled(pipeline, pipeline.read(data), data), f"{data}")
     record = _record(bundle)
@@ -41,10 +42,10 @@ def gate_rows(bundle: Bundle, data: str | None) -> Rows:
                 f"{record.source})")
 
 
-def training_rows(bundle: Bundle, train: str | None) -> Rows:
+def training_rows(bundle: Bundle, train: str | None, base_dir: Path | None = None) -> Rows:
     """Rows to calibrate or fine-tune on: ``train``, else the original data without its test
     split (a model is never tuned on the rows it is judged on)."""
-    pipeline = Pipeline(bundle.config(), base_dir=Path.cwd())
+    pipeline = Pipeline(bundle.config(), base_dir=base_dir or Path.cwd())
     if train is not None:
         return Rows(_labelled(pipeline, pipeline.read(train), train), f"{train}")
     config = bundle.config()
