@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modelmill.cli_build import register as register_build_command
+from modelmill.cli_deploy import Runtime, register as register_deploy_commands
 from modelmill.cli_monitoring import register as register_monitoring_commands
 from modelmill.errors import ConfigError, ModelmillError
 
@@ -105,6 +107,9 @@ def compare(
         "transformer (from scratch), frozen, finetune, lora, full (the pretrained encoder). Default: "
         "compare.models of the config, else tfidf_lr,cnn,frozen,finetune for text.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
+    compress: Annotated[str | None, typer.Option(
+        help="Comma-separated compression methods (int8, float16, bfloat16, prune): each variant compressed "
+        "too, behind the default accuracy gate, as variants NAME+METHOD.")] = None,
 ) -> None:
     """Train several model variants on the same split; one table of test metrics, times,
     latency and size (also written as comparison.json/.csv and report.html)."""
@@ -118,10 +123,16 @@ def compare(
     pipeline = Pipeline(checked, base_dir=config.parent)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else default_variants(pipeline.config)
     configs = variant_configs(pipeline.config, names)  # a typo fails before a run folder exists
+    methods = [m.strip() for m in compress.split(",") if m.strip()] if compress else []
+    if methods:
+        from modelmill.compression.compress import METHODS
+
+        for method in methods:
+            METHODS.get(method, path="--compress")
     out_dir = new_run_dir(runs, f"{pipeline.config.name}-compare")
     err.print(f"comparing {', '.join(names)} in {out_dir}")
     with _log_to(out_dir / "compare.log"):
-        rows = run_compare(pipeline.config, configs, out_dir, base_dir=pipeline.base_dir,
+        rows = run_compare(pipeline.config, configs, out_dir, base_dir=pipeline.base_dir, compress=methods,
                            progress=lambda message: err.print(escape(message), highlight=False))
     headings, cells = table_rows(pipeline.config.target.type, rows)
     table = Table(title=f"{pipeline.config.name}: model variants on the same split")
@@ -225,6 +236,8 @@ def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
     data: Annotated[str, typer.Argument(help="Data file or URL to predict.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write.")],
+    runtime: Annotated[Runtime, typer.Option(help="What runs the model (auto: what the bundle names).")]
+    = Runtime.auto,
 ) -> None:
     """Predict every row of a file."""
     from modelmill.bundle import read_bundle
@@ -233,7 +246,7 @@ def predict(
     from modelmill.api import from_bundle
     from modelmill.data.sinks import write_table
 
-    predictions = from_bundle(verified).predict(data)
+    predictions = from_bundle(verified, runtime=runtime.value).predict(data)
     write_table(predictions, output)
     err.print(f"wrote {len(predictions)} predictions to {output}")
 
@@ -245,6 +258,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000; 0 picks a free one).")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes (default 1).")] = None,
     threads: Annotated[int | None, typer.Option(help="Model threads per worker (default: auto).")] = None,
+    runtime: Annotated[Runtime | None, typer.Option(
+        help="What runs the model: torch, or onnxruntime for a bundle holding an ONNX graph (default: auto, what "
+        "the bundle names).")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Records per model call (1: no batching).")] = None,
     max_wait_ms: Annotated[float | None, typer.Option(help="Longest wait for a fuller batch.")] = None,
     queue_size: Annotated[int | None, typer.Option(help="Queued requests before 503.")] = None,
@@ -269,7 +285,8 @@ def serve(
     from modelmill.serving.server import serve as run_server
 
     overrides: dict[str, Any] = {
-        "host": host, "port": port, "workers": workers, "threads": threads, "max_batch_size": max_batch_size,
+        "host": host, "port": port, "workers": workers, "threads": threads,
+        "runtime": runtime.value if runtime else None, "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms, "queue_size": queue_size, "timeout_s": timeout,
         "max_body_bytes": max_body_bytes, "max_records": max_records, "grace_s": grace, "shadow": shadow,
         "log": {"url": log, "sample": log_sample, "flush_interval_s": log_flush_interval,
@@ -360,6 +377,8 @@ class _WarningsToConsole(logging.Handler):
 
 
 register_monitoring_commands(app, log_app)
+register_build_command(app)
+register_deploy_commands(app)
 
 if __name__ == "__main__":
     main()
