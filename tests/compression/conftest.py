@@ -19,6 +19,14 @@ def rows_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def train_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The rows the tiny bundle was trained on (its config's data.csv is not where tests run)."""
+    path = tmp_path_factory.mktemp("train") / "train.csv"
+    make_frame(rows=600, seed=4).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny mlp over numbers, categories, a date and text (tests/conftest.py)."""
     config = base_config(model={"type": "mlp", "hidden": [128, 64]},

@@ -68,11 +68,12 @@ def test_half_weights_keep_predictions_close(tiny_bundle: Path, rows_csv: Path, 
     assert not (tmp_path / "again").exists()
 
 
-def test_the_gate_refuses_and_writes_nothing(tiny_bundle: Path, rows_csv: Path, tmp_path: Path) -> None:
+def test_the_gate_refuses_and_writes_nothing(tiny_bundle: Path, rows_csv: Path, train_csv: Path,
+                                             tmp_path: Path) -> None:
     """An aggressive pruning loses more than the gate allows: refused, nothing written."""
     with pytest.raises(GateRefused, match=r"refused by the accuracy gate: roc_auc fell from .* Nothing was written"):
         compress(tiny_bundle, tmp_path / "pruned", method="prune", options=Options(sparsity=0.97),
-                 data=str(rows_csv), max_drop=0.0)
+                 data=str(rows_csv), train=str(train_csv), max_drop=0.0)
     assert not (tmp_path / "pruned").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder left either
 
@@ -109,3 +110,23 @@ def test_int8_does_not_apply_to_trees(tmp_path: Path, rows_csv: Path, monkeypatc
                             str(tmp_path / "out"), "--data", str(rows_csv))
     assert code == 2 and "int8 applies to neural models; model type 'gbdt'" in output and "--method prune" in output
     assert not (tmp_path / "out").exists()
+
+
+def test_structured_pruning_writes_a_smaller_model_that_loads_as_measured(tiny_bundle: Path, rows_csv: Path,
+                                                                          train_csv: Path, tmp_path: Path) -> None:
+    out = compress(tiny_bundle, tmp_path / "pruned", method="prune", options=Options(sparsity=0.5),
+                   data=str(rows_csv), train=str(train_csv), max_drop=0.05)
+    bundle = read_bundle(out)
+    assert bundle.config().model.hidden == [64, 32]  # half the neurons of [128, 64]
+    assert bundle.manifest["config_sha256"] != read_bundle(tiny_bundle).manifest["config_sha256"]
+    details = bundle.lineage.details
+    assert details["method"] == "prune" and details["structured"] and details["parameters_after"] < \
+        details["parameters_before"] / 2
+    assert details["after"]["size_bytes"] < 0.5 * details["before"]["size_bytes"]
+    # a fresh load scores what the gate measured
+    from modelmill.compression.gate import measure
+    from modelmill.compression.rows import gate_rows
+
+    rows = gate_rows(bundle, str(rows_csv))
+    again = measure(modelmill.load(out).parts, rows.frame, "roc_auc", 0, latency=False)
+    assert again.value == pytest.approx(details["after"]["value"], abs=1e-9)

@@ -8,6 +8,7 @@ size and its forward latency in its lineage.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.bundle import CONFIG, MAIN_MODEL, METRICS, Bundle, ModelFiles, derive, read_bundle, runtime_model
+from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, Bundle, ModelFiles, derive, read_bundle, runtime_model
 from modelmill.config.io import dump_config
 from modelmill.errors import BundleError, ConfigError, ModelError
 from modelmill.predictor import Predictor, TorchRuntime
@@ -71,6 +72,7 @@ class Candidate:
     model: ModelFiles
     details: dict[str, Any]
     config_yaml: str | None = None  # when the model's shape changed (structured pruning)
+    features_state: dict[str, Any] | None = None  # when the features' fitted state changed with it
 
 
 class Method(Protocol):
@@ -209,15 +211,19 @@ class Prune:
 
             pruned_predictor, details = prune_trees(predictor, sparsity=options.sparsity)
             return Candidate(pruned_predictor, _model_files(pruned_predictor), details)
-        from modelmill.compression.prune import FineTuning, prune
+        from modelmill.compression.finetune import FineTuning
+        from modelmill.compression.prune import prune
 
-        finetune = None
-        if options.finetune_epochs > 0:
-            train, valid = _train_valid(predictor, job.training_rows().frame)
-            finetune = FineTuning(train, valid, options.finetune_epochs)
+        # the training rows always: with 0 epochs the batch-norm statistics are still measured
+        # again on them, which pruning shifts (half the channels of the MNIST CNN: 43% test
+        # accuracy without, 95.7% with, 99.1% after one epoch of fine-tuning)
+        train, valid = _train_valid(predictor, job.training_rows().frame)
+        finetune = FineTuning(train, valid, options.finetune_epochs)
         pruned = prune(predictor, sparsity=options.sparsity, structured=options.structured, finetune=finetune)
         config_yaml = dump_config(pruned.predictor.config) if pruned.predictor.config != predictor.config else None
-        return Candidate(pruned.predictor, _model_files(pruned.predictor), pruned.details, config_yaml)
+        state = pruned.predictor.feature_state()
+        return Candidate(pruned.predictor, _model_files(pruned.predictor), pruned.details, config_yaml,
+                         state if state != predictor.feature_state() else None)
 
 
 METHODS.add("int8", Int8())
@@ -271,13 +277,13 @@ def compress(bundle_path: str | Path, output: str | Path, *, method: str, option
     say(f"{name}: {before.value:.4f} → {after.value:.4f}; model {before.size_bytes:,} → {after.size_bytes:,} bytes")
     drop = check_gate(before, after, max_drop, f"{method} of {parent.path}", rows.described)
     replace = {CONFIG: candidate.config_yaml.encode()} if candidate.config_yaml else {}
+    if candidate.features_state is not None:
+        replace[FEATURES] = json.dumps(candidate.features_state, indent=2, default=str).encode()
     if data is None:  # the bundle's test metrics are the compressed model's now
-        import json
-
         replace[METRICS] = json.dumps({**parent.metrics(), **after.metrics}, indent=2).encode()
     stale = [runtime_model("onnxruntime")] if runtime_model("onnxruntime") in parent.models else []
-    details = {"method": method, "description": chosen.description, **_settings(method, options),
-               **candidate.details, "gate": {"rows": rows.described, "metric": name, "max_drop": max_drop,
+    details = {**candidate.details, "method": method, "description": chosen.description,
+               **_settings(method, options), "gate": {"rows": rows.described, "metric": name, "max_drop": max_drop,
                                              "drop": round(drop, 6)},
                "before": _figures(before), "after": _figures(after)}
     return derive(parent, out, action="compressed", replace=replace, replace_models={MAIN_MODEL: candidate.model},
