@@ -58,6 +58,9 @@ def session(graph: bytes, *, threads: int | None = None, where: Path | str = "th
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: its warnings about unused initialisers mean nothing to a user
+    # Its worker threads would spin after each run, taking the cores from the feature
+    # transforms and the server's event loop that come next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own types for a damaged or unsupported graph
