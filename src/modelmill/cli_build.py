@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
 
         verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before anything is written
         declared_packages(verified, runtime)  # so does an unknown runtime
+        if runtime:  # and a runtime this bundle's models cannot run on (no ONNX graph, say)
+            from modelmill.predictor.predictor import model_for_runtime
+
+            model_for_runtime(verified, runtime)
         chosen = None if context_only else find_builder(builder)  # no builder: fails before writing
         short = f"{image_name(verified.name)}-{verified.digest[:12]}"
         tag = tag or f"{image_name(verified.name)}:{verified.digest[:12]}"

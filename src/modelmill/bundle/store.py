@@ -276,13 +276,14 @@ def _safe_name(name: str) -> str:
 def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str, bytes] | None = None,
            replace: Mapping[str, bytes] | None = None, models: Mapping[str, ModelFiles] | None = None,
            replace_models: Mapping[str, ModelFiles] | None = None, remove_models: Sequence[str] = (),
-           details: Mapping[str, Any] | None = None) -> Path:
+           remove: Sequence[str] = (), details: Mapping[str, Any] | None = None) -> Path:
     """Write a new bundle at ``target`` holding everything ``parent`` holds, plus the files
     in ``add`` (an ONNX graph, a model card …), with the files in ``replace`` in place of
     the parent's, with the extra ``models``, with ``replace_models`` in place of the
     parent's models of those names (their old artefacts left out: an int8 graph instead of
     the float weights) and without ``remove_models`` (a graph that no longer matches the
-    weights). Its lineage names the parent's hash and ``action``; the parent is never changed.
+    weights), and without the files in ``remove`` (a report that describes the parent). Its
+    lineage names the parent's hash and ``action``; the parent is never changed.
 
     Raises:
         BundleError: ``target`` is the parent or exists already, a name in ``add`` exists
@@ -301,7 +302,7 @@ def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str,
     unknown = sorted(set(replace) - set(parent.files))
     if unknown:
         raise BundleError(f"cannot replace {unknown}: the parent bundle holds no such file")
-    files = {**parent.files, **replace, **add}
+    files = {name: data for name, data in {**parent.files, **replace, **add}.items() if name not in set(remove)}
     entries = {name: entry.as_json() for name, entry in parent.models.items()}
     missing = sorted((set(replace_models) | set(remove_models)) - set(entries))
     if missing:
@@ -325,7 +326,8 @@ def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str,
     lineage = Lineage(action, parent.digest, (*parent.lineage.ancestors, ancestor),
                       {**dict(details or {}), "added": sorted(add), "replaced": sorted(replace),
                        "models_added": sorted(set(models) - set(replace_models)),
-                       "models_replaced": sorted(replace_models), "models_removed": sorted(remove_models)})
+                       "models_replaced": sorted(replace_models), "models_removed": sorted(remove_models),
+                       "removed": sorted(set(remove) & set(parent.files))})
     info = {k: v for k, v in parent.manifest.items() if k not in _OWN_KEYS}
     if CONFIG in replace:
         info["config_sha256"] = sha256(replace[CONFIG])

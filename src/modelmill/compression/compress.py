@@ -18,12 +18,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, Bundle, ModelFiles, derive, read_bundle, runtime_model
+from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, PLOTS, PROFILE, REPORT, Bundle, ModelFiles, derive, read_bundle, runtime_model
 from modelmill.config.io import dump_config
 from modelmill.errors import BundleError, ConfigError, ModelError
 from modelmill.predictor import Predictor, TorchRuntime
 from modelmill.predictor.onnx import GRAPH, OnnxRuntime, session
-from modelmill.compression.gate import Measured, artifacts_size, check_gate, gate_metric, measure
+from modelmill.compression.gate import (Measured, artifacts_size, check_gate, gate_metric, measure,
+                                        relative_metric)
+from modelmill.predictor.output import prediction_profile
 from modelmill.compression.graphs import GRAPH_WRITERS, check_graph, to_onnx
 from modelmill.compression.rows import Rows, gate_rows, training_rows
 from modelmill.registry import Registry
@@ -126,10 +128,14 @@ class Int8:
 
     def apply(self, job: Job) -> Candidate:
         predictor = job.predictor
-        static = job.options.int8 == "static" or (job.options.int8 == "auto" and _has_convolutions(predictor.model))
-        sample = predictor.inputs(job.gate.frame.iloc[:TRACE_ROWS])
+        sample = materialised(predictor.inputs(job.gate.frame.iloc[:TRACE_ROWS]))
+        # static int8 for convolutions over pictures; token inputs of varying length defeat
+        # the calibration's shape inference, and their convolutions are small: dynamic
+        sequences = any(f.sequence_lengths(x) is not None for f, x in zip(predictor.features, sample))
+        static = job.options.int8 == "static" or (
+            job.options.int8 == "auto" and _has_convolutions(predictor.model) and not sequences)
         graph = to_onnx(predictor, sample)
-        check = check_graph(graph, predictor, predictor.inputs(job.gate.frame.iloc[:256]))
+        check = check_graph(graph, predictor, materialised(predictor.inputs(job.gate.frame.iloc[:256])))
         if not check.passed:
             raise ModelError(f"the exported float graph differs from the model by {check.max_abs_diff:.2e} (more "
                              "than 1e-4): not quantised")
@@ -138,7 +144,7 @@ class Int8:
         if static:
             rows = job.training_rows().frame.sample(n=min(64 * CALIBRATION_BATCHES, len(job.training_rows().frame)),
                                                     random_state=0)
-            batches = [predictor.inputs(rows.iloc[i:i + 64]) for i in range(0, len(rows), 64)]
+            batches = [materialised(predictor.inputs(rows.iloc[i:i + 64])) for i in range(0, len(rows), 64)]
             quantised = static_int8(graph, batches)
         else:
             quantised = dynamic_int8(graph)
@@ -232,6 +238,14 @@ METHODS.add("bfloat16", HalfWeights("bfloat16"))
 METHODS.add("prune", Prune())
 
 
+def materialised(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Input tensors with a streamed image column decoded (the exporter and the quantiser's
+    calibration take plain tensors)."""
+    from modelmill.data.image_stream import is_lazy
+
+    return [x[0:len(x)] if is_lazy(x) else x for x in inputs]
+
+
 def _model_files(predictor: Predictor) -> ModelFiles:
     return ModelFiles(predictor.config.model.type, predictor.maker.runtime, predictor.maker.save(predictor.model))
 
@@ -275,19 +289,47 @@ def compress(bundle_path: str | Path, output: str | Path, *, method: str, option
     candidate = chosen.apply(Job(parent, predictor, options, train, rows, say, base_dir))
     after = measure(candidate.predictor, rows.frame, name, artifacts_size(candidate.model.artifacts))
     say(f"{name}: {before.value:.4f} → {after.value:.4f}; model {before.size_bytes:,} → {after.size_bytes:,} bytes")
-    drop = check_gate(before, after, max_drop, f"{method} of {parent.path}", rows.described)
-    replace = {CONFIG: candidate.config_yaml.encode()} if candidate.config_yaml else {}
+    relative = relative_metric(predictor.target.task, name)
+    drop = check_gate(before, after, max_drop, f"{method} of {parent.path}", rows.described, relative=relative)
+    config_yaml = candidate.config_yaml or _serving_runtime_reset(parent, candidate)
+    replace = {CONFIG: config_yaml.encode()} if config_yaml else {}
     if candidate.features_state is not None:
         replace[FEATURES] = json.dumps(candidate.features_state, indent=2, default=str).encode()
-    if data is None:  # the bundle's test metrics are the compressed model's now
-        replace[METRICS] = json.dumps({**parent.metrics(), **after.metrics}, indent=2).encode()
+    # what describes the model is the compressed model's: its metrics on the rows it was judged
+    # on, its predictions' reference profile (for prediction drift) when those are the test
+    # split the profile was made on; the parent's report and plots go (the lineage names it)
+    replace[METRICS] = json.dumps(_metrics(candidate.predictor, rows, parent), indent=2, default=str).encode()
+    if data is None and PROFILE in parent.files:
+        profile = parent.profile()
+        profile["prediction"] = prediction_profile(predictor.target.task, candidate.predictor.predict(rows.frame))
+        replace[PROFILE] = json.dumps(profile, indent=2, default=str).encode()
+    stale_files = [name for name in parent.files if name == REPORT or name.startswith(PLOTS)]
     stale = [runtime_model("onnxruntime")] if runtime_model("onnxruntime") in parent.models else []
     details = {**candidate.details, "method": method, "description": chosen.description,
                **_settings(method, options), "gate": {"rows": rows.described, "metric": name, "max_drop": max_drop,
-                                             "drop": round(drop, 6)},
+                                             "drop": round(drop, 6), "relative": relative},
                "before": _figures(before), "after": _figures(after)}
     return derive(parent, out, action="compressed", replace=replace, replace_models={MAIN_MODEL: candidate.model},
-                  remove_models=stale, details=details)
+                  remove_models=stale, remove=stale_files, details=details)
+
+
+def _metrics(predictor: Predictor, rows: Rows, parent: Bundle) -> dict[str, Any]:
+    """The compressed model's test metrics (as training reports them) on the gate's rows."""
+    from modelmill.api import decision_metrics
+    from modelmill.scoring import score
+
+    metrics, _ = score(predictor, rows.frame, plots=False, plots_dir=None, history=[])
+    metrics.update(decision_metrics(predictor.target, predictor.raw(rows.frame), rows.frame))
+    return {**metrics, "rows": parent.metrics().get("rows"), "evaluated_on": rows.described}
+
+
+def _serving_runtime_reset(parent: Bundle, candidate: Candidate) -> str | None:
+    """The config with ``serving.runtime: auto`` when the parent's names a runtime the
+    compressed model does not run on (an int8 graph from a config that said torch)."""
+    config = candidate.predictor.config
+    if config.serving.runtime in ("auto", candidate.model.runtime):
+        return None
+    return dump_config(config.model_copy(update={"serving": config.serving.model_copy(update={"runtime": "auto"})}))
 
 
 def _settings(method: str, options: Options) -> dict[str, Any]:

@@ -92,19 +92,28 @@ def _median_ms(call: Any, repeats: int) -> float:
     return round(statistics.median(times) * 1000, 4)
 
 
-def drop_of(before: Measured, after: Measured) -> float:
-    """How much worse ``after`` is (positive: worse), whichever way the metric points."""
-    if metric_direction(before.metric) == "max":
-        return before.value - after.value
-    return after.value - before.value
+def relative_metric(task: str, metric: str) -> bool:
+    """Whether the gate weighs a change of this metric against its value: the errors of a
+    number target are in the target's units (0.005 of a price's RMSE means nothing), the
+    other metrics are shares (accuracy, ROC-AUC, R²)."""
+    return task == "number" and metric != "r2"
 
 
-def check_gate(before: Measured, after: Measured, max_drop: float, what: str, rows: str) -> float:
+def drop_of(before: Measured, after: Measured, *, relative: bool = False) -> float:
+    """How much worse ``after`` is (positive: worse), whichever way the metric points; with
+    ``relative``, as a share of ``before``'s value."""
+    worse = before.value - after.value if metric_direction(before.metric) == "max" else after.value - before.value
+    return worse / max(abs(before.value), 1e-12) if relative else worse
+
+
+def check_gate(before: Measured, after: Measured, max_drop: float, what: str, rows: str, *,
+               relative: bool = False) -> float:
     """The drop, or GateRefused when it is larger than ``max_drop``."""
-    drop = drop_of(before, after)
+    drop = drop_of(before, after, relative=relative)
     if drop > max_drop:
-        raise GateRefused(f"{what} was refused by the accuracy gate: {before.metric} fell from {before.value:.4f} to "
-                          f"{after.value:.4f} on {rows} (a drop of {drop:.4f}; at most {max_drop} is allowed). "
+        share = " of its value" if relative else ""
+        raise GateRefused(f"{what} was refused by the accuracy gate: {before.metric} went from {before.value:.4f} to "
+                          f"{after.value:.4f} on {rows} (worse by {drop:.4f}{share}; at most {max_drop} is allowed). "
                           "Nothing was written. Fix: compress less (a lower --sparsity, fine-tuning with "
                           "--finetune-epochs), or allow more with --max-drop")
     return drop

@@ -56,7 +56,17 @@ def to_onnx(predictor: Predictor, sample: list[torch.Tensor]) -> bytes:
     if predictor.maker.view != "encoded" or predictor.runtime.name != "torch":
         raise ModelError(f"model type {model_type!r} cannot be exported to ONNX (its model is not a torch module "
                          "over the encoded features)")
-    return torch_to_onnx(predictor.model, sample, sequences=_sequence_inputs(predictor, sample))
+    sequences = _sequence_inputs(predictor, sample)
+    try:
+        return torch_to_onnx(predictor.model, sample, sequences=sequences)
+    except ModelError as exc:
+        if not sequences:
+            raise
+        texts = ", ".join(repr(predictor.features[i].name) for i in sorted(sequences))
+        raise ModelError(f"{exc}. The model reads tokens of {texts}: their bag and cnn encoders export, while "
+                         "encoders that trim their padding by the data (transformer and rnn, for example) cannot be "
+                         "traced with a varying length. Fix: serve this model on torch, or train it with "
+                         "encoder bag or cnn") from None
 
 
 def exporter() -> None:
@@ -81,7 +91,7 @@ def torch_to_onnx(model: nn.Module, sample: list[torch.Tensor], *, sequences: se
     length = torch.export.Dim("length", min=1)
     shapes = tuple({0: batch, 1: length} if i in sequences else {0: batch} for i in range(len(sample)))
     names = [input_name(i) for i in range(len(sample))]
-    quiet = logging.getLogger("torch.onnx")
+    quiet = logging.getLogger("torch")  # the exporter and torch.export log graphs and guards on failure
     level = quiet.level
     try:
         quiet.setLevel(logging.ERROR)

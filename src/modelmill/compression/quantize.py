@@ -42,7 +42,7 @@ def dynamic_int8(graph: bytes) -> bytes:
     """int8 weights for the graph's MatMul/Gemm (and embedding Gather) nodes; activations are
     quantised per call."""
     q = quantizer()
-    with tempfile.TemporaryDirectory() as folder, _quiet():
+    with tempfile.TemporaryDirectory() as folder, _quiet(), _failures("dynamic int8"):
         source, target = Path(folder, "model.onnx"), Path(folder, "int8.onnx")
         source.write_bytes(graph)
         q.quantize_dynamic(source, target, weight_type=q.QuantType.QInt8, per_channel=False)
@@ -63,7 +63,7 @@ def static_int8(graph: bytes, calibration: Sequence[Sequence[torch.Tensor]]) -> 
         def get_next(self) -> dict[str, Any] | None:
             return next(self.batches, None)
 
-    with tempfile.TemporaryDirectory() as folder, _quiet():
+    with tempfile.TemporaryDirectory() as folder, _quiet(), _failures("static int8"):
         source, prepared, target = (Path(folder, name) for name in ("model.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(graph)
         q.shape_inference.quant_pre_process(str(source), str(prepared))  # shapes and fusions the quantiser needs
@@ -88,6 +88,20 @@ def half_weights(artifacts: Mapping[str, bytes], dtype: str, *, where: Path) -> 
                          "saves nothing. Fix: compress the float32 bundle it was made from")
     half = {name: t.to(HALF[dtype]) if t.is_floating_point() else t for name, t in tensors.items()}
     return {**artifacts, WEIGHTS: encode_weights(half)}
+
+
+@contextlib.contextmanager
+def _failures(what: str) -> Iterator[None]:
+    """ONNX Runtime's quantiser raises plain exceptions for graphs it cannot take: a clear
+    error instead of a traceback."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"ONNX Runtime's quantiser could not make a {what} graph of this model: "
+                         f"{' '.join(str(exc).split())[:300]}. Fix: --int8 dynamic (no calibration), or "
+                         "--method bfloat16") from None
 
 
 @contextlib.contextmanager

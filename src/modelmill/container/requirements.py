@@ -47,11 +47,20 @@ POSTGRES_PACKAGES: tuple[str, ...] = ("psycopg", "psycopg-binary")
 # Never in an image unless the probe proves the served model imports them.
 TRAINING_ONLY: tuple[str, ...] = ("matplotlib", "scikit-learn", "scipy", "openpyxl", "transformers", "peft")
 
+# Loads and warms the bundle as a server's worker does, on the runtime the image will use;
+# the prediction log is left closed (a build must not open, create or migrate the production
+# store), its packages come from the declared ones.
 PROBE = """
 import json, sys
-from modelmill.serving.server import load_state
-from modelmill.serving.app import create_app
-create_app(load_state(sys.argv[1], {"port": 0, "max_batch_size": 2}))
+import uvicorn
+import modelmill.cli, modelmill.serving.app
+from modelmill.bundle import read_bundle
+from modelmill.serving.models import ServedModel
+bundle = read_bundle(sys.argv[1])
+settings = bundle.config().serving
+if sys.argv[2]:
+    settings = settings.model_copy(update={"runtime": sys.argv[2]})
+ServedModel.load(bundle, "1", settings).warm_up(2)
 print(json.dumps(sorted({name.split(".")[0] for name in list(sys.modules)})))
 """
 
@@ -99,10 +108,11 @@ def declared_packages(bundle: Bundle, runtime: str | None = None) -> dict[str, s
     return found
 
 
-def probed_packages(bundle_path: Path, *, timeout_s: float = 300) -> dict[str, str]:
-    """Distribution → reason: what loading and warming the bundle as the server does imports."""
-    done = subprocess.run([sys.executable, "-c", PROBE, str(bundle_path)], capture_output=True, text=True,
-                          timeout=timeout_s)
+def probed_packages(bundle_path: Path, *, runtime: str | None = None, timeout_s: float = 300) -> dict[str, str]:
+    """Distribution → reason: what loading and warming the bundle as the server does imports
+    (on ``runtime``, when the image serves with one)."""
+    done = subprocess.run([sys.executable, "-c", PROBE, str(bundle_path), runtime or ""], capture_output=True,
+                          text=True, timeout=timeout_s)
     if done.returncode != 0:
         tail = " ".join(done.stderr.strip().splitlines()[-3:])[:600]
         raise RequirementsError(f"the bundle at {bundle_path} does not load for serving in this environment, so "
@@ -142,7 +152,7 @@ def serving_requirements(bundle: Bundle, *, runtime: str | None = None, probe: b
     served model imports; without it only what the manifest and config declare)."""
     packages = declared_packages(bundle, runtime)
     if probe:
-        for name, reason in probed_packages(bundle.path).items():
+        for name, reason in probed_packages(bundle.path, runtime=runtime).items():
             packages.setdefault(name, reason)
     return pin(packages)
 

@@ -23,7 +23,7 @@ from modelmill.data.image_stream import is_lazy
 from modelmill.errors import BundleError, ModelError
 from modelmill.features.base import Feature, Target
 from modelmill.models.base import ModelType
-from modelmill.models.inference import IMAGE_CHUNK_VALUES
+from modelmill.models.inference import IMAGE_CHUNK_VALUES, TOKENS_PER_CHUNK
 from modelmill.predictor.runtime import RUNTIMES, ModelRuntime
 
 GRAPH = "model.onnx"  # the artefact name of an ONNX graph in a bundle model
@@ -96,6 +96,11 @@ class OnnxRuntime:
         if images:  # as the torch runtime: activations of a few hundred pictures at a time stay in cache
             per_row = sum(math.prod(x.shape[1:]) for x in images)
             step = max(16, min(step, IMAGE_CHUNK_VALUES // max(per_row, 1)))
+        if lengths is not None:  # tokens: chunks of a bounded number of them, as on torch (the graph
+            # sees the padded width, so that bounds the chunk)
+            width = max((int(x.shape[1]) for x in inputs
+                         if not is_lazy(x) and x.dim() == 2 and not x.is_floating_point()), default=1)
+            step = max(1, min(step, TOKENS_PER_CHUNK // max(width, 1)))
         if rows <= step and not images:  # a few records: no slicing and no copy
             return torch.from_numpy(self._run(inputs))
         return torch.from_numpy(np.concatenate([self._run([x[i:i + step] for x in inputs])
