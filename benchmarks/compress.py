@@ -10,9 +10,11 @@ model was chosen by, on the original test split):
 - MNIST: int8 (static, calibrated on 512 training images), and structured pruning of half
   the neurons and channels, without and with one epoch of fine-tuning.
 
-For each model: the metric on the test split, the model's bytes in the bundle, and the
-forward pass alone at batch 64 and 10,000 (the runtime's `raw` on the same input tensors,
-medians of interleaved rounds), each against the float32 bundle on eager PyTorch, and the
+For each model: the metric on the test split, the model's bytes in the bundle, the forward
+pass alone at batch 64 and 10,000 (the runtime's `raw` on the same input tensors) and end to
+end beside it (`Predictor.predict` on a frame of that many test rows: transforms, model,
+postprocessing), medians of interleaved rounds, each against the float32 bundle on eager
+PyTorch, and the
 float32 graph on ONNX Runtime beside it (so the part of a gain that is the runtime's, not
 the compression's, shows). A compression the gate refuses is listed with its figures.
 """
@@ -74,9 +76,14 @@ def main() -> None:
                                            for label, p in loaded.items()},
                                           rounds=args.rounds, repeats=40 if batch <= 64 else 2)
                        for batch in BATCHES}
+            frames = {batch: rows.sample(n=batch, replace=batch > len(rows), random_state=0) for batch in BATCHES}
+            whole = {batch: interleaved({label: (lambda p=p, f=frames[batch]: p.predict(f)) for label, p in loaded.items()},
+                                        rounds=args.rounds, repeats=20 if batch <= 64 else 1)
+                     for batch in BATCHES}
             float_bytes = artifacts_size(read_bundle(bundle).model_artifacts())
             print(f"{'':26}{metric:>10}{'bytes':>11}{'× size':>8}" +
-                  "".join(f"{'ms @ ' + format(b, ','):>14}{'×':>7}" for b in BATCHES))
+                  "".join(f"{'ms @ ' + format(b, ','):>14}{'×':>7}" for b in BATCHES) +
+                  "".join(f"{'e2e ms @ ' + format(b, ','):>16}{'×':>7}" for b in BATCHES))
             for label, path in models.items():
                 if not isinstance(path, Path):
                     print(f"{label:<26}refused by the gate: {' '.join(str(path).split())[:160]}")
@@ -89,6 +96,9 @@ def main() -> None:
                 for batch in BATCHES:
                     ms = timings[batch][label]
                     line += f"{ms:>14.3f}{ms / timings[batch]['float32 (PyTorch)']:>7.2f}"
+                for batch in BATCHES:
+                    ms = whole[batch][label]
+                    line += f"{ms:>16.3f}{ms / whole[batch]['float32 (PyTorch)']:>7.2f}"
                 print(line)
 
 
