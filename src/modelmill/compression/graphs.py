@@ -49,10 +49,10 @@ class _Positional(nn.Module):
 def to_onnx(predictor: Predictor, sample: list[torch.Tensor]) -> bytes:
     """The predictor's model as ONNX bytes, traced on ``sample`` (the model's input tensors
     for a few rows; at least two, so that no batch size of one is taken for a constant)."""
-    exporter()
     model_type = predictor.config.model.type
     if model_type in GRAPH_WRITERS:
         return GRAPH_WRITERS.get(model_type)(predictor, sample)
+    exporter()
     if predictor.maker.view != "encoded" or predictor.runtime.name != "torch":
         raise ModelError(f"model type {model_type!r} cannot be exported to ONNX (its model is not a torch module "
                          "over the encoded features)")

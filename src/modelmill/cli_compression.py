@@ -1,5 +1,6 @@
 """The commands that make a bundle cheaper to run: ``export`` (an ONNX graph beside the
-weights) and ``compress`` (int8, half-precision weights, pruning, behind an accuracy gate),
+weights) and ``compress`` (int8, half-precision weights, pruning, behind an accuracy gate;
+their defaults live in :mod:`modelmill.compression`),
 registered on the app of :mod:`modelmill.cli` by :func:`register`."""
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ def compress(
     bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder of the new bundle.")],
     method: Annotated[str, typer.Option(help="int8, float16, bfloat16 or prune.")],
-    sparsity: Annotated[float, typer.Option(help="prune: share of neurons/channels (weights, trees) removed.")] = 0.5,
+    sparsity: Annotated[float | None, typer.Option(
+        help="prune: share of neurons/channels (weights, trees) removed (default 0.5).")] = None,
     unstructured: Annotated[bool, typer.Option(
         "--unstructured", help="prune: single weights instead of whole neurons and channels.")] = False,
     finetune_epochs: Annotated[int, typer.Option(help="prune: epochs of fine-tuning after pruning.")] = 0,
     int8: Annotated[Int8Mode, typer.Option(
         help="int8: dynamic (Linear layers), static (calibrated; convolutions) or auto.")] = Int8Mode.auto,
-    max_drop: Annotated[float, typer.Option(
-        help="Largest loss of the metric allowed (its own units); more is refused.")] = 0.005,
+    max_drop: Annotated[float | None, typer.Option(
+        help="Largest loss of the metric allowed (its own units; for a number target's errors a share of "
+        "them); more is refused (default 0.005).")] = None,
     metric: Annotated[str | None, typer.Option(
         help="The metric the gate compares (default: the one training chose the model by).")] = None,
     data: Annotated[str | None, typer.Option(
@@ -67,10 +70,10 @@ def compress(
     metric drops more than --max-drop."""
     from modelmill.compression.compress import Options, compress as compress_bundle
 
-    options = Options(sparsity=sparsity, structured=not unstructured, finetune_epochs=finetune_epochs,
-                      int8=int8.value)
-    path = compress_bundle(bundle, output, method=method, options=options, data=data, train=train,
-                           max_drop=max_drop, metric=metric, say=lambda m: err.print(m, highlight=False))
+    given = {"sparsity": sparsity} if sparsity is not None else {}
+    options = Options(**given, structured=not unstructured, finetune_epochs=finetune_epochs, int8=int8.value)
+    path = compress_bundle(bundle, output, method=method, options=options, data=data, train=train, metric=metric,
+                           max_drop=max_drop, say=lambda m: err.print(m, highlight=False))
     out.print(f"compressed bundle: {path}", highlight=False, soft_wrap=True)
 
 
