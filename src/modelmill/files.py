@@ -5,8 +5,10 @@ leaves the previous file untouched and no temporary file behind."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -37,3 +39,19 @@ def atomic_open(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_open(path, "wb") as stream:
         stream.write(data)
+
+
+@contextmanager
+def atomic_folder(target: Path, refuse: Callable[[Path], None]) -> Iterator[Path]:
+    """A temporary sibling of ``target`` to fill; on leaving the block it is renamed into
+    place, after ``refuse(target)`` (which raises when ``target`` may not be taken) — never
+    over a folder that holds files. On any error the sibling is removed: nothing half-written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        refuse(target)
+        os.replace(staging, target)  # fails on a folder that is no longer empty: never overwrites
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +29,7 @@ from modelmill.bundle.weights import parse_weights
 from modelmill.config.io import parse_config
 from modelmill.config.schema import PipelineConfig
 from modelmill.errors import BundleError
+from modelmill.files import atomic_folder
 
 if TYPE_CHECKING:
     import torch
@@ -227,9 +226,7 @@ def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[s
     overwritten."""
     target = Path(target).resolve()
     _refuse_existing(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_folder(target, _refuse_existing) as staging:
         for name, data in files.items():
             _write_synced(staging / _safe_name(name), data)
         manifest = {
@@ -240,11 +237,6 @@ def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[s
             "files": {name: sha256(data) for name, data in sorted(files.items())},
         }
         _write_synced(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
-        _refuse_existing(target)
-        os.replace(staging, target)  # fails on a folder that is no longer empty: never overwrites
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

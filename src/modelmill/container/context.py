@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from modelmill.bundle import MANIFEST, Bundle, read_bundle
 from modelmill.container.requirements import Requirement, requirements_text, serving_requirements
 from modelmill.container.wheels import dependency_wheels, modelmill_wheel
 from modelmill.errors import ModelmillError
+from modelmill.files import atomic_folder
 
 # Debian with the CPython that runs this build: the wheels are gathered for its ABI (cp311 …)
 DEFAULT_BASE = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
@@ -150,16 +149,9 @@ def write_context(bundle_path: str | Path, target_dir: str | Path, *, tag: str |
     requirements = tuple(serving_requirements(bundle, runtime=runtime, probe=probe))
     plan = ImagePlan(bundle.name or "model", bundle.digest, base, bundle.config().serving.port, requirements,
                      tag, tuple(serve_args))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_folder(target, _refuse_existing) as staging:
         os.chmod(staging, 0o755)
         _stage(staging, bundle, plan, fetch_wheels=fetch_wheels, wheelhouse=wheelhouse)
-        _refuse_existing(target)
-        os.replace(staging, target)  # fails on a folder that is no longer empty: never overwrites
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
