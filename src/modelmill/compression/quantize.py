@@ -66,7 +66,9 @@ def static_int8(graph: bytes, calibration: Sequence[Sequence[torch.Tensor]]) -> 
     with tempfile.TemporaryDirectory() as folder, _quiet(), _failures("static int8"):
         source, prepared, target = (Path(folder, name) for name in ("model.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(graph)
-        q.shape_inference.quant_pre_process(str(source), str(prepared))  # shapes and fusions the quantiser needs
+        # shapes and fusions the quantiser needs; not the symbolic shape inference (for transformers),
+        # which on failure leaves its files in the current folder
+        q.shape_inference.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         q.quantize_static(str(prepared), str(target), Batches(), quant_format=q.QuantFormat.QDQ, per_channel=True,
                           activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
         return target.read_bytes()
