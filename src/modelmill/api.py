@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Self, TypeAlias
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -33,9 +34,11 @@ from modelmill.data.split import SplitRecord, split_frame, split_rest
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError
+from modelmill.evaluation.card import ModelCard, TrainingCard, bootstrap_intervals, model_card
 from modelmill.evaluation.metrics import Task, check_metric, default_metric, metric_direction
 from modelmill.evaluation.report import render_report
-from modelmill.features import Feature, build_features, build_target
+from modelmill.explain import Explanation, attributions
+from modelmill.features import Feature, Target, build_features, build_target
 from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.predictor.output import prediction_profile
@@ -69,6 +72,11 @@ class Pipeline:
         self.data_hash_ = ""
         self.timings_: dict[str, float] = {}  # seconds per stage of the latest fit
         self.decision_: dict[str, Any] = {}  # the threshold and calibration chosen, and what they gave
+        self.source_ = ""  # where the data of the latest fit was read from
+        self.class_rows_: dict[str, int] = {}  # rows per class the model learned from
+        self.intervals_: dict[str, tuple[float, float]] = {}  # bootstrap intervals of the test metrics
+        self.importance_: dict[str, float] | None = None  # column → importance, once computed; on the card
+        self.card_: ModelCard | None = None  # the card a loaded bundle holds
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
@@ -127,6 +135,7 @@ class Pipeline:
             frame = pd.concat([frame.assign(**{_PART: "train"}), valid.assign(**{_PART: "valid"})], ignore_index=True)
         clock.lap("read")
         source = str(data) if isinstance(data, (str, Path)) else config.data.source
+        self.source_ = source
         self.warnings_ = validate_frame(frame, config, features, source=source)
         for warning in self.warnings_:
             log.warning(warning)
@@ -147,6 +156,7 @@ class Pipeline:
         train = drop_outlier_rows(train, config, features, report)
         learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
         parts = self._fit_features(features, learned, report)
+        self.class_rows_ = class_rows(parts.target, learned)
         train_data = parts.tensors(train)
         valid_data = parts.tensors(valid) if len(valid) else replace(train_data, held_out=False)
         clock.lap("fit features")
@@ -158,7 +168,7 @@ class Pipeline:
         # predictions on rows the model did not learn from are what served predictions resemble
         profiled = test if evaluate and len(test) else valid if len(valid) and not maker.refits else learned
         self.profile_["prediction"] = prediction_profile(parts.target.task, parts.predict(profiled))
-        self.metrics_, self.plots_ = {}, {}
+        self.metrics_, self.plots_, self.intervals_ = {}, {}, {}
         if evaluate:
             self._evaluate_test(parts, test, run_dir)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
@@ -176,7 +186,9 @@ class Pipeline:
         self.metrics_, self.plots_ = score(parts, test, plots=self.config.evaluation.plots,
                                            plots_dir=run_dir / "plots" if run_dir else None,
                                            history=self.result_.history)
-        self.metrics_.update(decision_metrics(parts.target, parts.raw(test), test))
+        raw = parts.raw(test)
+        self.metrics_.update(decision_metrics(parts.target, raw, test))
+        self.intervals_ = metric_intervals(parts.target, raw, test, seed=self.config.training.seed)
         candidates = self._candidate_scores(parts, test)
         if candidates:
             self.metrics_["candidates"] = candidates
@@ -300,6 +312,13 @@ class Pipeline:
                       source=str(data) if not isinstance(data, pd.DataFrame) else "the frame")
         return prediction_frame(self.parts.predict(frame), self.config.target.name, frame.index)
 
+    def explain(self, data: Data, *, steps: int | str = "auto", method: str = "auto") -> Explanation:
+        """Per-record attributions per input column, in the model's raw output space, from a
+        typical record of the training data (see :mod:`modelmill.explain`)."""
+        source = str(data) if not isinstance(data, pd.DataFrame) else "the frame"
+        return attributions(self.parts, self.read(data), profile=self.profile_ or None, steps=steps,
+                            method=method, source=source)
+
     def evaluate(self, data: Data, *, out_dir: Path | None = None) -> dict[str, Any]:
         """Metrics on labelled data; with ``out_dir`` also the plots and an HTML report."""
         frame = self.read(data)
@@ -309,8 +328,9 @@ class Pipeline:
                                plots_dir=out_dir / "plots" if out_dir else None, history=[])
         if out_dir:
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            card = self.card_ if self.result_ is None else self.model_card()
             (out_dir / "report.html").write_bytes(
-                self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}))
+                self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}, card))
         return metrics
 
     # ------------------------------------------------------------------ saving
@@ -320,6 +340,7 @@ class Pipeline:
         ``lineage``: where it comes from, when not trained from data alone (retrained, say)."""
         parts = self.parts
         config = self.config
+        card = self.model_card()
         contents = Contents(
             name=config.name, config_yaml=dump_config(config), input_schema=parts.input_schema(),
             features=parts.feature_state(),
@@ -327,10 +348,34 @@ class Pipeline:
             profile=self.profile_, metrics=self.metrics_, data_sha256=self.data_hash_, plots=dict(self.plots_),
             cleaning=self.cleaning_.as_dict() if self.cleaning_ is not None else None,
             history=self.result_.history if self.result_ is not None else None,
-            split=self.split_.as_json() if self.split_ is not None else None,
+            split=self.split_.as_json() if self.split_ is not None else None, model_card=card.as_json(),
             report=self._report_html(f"{config.name}: test-set report", self.metrics_, self.plots_,
-                                     self._run_sections()) if config.evaluation.report else None)
+                                     self._run_sections(), card) if config.evaluation.report else None)
         return write_contents(Path(path), contents, lineage)
+
+    def model_card(self) -> ModelCard:
+        """The model card (Mitchell et al. 2019) of the latest fit, or the card a loaded bundle
+        holds; with the columns' importance once ``importance_`` is set."""
+        parts = self.parts
+        if self.result_ is None and self.card_ is not None:  # loaded: the card of its training
+            card = self.card_
+        else:
+            result, task = self.result_, parts.target.task
+            training = None if result is None else TrainingCard(
+                epochs_run=result.epochs_run, best_epoch=result.best_epoch, seconds=round(result.seconds, 2),
+                stop_reason=result.stop_reason, monitored=self._monitor(task), best_value=result.best_value)
+            view = parts.maker.view
+            card = model_card(
+                config=self.config, task=task, source=self.source_ or self.config.data.source,
+                data_sha256=self.data_hash_,
+                cleaning=self.cleaning_.as_dict() if self.cleaning_ is not None else None,
+                split_rows=self.split_.rows if self.split_ else None, class_rows=self.class_rows_,
+                widths=None if view == "raw" else {f.name: f.output_dim for f in parts.features}, inputs=view,
+                parameters=_trained_parameters(parts), training=training, metrics=self.metrics_,
+                intervals=self.intervals_, profile=self.profile_, warnings=self.warnings_)
+        if self.importance_ is not None:
+            card = card.with_importance(self.importance_, method="permutation on the test split")
+        return card
 
     def _run_sections(self) -> dict[str, Any]:
         """Cleaning, training and warnings, as sections of the run's report."""
@@ -352,10 +397,10 @@ class Pipeline:
         return sections
 
     def _report_html(self, title: str, metrics: dict[str, Any], pngs: dict[str, bytes],
-                     sections: dict[str, Any]) -> bytes:
+                     sections: dict[str, Any], card: ModelCard | None = None) -> bytes:
         plots = {name.removesuffix(".png"): png for name, png in pngs.items()}
         return render_report(title=title, metrics=metrics, plots=plots, sections=sections,
-                             config_yaml=dump_config(self.config)).encode("utf-8")
+                             config_yaml=dump_config(self.config), card=card).encode("utf-8")
 
 
 def load(path: str | Path, *, runtime: str | None = None) -> Pipeline:
@@ -372,7 +417,21 @@ def from_bundle(bundle: Bundle, *, runtime: str | None = None) -> Pipeline:
     pipeline.profile_ = bundle.profile()
     split = bundle.split()
     pipeline.split_ = SplitRecord.from_json(split) if split else None
+    pipeline.card_ = _read_card(bundle)
     return pipeline
+
+
+def _read_card(bundle: Bundle) -> ModelCard | None:
+    """The bundle's model card; None for a bundle written before bundles held one, or whose
+    card this version cannot read (the rest of the bundle still serves)."""
+    data = bundle.model_card()
+    if data is None:
+        return None
+    try:
+        return ModelCard.model_validate(data)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        log.warning(f"{bundle.path}: model_card.json left out: {exc}")
+        return None
 
 
 _NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
@@ -392,6 +451,34 @@ def decision_metrics(target: Any, raw: torch.Tensor, test: pd.DataFrame) -> dict
     return {"threshold": target.threshold_,
             "cost": total_cost(positive, truth, target.threshold_, costs.false_positive, costs.false_negative),
             "cost_at_0.5": total_cost(positive, truth, 0.5, costs.false_positive, costs.false_negative)}
+
+
+def class_rows(target: Target[Any], frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per class of ``frame`` (in class order; empty for a number target)."""
+    names = list(target.class_names)
+    if not names:
+        return {}
+    codes = target.codes(frame[target.name])
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    return {str(name): int(count) for name, count in zip(names, counts)}
+
+
+def metric_intervals(target: Target[Any], raw: torch.Tensor, test: pd.DataFrame, *,
+                     seed: int) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of the test metrics, over the labelled test rows."""
+    known = target.labelled(test[target.name])
+    truth = target.codes(test[target.name])[known]
+    labelled = raw[torch.from_numpy(known)].detach().cpu().numpy()  # numpy's gather: ~100× torch's here
+    return bootstrap_intervals(lambda rows: metrics_of(target, torch.from_numpy(labelled[rows]), truth[rows]),
+                               len(truth), seed=seed)
+
+
+def _trained_parameters(parts: Predictor) -> int | None:
+    """The model's trained parameters; None when its runtime holds no torch module (ONNX)."""
+    try:
+        return parts.maker.trained_parameters(parts.model)
+    except ModelError:
+        return None
 
 
 class _Stopwatch:

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from modelmill.cli_build import register as register_build_command
 from modelmill.cli_compression import Runtime, register as register_compression_commands
+from modelmill.cli_explain import register as register_explain_command
 from modelmill.cli_monitoring import register as register_monitoring_commands
 from modelmill.errors import ConfigError, ModelmillError
 
@@ -379,6 +380,7 @@ class _WarningsToConsole(logging.Handler):
 register_monitoring_commands(app, log_app)
 register_build_command(app)
 register_compression_commands(app)
+register_explain_command(app)
 
 if __name__ == "__main__":
     main()

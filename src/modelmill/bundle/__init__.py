@@ -6,13 +6,13 @@ writing and deriving in :mod:`modelmill.bundle.store`; tensors in
 """
 
 from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION, HISTORY, MAIN_MODEL, MANIFEST,
-                                     METRICS, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, WEIGHTS, Lineage, ModelEntry,
-                                     model_file, runtime_model)
+                                     METRICS, MODEL_CARD, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, WEIGHTS, Lineage,
+                                     ModelEntry, model_file, runtime_model)
 from modelmill.bundle.store import (Bundle, Contents, ModelFiles, derive, read_bundle, resolve_bundle_dir, sha256,
                                     write_bundle, write_contents)
 from modelmill.bundle.weights import encode_weights, parse_weights
 
 __all__ = ["CLEANING", "CONFIG", "FEATURES", "FORMAT_VERSION", "HISTORY", "MAIN_MODEL", "MANIFEST", "METRICS",
-           "PLOTS", "PROFILE", "REPORT", "SCHEMA", "SPLIT", "WEIGHTS", "Bundle", "Contents", "Lineage",
+           "MODEL_CARD", "PLOTS", "PROFILE", "REPORT", "SCHEMA", "SPLIT", "WEIGHTS", "Bundle", "Contents", "Lineage",
            "ModelEntry", "ModelFiles", "derive", "encode_weights", "model_file", "parse_weights", "read_bundle",
            "resolve_bundle_dir", "runtime_model", "sha256", "write_bundle", "write_contents"]

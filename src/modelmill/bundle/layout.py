@@ -25,6 +25,7 @@ REPORT = "report.html"
 CLEANING = "cleaning_report.json"
 HISTORY = "history.json"  # the learning curves
 SPLIT = "split.json"  # how the test split was made, and a hash per test row
+MODEL_CARD = "model_card.json"  # the model card (evaluation.card); absent from bundles before it
 PLOTS = "plots/"
 MAIN_MODEL = "model"  # the name of the model a pipeline predicts with
 

@@ -23,8 +23,8 @@ import yaml
 
 from modelmill._version import __version__
 from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION, HISTORY, MAIN_MODEL, MANIFEST,
-                                     METRICS, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, Lineage, ModelEntry,
-                                     model_file, models_of)
+                                     METRICS, MODEL_CARD, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, Lineage,
+                                     ModelEntry, model_file, models_of)
 from modelmill.bundle.weights import parse_weights
 from modelmill.config.io import parse_config
 from modelmill.config.schema import PipelineConfig
@@ -68,13 +68,14 @@ class Contents:
     cleaning: dict[str, Any] | None = None
     history: list[dict[str, float]] | None = None
     split: dict[str, Any] | None = None
+    model_card: dict[str, Any] | None = None
 
     def files(self) -> dict[str, bytes]:
         files = {CONFIG: self.config_yaml.encode(), SCHEMA: _json(self.input_schema),
                  FEATURES: _json(self.features), PROFILE: _json(self.profile), METRICS: _json(self.metrics)}
         for model, entry in self.models.items():
             files.update({model_file(model, name): data for name, data in entry.artifacts.items()})
-        optional = {CLEANING: self.cleaning, HISTORY: self.history, SPLIT: self.split}
+        optional = {CLEANING: self.cleaning, HISTORY: self.history, SPLIT: self.split, MODEL_CARD: self.model_card}
         files.update({name: _json(value) for name, value in optional.items() if value is not None})
         files.update({f"{PLOTS}{name}": png for name, png in self.plots.items()})
         if self.report is not None:
@@ -205,6 +206,10 @@ class Bundle:
         """How the test split was made (``data.split.SplitRecord`` reads it); None for a
         bundle written before bundles recorded it."""
         return dict(self.json(SPLIT)) if SPLIT in self.files else None
+
+    def model_card(self) -> dict[str, Any] | None:
+        """The model card as JSON data; None for a bundle written before bundles held one."""
+        return dict(self.json(MODEL_CARD)) if MODEL_CARD in self.files else None
 
     def report_html(self) -> bytes | None:
         return self.files.get(REPORT)

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, PLOTS, PROFILE, REPORT, Bundle, ModelFiles, derive, read_bundle, runtime_model
+from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, MODEL_CARD, PLOTS, PROFILE, REPORT, Bundle, ModelFiles, derive, read_bundle, runtime_model
 from modelmill.config.io import dump_config
 from modelmill.errors import BundleError, ConfigError, ModelError
 from modelmill.predictor import Predictor, TorchRuntime
@@ -299,13 +299,14 @@ def compress(bundle_path: str | Path, output: str | Path, *, method: str, option
         replace[FEATURES] = json.dumps(candidate.features_state, indent=2, default=str).encode()
     # what describes the model is the compressed model's: its metrics on the rows it was judged
     # on, its predictions' reference profile (for prediction drift) when those are the test
-    # split the profile was made on; the parent's report and plots go (the lineage names it)
+    # split the profile was made on; the parent's report, plots and model card go (the lineage
+    # names the parent that has them)
     replace[METRICS] = json.dumps(_metrics(candidate.predictor, rows, parent), indent=2, default=str).encode()
     if data is None and PROFILE in parent.files:
         profile = parent.profile()
         profile["prediction"] = prediction_profile(predictor.target.task, candidate.predictor.predict(rows.frame))
         replace[PROFILE] = json.dumps(profile, indent=2, default=str).encode()
-    stale_files = [name for name in parent.files if name == REPORT or name.startswith(PLOTS)]
+    stale_files = [name for name in parent.files if name in (REPORT, MODEL_CARD) or name.startswith(PLOTS)]
     stale = [runtime_model("onnxruntime")] if runtime_model("onnxruntime") in parent.models else []
     details = {**candidate.details, "method": method, "description": chosen.description,
                **_settings(method, options), "gate": {"rows": rows.described, "metric": name, "max_drop": max_drop,

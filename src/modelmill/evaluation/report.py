@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelmill.evaluation.card import ModelCard
+from modelmill.evaluation.card_html import card_section
 from modelmill.files import atomic_open
 
 import numpy as np
@@ -48,6 +50,17 @@ figure img { max-width: 100%; border: 1px solid #d0d7de; }
 figcaption { font-size: .85rem; color: #59636e; text-align: center; }
 pre { background: #f6f8fa; padding: 1rem; overflow-x: auto; font-size: .85rem; }
 p.note { color: #9a6700; }
+section.card { border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1.2rem 1rem; background: #fbfcfd; }
+section.card h2 { margin-top: .8rem; }
+section.card h3 { margin: .8rem 0 .2rem; font-size: 1rem; }
+section.card table { margin: .2rem 0 .4rem; font-size: .88rem; }
+section.card div.card-grid th, section.card td.num { white-space: nowrap; }
+p.lede { font-size: 1.02rem; margin: .4rem 0 .6rem; }
+div.card-grid { display: grid; grid-template-columns: 1fr auto 1fr; gap: 0 1.5rem; }
+@media (max-width: 900px) { div.card-grid { grid-template-columns: 1fr; } }
+ul.limits li { color: #9a6700; }
+span.bar { display: inline-block; height: .7rem; background: #54aeff; vertical-align: middle; }
+td.small, p.small { font-size: .8rem; color: #59636e; }
 """
 
 
@@ -59,6 +72,7 @@ def write_report(
     plots: dict[str, Path],
     sections: dict[str, Any] | None = None,
     config_yaml: str | None = None,
+    card: ModelCard | None = None,
 ) -> Path:
     """Write the HTML report, atomically.
 
@@ -72,13 +86,14 @@ def write_report(
         sections: Extra sections, heading → plain data (dicts, lists, scalars,
             dataclasses, pydantic models or data frames), rendered as tables.
         config_yaml: The resolved config, shown verbatim.
+        card: The model card, which then opens the report.
 
     Returns:
         ``path``.
     """
     path = Path(path)
     _write_atomic(path, render_report(title=title, metrics=metrics, plots=plots, sections=sections,
-                                      config_yaml=config_yaml))
+                                      config_yaml=config_yaml, card=card))
     return path
 
 
@@ -89,10 +104,15 @@ def render_report(
     plots: Mapping[str, Path | bytes],
     sections: dict[str, Any] | None = None,
     config_yaml: str | None = None,
+    card: ModelCard | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_report`); a plot may also be given as
-    PNG bytes, so a caller holding images in memory need not write them to files first."""
-    parts = [f"<h1>{_esc(title)}</h1>", _metrics_section(metrics)]
+    PNG bytes, so a caller holding images in memory need not write them to files first. A
+    model ``card`` opens the report, above the metrics."""
+    parts = [f"<h1>{_esc(title)}</h1>"]
+    if card is not None:
+        parts.append(card_section(card))
+    parts.append(_metrics_section(metrics))
     if plots:
         parts.append(_plots_section(plots))
     for heading, value in (sections or {}).items():
