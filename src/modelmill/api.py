@@ -33,7 +33,7 @@ from modelmill.data.sources import read_table
 from modelmill.data.split import SplitRecord, split_frame, split_rest
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.config.models import AutoModelConfig
-from modelmill.errors import ConfigError, DataError, ModelError
+from modelmill.errors import ConfigError, DataError, ModelError, ModelmillError
 from modelmill.evaluation.card import ModelCard, TrainingCard, bootstrap_intervals, model_card
 from modelmill.evaluation.metrics import Task, check_metric, default_metric, metric_direction
 from modelmill.evaluation.report import render_report
@@ -76,6 +76,7 @@ class Pipeline:
         self.class_rows_: dict[str, int] = {}  # rows per class the model learned from
         self.intervals_: dict[str, tuple[float, float]] = {}  # bootstrap intervals of the test metrics
         self.importance_: dict[str, float] | None = None  # column → importance, once computed; on the card
+        self.explained_: dict[str, Any] = {}  # report sections: importance, records explained, tokens
         self.card_: ModelCard | None = None  # the card a loaded bundle holds
 
     @classmethod
@@ -192,6 +193,23 @@ class Pipeline:
         candidates = self._candidate_scores(parts, test)
         if candidates:
             self.metrics_["candidates"] = candidates
+        if self.config.evaluation.explain and self.config.evaluation.report:
+            self._explain_test(parts, test)
+
+    def _explain_test(self, parts: Predictor, test: pd.DataFrame) -> None:
+        """Importance and a few records explained, for the report and the card; a model they
+        cannot explain leaves a note instead (explaining never fails a run)."""
+        from modelmill.explain.report import explain_for_report
+
+        try:
+            found = explain_for_report(parts, test, self.profile_, records=self.config.evaluation.explain,
+                                       seed=self.config.training.seed)
+        except ModelmillError as exc:
+            self.explained_ = {"Explanations": f"not made: {exc}"}
+            return
+        self.importance_ = found.importance
+        self.explained_ = found.sections
+        self.plots_.update(found.pngs)
 
     def _split(self, frame: pd.DataFrame, given_test: pd.DataFrame | None = None,
                given_valid: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -392,6 +410,7 @@ class Pipeline:
                 self.metrics_["candidates"]
         if self.decision_:
             sections["Threshold and calibration"] = self.decision_
+        sections.update(self.explained_)
         if self.warnings_:
             sections["Warnings"] = self.warnings_
         return sections

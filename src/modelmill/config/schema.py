@@ -319,6 +319,9 @@ class TrainingConfig(Section):
 class EvaluationConfig(Section):
     plots: bool = True
     report: bool = True
+    explain: int = Field(3, ge=0, le=50, description="Test records the report explains column by column (with "
+                         "maps of picture and text columns), after the columns' permutation importance on the "
+                         "test split, which also goes on the model card; 0: neither.")
 
 
 # --------------------------------------------------------------------------- whole

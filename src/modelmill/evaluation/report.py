@@ -202,8 +202,15 @@ def _plots_section(plots: Mapping[str, Path | bytes]) -> str:
 # ---------------------------------------------------------------- generic rendering
 
 
+class RawHtml(str):
+    """A section that is HTML already (highlighted text), written as it is: only for HTML
+    modelmill makes itself, every text in it escaped."""
+
+
 def _render(value: Any, depth: int = 0) -> str:
     """Plain data → HTML: mappings and records become tables, scalars escaped text."""
+    if isinstance(value, RawHtml):
+        return str(value)
     value = _plain(value)
     if depth >= MAX_DEPTH:
         return _esc(_fmt(value))

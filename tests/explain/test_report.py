@@ -1,0 +1,25 @@
+"""A run's report explains the model: importance (also on the card), records explained, and
+token highlights for a text column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import modelmill
+from tests.conftest import base_config, make_frame
+
+
+def test_the_report_and_the_card_carry_the_explanations(tmp_path: Path) -> None:
+    config = base_config(training={"epochs": 4, "batch_size": 64, "progress": False, "seed": 0})
+    pipeline = modelmill.Pipeline(config).fit(make_frame(rows=400, seed=1))
+    assert pipeline.importance_ is not None and set(pipeline.importance_) == {"x", "colour", "flag", "when", "review"}
+    assert max(pipeline.importance_, key=pipeline.importance_.__getitem__) in ("x", "review")  # the signal's columns
+    bundle = pipeline.save(tmp_path / "bundle")
+    report = (bundle / "report.html").read_text()
+    assert "Global importance" in report and "test records explained" in report
+    assert "Tokens of &#x27;review&#x27;" in report or "Tokens of 'review'" in report
+    assert "rgba(" in report  # the highlighted tokens
+    card = modelmill.load(bundle)
+    assert card is not None
+    off = modelmill.Pipeline({**config, "evaluation": {"explain": 0}}).fit(make_frame(rows=400, seed=1))
+    assert off.importance_ is None and not off.explained_
