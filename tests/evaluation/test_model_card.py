@@ -73,7 +73,11 @@ def test_the_card_holds_the_model_training_metrics_and_the_rest(fitted: tuple[mo
         assert value["value"] == pytest.approx(pipeline.metrics_[name])
         assert value["low"] <= value["value"] <= value["high"], name
     assert metrics["log_loss"]["better"] == "lower" and metrics["roc_auc"]["better"] == "higher"
-    assert card["importance"] == {"computed": False, "method": None, "columns": []}
+    importance = card["importance"]  # the run's permutation importance on the test split, largest first
+    assert importance["computed"] and importance["method"] == "permutation on the test split"
+    assert [c["column"] for c in importance["columns"]] == list(pipeline.importance_ or {})
+    values = [c["importance"] for c in importance["columns"]]
+    assert values == sorted(values, reverse=True)
     assert card["privacy"] == {"configured": False, "measures": []}
     assert [limit["kind"] for limit in card["limits"]] == ["small_test_split"]  # 100 test rows
 
@@ -99,7 +103,8 @@ def test_the_report_opens_with_the_card(fitted: tuple[modelmill.Pipeline, Path])
     for part in ("Data", "Training", "Test metrics", "Most important columns", "Privacy", "Known limits",
                  "Features and their encodings"):
         assert f"<h3>{part}</h3>" in section, part
-    assert "95% interval" in section and "not computed" in section and "none configured" in section
+    assert "95% interval" in section and "none configured" in section
+    assert "not computed" not in section  # the run measured the columns' importance
     assert "<script" not in report and "the test split has 100 rows" in section
 
 
