@@ -15,6 +15,9 @@ out = Console()
 err = Console(stderr=True)
 
 
+MAPPED_RECORDS = 8  # records whose pictures and texts get maps (a picture's map takes about a second)
+
+
 def _steps(text: str) -> int | str:
     if text == "auto":
         return text
@@ -56,8 +59,12 @@ def explain(
                                steps=_steps(steps), method=method, source=data)
     ranking = (permutation_importance(parts, frame, repeats=repeats, rows=importance_rows, source=data)
                if importance else None)
+    from modelmill.explain.report import column_maps
+
+    pictures, texts = column_maps(parts, frame.head(min(records, MAPPED_RECORDS)))
     folder = write_explanations(output, explanation, ranking, title=f"{pipeline.config.name}: explanations of {data}",
-                                records=frame.head(records), metric=chosen_metric(parts) if importance else None)
+                                records=frame.head(records), metric=chosen_metric(parts) if importance else None,
+                                pictures=pictures, texts=texts)
     worst = float(explanation.gap.max()) if len(explanation.gap) else 0.0
     out.print(f"explained {len(explanation.attributions)} records by {explanation.method} (largest completeness "
               f"gap {worst:.2g}): {folder}", highlight=False, soft_wrap=True)

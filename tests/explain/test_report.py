@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import modelmill
 from tests.conftest import base_config, make_frame
 
@@ -23,3 +25,19 @@ def test_the_report_and_the_card_carry_the_explanations(tmp_path: Path) -> None:
     assert card is not None
     off = modelmill.Pipeline({**config, "evaluation": {"explain": 0}}).fit(make_frame(rows=400, seed=1))
     assert off.importance_ is None and not off.explained_
+
+
+def test_modelmill_explain_highlights_a_text_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.compression.conftest import run_main
+
+    config = base_config(training={"epochs": 3, "batch_size": 64, "progress": False, "seed": 0},
+                         evaluation={"explain": 0, "report": False, "plots": False})
+    bundle = modelmill.Pipeline(config).fit(make_frame(rows=300, seed=1)).save(tmp_path / "bundle")
+    data = tmp_path / "rows.csv"
+    make_frame(rows=40, seed=2).to_csv(data, index=False)
+    code, output = run_main(monkeypatch, capsys, "explain", str(bundle), str(data), "-o", str(tmp_path / "why"),
+                            "--records", "3", "--no-importance")
+    assert code == 0, output
+    page = (tmp_path / "why" / "explanations.html").read_text()
+    assert "Tokens of &#x27;review&#x27;" in page and page.count("<b>record ") == 3 and "rgba(" in page

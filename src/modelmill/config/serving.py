@@ -103,6 +103,16 @@ class ServingConfig(BaseModel):
         2 * 1024 * 1024, ge=1024, description="Larger request bodies get 413 before they are read."
     )
     max_records: int = Field(1000, ge=1, description="Records in one request, at most.")
+    explain_max_records: int = Field(
+        10, ge=1, description="Records in one POST /v1/explain request, at most (more get 422): each "
+        "record costs dozens to hundreds of passes through the model.",
+    )
+    explain_max_steps: int = Field(
+        1024, ge=1,
+        description="Integrated Gradients' steps per record in POST /v1/explain, at most. From 1,024 up "
+        "the steps are raised per record until completeness holds to 0.01 (at most 1,024); "
+        "below it every record takes exactly this many.",
+    )
     unknown_categories: Literal["reject", "accept"] = Field(
         "reject",
         description="A category value never seen in training: reject (422 naming the field and "
@@ -122,7 +132,7 @@ class ServingConfig(BaseModel):
     api_keys_env: str = Field(
         "MODELMILL_API_KEYS",
         description="Environment variable holding comma-separated API keys; while it is set, "
-        "POST /v1/predict needs 'Authorization: Bearer KEY'.",
+        "POST /v1/predict and POST /v1/explain need 'Authorization: Bearer KEY'.",
     )
     shadow: str | None = Field(
         None,

@@ -27,10 +27,13 @@ def _refuse(target: Path) -> None:
 
 
 def write_explanations(folder: Path, explanation: Explanation, importance: dict[str, tuple[float, float]] | None,
-                       *, title: str, records: pd.DataFrame | None = None, metric: str | None = None) -> Path:
+                       *, title: str, records: pd.DataFrame | None = None, metric: str | None = None,
+                       pictures: dict[str, bytes] | None = None, texts: dict[str, str] | None = None) -> Path:
     """Write the three files into ``folder`` (which must not hold files yet); returns it.
     ``records``: the explained rows, whose values the page shows beside their attributions;
-    ``metric``: the metric the importance was scored by, for the page."""
+    ``metric``: the metric the importance was scored by, for the page; ``pictures``: saliency
+    maps (PNG by file name), written beside the page and shown on it; ``texts``: highlighted
+    tokens (HTML by heading)."""
     _refuse(folder)
     with atomic_folder(folder, _refuse) as staging:
         explanation.frame().to_csv(staging / ATTRIBUTIONS, index_label="record")
@@ -38,8 +41,12 @@ def write_explanations(folder: Path, explanation: Explanation, importance: dict[
             table = pd.DataFrame([(c, m, s) for c, (m, s) in importance.items()],
                                  columns=["column", "importance", "std"])
             table.to_csv(staging / IMPORTANCE, index=False)
+        for name, png in (pictures or {}).items():
+            (staging / name).write_bytes(png)
         page = render_page(explanation, importance, title=title, records=records, metric=metric)
-        (staging / PAGE).write_text(page, encoding="utf-8")
+        extra = "".join(f"<h2>{html.escape(heading)}</h2>{body}" for heading, body in (texts or {}).items())
+        extra += "".join(f"<img src='{html.escape(name)}' alt='{html.escape(name)}'>" for name in (pictures or {}))
+        (staging / PAGE).write_text(page + extra, encoding="utf-8")
     return folder
 
 

@@ -49,16 +49,21 @@ def explain_for_report(predictor: Predictor, test: pd.DataFrame, profile: dict[s
          "columns that moved it most": " · ".join(f"{column} {value:+.3f}"
                                                    for column, value in explained.ranked(i)[:TOP_COLUMNS])}
         for i in range(len(shown))]
-    _maps(predictor, shown, result)
+    pngs, texts = column_maps(predictor, shown)
+    result.pngs.update(pngs)
+    result.sections.update({heading: RawHtml(page) for heading, page in texts.items()})
     return result
 
 
-def _maps(predictor: Predictor, shown: pd.DataFrame, result: ReportExplanations) -> None:
-    """Saliency maps of picture columns, highlighted tokens of text columns (torch networks
-    only; a column of another kind, or a model of another kind, has none)."""
+def column_maps(predictor: Predictor, shown: pd.DataFrame) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Saliency maps of picture columns (PNG by file name) and highlighted tokens of text
+    columns (HTML by heading), for the records of ``shown``: torch networks only (a column of
+    another kind, or a model of another kind, has none)."""
     from modelmill.errors import ModelError
     from modelmill.explain.maps import highlighted_html, image_saliency, saliency_png, token_attributions
 
+    result = ReportExplanations({})
+    texts: dict[str, str] = {}
     for feature in predictor.features:
         try:
             pictures = image_saliency(predictor, shown, feature.name)
@@ -72,10 +77,11 @@ def _maps(predictor: Predictor, shown: pd.DataFrame, result: ReportExplanations)
                     picture, values, title=f"record {i}: attribution")
             continue
         try:
-            texts = token_attributions(predictor, shown, feature.name)
+            tokens = token_attributions(predictor, shown, feature.name)
         except ModelError:
             continue
-        assert texts.tokens is not None
-        result.sections[f"Tokens of {feature.name!r} (green: towards the output explained, red: against)"] = \
-            RawHtml("".join(f"<p><b>record {i}</b>: {highlighted_html(tokens, values)}</p>"
-                            for i, (tokens, values) in enumerate(zip(texts.tokens, texts.values))))
+        assert tokens.tokens is not None
+        texts[f"Tokens of {feature.name!r} (green: towards the output explained, red: against)"] = \
+            "".join(f"<p><b>record {i}</b>: {highlighted_html(words, values)}</p>"
+                    for i, (words, values) in enumerate(zip(tokens.tokens, tokens.values)))
+    return result.pngs, texts

@@ -19,8 +19,9 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,19 +30,25 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from modelmill.config.serving import ServingConfig
+from modelmill.errors import ModelError, ModelmillError
 from modelmill.serving.feedback import check_token, receive_labels
 from modelmill.serving.openapi import openapi_for
 from modelmill.serving.metrics import multiprocess
 from modelmill.serving.multipart import is_multipart, multipart_record
-from modelmill.serving.problem import Problem
+from modelmill.serving.models import ServedModel, explanation_json
+from modelmill.serving.problem import Problem, without_paths
 from modelmill.serving.schema import public_errors
 from modelmill.serving.state import ServerState
 from modelmill.serving.versions import version_order
 
+if TYPE_CHECKING:
+    from modelmill.explain import Explanation
+
 log = logging.getLogger("modelmill.serving")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-ROUTES = ("/v1/predict", "/v1/feedback", "/v1/model", "/healthz", "/readyz", "/metrics", "/v1/admin/reload",
-          "/v1/admin/rollback", "/v1/admin/shadow", "/docs", "/redoc", "/openapi.json")
+ROUTES = ("/v1/predict", "/v1/explain", "/v1/feedback", "/v1/model", "/healthz", "/readyz", "/metrics",
+          "/v1/admin/reload", "/v1/admin/rollback", "/v1/admin/shadow", "/docs", "/redoc", "/openapi.json")
 
 
 class VersionRequest(BaseModel):
@@ -53,6 +60,8 @@ class VersionRequest(BaseModel):
 
 
 def create_app(state: ServerState) -> FastAPI:
+    explainer = _Explainer(state.settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
@@ -73,6 +82,7 @@ def create_app(state: ServerState) -> FastAPI:
             for task in tasks:
                 task.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
+            explainer.close()
             shadow = state.shadow_with(None)  # stopped before the log closes the store it writes to
             if shadow is not None:
                 await asyncio.to_thread(shadow.stop)
@@ -89,7 +99,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.openapi = openapi_for(app, state)  # type: ignore[method-assign]
     _add_error_handlers(app)
     app.add_middleware(_Observed, state=state)  # type: ignore[arg-type]
-    _add_routes(app, state)
+    _add_routes(app, state, explainer)
     return app
 
 
@@ -117,7 +127,7 @@ def _drain_on_stop_signals(state: ServerState) -> None:
         signal.signal(sig, drain_then_stop)
 
 
-def _add_routes(app: FastAPI, state: ServerState) -> None:
+def _add_routes(app: FastAPI, state: ServerState, explainer: _Explainer) -> None:
     settings = state.settings
     api_keys = [key.strip() for key in os.environ.get(settings.api_keys_env, "").split(",") if key.strip()]
 
@@ -128,25 +138,10 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             _check_api_key(request, api_keys)
         state.batcher.arriving += 1
         try:
-            body = await _read_body(request, settings.max_body_bytes)
             model = state.current
-            content_type = request.headers.get("content-type")
-            try:
-                if is_multipart(content_type):  # one record from a form or curl -F: files as uploads
-                    record = multipart_record(body, content_type or "", model.contract.form_values)
-                    payload = model.contract.adapter.validate_python(record)
-                else:
-                    payload = model.contract.adapter.validate_json(body)
-            except ValidationError as exc:
-                kind, details = public_errors(exc.errors(include_url=False, include_input=False,
-                                                         include_context=False))
-                status = 400 if kind == "invalid_json" else 422
-                message = "the body is not valid JSON" if status == 400 else "the request does not match " \
-                    "the model's input schema (GET /v1/model lists it)"
-                raise Problem(status, kind, message, details=details) from None
+            records = await _read_records(request, model, settings.max_body_bytes)
         finally:
             state.batcher.arriving -= 1
-        records = payload["instances"]
         predictions, used = await state.batcher.predict(model, records, settings.timeout_s)
         if state.prediction_log is not None:
             latency_ms = (time.perf_counter() - request.state.started) * 1000
@@ -160,6 +155,20 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         return JSONResponse({"model": used.name, "version": used.version, "request_id": request_id,
                              "predictions": predictions})
 
+    @app.post("/v1/explain", tags=["explain"], summary="Why: each input column's share of each record's output")
+    async def explain(request: Request) -> JSONResponse:
+        if api_keys:
+            _check_api_key(request, api_keys)
+        model = state.current
+        records = await _read_records(request, model, settings.max_body_bytes)
+        limit = settings.explain_max_records
+        if len(records) > limit:
+            raise Problem(422, "too_many_records", f"{len(records)} records to explain; the limit is {limit} "
+                          f"per request (serving.explain_max_records). Fix: send at most {limit} records per request")
+        explanation = await explainer.explain(model, records)
+        return JSONResponse({"model": model.name, "version": model.version, "request_id": request.state.request_id,
+                             **explanation_json(explanation)})
+
     @app.post("/v1/feedback", tags=["feedback"], summary="Labels for earlier predictions, by request id and row")
     async def feedback(request: Request) -> dict[str, Any]:
         check_token(request.headers.get("authorization", ""), settings)
@@ -168,8 +177,9 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/v1/model", tags=["model"], summary="The served model: metadata, metrics, input schema")
     async def model_info() -> dict[str, Any]:
-        limits = settings.model_dump(include={"max_batch_size", "max_wait_ms", "max_records",
-                                              "max_body_bytes", "timeout_s", "unknown_categories"})
+        limits = settings.model_dump(include={"max_batch_size", "max_wait_ms", "max_records", "max_body_bytes",
+                                              "timeout_s", "unknown_categories", "explain_max_records",
+                                              "explain_max_steps"})
         broken = [{"version": v, "error": state.broken[v]} for v in sorted(state.broken, key=version_order)]
         return {**state.current.describe(), "versions": state.root.versions(), "broken_versions": broken,
                 "version_folder": state.root.single is None, "limits": limits,
@@ -214,6 +224,80 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     async def stop_shadow(request: Request) -> dict[str, Any]:
         _check_admin(request, state)
         return await state.change_shadow(None)
+
+
+async def _read_records(request: Request, model: ServedModel, limit: int) -> list[dict[str, Any]]:
+    """The records of a predict or explain request: the body read under ``limit`` bytes (JSON,
+    or one record as a multipart form) and validated by the model's contract; 400 when it
+    is not JSON, 422 with each wrong field's path when it does not match."""
+    body = await _read_body(request, limit)
+    content_type = request.headers.get("content-type")
+    try:
+        if is_multipart(content_type):  # one record from a form or curl -F: files as uploads
+            record = multipart_record(body, content_type or "", model.contract.form_values)
+            payload = model.contract.adapter.validate_python(record)
+        else:
+            payload = model.contract.adapter.validate_json(body)
+    except ValidationError as exc:
+        kind, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
+        status = 400 if kind == "invalid_json" else 422
+        message = "the body is not valid JSON" if status == 400 else "the request does not match " \
+            "the model's input schema (GET /v1/model lists it)"
+        raise Problem(status, kind, message, details=details) from None
+    records: list[dict[str, Any]] = payload["instances"]
+    return records
+
+
+class _Explainer:
+    """Explanations off the event loop, one at a time on a thread of their own (the model
+    thread keeps batching predictions meanwhile). At most ``queue_size`` wait, more get 503
+    at once; an answer not ready within ``timeout_s`` gets 504, and an explanation whose
+    caller has given up by its turn is skipped, so a burst of them costs no work after it."""
+
+    def __init__(self, settings: ServingConfig) -> None:
+        self.settings = settings
+        self.pending = 0  # submitted and not finished; touched by the event loop only
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmill-explain")
+
+    async def explain(self, model: ServedModel, records: list[dict[str, Any]]) -> Explanation:
+        timeout = self.settings.timeout_s
+        if self.pending >= self.settings.queue_size:
+            raise Problem(503, "overloaded", f"the server is at capacity ({self.pending} explanations "
+                          "queued); retry shortly", headers={"Retry-After": "1"})
+        deadline = time.monotonic() + timeout
+        steps = self.settings.explain_max_steps
+        future = asyncio.get_running_loop().run_in_executor(self._pool, _explain, model, records, steps, deadline)
+        self.pending += 1
+        future.add_done_callback(self._finished)
+        try:
+            explanation = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise Problem(504, "timeout", f"the explanation was not ready within {timeout:g} s") from None
+        if explanation is None:  # only when the deadline passed, which wait_for has seen first
+            raise Problem(504, "timeout", f"the explanation was not ready within {timeout:g} s")
+        return explanation
+
+    def _finished(self, future: asyncio.Future[Explanation | None]) -> None:
+        self.pending -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved, so that one whose caller has gone is not logged as lost
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _explain(model: ServedModel, records: list[dict[str, Any]], max_steps: int,
+             deadline: float) -> Explanation | None:
+    """One explanation on the explain thread: None once ``deadline`` has passed; a model
+    without an attribution method is a 409, data it cannot take a 422, each with the message."""
+    if time.monotonic() > deadline:
+        return None
+    try:
+        return model.explain(records, max_steps=max_steps)
+    except ModelError as exc:
+        raise Problem(409, "not_explainable", without_paths(str(exc))[:1000]) from None
+    except ModelmillError as exc:
+        raise Problem(422, "invalid_record", without_paths(str(exc))[:1000]) from None
 
 
 async def _version_named(request: Request, expected: str) -> str | None:

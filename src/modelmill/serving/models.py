@@ -3,10 +3,15 @@ its request contract."""
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
@@ -15,6 +20,9 @@ from modelmill.predictor import Predictor, prediction_records
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import RequestContract, build_contract
 from modelmill.serving.versions import ModelRoot, load_failure
+
+if TYPE_CHECKING:
+    from modelmill.explain import Explanation
 
 log = logging.getLogger("modelmill.serving")
 
@@ -45,6 +53,25 @@ class ServedModel:
         predictions = self.predictor.predict_records(records)
         return prediction_records(predictions, self.predictor.config.target.name)
 
+    def explain(self, records: list[dict[str, Any]], *, max_steps: int) -> Explanation:
+        """Attributions of ``records`` per input column from the bundle's own baseline record
+        (:func:`modelmill.explain.attributions`). Integrated Gradients raise their steps per
+        record until completeness holds, unless ``max_steps`` is below that method's own
+        ceiling: then every record takes ``max_steps`` (``attributions`` has no cap on its
+        automatic steps) and the answer's ``gap`` says how complete each one is.
+
+        Raises:
+            ModelError: the served model has no attribution method of its own (an ONNX graph).
+        """
+        from modelmill.explain import attributions  # captum and the methods load on the first call
+        from modelmill.explain.gradients import MAX_STEPS
+
+        names = [f.name for f in self.predictor.features]
+        frame = pd.DataFrame.from_records(records, columns=names)
+        steps: int | str = "auto" if max_steps >= MAX_STEPS else max_steps
+        return attributions(self.predictor, frame, profile=self.profile or None, steps=steps,
+                            source="the request")
+
     def warm_up(self, batch_size: int) -> None:
         """Run the example, an all-missing record and a full batch through the model, so the
         first real request pays no first-call costs and a broken bundle fails here."""
@@ -69,6 +96,45 @@ class ServedModel:
             "metrics": self.metrics,
             "example": self.contract.example,
         }
+
+
+def explanation_json(explanation: Explanation) -> dict[str, Any]:
+    """The JSON of ``POST /v1/explain``: the baseline record once, then per record what is
+    explained, its output, the baseline's output, the completeness gap, the method, the
+    steps and each column's attribution. A value JSON cannot hold (NaN, infinity) is null."""
+    answers = []
+    for row, explained in enumerate(explanation.explained):
+        steps = None if explanation.steps is None else int(explanation.steps[row])
+        answers.append({
+            "explained": explained, "output": _number(explanation.output[row]),
+            "baseline": _number(explanation.baseline[row]), "gap": _number(explanation.gap[row]),
+            "method": explanation.method, "steps": steps,
+            "attributions": {column: _number(value)
+                             for column, value in zip(explanation.columns, explanation.attributions[row], strict=True)},
+        })
+    base = explanation.baseline_record
+    return {"baseline_record": None if base is None else {k: _plain(v) for k, v in base.items()},
+            "explanations": answers}
+
+
+def _number(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _plain(value: Any) -> Any:
+    """A baseline value as JSON: numpy scalars as Python ones, dates as ISO text, NaN as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (pd.Timestamp, datetime.date)):
+        return value.isoformat()
+    return str(value)
 
 
 def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:

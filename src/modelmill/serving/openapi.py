@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from modelmill.explain import METHODS
 from modelmill.predictor import prediction_columns
 from modelmill.serving.feedback import FeedbackRequest
 
@@ -52,14 +53,17 @@ ERRORS = {
     "403": "The endpoint is off (its token is unset), or an admin caller is not local",
     "404": "Unknown version",
     "409": "The version failed to load or warm up (the old one keeps serving), a swap is running, "
-           "(feedback, shadow) the server keeps no prediction log, or (shadow) the challenger is another model",
+           "(feedback, shadow) the server keeps no prediction log, (shadow) the challenger is another model, "
+           "or (explain) the served model has no attribution method of its own (an ONNX graph)",
     "413": "The body is over the size limit",
-    "422": "The request does not match the input schema; details name each field",
+    "422": "The request does not match the input schema (details name each field), or (explain) it has "
+           "more records than serving.explain_max_records",
     "503": "Busy (the queue is full), shutting down, or (feedback) the log's store is down; see Retry-After",
     "504": "The model did not answer in time",
 }
 _OPERATION_ERRORS = {
     ("/v1/predict", "post"): ("400", "401", "413", "422", "503", "504"),
+    ("/v1/explain", "post"): ("400", "401", "409", "413", "422", "503", "504"),
     ("/v1/feedback", "post"): ("400", "401", "403", "409", "413", "422", "503"),
     ("/v1/admin/reload", "post"): ("400", "401", "403", "404", "409", "413", "422"),
     ("/v1/admin/rollback", "post"): ("401", "403", "409"),
@@ -99,6 +103,13 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
         "schema": {"$ref": "#/components/schemas/PredictRequest"}, "example": model.contract.example}}}
     paths["/v1/predict"]["post"]["responses"]["200"] = {"description": "One prediction per record",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}}
+    schemas["ExplainRequest"] = _explain_request(request, min(state.settings.explain_max_records,
+                                                              state.settings.max_records))
+    schemas["ExplainResponse"] = _explain_response(model.contract.columns)
+    paths["/v1/explain"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ExplainRequest"}, "example": model.contract.example}}}
+    paths["/v1/explain"]["post"]["responses"]["200"] = {"description": "Each record's output, split among its "
+        "input columns", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplainResponse"}}}}
     paths["/v1/admin/reload"]["post"]["requestBody"] = {"required": False, "content": {"application/json": {
         "schema": {"type": "object", "additionalProperties": False,
                    "properties": {"version": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]}}}}}}
@@ -125,6 +136,45 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"},
                                                   "feedbackToken": {"type": "http", "scheme": "bearer"}}
     return document
+
+
+def _explain_request(predict: dict[str, Any], max_records: int) -> dict[str, Any]:
+    """``PredictRequest`` with fewer records: what ``POST /v1/explain`` takes."""
+    schema = copy.deepcopy(predict)
+    schema.setdefault("properties", {}).setdefault("instances", {})["maxItems"] = max_records
+    schema["title"] = "ExplainRequest"
+    return schema
+
+
+def _explain_response(columns: list[str]) -> dict[str, Any]:
+    number = {"anyOf": [{"type": "number"}, {"type": "null"}]}  # null: a value JSON cannot hold (NaN)
+    explanation = {
+        "type": "object",
+        "required": ["explained", "output", "baseline", "gap", "method", "steps", "attributions"],
+        "properties": {
+            "explained": {"type": "string", "description": "Which raw output: 'logit of <class>', 'score of "
+                          "<class>' or 'standardised <target>'"},
+            "output": number, "baseline": number,
+            "gap": {**number, "description": "|Σ attributions − (output − baseline)|"},
+            "method": {"enum": list(METHODS)},
+            "steps": {"anyOf": [{"type": "integer"}, {"type": "null"}],
+                      "description": "Integrated Gradients' steps or the column orders sampled; null for TreeSHAP"},
+            "attributions": {"type": "object", "properties": {column: number for column in columns},
+                             "required": list(columns), "additionalProperties": False},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["model", "version", "request_id", "baseline_record", "explanations"],
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "request_id": {"type": "string"},
+            "baseline_record": {"anyOf": [{"type": "object"}, {"type": "null"}], "description": "The typical "
+                                "record the outputs are measured from (null for TreeSHAP: the trees' expected value)"},
+            "explanations": {"type": "array", "items": explanation},
+        },
+    }
 
 
 def _example_label(state: ServerState) -> Any:
