@@ -53,6 +53,10 @@ def explain(
     pipeline = from_bundle(verified)
     frame = pipeline.read(data)
     parts = pipeline.parts
+    if importance and parts.target.name not in frame.columns:  # unlabelled rows: attributions only
+        err.print(f"{data} has no {parts.target.name!r} column (the target): no permutation importance, which "
+                  "scores labelled rows", highlight=False)
+        importance = False
     check_columns(frame, [f.name for f in parts.features] + ([parts.target.name] if importance else []),
                   source=data)
     explanation = attributions(parts, frame.head(records), profile=pipeline.profile_ or None,

@@ -37,9 +37,10 @@ def test_the_blob_lights_up_and_the_map_is_complete(blobs: modelmill.Pipeline) -
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_token_attributions_are_complete_and_escaped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoder", ["cnn", "rnn", "transformer"])
+def test_token_attributions_are_complete_and_escaped(tmp_path: Path, encoder: str) -> None:
     make_reviews(200).to_csv(tmp_path / "reviews.csv", index=False)
-    config = text_config({"type": "cnn"}, training={"epochs": 3, "batch_size": 32, "progress": False, "seed": 0})
+    config = text_config({"type": encoder}, training={"epochs": 3, "batch_size": 32, "progress": False, "seed": 0})
     pipeline = modelmill.Pipeline(config, base_dir=tmp_path).fit()
     frame = make_reviews(3, seed=4)
     result = token_attributions(pipeline.parts, frame, "review")

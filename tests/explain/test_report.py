@@ -35,9 +35,10 @@ def test_modelmill_explain_highlights_a_text_column(tmp_path: Path, monkeypatch:
                          evaluation={"explain": 0, "report": False, "plots": False})
     bundle = modelmill.Pipeline(config).fit(make_frame(rows=300, seed=1)).save(tmp_path / "bundle")
     data = tmp_path / "rows.csv"
-    make_frame(rows=40, seed=2).to_csv(data, index=False)
+    make_frame(rows=40, seed=2).drop(columns=["label"]).to_csv(data, index=False)  # unlabelled rows
     code, output = run_main(monkeypatch, capsys, "explain", str(bundle), str(data), "-o", str(tmp_path / "why"),
-                            "--records", "3", "--no-importance")
+                            "--records", "3")
     assert code == 0, output
+    assert "no permutation importance" in output and not (tmp_path / "why" / "importance.csv").exists()
     page = (tmp_path / "why" / "explanations.html").read_text()
     assert "Tokens of &#x27;review&#x27;" in page and page.count("<b>record ") == 3 and "rgba(" in page

@@ -31,14 +31,15 @@ COMPLETENESS = 0.01  # largest |Σ attributions − (output − baseline output)
 MAX_STEPS = 1024  # the step count doubles from the asked one up to this until the sums are complete
 
 
-def _complete(attribute: Any, output: float, baseline: float, steps: int) -> tuple[torch.Tensor, float, int]:
+def _complete(attribute: Any, output: float, baseline: float, steps: int,
+              max_steps: int) -> tuple[torch.Tensor, float, int]:
     """Integrated Gradients at ``steps``, doubled until Σ attributions is within
-    ``COMPLETENESS`` of the output's change (or ``MAX_STEPS`` is reached): the attributions,
-    the gap and the steps used."""
+    ``COMPLETENESS`` of the output's change (or ``max_steps`` is reached; the gap returned
+    says how complete it is then): the attributions, the gap and the steps used."""
     while True:
         attributions = attribute(steps).detach()
         gap = abs(float(attributions.sum()) - (output - baseline))
-        if gap <= COMPLETENESS or steps >= MAX_STEPS:
+        if gap <= COMPLETENESS or steps * 2 > max_steps:
             return attributions, gap, steps
         steps *= 2
 
@@ -108,7 +109,8 @@ def _fixed(net: TabularNet, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [encoder(x) for encoder, x in zip(net.encoders, inputs, strict=True)]
 
 
-def image_saliency(predictor: Predictor, frame: pd.DataFrame, column: str, *, steps: int = 64) -> ColumnAttributions:
+def image_saliency(predictor: Predictor, frame: pd.DataFrame, column: str, *, steps: int = 64,
+                   max_steps: int = MAX_STEPS) -> ColumnAttributions:
     """Per record, a (height, width) map of Integrated Gradients over the pictures of
     ``column`` (summed over the colour channels)."""
     net, position = _net(predictor), _position(predictor, column)
@@ -139,7 +141,7 @@ def image_saliency(predictor: Predictor, frame: pd.DataFrame, column: str, *, st
         attributions, gap, n = _complete(
             lambda n, model=model, x=x, target=target: ig(model).attribute(
                 x, baselines=black, target=target, n_steps=n, internal_batch_size=64),
-            outputs[-1], baselines[-1], steps)
+            outputs[-1], baselines[-1], steps, max_steps)
         values.append(attributions.sum(dim=1)[0].numpy())
         gaps.append(gap)
         used.append(n)
@@ -147,17 +149,25 @@ def image_saliency(predictor: Predictor, frame: pd.DataFrame, column: str, *, st
 
 
 def token_attributions(predictor: Predictor, frame: pd.DataFrame, column: str, *,
-                       steps: int = 64) -> ColumnAttributions:
+                       steps: int = 64, max_steps: int = MAX_STEPS) -> ColumnAttributions:
     """Per record, one attribution per token of ``column`` (Integrated Gradients over the
-    token embeddings, summed over the embedding's dimensions), with the tokens."""
+    token embeddings, summed over the embedding's dimensions), with the tokens. The path
+    starts from the record with every token replaced by the unknown token: the same length
+    and padding, so encoders that read the padding mask or the positions (recurrent,
+    attention) see the same sequence shape at both ends and the sums are complete."""
     net, position = _net(predictor), _position(predictor, column)
     feature = predictor.features[position]
     encoder = net.encoders[position]
     embedding = next((m for m in encoder.modules() if isinstance(m, nn.Embedding)), None)
     tokenizer = getattr(feature, "tokenizer_", None)
-    if embedding is None or tokenizer is None:
+    space = feature.token_space()
+    if embedding is None or tokenizer is None or space is None:
         raise ModelError(f"column {column!r} is not a text read through token embeddings")
-    pad = int(getattr(feature, "pad_id_", 0))
+    pad = space.pad_id
+    unknown_token = getattr(getattr(tokenizer, "model", None), "unk_token", None)
+    unknown = tokenizer.token_to_id(unknown_token) if unknown_token else None
+    if unknown is None:
+        raise ModelError(f"the tokenizer of {column!r} has no unknown token to start the attributions from")
     net.eval()
     inputs = predictor.inputs(frame)
     fixed_all = _fixed(net, inputs)
@@ -168,7 +178,7 @@ def token_attributions(predictor: Predictor, frame: pd.DataFrame, column: str, *
         ids = inputs[position][row:row + 1]
         present = ids[0] != pad
         model = _OneColumn(net, position, [e[row:row + 1] for e in fixed_all], encoder).eval()
-        blank = torch.full_like(ids, pad)
+        blank = torch.where(present[None, :], torch.full_like(ids, int(unknown)), ids)
         with torch.no_grad():
             out, base = model(ids), model(blank)
         target = int(_targets(predictor, out)[0])
@@ -177,7 +187,7 @@ def token_attributions(predictor: Predictor, frame: pd.DataFrame, column: str, *
         attributions, gap, n = _complete(
             lambda n, model=model, ids=ids, blank=blank, target=target: layer_ig(model, embedding).attribute(
                 ids, baselines=blank, target=target, n_steps=n, internal_batch_size=64),
-            outputs[-1], baselines[-1], steps)
+            outputs[-1], baselines[-1], steps, max_steps)
         per_token = attributions.sum(dim=-1)[0]
         width = len(per_token)  # an encoder may trim the padding before its embedding: the first tokens
         kept = present[:width]
