@@ -46,6 +46,9 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         "target": {"name": "label", "type": "binary"},
         "model": {"type": "mlp", "hidden": [16]},
         "training": {"epochs": 5, "batch_size": 64, "progress": False},
+        # the report's explanations (importance, records, maps) are tested in tests/explain/ and
+        # tests/evaluation/; elsewhere they would only add their seconds to every fit
+        "evaluation": {"explain": 0},
     }
     config.update(overrides)
     return config

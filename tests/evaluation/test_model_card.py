@@ -26,7 +26,7 @@ SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "model-card.schema.json"
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[modelmill.Pipeline, Path]:
-    pipeline = modelmill.Pipeline(base_config()).fit(make_frame(400))
+    pipeline = modelmill.Pipeline(base_config(evaluation={"explain": 3})).fit(make_frame(400))
     return pipeline, pipeline.save(tmp_path_factory.mktemp("card") / "bundle")
 
 

@@ -12,7 +12,8 @@ from tests.conftest import base_config, make_frame
 
 
 def test_the_report_and_the_card_carry_the_explanations(tmp_path: Path) -> None:
-    config = base_config(training={"epochs": 4, "batch_size": 64, "progress": False, "seed": 0})
+    config = base_config(training={"epochs": 4, "batch_size": 64, "progress": False, "seed": 0},
+                         evaluation={"explain": 3})
     pipeline = modelmill.Pipeline(config).fit(make_frame(rows=400, seed=1))
     assert pipeline.importance_ is not None and set(pipeline.importance_) == {"x", "colour", "flag", "when", "review"}
     assert max(pipeline.importance_, key=pipeline.importance_.__getitem__) in ("x", "review")  # the signal's columns
