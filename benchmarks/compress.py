@@ -21,7 +21,6 @@ the compression's, shows). A compression the gate refuses is listed with its fig
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression_common import (BATCHES, bundles, example_folder, interleaved, machine, test_rows,  # noqa: E402
+from compression_common import (BATCHES, arguments, bundles, example_folder, interleaved, machine, test_rows,  # noqa: E402
                                 tiled)
 
 PLANS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
@@ -40,11 +39,7 @@ PLANS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adult", type=Path)
-    parser.add_argument("--mnist", type=Path)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = arguments(__doc__)
     from modelmill.api import load
     from modelmill.bundle import read_bundle
     from modelmill.compression.compress import Options, compress

@@ -3,6 +3,7 @@ MNIST `fast` CNN), their test rows, and interleaved timing."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -18,6 +19,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 BATCHES = (64, 10_000)
+
+
+def arguments(description: str | None) -> argparse.Namespace:
+    """The options of the compression benchmarks: the two bundles (else trained) and the rounds."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adult", type=Path, help="a bundle of examples/adult/adult.yaml")
+    parser.add_argument("--mnist", type=Path, help="a bundle of examples/mnist/fast.yaml")
+    parser.add_argument("--rounds", type=int, default=5)
+    return parser.parse_args()
 
 
 def train(config: Path, runs: Path) -> Path:

@@ -13,7 +13,6 @@ test split. Timings are medians of interleaved rounds.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -22,16 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression_common import (BATCHES, bundles, example_folder, interleaved, machine, test_rows,  # noqa: E402
+from compression_common import (BATCHES, arguments, bundles, example_folder, interleaved, machine, test_rows,  # noqa: E402
                                 tiled)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adult", type=Path)
-    parser.add_argument("--mnist", type=Path)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = arguments(__doc__)
     from modelmill.api import load
     from modelmill.compression.export import export
 

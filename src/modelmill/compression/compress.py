@@ -21,8 +21,8 @@ from torch import nn
 from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, MODEL_CARD, PLOTS, PROFILE, REPORT, Bundle, ModelFiles, derive, read_bundle, runtime_model
 from modelmill.config.io import dump_config
 from modelmill.errors import BundleError, ConfigError, ModelError
-from modelmill.predictor import Predictor, TorchRuntime
-from modelmill.predictor.onnx import GRAPH, OnnxRuntime, session
+from modelmill.predictor import RUNTIMES, Predictor
+from modelmill.predictor.onnx import GRAPH
 from modelmill.compression.gate import (Measured, artifacts_size, check_gate, gate_metric, measure,
                                         relative_metric)
 from modelmill.predictor.output import prediction_profile
@@ -149,8 +149,7 @@ class Int8:
             quantised = static_int8(graph, batches)
         else:
             quantised = dynamic_int8(graph)
-        runtime = OnnxRuntime(session(quantised))
-        candidate = Predictor(predictor.config, predictor.features, predictor.target, runtime, predictor.maker)
+        candidate = _with_model(predictor, "onnxruntime", {GRAPH: quantised}, job.bundle.path)
         details = {"int8": "static" if static else "dynamic", "runtime": "onnxruntime",
                    "float_graph_check": check.as_json(),
                    **({"calibration_rows": sum(len(b[0]) for b in batches)} if static else {})}
@@ -178,15 +177,16 @@ class HalfWeights:
 
         predictor = job.predictor
         artifacts = half_weights(job.bundle.model_artifacts(), self.dtype, where=job.bundle.path)
-        module = predictor.maker.build(predictor.features, predictor.target)
-        predictor.maker.load(module, artifacts, where=job.bundle.path)
-        module.eval()
-        candidate = Predictor(predictor.config, predictor.features, predictor.target, TorchRuntime(module),
-                              predictor.maker)
+        candidate = _with_model(predictor, "torch", artifacts, job.bundle.path)
         return Candidate(candidate, ModelFiles(predictor.config.model.type, "torch", artifacts),
                          {"weights": self.dtype, "computed_in": "float32", "runtime": "torch"})
 
 
+def _with_model(predictor: Predictor, runtime: str, artifacts: dict[str, bytes], where: Path) -> Predictor:
+    """The predictor with another model in place of its own, loaded as a bundle's is."""
+    load = RUNTIMES.get(runtime)
+    return Predictor(predictor.config, predictor.features, predictor.target,
+                     load(predictor.maker, predictor.features, predictor.target, artifacts, where), predictor.maker)
 
 
 # ------------------------------------------------------------------- pruning
@@ -201,15 +201,12 @@ class Prune:
         if not 0 < options.sparsity < 1:
             raise ConfigError(f"--sparsity {options.sparsity} must be between 0 and 1 (the share of neurons, "
                               "channels, weights or trees removed)", path="--sparsity")
-        weights = bundle.model_artifacts()
-        if predictor.config.model.type not in GRAPH_WRITERS and any(
-                name.endswith(".safetensors") for name in weights):
-            from modelmill.bundle import WEIGHTS, parse_weights
+        from modelmill.compression.quantize import reduced_precision
 
-            if WEIGHTS in weights and any(t.is_floating_point() and t.dtype != torch.float32
-                                          for t in parse_weights(weights[WEIGHTS], where=bundle.path).values()):
-                raise ModelError("this bundle's weights are stored in half precision; pruning would write them "
-                                 "back in float32. Fix: prune the float32 bundle, then reduce the precision")
+        if predictor.config.model.type not in GRAPH_WRITERS and reduced_precision(bundle.model_artifacts(),
+                                                                                 where=bundle.path):
+            raise ModelError("this bundle's weights are stored in half precision; pruning would write them "
+                             "back in float32. Fix: prune the float32 bundle, then reduce the precision")
 
     def apply(self, job: Job) -> Candidate:
         predictor, options = job.predictor, job.options

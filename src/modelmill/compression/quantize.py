@@ -82,14 +82,23 @@ def half_weights(artifacts: Mapping[str, bytes], dtype: str, *, where: Path) -> 
     Raises:
         ModelError: the weights are not float32 any more (compressed already).
     """
-    tensors = parse_weights(artifacts[WEIGHTS], where=where / WEIGHTS)
-    floating = [t for t in tensors.values() if t.is_floating_point()]
-    reduced = sorted({str(t.dtype).removeprefix("torch.") for t in floating if t.dtype != torch.float32})
+    reduced = reduced_precision(artifacts, where=where)
     if reduced:
         raise ModelError(f"the model's weights are already {', '.join(reduced)}; storing them in {dtype} again "
                          "saves nothing. Fix: compress the float32 bundle it was made from")
+    tensors = parse_weights(artifacts[WEIGHTS], where=where / WEIGHTS)
     half = {name: t.to(HALF[dtype]) if t.is_floating_point() else t for name, t in tensors.items()}
     return {**artifacts, WEIGHTS: encode_weights(half)}
+
+
+def reduced_precision(artifacts: Mapping[str, bytes], *, where: Path) -> list[str]:
+    """The floating-point types other than float32 that a model's weights are stored in
+    (``float16`` after a half-precision compression); empty for float32 or no weights."""
+    if WEIGHTS not in artifacts:
+        return []
+    tensors = parse_weights(artifacts[WEIGHTS], where=where / WEIGHTS)
+    return sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()
+                   if t.is_floating_point() and t.dtype != torch.float32})
 
 
 @contextlib.contextmanager
