@@ -14,10 +14,10 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "modelmill"
 # Lower never imports higher; modules of one layer may import each other.
 LAYERS: dict[str, int] = {
     "modelmill.errors": 1, "modelmill.files": 1, "modelmill.paths": 1, "modelmill.registry": 1,
-    "modelmill._version": 1, "modelmill.machine": 1,
+    "modelmill._version": 1, "modelmill.machine": 1, "modelmill.encryption": 1,
     "modelmill.config": 2,
     "modelmill.bundle": 3, "modelmill.evaluation": 3,
-    "modelmill.data": 4,
+    "modelmill.data": 4, "modelmill.privacy": 4,  # PII detectors (init) and the policy (predictor, serving)
     "modelmill.encoders": 5,
     "modelmill.features": 6,
     "modelmill.models": 7,
@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "modelmill.serving": 10, "modelmill.explain": 10, "modelmill.monitoring": 10, "modelmill.container": 10, "modelmill.scoring": 10, "modelmill.runs": 10,
     "modelmill.api": 11,
     "modelmill.compare": 12, "modelmill.tuning": 12, "modelmill.retraining": 12, "modelmill.compression": 12,  # they fit whole pipelines
-    "modelmill.cli": 12, "modelmill.cli_monitoring": 12, "modelmill.cli_build": 12, "modelmill.cli_compression": 12, "modelmill.cli_explain": 12,
+    "modelmill.cli": 12, "modelmill.cli_monitoring": 12, "modelmill.cli_build": 12, "modelmill.cli_compression": 12, "modelmill.cli_explain": 12, "modelmill.cli_privacy": 12,
     "modelmill": 13,  # the package face (modelmill/__init__.py)
 }
 FEATURE_TYPES = {"number", "category", "binary", "date", "text", "image"}

@@ -35,6 +35,7 @@ from modelmill.errors import ModelmillError, unknown_choice
 SERVE_BASE: tuple[str, ...] = (
     "torch", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "typer", "rich", "safetensors",
     "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client", "fastapi-offline", "pillow",
+    "cryptography",
 )
 # What each model runtime needs beside the base (the runtime names of the bundle manifest).
 RUNTIME_PACKAGES: dict[str, tuple[str, ...]] = {"torch": (), "onnxruntime": ("onnxruntime",)}
