@@ -32,6 +32,8 @@ from modelmill.data.image_values import hashable_frame
 from modelmill.data.sources import read_table
 from modelmill.data.split import SplitRecord, split_frame, split_rest
 from modelmill.data.validate import check_columns, validate_frame
+from modelmill.encryption import Key, as_key, seal
+from modelmill.files import atomic_write_bytes
 from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError, ModelmillError
 from modelmill.evaluation.card import ModelCard, TrainingCard, bootstrap_intervals, model_card
@@ -42,11 +44,13 @@ from modelmill.features import Feature, Target, build_features, build_target
 from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.predictor.output import prediction_profile
+from modelmill.privacy.policy import PrivacyPolicy
 from modelmill.scoring import metrics_of, score
 from modelmill.training import Callback, TensorData, TrainResult
 from modelmill.training.decision import decide, needs_held_out, total_cost
 from modelmill.training.ensemble import fit_ensemble
 from modelmill.training.fitting import FitSettings, fit_model
+from modelmill.training.privacy import DifferentialPrivacy
 
 log = logging.getLogger("modelmill")
 _PART = "__modelmill_part"  # which part a row given as train or validation belongs to, through cleaning
@@ -78,6 +82,8 @@ class Pipeline:
         self.importance_: dict[str, float] | None = None  # column → importance, once computed; on the card
         self.explained_: dict[str, Any] = {}  # report sections: importance, records explained, tokens
         self.card_: ModelCard | None = None  # the card a loaded bundle holds
+        self.privacy_: DifferentialPrivacy | None = None  # the latest fit's DP-SGD, with training.privacy
+        self.key_: bytes | None = None  # an encrypted run's or bundle's key: whatever it writes is sealed
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
@@ -86,7 +92,17 @@ class Pipeline:
     # ---------------------------------------------------------------- reading
 
     def read(self, data: Data | None = None) -> pd.DataFrame:
-        """A frame as given, or read from a path/URL, or from ``data.source`` of the config."""
+        """A frame as given, or read from a path/URL, or from ``data.source`` of the config;
+        under the privacy policy (dropped columns gone, personal values treated), so that
+        nothing downstream (predictions, reports, explanation pages) sees a value in clear.
+        Every value is treated, exactly once: a frame this policy treated already (its mark,
+        such as one returned here) is taken as it is."""
+        return self._policy().once(self._read(data))
+
+    def _policy(self) -> PrivacyPolicy:
+        return self.predictor_.privacy if self.predictor_ else PrivacyPolicy.from_config(self.config)
+
+    def _read(self, data: Data | None = None) -> pd.DataFrame:
         if isinstance(data, pd.DataFrame):
             return data
         if data is None:
@@ -116,22 +132,32 @@ class Pipeline:
     # ----------------------------------------------------------------- fitting
 
     def fit(self, data: Data | None = None, *, run_dir: Path | None = None, resume: bool = False,
-            evaluate: bool = True, test: pd.DataFrame | None = None, valid: pd.DataFrame | None = None) -> Self:
+            evaluate: bool = True, test: pd.DataFrame | None = None, valid: pd.DataFrame | None = None,
+            key: Key | None = None) -> Self:
         """Validate, clean, split, fit the features on the training split, train, evaluate.
         ``evaluate=False`` leaves the test split untouched (a search's trials are chosen on the
         validation score, ``metrics_["valid_<metric>"]``, alone). ``test``: the test split
         itself, kept out of ``data`` (retraining keeps the original one, so that challenger
         and champion are judged on the same rows); ``data`` then makes train and validation,
-        unless ``valid`` gives the validation rows too (cleaned like ``data``)."""
+        unless ``valid`` gives the validation rows too (cleaned like ``data``). ``key``: an
+        encrypted run, whose checkpoints and plots in ``run_dir`` (and bundle, by :meth:`save`)
+        are sealed with it."""
         config = self.config
+        if key is not None:
+            self.key_ = as_key(key)
         if valid is not None and test is None:
             raise ValueError("valid= is given with test= only (the config's split makes both otherwise)")
         clock = _Stopwatch()
+        # personal data is treated right after reading, so that cleaning, the split, the features,
+        # the profile and the report only ever see treated values (a hash without its key fails here)
+        policy = PrivacyPolicy.from_config(config)
+        test = policy.once(test) if test is not None else None
+        valid = policy.once(valid) if valid is not None else None
         features = build_features(config)  # unfitted, they already answer for their columns
         maker = model_maker(config)  # imports the model type's library (LightGBM for gbdt)
         maker.check(features)  # a model type that cannot take a column fails before any reading
         clock.lap("model type")
-        frame = self.read(data)
+        frame = policy.once(self._read(data))
         if valid is not None:  # validated and cleaned with the rest (a duplicate across the two goes)
             frame = pd.concat([frame.assign(**{_PART: "train"}), valid.assign(**{_PART: "valid"})], ignore_index=True)
         clock.lap("read")
@@ -156,7 +182,10 @@ class Pipeline:
             raise ConfigError(_NO_HELD_OUT, path="target")  # before any fitting
         train = drop_outlier_rows(train, config, features, report)
         learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
+        for treated in (train, valid, test, learned):  # whatever cleaning and splitting kept of the mark:
+            policy.mark(treated)  # these rows were treated on reading, never again
         parts = self._fit_features(features, learned, report)
+        parts.policy = policy
         self.class_rows_ = class_rows(parts.target, learned)
         train_data = parts.tensors(train)
         valid_data = parts.tensors(valid) if len(valid) else replace(train_data, held_out=False)
@@ -173,6 +202,8 @@ class Pipeline:
         if evaluate:
             self._evaluate_test(parts, test, run_dir)
         self.metrics_["rows"] = {"train": len(train), "valid": len(valid), "test": len(test)}
+        if self.privacy_ is not None:  # what differentially private training spent
+            self.metrics_["privacy"] = self.privacy_.summary()
         held_out = bool(len(valid)) or isinstance(parts.maker, Weighted)  # an ensemble's folds hold rows out
         if held_out and self.result_.best_value is not None:  # the score the fit was chosen by
             self.metrics_[f"valid_{self._monitor(parts.target.task)}"] = float(self.result_.best_value)
@@ -186,7 +217,7 @@ class Pipeline:
             raise ModelError("the model is evaluated before it was fitted")
         self.metrics_, self.plots_ = score(parts, test, plots=self.config.evaluation.plots,
                                            plots_dir=run_dir / "plots" if run_dir else None,
-                                           history=self.result_.history)
+                                           history=self.result_.history, key=self.key_)
         raw = parts.raw(test)
         self.metrics_.update(decision_metrics(parts.target, raw, test))
         self.intervals_ = metric_intervals(parts.target, raw, test, seed=self.config.training.seed)
@@ -249,6 +280,7 @@ class Pipeline:
     def _read_extra(self, source: str | None) -> pd.DataFrame:
         options = self.config.data.model_copy(update={"source": str(source), "format": "auto", "query": None})
         frame = self._resolve_paths(read_table(options, base_dir=self.base_dir), str(source), self.base_dir)
+        frame = self._policy().once(frame)
         check_columns(frame, [f.name for f in self.config.features] + [self.config.target.name], source=str(source))
         return frame
 
@@ -275,7 +307,9 @@ class Pipeline:
             metrics = metrics_of(target, raw, target.untransform(truth))
             return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
-        settings = FitSettings(self.config.training, target, scorer, monitor, mode, self.callbacks)
+        callbacks = [*self.callbacks, *self._private_training(target)]
+        settings = FitSettings(self.config.training, target, scorer, monitor, mode, callbacks,
+                               persist_cache=self.key_ is None)
         if isinstance(parts.maker, Weighted):
             model = self.config.model
             return fit_ensemble(parts.maker, parts.model, train, valid, settings, features=parts.features,
@@ -283,7 +317,21 @@ class Pipeline:
                                 time_budget=(model.time_budget or "sized") if isinstance(model, AutoModelConfig)
                                 else None)
         return fit_model(parts.maker, parts.model, train, valid, settings,
-                         checkpoint_dir=run_dir / "checkpoints" if run_dir else None, resume=resume)
+                         checkpoint_dir=run_dir / "checkpoints" if run_dir else None, resume=resume,
+                         checkpoint_key=self.key_)
+
+    def _private_training(self, target: Target[Any]) -> list[Callback]:
+        """With ``training.privacy``: the DP-SGD callback, kept in ``privacy_`` for what it spent."""
+        self.privacy_ = None
+        settings = self.config.training.privacy
+        if settings is None:
+            return []
+        if target.class_weights is not None:  # a weighted mean divides by the batch's total weight: rows not apart
+            raise ConfigError("class weights cannot be combined with training.privacy: the weighted loss divides by "
+                              "the weight of the whole batch, so one row's gradient depends on the others and DP-SGD "
+                              "cannot bound it. Fix: class_weights: none", path="target.class_weights")
+        self.privacy_ = DifferentialPrivacy(settings, seed=self.config.training.seed)
+        return [self.privacy_]
 
     def _monitor(self, task: Task) -> str:
         """The metric early stopping watches, and ensembles are weighed and reported by."""
@@ -342,24 +390,28 @@ class Pipeline:
                             method=method, source=source)
 
     def evaluate(self, data: Data, *, out_dir: Path | None = None) -> dict[str, Any]:
-        """Metrics on labelled data; with ``out_dir`` also the plots and an HTML report."""
+        """Metrics on labelled data; with ``out_dir`` also the plots and an HTML report (sealed
+        with the pipeline's key when it has one: an encrypted bundle's evaluation is encrypted)."""
         frame = self.read(data)
         source = str(data) if not isinstance(data, pd.DataFrame) else "the frame"
         check_columns(frame, [f.name for f in self.parts.features] + [self.config.target.name], source=source)
         metrics, plots = score(self.parts, frame, plots=self.config.evaluation.plots,
-                               plots_dir=out_dir / "plots" if out_dir else None, history=[])
+                               plots_dir=out_dir / "plots" if out_dir else None, history=[], key=self.key_)
         if out_dir:
-            (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             card = self.card_ if self.result_ is None else self.model_card()
-            (out_dir / "report.html").write_bytes(
-                self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}, card))
+            report = self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}, card)
+            for name, content in {"metrics.json": json.dumps(metrics, indent=2).encode(), "report.html": report}.items():
+                # atomic: a reader (or a crash) never sees half a report
+                atomic_write_bytes(out_dir / name, seal(content, self.key_, name) if self.key_ is not None else content)
         return metrics
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, path: str | Path, *, lineage: Lineage | None = None) -> Path:
+    def save(self, path: str | Path, *, lineage: Lineage | None = None, key: Key | None = None) -> Path:
         """Write the bundle directory (atomically, never over an existing one); returns its path.
-        ``lineage``: where it comes from, when not trained from data alone (retrained, say)."""
+        ``lineage``: where it comes from, when not trained from data alone (retrained, say).
+        ``key`` (32 bytes, their hex or base64 text, or a key file as a ``pathlib.Path``): every
+        file sealed with it; by default the key of an encrypted fit or of the encrypted bundle loaded."""
         parts = self.parts
         config = self.config
         card = self.model_card()
@@ -373,7 +425,7 @@ class Pipeline:
             split=self.split_.as_json() if self.split_ is not None else None, model_card=card.as_json(),
             report=self._report_html(f"{config.name}: test-set report", self.metrics_, self.plots_,
                                      self._run_sections(), card) if config.evaluation.report else None)
-        return write_contents(Path(path), contents, lineage)
+        return write_contents(Path(path), contents, lineage, key=as_key(key) if key is not None else self.key_)
 
     def model_card(self) -> ModelCard:
         """The model card (Mitchell et al. 2019) of the latest fit, or the card a loaded bundle
@@ -394,7 +446,8 @@ class Pipeline:
                 split_rows=self.split_.rows if self.split_ else None, class_rows=self.class_rows_,
                 widths=None if view == "raw" else {f.name: f.output_dim for f in parts.features}, inputs=view,
                 parameters=_trained_parameters(parts), training=training, metrics=self.metrics_,
-                intervals=self.intervals_, profile=self.profile_, warnings=self.warnings_)
+                intervals=self.intervals_, profile=self.profile_, warnings=self.warnings_,
+                privacy_columns=parts.privacy.describe())
         if self.importance_ is not None:
             card = card.with_importance(self.importance_, method="permutation on the test split")
         return card
@@ -426,10 +479,12 @@ class Pipeline:
                              config_yaml=dump_config(self.config), card=card).encode("utf-8")
 
 
-def load(path: str | Path, *, runtime: str | None = None) -> Pipeline:
+def load(path: str | Path, *, runtime: str | None = None, key: Key | None = None) -> Pipeline:
     """A fitted pipeline from a bundle (or a run) directory; every file's hash is verified.
-    ``runtime``: what runs the model (``torch``, ``onnxruntime``; None: what the bundle names)."""
-    return from_bundle(read_bundle(path), runtime=runtime)
+    ``runtime``: what runs the model (``torch``, ``onnxruntime``; None: what the bundle names).
+    ``key``: an encrypted bundle's (bytes, hex or base64 text, or a key file as a ``pathlib.Path``; by
+    default the environment's, ``MODELMILL_ENCRYPTION_KEY[_FILE]``); it is decrypted in memory."""
+    return from_bundle(read_bundle(path, as_key(key) if key is not None else None), runtime=runtime)
 
 
 def from_bundle(bundle: Bundle, *, runtime: str | None = None) -> Pipeline:
@@ -441,6 +496,7 @@ def from_bundle(bundle: Bundle, *, runtime: str | None = None) -> Pipeline:
     split = bundle.split()
     pipeline.split_ = SplitRecord.from_json(split) if split else None
     pipeline.card_ = _read_card(bundle)
+    pipeline.key_ = bundle.key
     return pipeline
 
 

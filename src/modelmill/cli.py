@@ -24,6 +24,8 @@ from rich.table import Table
 from modelmill.cli_build import register as register_build_command
 from modelmill.cli_compression import Runtime, register as register_compression_commands
 from modelmill.cli_explain import register as register_explain_command
+from modelmill.cli_encryption import (KeyFileOption, export_key_file, given_key,
+                                      register as register_encryption_commands, run_key)
 from modelmill.cli_monitoring import register as register_monitoring_commands
 from modelmill.errors import ConfigError, ModelmillError
 
@@ -66,21 +68,27 @@ def train(
     config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")],
     runs: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest unfinished run.")] = False,
+    encrypt: Annotated[bool, typer.Option("--encrypt", help="Encrypt every file of the run and its bundle "
+                                          "(AES-256-GCM) with the key of MODELMILL_ENCRYPTION_KEY[_FILE].")] = False,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Clean, split, fit the features, train, evaluate and write the bundle."""
     from modelmill.config import load_config
 
     checked = load_config(config)  # a wrong config fails here, before the heavy imports
+    key = run_key(encrypt, key_file)  # --key-file implies --encrypt; a missing key fails before any run folder
     from modelmill.api import Pipeline
-    from modelmill.runs import mark_latest, new_run_dir, resumable_run
+    from modelmill.runs import check_resume, mark_latest, new_run_dir, resumable_run
 
     pipeline = Pipeline(checked, base_dir=config.parent)
     name = pipeline.config.name
     run_dir = resumable_run(runs, name) if resume else new_run_dir(runs, name)
-    err.print(f"run {run_dir}")
+    if resume:
+        check_resume(run_dir, encrypted=key is not None)
+    err.print(f"run {run_dir}" + (" (encrypted)" if key else ""))
     try:
-        with _log_to(run_dir / "train.log"):
-            pipeline.fit(run_dir=run_dir, resume=resume)
+        with _log_to(run_dir / "train.log", key):
+            pipeline.fit(run_dir=run_dir, resume=resume, key=key)
             started = time.perf_counter()
             bundle = pipeline.save(run_dir / "bundle")
             logging.getLogger("modelmill").info(f"seconds: report and bundle {time.perf_counter() - started:.2f}")
@@ -97,7 +105,8 @@ def train(
         else:
             err.print(f"{r.epochs_run} epochs in {r.seconds:.1f} s (best epoch {r.best_epoch}; {r.stop_reason})")
     out.print(f"bundle: {bundle}")
-    out.print(f"report: {bundle / 'report.html'}")
+    out.print(f"report: {bundle / 'report.html'}" + (" (encrypted: `modelmill decrypt FILE -o OUT` opens it)"
+                                                     if key else ""))
 
 
 @app.command()
@@ -217,11 +226,12 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
     data: Annotated[str, typer.Argument(help="Labelled data file or URL.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics, plots, report.")] = None,
+    key_file: KeyFileOption = None,
 ) -> None:
-    """Metrics, plots and a report on new labelled data."""
+    """Metrics, plots and a report on new labelled data (encrypted for an encrypted bundle)."""
     from modelmill.bundle import read_bundle
 
-    verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before the heavy imports
+    verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
     from modelmill.api import from_bundle
 
     pipeline = from_bundle(verified)
@@ -239,11 +249,12 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write.")],
     runtime: Annotated[Runtime, typer.Option(help="What runs the model (auto: what the bundle names).")]
     = Runtime.auto,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Predict every row of a file."""
     from modelmill.bundle import read_bundle
 
-    verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before the heavy imports
+    verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
     from modelmill.api import from_bundle
     from modelmill.data.sinks import write_table
 
@@ -281,6 +292,7 @@ def serve(
     shadow: Annotated[str | None, typer.Option(
         help="Shadow mode: the challenger in the model folder's .shadow/NAME/ predicts the logged records too "
         "(both logged, only the served model answers). Needs --log.")] = None,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Serve a bundle (or the newest of a folder of versions) as a REST API."""
     from modelmill.serving.server import serve as run_server
@@ -300,6 +312,7 @@ def serve(
         out.print(f"serving {models} at {url}  ·  API docs: {url}/docs  ·  Ctrl-C stops", highlight=False,
                   soft_wrap=True)
 
+    export_key_file(key_file)  # the workers, and every version loaded later, find the key's file by the environment
     run_server(models, {k: v for k, v in overrides.items() if v is not None}, access_log=access_log,
                announce=announce)
     err.print("stopped")
@@ -342,8 +355,11 @@ def _summary(metrics: dict[str, Any], *, title: str) -> None:
 
 
 @contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    handler = logging.FileHandler(path)
+def _log_to(path: Path, key: bytes | None = None) -> Iterator[None]:
+    """The ``modelmill`` logger's lines into ``path`` too (a sealed log with ``key``)."""
+    from modelmill.encryption import SealedLogHandler
+
+    handler = SealedLogHandler(path, key, path.name) if key is not None else logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("modelmill")
     logger.addHandler(handler)
@@ -381,6 +397,7 @@ register_monitoring_commands(app, log_app)
 register_build_command(app)
 register_compression_commands(app)
 register_explain_command(app)
+register_encryption_commands(app)
 
 if __name__ == "__main__":
     main()

@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
         from modelmill.bundle import read_bundle
         from modelmill.container import (DEFAULT_BASE, build_image, declared_packages, find_builder, image_name,
                                          write_context)
+        from modelmill.container.context import refuse_encrypted
 
+        refuse_encrypted(bundle)  # before a key is asked for: no image can hold an encrypted bundle
         verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before anything is written
         declared_packages(verified, runtime)  # so does an unknown runtime
         if runtime:  # and a runtime this bundle's models cannot run on (no ONNX graph, say)

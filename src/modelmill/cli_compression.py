@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from modelmill.cli_encryption import KeyFileOption, given_key
+
 out = Console()
 err = Console(stderr=True)
 
@@ -36,11 +38,13 @@ def export(
     format: Annotated[str, typer.Option("--format", help="The graph format: onnx.")] = "onnx",
     data: Annotated[str | None, typer.Option(
         help="Labelled rows to check the graph on (default: the bundle's original test split).")] = None,
+    key_file: KeyFileOption = None,
 ) -> None:
     """A derived bundle holding the model as an ONNX graph, checked against it to 1e-4."""
     from modelmill.compression.export import export as export_bundle
 
-    path = export_bundle(bundle, output, format=format, data=data, say=lambda m: err.print(m, highlight=False))
+    path = export_bundle(bundle, output, format=format, data=data, say=lambda m: err.print(m, highlight=False),
+                         key=given_key(key_file))
     out.print(f"exported bundle: {path}  ·  serve it with --runtime onnxruntime", highlight=False, soft_wrap=True)
 
 
@@ -65,6 +69,7 @@ def compress(
     train: Annotated[str | None, typer.Option(
         help="Labelled rows to calibrate and fine-tune on (default: the original data without its test split)."
     )] = None,
+    key_file: KeyFileOption = None,
 ) -> None:
     """A smaller or faster model as a derived bundle; refused (nothing written) if the
     metric drops more than --max-drop."""
@@ -73,7 +78,7 @@ def compress(
     given = {"sparsity": sparsity} if sparsity is not None else {}
     options = Options(**given, structured=not unstructured, finetune_epochs=finetune_epochs, int8=int8.value)
     path = compress_bundle(bundle, output, method=method, options=options, data=data, train=train, metric=metric,
-                           max_drop=max_drop, say=lambda m: err.print(m, highlight=False))
+                           max_drop=max_drop, say=lambda m: err.print(m, highlight=False), key=given_key(key_file))
     out.print(f"compressed bundle: {path}", highlight=False, soft_wrap=True)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from modelmill.cli_encryption import KeyFileOption, given_key
 from modelmill.errors import ConfigError
 
 out = Console()
@@ -40,12 +41,14 @@ def explain(
         help="Integrated Gradients' steps: auto (raised until completeness holds to 0.01) or a number.")] = "auto",
     method: Annotated[str, typer.Option(
         help="auto (the model's own), integrated_gradients, treeshap, linear or shapley_sampling.")] = "auto",
+    key_file: KeyFileOption = None,
 ) -> None:
     """Per-record attributions per input column (attributions.csv), permutation importance
-    (importance.csv) and a page of both (explanations.html)."""
+    (importance.csv) and a page of both (explanations.html); encrypted, for an encrypted bundle."""
     from modelmill.bundle import read_bundle
 
-    verified = read_bundle(bundle)  # a wrong path or a damaged bundle fails here, before the heavy imports
+    # a wrong path, a damaged bundle or a wrong key fails here, before the heavy imports
+    verified = read_bundle(bundle, given_key(key_file))
     from modelmill.api import from_bundle
     from modelmill.data.validate import check_columns
     from modelmill.explain import attributions, chosen_metric, importance as permutation_importance, write_explanations
@@ -68,7 +71,7 @@ def explain(
     pictures, texts = column_maps(parts, frame.head(min(records, MAPPED_RECORDS)))
     folder = write_explanations(output, explanation, ranking, title=f"{pipeline.config.name}: explanations of {data}",
                                 records=frame.head(records), metric=chosen_metric(parts) if importance else None,
-                                pictures=pictures, texts=texts)
+                                pictures=pictures, texts=texts, key=pipeline.key_)
     worst = float(explanation.gap.max()) if len(explanation.gap) else 0.0
     out.print(f"explained {len(explanation.attributions)} records by {explanation.method} (largest completeness "
               f"gap {worst:.2g}): {folder}", highlight=False, soft_wrap=True)

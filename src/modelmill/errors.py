@@ -58,6 +58,30 @@ class BundleError(ModelmillError):
     """A bundle is missing, incomplete, tampered with, or not a bundle at all."""
 
 
+class EncryptionError(ModelmillError):
+    """An encrypted file cannot be opened (no key, another key, changed or damaged bytes), or a
+    key is malformed; names the file or the variable, never the key."""
+
+
+class EncryptionKeyError(EncryptionError):
+    """The key, not the file, is the problem: none is given, it cannot be read or parsed, or
+    the file was sealed with another key (the fingerprints tell). A changed or damaged file
+    is a plain :class:`EncryptionError`."""
+
+
+class MissingKeyError(ConfigError):
+    """The privacy policy's ``hash`` is configured and the key's variable is unset or too short."""
+
+
+class WrongKeyError(BundleError):
+    """The bundle's hashed columns were made with another key than the environment's."""
+
+
+KEY_ERRORS = (MissingKeyError, WrongKeyError, EncryptionKeyError)
+"""The process's key is wrong for every model it opens: where a model is served, fatal (the
+server does not start; a reload answers 409 ``key_mismatch``), never "a broken version"."""
+
+
 class ServingError(ModelmillError):
     """A serving request or setting is wrong."""
 

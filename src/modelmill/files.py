@@ -4,6 +4,7 @@ leaves the previous file untouched and no temporary file behind."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -39,6 +40,29 @@ def atomic_open(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_open(path, "wb") as stream:
         stream.write(data)
+
+
+def atomic_create(path: Path, data: bytes, *, mode: int = 0o666) -> None:
+    """Write a *new* file atomically, never over an existing one: a temporary sibling made
+    with ``mode`` (less the umask), synced, then hard-linked to ``path`` (a link fails on an
+    existing name, where a rename would replace it). Raises ``FileExistsError`` when ``path``
+    exists, ``OSError`` when it cannot be written; no partial file is left either way."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links: check, then rename (a small race)
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+            os.rename(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """Run directories: ``runs/<name>/<run-id>/`` with the bundle, checkpoints, cleaning report,
-learning curves and logs; ``runs/<name>/latest`` points at the newest complete run."""
+learning curves and logs; ``runs/<name>/latest`` points at the newest complete run.
+An encrypted run (``modelmill train --encrypt``) holds every one of its files sealed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from modelmill.bundle import MANIFEST
-from modelmill.errors import ModelmillError
+from modelmill.encryption import PREFIX
+from modelmill.errors import EncryptionError, EncryptionKeyError, ModelmillError
 
 LATEST = "latest"
 
@@ -43,3 +45,23 @@ def mark_latest(run_dir: Path) -> None:
     temp.unlink(missing_ok=True)
     os.symlink(run_dir.name, temp)
     os.replace(temp, link)
+
+
+def is_encrypted(run_dir: Path) -> bool:
+    """Whether the run's files are sealed (its checkpoints and log tell)."""
+    for file in (*sorted((run_dir / "checkpoints").glob("*.safetensors")), run_dir / "train.log"):
+        if file.is_file() and file.stat().st_size:
+            with open(file, "rb") as handle:
+                return handle.read(len(PREFIX)) == PREFIX
+    return False
+
+
+def check_resume(run_dir: Path, encrypted: bool) -> None:
+    """A run resumes as it began: encrypted or in clear, never a mix of the two."""
+    if is_encrypted(run_dir) and not encrypted:
+        raise EncryptionKeyError(f"run {run_dir} is encrypted; resume it with its key. Fix: add --key-file FILE, "
+                                 "or --encrypt with MODELMILL_ENCRYPTION_KEY set")
+    if encrypted and not is_encrypted(run_dir):
+        raise EncryptionError(f"run {run_dir} was not encrypted, and a run is encrypted from its start or not at "
+                              "all. Fix: resume it without --encrypt/--key-file, or start an encrypted run in a "
+                              "new run folder")

@@ -4,7 +4,6 @@ by the trainer's validation."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from modelmill.encryption import seal
 from modelmill.errors import DataError
+from modelmill.files import atomic_write_bytes
 from modelmill.evaluation.metrics import compute_metrics
 from modelmill.features import Target
 from modelmill.predictor import Predictor
@@ -31,9 +32,9 @@ def metrics_of(target: Target[Any], raw: torch.Tensor, truth: np.ndarray) -> dic
 
 
 def score(predictor: Predictor, frame: pd.DataFrame, *, plots: bool, plots_dir: Path | None,
-          history: list[dict[str, float]]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Metrics on the labelled rows of ``frame``, and the plots as PNG bytes (also written
-    to ``plots_dir`` when given)."""
+          history: list[dict[str, float]], key: bytes | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Metrics on the labelled rows of ``frame``, and the plots as PNG bytes, drawn in memory
+    (also written to ``plots_dir`` when given: sealed as ``plots/NAME.png`` with ``key``)."""
     target = predictor.target
     known = target.labelled(frame[target.name])
     if not known.any():
@@ -44,13 +45,18 @@ def score(predictor: Predictor, frame: pd.DataFrame, *, plots: bool, plots_dir: 
     metrics = metrics_of(target, raw, truth)
     pngs: dict[str, bytes] = {}
     if plots:
-        from modelmill.evaluation.plots import make_plots  # matplotlib: only when plots are asked for
+        from modelmill.evaluation.plots import render_plots  # matplotlib: only when plots are asked for
 
         predictions = target.postprocess(raw)
         proba = predictions.proba[:, 1] if target.task == "binary" and predictions.proba is not None \
             else predictions.proba
-        with tempfile.TemporaryDirectory() as temp:
-            written = make_plots(target.task, np.asarray(truth), predictions.codes, proba, target.class_names,
-                                 history, plots_dir or Path(temp))
-            pngs = {path.name: path.read_bytes() for path in written.values()}
+        pngs = render_plots(target.task, np.asarray(truth), predictions.codes, proba, target.class_names, history)
+        if plots_dir is not None:
+            write_files(plots_dir, pngs, key)
     return metrics, pngs
+
+
+def write_files(folder: Path, files: dict[str, bytes], key: bytes | None) -> None:
+    """Write ``files`` into ``folder`` atomically, each sealed as ``FOLDER/NAME`` with ``key``."""
+    for name, data in files.items():
+        atomic_write_bytes(folder / name, seal(data, key, f"{folder.name}/{name}") if key is not None else data)

@@ -41,7 +41,7 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     from modelmill.cli import main
 
     monkeypatch.setattr(sys, "argv", ["modelmill", *args])
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "10000")  # one line per message: a long path is never broken
     with pytest.raises(SystemExit) as exited:
         main()
     captured = capsys.readouterr()

@@ -138,10 +138,19 @@ def test_quoted_newlines_across_parse_blocks(tmp_path: Path) -> None:
     assert_same(read(tmp_path / "t.csv"), frame)
 
 
-def test_ragged_rows_are_counted_and_shown(tmp_path: Path) -> None:
-    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4,5\n6,7\n8\n")
-    with pytest.raises(DataError, match=r"t\.csv.*2 rows do not have 2 fields.*'3,4,5'"):
+def test_ragged_rows_are_counted_and_located_never_shown(tmp_path: Path) -> None:
+    # a row may hold personal data (an e-mail, a card number): its field count is shown, not its text
+    (tmp_path / "t.csv").write_text("a,b\n1,2\nbob@example.com,4,5\n6,7\n8\n")
+    with pytest.raises(DataError, match=r"t\.csv.*2 rows do not have 2 fields.*e\.g\. 3 fields; 1 fields") as raised:
         read(tmp_path / "t.csv")
+    assert "bob" not in str(raised.value) and "8" not in str(raised.value).split("e.g.")[1]
+
+
+def test_a_parse_error_never_quotes_the_row() -> None:
+    from modelmill.data.delimited import _without_row_text
+
+    error = ValueError("CSV parse error: Expected 3 columns, got 4: bob@example.com,41,0,extra")
+    assert _without_row_text(error) == "CSV parse error: Expected 3 columns, got 4"
 
 
 def test_header_names_are_cleaned(tmp_path: Path) -> None:

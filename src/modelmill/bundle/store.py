@@ -5,6 +5,11 @@ front and never unpickles or executes anything, and members are parsed only when
 consumer asks for them. Writes are atomic (a temporary sibling renamed into place, so a
 crash never leaves half a bundle) and never overwrite: a bundle is immutable once written.
 Later stages make a new bundle with :func:`derive`, which records its parent's hash.
+
+An encrypted bundle (``key=``) seals every file, the manifest too, with
+:mod:`modelmill.encryption`; the manifest's hashes stay over the plaintext, so a bundle's
+digest is the same whatever seals it. Reading one decrypts in memory only, with the key
+given or the environment's; a bundle derived from it is sealed with the same key.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION,
 from modelmill.bundle.weights import parse_weights
 from modelmill.config.io import parse_config
 from modelmill.config.schema import PipelineConfig
+from modelmill.encryption import is_sealed, require_key, seal, unseal
 from modelmill.errors import BundleError
 from modelmill.files import atomic_folder
 
@@ -91,9 +97,12 @@ class Contents:
                 "data_sha256": self.data_sha256, "models": models}
 
 
-def write_contents(target: Path, contents: Contents, lineage: Lineage | None = None) -> Path:
-    """Write a new bundle of ``contents`` (trained from data unless ``lineage`` says otherwise)."""
-    return write_bundle(target, contents.files(), {**contents.info(), "lineage": (lineage or Lineage()).as_json()})
+def write_contents(target: Path, contents: Contents, lineage: Lineage | None = None, *,
+                   key: bytes | None = None) -> Path:
+    """Write a new bundle of ``contents`` (trained from data unless ``lineage`` says otherwise),
+    encrypted with ``key`` when given."""
+    return write_bundle(target, contents.files(), {**contents.info(), "lineage": (lineage or Lineage()).as_json()},
+                        key=key)
 
 
 @dataclass
@@ -105,6 +114,7 @@ class Bundle:
     manifest: dict[str, Any]
     files: dict[str, bytes]
     manifest_bytes: bytes = b""
+    key: bytes | None = field(default=None, repr=False)  # an encrypted bundle's key (what derive seals with)
     _parsed: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # --------------------------------------------------------------- generic
@@ -138,6 +148,16 @@ class Bundle:
     def digest(self) -> str:
         """The sha256 of the manifest: one hash that stands for every file of the bundle."""
         return sha256(self.manifest_bytes)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key is not None
+
+    def stored_files(self) -> dict[str, bytes]:
+        """Every file as it is stored (the manifest included): sealed afresh with the bundle's
+        key when it is encrypted, so a copy (a container's context) holds no plaintext."""
+        files = {**self.files, MANIFEST: self.manifest_bytes}
+        return {name: seal(data, self.key, name) if self.key else data for name, data in files.items()}
 
     @property
     def format_version(self) -> int:
@@ -225,15 +245,20 @@ def _json(value: Any) -> bytes:
 # ------------------------------------------------------------------- writing
 
 
-def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Path:
+def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[str, Any], *,
+                 key: bytes | None = None) -> Path:
     """Write ``files`` (relative POSIX names → bytes) and a manifest into ``target``
-    atomically. ``target`` must not exist yet (or be an empty folder): bundles are never
-    overwritten."""
+    atomically, every file sealed with ``key`` when given. ``target`` must not exist yet (or
+    be an empty folder): bundles are never overwritten."""
     target = Path(target).resolve()
     _refuse_existing(target)
+
+    def sealed(data: bytes, name: str) -> bytes:
+        return seal(data, key, name) if key is not None else data
+
     with atomic_folder(target, _refuse_existing) as staging:
         for name, data in files.items():
-            _write_synced(staging / _safe_name(name), data)
+            _write_synced(staging / _safe_name(name), sealed(data, name))
         manifest = {
             "format_version": FORMAT_VERSION,
             "modelmill_version": __version__,
@@ -241,7 +266,7 @@ def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[s
             **info,
             "files": {name: sha256(data) for name, data in sorted(files.items())},
         }
-        _write_synced(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
+        _write_synced(staging / MANIFEST, sealed(json.dumps(manifest, indent=2).encode(), MANIFEST))
     return target
 
 
@@ -328,7 +353,7 @@ def derive(parent: Bundle, target: str | Path, *, action: str, add: Mapping[str,
     info = {k: v for k, v in parent.manifest.items() if k not in _OWN_KEYS}
     if CONFIG in replace:
         info["config_sha256"] = sha256(replace[CONFIG])
-    return write_bundle(target, files, {**info, "models": entries, "lineage": lineage.as_json()})
+    return write_bundle(target, files, {**info, "models": entries, "lineage": lineage.as_json()}, key=parent.key)
 
 
 # ------------------------------------------------------------------- reading
@@ -345,10 +370,21 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     raise BundleError(f"{root} is not a modelmill bundle (no {MANIFEST} in it or in {root / 'bundle'})")
 
 
-def read_bundle(path: str | Path) -> Bundle:
-    """Read and verify every file listed in the manifest (formats 1 and 2)."""
+def read_bundle(path: str | Path, key: bytes | None = None) -> Bundle:
+    """Read and verify every file listed in the manifest (formats 1 and 2). An encrypted
+    bundle is decrypted in memory with ``key``, or else the environment's key.
+
+    Raises:
+        BundleError: not a bundle, a file missing, or a hash that does not match.
+        EncryptionError: an encrypted bundle and no key, another key, or a changed file.
+    """
     root = resolve_bundle_dir(path)
     raw = (root / MANIFEST).read_bytes()
+    if is_sealed(raw):
+        key = key or require_key(f"bundle {root} is encrypted")
+        raw = unseal(raw, key, MANIFEST, root / MANIFEST)
+    else:
+        key = None  # a plain bundle stays plain, whatever key is at hand
     try:
         manifest = json.loads(raw)
         listed = dict(manifest["files"])
@@ -365,10 +401,12 @@ def read_bundle(path: str | Path) -> Bundle:
         if not file.is_file():
             raise BundleError(f"bundle file {file} is missing")
         data = file.read_bytes()
+        if key is not None:
+            data = unseal(data, key, name, file)
         if sha256(data) != digest:
             raise BundleError(
                 f"integrity check failed for {file}: its sha256 does not match the manifest "
                 "(the file was changed or damaged after the bundle was written)"
             )
         files[name] = data
-    return Bundle(path=root, manifest=manifest, files=files, manifest_bytes=raw)
+    return Bundle(path=root, manifest=manifest, files=files, manifest_bytes=raw, key=key)

@@ -20,7 +20,7 @@ from torch import nn
 
 from modelmill.bundle import CONFIG, FEATURES, MAIN_MODEL, METRICS, MODEL_CARD, PLOTS, PROFILE, REPORT, Bundle, ModelFiles, derive, read_bundle, runtime_model
 from modelmill.config.io import dump_config
-from modelmill.errors import BundleError, ConfigError, ModelError
+from modelmill.errors import BundleError, ConfigError, EncryptionError, ModelError
 from modelmill.predictor import RUNTIMES, Predictor
 from modelmill.predictor.onnx import GRAPH
 from modelmill.compression.gate import (Measured, artifacts_size, check_gate, gate_metric, measure,
@@ -120,6 +120,11 @@ class Int8:
                    "layers, static with calibration on training rows where there are convolutions")
 
     def check(self, bundle: Bundle, predictor: Predictor, options: Options) -> None:
+        if bundle.encrypted:  # ONNX Runtime's quantiser reads and writes graphs by path only (static int8's
+            # calibration too): the decrypted graph would lie in a temporary folder, in clear
+            raise EncryptionError(f"bundle {bundle.path} is encrypted, and --method int8 would write its model in "
+                                  "clear to a temporary folder (ONNX Runtime's quantiser works on files only). "
+                                  "Fix: --method float16, bfloat16 or prune, which work in memory")
         _torch_only(bundle, predictor, "int8")
         model_type = predictor.config.model.type
         if model_type in GRAPH_WRITERS or predictor.maker.view != "encoded":
@@ -222,7 +227,7 @@ class Prune:
         # again on them, which pruning shifts (half the channels of the MNIST CNN: 43% test
         # accuracy without, 95.7% with, 99.1% after one epoch of fine-tuning)
         train, valid = _train_valid(predictor, job.training_rows().frame)
-        finetune = FineTuning(train, valid, options.finetune_epochs)
+        finetune = FineTuning(train, valid, options.finetune_epochs, encrypted=job.bundle.encrypted)
         pruned = prune(predictor, sparsity=options.sparsity, structured=options.structured, finetune=finetune)
         config_yaml = dump_config(pruned.predictor.config) if pruned.predictor.config != predictor.config else None
         state = pruned.predictor.feature_state()
@@ -261,9 +266,11 @@ def _train_valid(predictor: Predictor, frame: pd.DataFrame) -> tuple[pd.DataFram
 
 def compress(bundle_path: str | Path, output: str | Path, *, method: str, options: Options | None = None,
              data: str | None = None, train: str | None = None, max_drop: float | None = None,
-             metric: str | None = None, base_dir: Path | None = None, say: Say = lambda message: None) -> Path:
+             metric: str | None = None, base_dir: Path | None = None, say: Say = lambda message: None,
+             key: bytes | None = None) -> Path:
     """Compress the bundle at ``bundle_path`` into a new bundle at ``output``. ``base_dir``:
     where the bundle's relative data sources are read from (default: the current folder).
+    ``key``: an encrypted bundle's (default: the environment's); the new bundle is sealed with it.
 
     Raises:
         GateRefused: the candidate lost more than ``max_drop``; nothing was written.
@@ -277,7 +284,7 @@ def compress(bundle_path: str | Path, output: str | Path, *, method: str, option
         raise BundleError(f"{out} already exists; a compressed bundle goes to a new folder. Fix: choose another -o")
     if max_drop < 0:
         raise ConfigError(f"--max-drop {max_drop} must be 0 or more", path="--max-drop")
-    parent = read_bundle(bundle_path)
+    parent = read_bundle(bundle_path, key)
     chosen = METHODS.get(method, path="--method")
     predictor = Predictor.from_bundle(parent)
     chosen.check(parent, predictor, options)

@@ -24,8 +24,9 @@ CHECK_ROWS = 1000  # rows the graph is checked on against the model
 
 
 def export(bundle_path: str | Path, output: str | Path, *, format: str = "onnx", data: str | None = None,
-           say: Callable[[str], None] = lambda message: None) -> Path:
-    """Export the bundle's model into a new bundle at ``output``.
+           say: Callable[[str], None] = lambda message: None, key: bytes | None = None) -> Path:
+    """Export the bundle's model into a new bundle at ``output``. ``key``: an encrypted
+    bundle's (default: the environment's); the new bundle is sealed with it.
 
     Raises:
         ModelError: the model cannot be exported, or the graph's outputs differ from the
@@ -37,7 +38,7 @@ def export(bundle_path: str | Path, output: str | Path, *, format: str = "onnx",
     out = Path(output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out} already exists; an exported bundle goes to a new folder. Fix: choose another -o")
-    parent = read_bundle(bundle_path)
+    parent = read_bundle(bundle_path, key)
     name = runtime_model("onnxruntime")
     if name in parent.models or parent.model().runtime == "onnxruntime":
         raise BundleError(f"bundle {parent.path} holds an ONNX graph already (it was {parent.lineage.action}); "

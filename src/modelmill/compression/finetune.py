@@ -36,6 +36,7 @@ class FineTuning:
     The pruned model starts near a good solution, which the full peak rate partly throws
     away: MNIST (examples/mnist/fast.yaml) at 50% structured sparsity, one epoch, reached
     99.16% test accuracy at × 0.1 and 99.10% at × 1 (99.13% unpruned)."""
+    encrypted: bool = False  # the bundle is: frozen encoders' embeddings of the rows never reach the disk
 
 
 
@@ -46,6 +47,11 @@ def finetune(predictor: Predictor, tuning: FineTuning) -> dict[str, Any]:
     not improve the validation metric."""
     if tuning.epochs < 0:
         raise ModelError(f"fine-tuning epochs must be 0 (batch-norm statistics only) or more, got {tuning.epochs}")
+    if tuning.epochs and predictor.config.training.privacy is not None:
+        raise ModelError(
+            f"the model was trained with differential privacy (training.privacy, ε = "
+            f"{predictor.config.training.privacy.epsilon:g}); fine-tuning it on the training rows without DP-SGD "
+            "would spend privacy its ε does not count. Fix: prune with --finetune-epochs 0")
     module = predictor.model
     train, valid = _tensors(predictor, tuning.train, "training"), _tensors(predictor, tuning.valid, "validation")
     settings = _settings(predictor, tuning)
@@ -125,7 +131,7 @@ def _settings(predictor: Predictor, tuning: FineTuning) -> FitSettings:
         metrics = metrics_of(target, raw, target.untransform(truth))
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
-    return FitSettings(training, target, scorer, monitor, mode)
+    return FitSettings(training, target, scorer, monitor, mode, persist_cache=not tuning.encrypted)
 
 
 def _score(predictor: Predictor, valid: TensorData, settings: FitSettings) -> float:

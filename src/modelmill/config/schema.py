@@ -11,9 +11,11 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from modelmill.config.compare import CompareConfig
+from modelmill.config.differential_privacy import DifferentialPrivacyConfig
 from modelmill.config.images import ImageFeatureBase
 from modelmill.config.models import MLPModelConfig, ModelConfig
 from modelmill.config.monitoring import MonitoringConfig
+from modelmill.config.privacy import PrivacyConfig, TreatAction
 from modelmill.config.section import Section
 from modelmill.config.serving import ServingConfig
 from modelmill.config.targets import TargetConfig
@@ -314,6 +316,26 @@ class TrainingConfig(Section):
         "products in bfloat16 (weights, optimiser, norms and loss stay float32; evaluation and prediction are "
         "float32); auto = bfloat16 where the device has it natively (AVX-512/AMX CPUs, recent GPUs), else float32.")
     progress: bool = True
+    privacy: DifferentialPrivacyConfig | None = Field(
+        None, description="Differentially private training (DP-SGD through Opacus) of a torch model type; "
+        "null: off. The spent ε goes into the epoch history, the metrics, the report and the model card.")
+
+    @model_validator(mode="after")
+    def _private_gradients(self) -> TrainingConfig:
+        """DP-SGD computes, clips and noises per-row gradients of the model's forward pass alone: a penalty
+        added to the loss, or a clip of the summed gradient, would be silently dropped by Opacus's optimizer."""
+        if self.privacy is None:
+            return self
+        if self.l1 or self.l2:
+            raise ValueError("training.l1 / training.l2 cannot be used with training.privacy: DP-SGD's optimizer "
+                             "keeps only the clipped per-row gradients, so a penalty added to the loss would be "
+                             "ignored. Fix: set l1 and l2 to 0 and use training.optimizer.weight_decay (applied "
+                             "by the optimizer itself, which keeps the privacy guarantee)")
+        if self.grad_clip:
+            raise ValueError("training.grad_clip cannot be used with training.privacy: DP-SGD clips each row's "
+                             "gradient to training.privacy.max_grad_norm instead. Fix: remove grad_clip (set "
+                             "privacy.max_grad_norm)")
+        return self
 
 
 class EvaluationConfig(Section):
@@ -344,6 +366,7 @@ class PipelineConfig(Section):
     compare: CompareConfig = Field(default_factory=CompareConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:
@@ -355,3 +378,59 @@ class PipelineConfig(Section):
         if self.target.name in seen:
             raise ValueError(f"the target {self.target.name!r} is also listed as a feature")
         return self
+
+    @model_validator(mode="after")
+    def _privacy_columns(self) -> PipelineConfig:
+        """A treated column is a feature of a type that reads the treated value; a dropped one
+        is no feature; the target is never treated; scrubbed columns are text features."""
+        features = {f.name: f for f in self.features}
+        for name, action in self.privacy.columns.items():
+            where = f"privacy.columns.{name}"
+            if name == self.target.name:
+                raise ValueError(f"{where}: {name!r} is the target; the target cannot be dropped or treated. "
+                                 "Fix: remove it from privacy.columns")
+            if not isinstance(action, TreatAction):  # drop
+                if name in features:
+                    raise ValueError(f"{where}: a dropped column cannot be a feature. Fix: remove {name!r} from "
+                                     "features, or hash, mask or generalise it instead")
+                continue
+            if name not in features:
+                raise ValueError(f"{where}: {action.action} keeps a column for the model, and {name!r} is no "
+                                 f"feature. Fix: add it to features, or use drop")
+            feature = features[name]
+            readers = _TREATED_READERS[action.value_kind()]
+            if not isinstance(feature, readers):
+                kinds = ", ".join(_CONFIG_TYPE_NAMES[r] for r in readers)
+                raise ValueError(f"{where}: {action.action} gives {action.value_kind()} values, which a feature "
+                                 f"of type {_CONFIG_TYPE_NAMES.get(type(feature), '?')} cannot read. Fix: make "
+                                 f"{name!r} a feature of type {kinds}")
+        for index, name in enumerate(self.privacy.scrub):
+            if not isinstance(features.get(name), TextFeatureConfig):
+                raise ValueError(f"privacy.scrub[{index}]: {name!r} is not a text feature; only free text is "
+                                 "scrubbed. Fix: list text features only (drop, hash or mask other columns)")
+        return self
+
+    @model_validator(mode="after")
+    def _dropped_unused(self) -> PipelineConfig:
+        """A dropped column is gone right after reading: nothing else may read it (the split's
+        column, the prediction log's key column)."""
+        split, key_column = self.data.split, self.serving.log.key_column
+        uses = {split.column: f"data.split.column (the {split.method} split's column)",
+                key_column: "serving.log.key_column (the column labels name records by)"}
+        for name, action in self.privacy.columns.items():
+            if action.action == "drop" and name in uses:
+                raise ValueError(f"privacy.columns.{name}: {name!r} is dropped right after reading, and "
+                                 f"{uses[name]} needs it. Fix: hash it instead ({name}: hash keeps equal values "
+                                 f"equal, so it still groups and matches), or name another column there")
+        return self
+
+
+# which feature types read what a privacy action leaves: text (hash, mask, keep), numbers, dates
+_TREATED_READERS: dict[str, tuple[type[FeatureBase], ...]] = {
+    "text": (CategoryFeatureConfig, TextFeatureConfig),
+    "number": (NumberFeatureConfig, CategoryFeatureConfig),
+    "date": (DateFeatureConfig, CategoryFeatureConfig),
+}
+_CONFIG_TYPE_NAMES: dict[type[FeatureBase], str] = {
+    NumberFeatureConfig: "number", CategoryFeatureConfig: "category", BinaryFeatureConfig: "binary",
+    DateFeatureConfig: "date", TextFeatureConfig: "text", ImageFeatureConfig: "image"}

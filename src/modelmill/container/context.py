@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelmill._version import __version__
-from modelmill.bundle import MANIFEST, Bundle, read_bundle
+from modelmill.bundle import MANIFEST, Bundle, read_bundle, resolve_bundle_dir
 from modelmill.container.requirements import Requirement, requirements_text, serving_requirements
 from modelmill.container.wheels import dependency_wheels, modelmill_wheel
-from modelmill.errors import ModelmillError
+from modelmill.encryption import is_sealed
+from modelmill.errors import EncryptionError, ModelmillError
 from modelmill.files import atomic_folder
 
 # Debian with the CPython that runs this build: the wheels are gathered for its ABI (cp311 …)
@@ -39,6 +40,26 @@ CONTEXT_FILES = ("Dockerfile", ".dockerignore", "requirements.txt", "build.json"
 
 class ContextError(ModelmillError):
     """The build context cannot be written where asked."""
+
+
+def refuse_encrypted(bundle_path: str | Path) -> None:
+    """An encrypted bundle is refused before it is read (and before a key is asked for): the
+    image's build verifies its bundle (``modelmill.container.verify``), which needs the key in
+    the build, and a key given at build time stays in a layer of the image (an ``ARG`` or a
+    ``COPY`` is in its history), readable by anyone who can pull it.
+
+    Raises:
+        EncryptionError: the bundle's manifest is sealed.
+        BundleError: ``bundle_path`` is not a bundle.
+    """
+    root = resolve_bundle_dir(bundle_path)
+    with open(root / MANIFEST, "rb") as stream:
+        head = stream.read(8)
+    if is_sealed(head):
+        raise EncryptionError(f"bundle {root} is encrypted, and an image cannot be built of it: the build verifies "
+                              "the bundle, which needs its key, and a key given at build time would stay in a layer "
+                              "of the image for anyone who pulls it. Fix: serve it with `modelmill serve --key-file` "
+                              "(the key given when it runs), or build the image of a bundle in clear")
 
 
 @dataclass(frozen=True)
@@ -140,9 +161,11 @@ def write_context(bundle_path: str | Path, target_dir: str | Path, *, tag: str |
 
     Raises:
         BundleError: the bundle is missing or fails verification (before anything is written).
+        EncryptionError: the bundle is encrypted (:func:`refuse_encrypted` says why).
         ContextError: ``target_dir`` holds files.
         RequirementsError, WheelError: the requirements or their wheels cannot be had.
     """
+    refuse_encrypted(bundle_path)
     bundle = read_bundle(bundle_path)  # a damaged bundle fails here, before anything is written
     target = Path(target_dir).resolve()
     _refuse_existing(target)
@@ -157,11 +180,11 @@ def write_context(bundle_path: str | Path, target_dir: str | Path, *, tag: str |
 
 def _stage(staging: Path, bundle: Bundle, plan: ImagePlan, *, fetch_wheels: bool, wheelhouse: Path | None) -> None:
     folder = staging / "bundle"
-    for name, data in {**bundle.files, MANIFEST: bundle.manifest_bytes}.items():  # the bytes just verified
+    for name, data in bundle.stored_files().items():  # the bytes just verified (sealed again if encrypted)
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
         os.chmod(folder / name, 0o644)
-    copied = read_bundle(folder)  # what the image will hold verifies, and is the same bundle
+    copied = read_bundle(folder, key=bundle.key)  # what the image will hold verifies, and is the same bundle
     if copied.digest != bundle.digest:
         raise ContextError(f"the copy of {bundle.path} in the context differs from it; the disk may be failing")
     (staging / "requirements.txt").write_text(requirements_text(plan.requirements), encoding="utf-8")

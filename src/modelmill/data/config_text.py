@@ -4,13 +4,16 @@ choice with a comment that says why, the comments lined up."""
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
 from modelmill.config.models import ModelConfig
 from modelmill.config.schema import TrainingConfig
 from modelmill.data.schema import ColumnInfo
+from modelmill.privacy.detectors import Detection
 
 COMMENT_COLUMN = 44  # where trailing comments start, so that they line up
 SHOWN_COLUMNS = 30  # columns named in one message at most
@@ -27,7 +30,7 @@ class Line:
 
 
 def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[str, str], features: list[Line],
-           left_out: list[Line]) -> str:
+           left_out: list[Line], privacy: Sequence[Detection] = (), suggested: Sequence[Detection] = ()) -> str:
     """The YAML text: a header that explains, then the config with a comment per choice."""
     columns = len(features) + len(left_out) + 1
     lines = [
@@ -58,6 +61,7 @@ def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[st
         "",
         _commented(f"target: {_flow(goal)}", goal.comment),
         "",
+        *_privacy_lines(privacy, suggested),
         "model:",
         _commented("  type: auto", "fits the model types that suit these columns within a time budget and "
                    f"weighs them as an ensemble; or one type: {_other_models('auto')}"),
@@ -67,6 +71,39 @@ def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[st
                    "passes over the training rows; early stopping may end sooner"),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _privacy_lines(found: Sequence[Detection], suggested: Sequence[Detection] = ()) -> list[str]:
+    """The ``privacy:`` section: an action per personal column (shorthand when it has no
+    options), the free-text columns to scrub, each with the detector's reason, and the
+    quasi-identifiers only suggested as commented lines; nothing when nothing was found."""
+    if not found and not suggested:
+        return []
+    actions = [d for d in found if d.action != "scrub"]
+    # commented so that deleting the "# " gives the right indentation
+    hint = [(f"{_scalar(d.column)}: {_action(d.action, d.options)}", d.reason) for d in suggested]
+    if not found:  # only suggestions: the whole section stays a comment, ready to uncomment
+        return ["# privacy:", "#   columns:", *[_commented(f"#     {code}", why) for code, why in hint], ""]
+    lines = [_commented("privacy:", "columns that look like personal data: check each line; a kept "
+                        "feature has `pii: true`, so the prediction log never holds it in clear")]
+    if actions or hint:
+        lines.append("  columns:" if actions else "  # columns:")
+        lines += [_commented(f"    {_scalar(d.column)}: {_action(d.action, d.options)}", d.reason) for d in actions]
+        lines += [_commented(f"    # {code}", why) for code, why in hint]
+    scrubbed = [d for d in found if d.action == "scrub"]
+    if scrubbed:
+        lines.append(_commented("  scrub:", "free-text columns whose e-mails, numbers and names are replaced "
+                                "by placeholders before tokenising"))
+        lines += [_commented(f"    - {_scalar(d.column)}", d.reason) for d in scrubbed]
+    return [*lines, ""]
+
+
+def _action(action: str, options: dict[str, Any]) -> str:
+    if not options:
+        return action
+    written = "".join(f", {key}: {_scalar(value) if isinstance(value, str) else value}"
+                      for key, value in options.items())
+    return f"{{action: {action}{written}}}"
 
 
 def _other_models(chosen: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,7 +221,7 @@ def _parse(src: Source, read: Any, delimiter: str, *, codec: str, chosen: bool) 
         raise _undecodable(src, codec, chosen=chosen) from None
     except pa.ArrowInvalid as error:
         raise DataError(
-            f"cannot be parsed with delimiter {delimiter!r}: {error}. Fix: set data.delimiter",
+            f"cannot be parsed with delimiter {delimiter!r}: {_without_row_text(error)}. Fix: set data.delimiter",
             source=src.label,
         ) from None
     if ragged.count:
@@ -243,7 +244,8 @@ def _has_invalid_utf8(table: pa.Table) -> bool:
 @dataclass
 class _RaggedRows:
     """pyarrow's invalid-row handler: skips rows with the wrong number of fields, counting
-    them (to report all at once) and keeping a few as examples."""
+    them (to report all at once) and keeping a few as examples (their line numbers and
+    field counts are reported, never their text: a row may hold personal data)."""
 
     count: int = 0
     examples: list[Any] = field(default_factory=list)
@@ -268,13 +270,21 @@ def _parse_once(
 
 
 def _ragged_error(src: Source, ragged: _RaggedRows, delimiter: str) -> DataError:
-    examples = "; ".join(repr(row.text[:80]) for row in ragged.examples)
+    # where and how many fields, never the row's text: a row may hold personal data
+    examples = "; ".join(f"{'line ' + str(row.number) + ': ' if row.number is not None else ''}"
+                         f"{row.actual_columns} fields" for row in ragged.examples)
     return DataError(
         f"{ragged.count} rows do not have {ragged.examples[0].expected_columns} fields (delimiter "
-        f"{delimiter!r}), e.g. {examples}. Fix: quote values that hold the delimiter, or set "
-        "data.delimiter",
+        f"{delimiter!r}), e.g. {examples} (rows not shown: they may hold personal data). Fix: quote "
+        "values that hold the delimiter, or set data.delimiter",
         source=src.label,
     )
+
+
+def _without_row_text(error: Exception) -> str:
+    """pyarrow's parse error without the row it quotes ("Expected 3 columns, got 4: <the row>")."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return re.sub(r"(got \d+)\s*:.*$", r"\1", text)
 
 
 def _tidy(table: pa.Table) -> pa.Table:

@@ -4,7 +4,9 @@ Only what was read from the data is written (the name, the source, the split met
 column's type and the target); every other setting keeps the default defined once in
 :mod:`modelmill.config.schema`, and ``modelmill render-config FILE`` shows them all. Each
 line says why it was written so, and the columns left out are listed as comments with the
-reason, ready to be uncommented.
+reason, ready to be uncommented. Columns that look like personal data get a ``privacy:``
+section with a suggested action each (:mod:`modelmill.privacy.detectors`), and no value of
+theirs is written anywhere in the file or the warnings.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ from modelmill.config.schema import NAME_PATTERN, SplitConfig
 from modelmill.data.config_text import SHOWN_COLUMNS, Line, listing, missing_note, render
 from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
 from modelmill.errors import ConfigError, DataError, did_you_mean
+from modelmill.privacy.detectors import SAMPLE, SUGGESTED_ONLY, Detection, detect_column, kind_by_name
 
 _NAME = re.compile(NAME_PATTERN)
+# Kinds whose column names alone keep a column's values out of what init writes.
+_PRIVATE_BY_NAME = frozenset({"email", "phone", "card", "national_id", "iban", "ip", "name", "address", "postcode",
+                              "birth_date"})
 _DATA_SUFFIXES = frozenset({
     ".csv", ".tsv", ".txt", ".data", ".parquet", ".pq", ".json", ".jsonl", ".ndjson",
     ".xlsx", ".xls", ".db", ".sqlite", ".gz", ".bz2", ".xz", ".zip", ".zst",
@@ -96,12 +102,20 @@ def infer_config_with_warnings(
     columns = infer_schema(frame)
     goal = columns[position]
     target_type, warnings = _target_type(frame.iloc[:, position], goal, source)
-    features, left_out, feature_warnings = _feature_lines(frame, columns, position)
+    found = _personal_data(frame, columns, position)
+    personal = {name: d for name, d in found.items() if d.kind not in SUGGESTED_ONLY}
+    suggested = [d for d in found.values() if d.kind in SUGGESTED_ONLY]
+    features, left_out, feature_warnings = _feature_lines(frame, columns, position, personal)
     if not features:
         raise DataError(_no_features_message(left_out), source=source)
     goal_line = _target_line(goal, target_type, frame.iloc[:, position])
+    kept = {line.name for line in features}
+    # Dropped columns are listed even when left out anyway, so that uncommenting one is refused
+    # by the policy; a hash or generalisation only means something for a feature.
+    privacy = [d for d in personal.values() if d.action == "drop" or d.column in kept]
     text = render(run_name=run_name, source=source, rows=len(frame), goal=goal_line,
-                  split=(_split_method(goal_line.type), _split_comment(goal_line)), features=features, left_out=left_out)
+                  split=(_split_method(goal_line.type), _split_comment(goal_line)), features=features,
+                  left_out=left_out, privacy=privacy, suggested=[d for d in suggested if d.column in kept])
     return InferResult(text=text, warnings=tuple(warnings + feature_warnings), columns=tuple(columns))
 
 
@@ -181,9 +195,10 @@ def _target_type(series: pd.Series, goal: ColumnInfo, source: str) -> tuple[str,
 
 
 def _feature_lines(
-    frame: pd.DataFrame, columns: list[ColumnInfo], position: int
+    frame: pd.DataFrame, columns: list[ColumnInfo], position: int, personal: dict[str, Detection]
 ) -> tuple[list[Line], list[Line], list[str]]:
-    """(features, columns left out, warnings) for every column but the target."""
+    """(features, columns left out, warnings) for every column but the target; a column that
+    looks personal is described without its values, and left out when it is to be dropped."""
     features: list[Line] = []
     left_out: list[Line] = []
     warnings: list[str] = []
@@ -191,8 +206,16 @@ def _feature_lines(
     for index, info in enumerate(columns):
         if index == position:
             continue
+        found = personal.get(info.name)
+        # Whatever the values say, a column named as personal data is described without them.
+        private = found is not None or kind_by_name(info.name) in _PRIVATE_BY_NAME
+        reason = _private_reason(info) if private else info.reason
+        if found is not None and found.action == "drop":
+            left_out.append(Line(info.name, info.kind if info.usable else "category",
+                                 f"personal data, dropped (see privacy): {reason}"))
+            continue
         if not info.usable:
-            why = info.reason if info.kind in info.reason else f"{info.kind}: {info.reason}"
+            why = reason if info.kind in reason else f"{info.kind}: {reason}"
             left_out.append(Line(info.name, "category", why))
             continue
         leak = None if info.kind == "image" else _leak(frame.iloc[:, index], target, info, goal)
@@ -200,16 +223,72 @@ def _feature_lines(
             left_out.append(Line(info.name, info.kind, f"leakage: {leak}"))
             warnings.append(f"feature {info.name!r} is {leak} (leakage): left out of the features")
             continue
-        options, why = _encoding(frame.iloc[:, index], info)
-        features.append(Line(info.name, info.kind, f"{info.reason}; {missing_note(info, len(frame))}{why}", options))
+        line = Line(info.name, info.kind, f"{reason}; {missing_note(info, len(frame))}", ())
+        features.append(_with_encoding(line, *_encoding(frame.iloc[:, index], info), found))
         if info.n_invalid:
             about = "about " if info.kind == "date" else ""  # dates are checked on a sample
             warnings.append(
                 f"feature {info.name!r} is inferred as {info.kind}, but {about}{info.n_invalid:,} of its "
-                f"values are not {info.kind}s ({info.reason}): training stops on such values. "
+                f"values are not {info.kind}s ({reason}): training stops on such values. "
                 "Fix: clean them, or make it `type: category`"
             )
     return features, left_out, warnings
+
+
+def _personal_data(frame: pd.DataFrame, columns: list[ColumnInfo], position: int) -> dict[str, Detection]:
+    """The detectors' verdict on every column but the target, read on a sample of values
+    drawn from the whole column (a file sorted by signup date may start with test rows)."""
+    found: dict[str, Detection] = {}
+    for index, info in enumerate(columns):
+        if index == position or info.kind in ("image", "empty"):
+            continue
+        present = _as_integers(frame.iloc[:, index].dropna())
+        sample = present.sample(n=min(len(present), SAMPLE), random_state=0) if len(present) > SAMPLE else present
+        detection = detect_column(info.name, sample.tolist(), free_text=info.kind == "text")
+        # A person's id left out as an identifier is already no feature: nothing to hash.
+        if detection is not None and (info.usable or detection.action == "drop"):
+            found[info.name] = detection
+    return found
+
+
+def _as_integers(series: pd.Series) -> pd.Series:
+    """Whole floats as integers: a column of card numbers with a gap in it is read as float64,
+    and 4111111111111111.0 is no card number to a pattern."""
+    if pd.api.types.is_float_dtype(series.dtype) and len(series) and bool((np.mod(series, 1) == 0).all()) \
+            and float(series.abs().max()) < 2**63:
+        return series.astype("int64")
+    return series
+
+
+def _with_encoding(line: Line, options: tuple[tuple[str, str], ...], why: str, found: Detection | None) -> Line:
+    """The feature line with its encoding; a personal column also gets ``pii: true``, and
+    becomes a category where its own type cannot read the treated values."""
+    if found is None:
+        return Line(line.name, line.type, line.comment + why, options)
+    kind = _treated_type(line.type, found)
+    why += f"; personal data ({found.kind}), {found.action} (see privacy)"
+    if kind != line.type:
+        options, why = (), why + f"; a category, since the {found.action} values are no {line.type}"
+    return Line(line.name, kind, line.comment + why, options + (("pii", "true"),))
+
+
+# The feature types that read what a kept column's treatment leaves (as PipelineConfig's
+# privacy check has them): text from hash, mask and truncation; numbers; dates.
+_READERS = {"text": ("category", "text"), "width": ("number", "category"), "to": ("date", "category")}
+
+
+def _treated_type(kind: str, found: Detection) -> str:
+    """The column's type once treated: its own when that reads the treated values, else category."""
+    option = "text" if found.action != "generalise" else next(iter(found.options), "text")
+    return kind if kind in _READERS.get(option, _READERS["text"]) else "category"
+
+
+def _private_reason(info: ColumnInfo) -> str:
+    """A column's description without any of its values (no examples, no range)."""
+    if info.kind == "text":
+        return info.reason  # counts and word lengths only
+    noun = {"number": "numbers", "date": "dates"}.get(info.kind, "values")
+    return f"{info.kind}, {info.n_unique:,} distinct {noun} (not shown: personal data)"
 
 
 def _encoding(series: pd.Series, info: ColumnInfo) -> tuple[tuple[tuple[str, str], ...], str]:

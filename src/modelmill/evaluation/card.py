@@ -185,7 +185,7 @@ def model_card(*, config: PipelineConfig, task: Task, source: str, data_sha256: 
                intervals: Mapping[str, tuple[float, float]], profile: Mapping[str, Any],
                warnings: Sequence[str], importance: Mapping[str, float] | None = None,
                importance_method: str = "permutation on the test split",
-               created_at: str | None = None) -> ModelCard:
+               created_at: str | None = None, privacy_columns: Sequence[str] = ()) -> ModelCard:
     """The card of a fitted model, from what fitting knows.
 
     Args:
@@ -207,6 +207,8 @@ def model_card(*, config: PipelineConfig, task: Task, source: str, data_sha256: 
         importance: Column → importance; None: not computed.
         importance_method: How ``importance`` was computed.
         created_at: ISO time (default: now, UTC).
+        privacy_columns: The privacy policy, a line per column and the hash key's fingerprint
+            (``PrivacyPolicy.describe()``; never a key or a value).
     """
     rows = dict(split_rows or {})
     target = TargetCard(name=config.target.name, task=task, classes=_classes(class_rows))
@@ -222,7 +224,8 @@ def model_card(*, config: PipelineConfig, task: Task, source: str, data_sha256: 
         model=ModelInfo(type=config.model.type, parameters=parameters, inputs=inputs,
                         settings=config.model.model_dump(mode="json", exclude={"type"})),
         training=training, metrics=card_metrics, importance=importance_card(importance, importance_method),
-        privacy=_privacy(config), limits=known_limits(target, len(features), rows, card_metrics, warnings))
+        privacy=_differential_privacy(_privacy(config, privacy_columns), config, metrics),
+        limits=known_limits(target, len(features), rows, card_metrics, warnings))
 
 
 def importance_card(importance: Mapping[str, float] | None, method: str) -> ImportanceCard:
@@ -285,17 +288,36 @@ def _metrics(task: Task, metrics: Mapping[str, Any],
                        resamples=resamples, values=values)
 
 
-def _privacy(config: PipelineConfig) -> PrivacyCard:
-    measures: list[str] = []
+def _privacy(config: PipelineConfig, privacy_columns: Sequence[str] = ()) -> PrivacyCard:
+    measures = [f"privacy policy: {line}" for line in privacy_columns]
     personal = [f.name for f in config.features if f.pii]
     if personal:
         log = config.serving.log
         kept = "as a keyed HMAC-SHA256" if log.pii == "hash" else "not at all"
         measures.append(f"personal data (pii: true): {', '.join(personal)}; the prediction log stores them {kept}")
-    section = getattr(config, "privacy", None)  # a privacy section (differential privacy …), once the config has one
-    if section is not None:
-        measures.append(f"privacy: {json.dumps(section.model_dump(mode='json'), sort_keys=True)}")
     return PrivacyCard(configured=bool(measures), measures=measures)
+
+
+def _differential_privacy(card: PrivacyCard, config: PipelineConfig, metrics: Mapping[str, Any]) -> PrivacyCard:
+    """The card's privacy measures with differentially private training's line: the ε spent (from the
+    metrics' ``privacy``) and what the guarantee covers."""
+    settings = config.training.privacy
+    if settings is None:
+        return card
+    spent = metrics.get("privacy") if isinstance(metrics.get("privacy"), Mapping) else None
+    if spent:
+        line = (f"differential privacy (DP-SGD): ε = {spent['epsilon']:.3g} spent of {spent['target_epsilon']:g} at "
+                f"δ = {spent['delta']:g} ({spent['accountant']} accountant), noise multiplier "
+                f"{spent['noise_multiplier']:.3g}, per-row gradient norm clipped to {spent['max_grad_norm']:g}, "
+                f"sample rate {spent['sample_rate']:.3g}, {spent['steps']} steps")
+    else:
+        line = (f"differential privacy (DP-SGD): target ε = {settings.epsilon:g} at δ = {settings.delta:g}, per-row "
+                f"gradient norm clipped to {settings.max_grad_norm:g}")
+    scope = ("the guarantee covers the training rows' effect on the weights; statistics the features fitted on "
+             "them (scaling, bins, vocabularies) and the validation rows used to pick the best epoch are not private; "
+             "batch norm layers are group norm in a private model")
+    measures = [*card.measures, line, scope]
+    return card.model_copy(update={"configured": True, "measures": measures})
 
 
 def known_limits(target: TargetCard, columns: int, rows: Mapping[str, int], metrics: MetricsCard | None,

@@ -65,6 +65,32 @@ def make_plots(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures = _figures(task, y_true, y_pred, proba, labels, history)
+    return {name: _save(figure, out_dir / f"{name}.png") for name, figure in figures.items()}
+
+
+def render_plots(
+    task: Task,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    labels: list[str] | None,
+    history: Sequence[Mapping[str, Any]],
+) -> dict[str, bytes]:
+    """The plots of :func:`make_plots` drawn in memory: file name (``roc.png``) → PNG bytes.
+    Nothing touches a file (an encrypted run writes them sealed, or not at all)."""
+    figures = _figures(task, y_true, y_pred, proba, labels, history)
+    return {f"{name}.png": png_bytes(figure) for name, figure in figures.items()}
+
+
+def _figures(
+    task: Task,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    labels: list[str] | None,
+    history: Sequence[Mapping[str, Any]],
+) -> dict[str, Figure]:
     y_true = np.asarray(y_true).reshape(-1)
     y_pred = np.asarray(y_pred).reshape(-1)
     figures: dict[str, Figure] = {}
@@ -77,10 +103,7 @@ def make_plots(
     curves = _learning_curves(history)
     if curves is not None:
         figures["learning_curves"] = curves
-    paths: dict[str, Path] = {}
-    for name, figure in figures.items():
-        paths[name] = _save(figure, out_dir / f"{name}.png")
-    return paths
+    return figures
 
 
 # ---------------------------------------------------------------- per task

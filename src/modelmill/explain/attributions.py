@@ -113,8 +113,10 @@ def attributions(predictor: Predictor, frame: pd.DataFrame, *, profile: Mapping[
     check_columns(frame, names, source=source)
     if frame.empty:
         raise DataError("0 rows to explain", source=source)
+    frame = predictor.privacy.once(frame)  # a raw frame's personal values treated, once
     base = baseline_record(predictor.features, profile if profile is not None else predictor.profile(frame))
-    both = pd.concat([frame[names], base[names]], ignore_index=True)
+    # the baseline comes of the treated profile: the pair is treated, and never treated again
+    both = predictor.privacy.mark(pd.concat([frame[names], base[names]], ignore_index=True))
     tensors = predictor.inputs(both)  # one transform, so sequences are padded alike
     inputs, baseline = [t[:-1] for t in tensors], [t[-1:] for t in tensors]
     chosen = _method(predictor, method)

@@ -1,6 +1,8 @@
 """What ``modelmill explain`` writes: ``attributions.csv``, ``importance.csv`` and a small
 ``explanations.html`` (each record's columns ranked by attribution, as bars; no JavaScript),
-into a new folder, atomically: a failure leaves nothing half-written."""
+into a new folder, atomically: a failure leaves nothing half-written. With a key (an
+encrypted bundle's) every file is sealed as its name in the folder (``attributions.csv``,
+``roc_map.png``), as an evaluation's are; ``modelmill decrypt`` opens them."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from modelmill.encryption import seal
 from modelmill.errors import DataError
 from modelmill.explain.attributions import Explanation
 from modelmill.files import atomic_folder
@@ -28,25 +31,26 @@ def _refuse(target: Path) -> None:
 
 def write_explanations(folder: Path, explanation: Explanation, importance: dict[str, tuple[float, float]] | None,
                        *, title: str, records: pd.DataFrame | None = None, metric: str | None = None,
-                       pictures: dict[str, bytes] | None = None, texts: dict[str, str] | None = None) -> Path:
+                       pictures: dict[str, bytes] | None = None, texts: dict[str, str] | None = None,
+                       key: bytes | None = None) -> Path:
     """Write the three files into ``folder`` (which must not hold files yet); returns it.
     ``records``: the explained rows, whose values the page shows beside their attributions;
     ``metric``: the metric the importance was scored by, for the page; ``pictures``: saliency
     maps (PNG by file name), written beside the page and shown on it; ``texts``: highlighted
-    tokens (HTML by heading)."""
+    tokens (HTML by heading); ``key``: seal every file with it (nothing is written in clear)."""
     _refuse(folder)
+    files = {ATTRIBUTIONS: explanation.frame().to_csv(index_label="record").encode("utf-8")}
+    if importance is not None:
+        table = pd.DataFrame([(c, m, s) for c, (m, s) in importance.items()], columns=["column", "importance", "std"])
+        files[IMPORTANCE] = table.to_csv(index=False).encode("utf-8")
+    files.update(pictures or {})
+    page = render_page(explanation, importance, title=title, records=records, metric=metric)
+    extra = "".join(f"<h2>{html.escape(heading)}</h2>{body}" for heading, body in (texts or {}).items())
+    extra += "".join(f"<img src='{html.escape(name)}' alt='{html.escape(name)}'>" for name in (pictures or {}))
+    files[PAGE] = (page + extra).encode("utf-8")
     with atomic_folder(folder, _refuse) as staging:
-        explanation.frame().to_csv(staging / ATTRIBUTIONS, index_label="record")
-        if importance is not None:
-            table = pd.DataFrame([(c, m, s) for c, (m, s) in importance.items()],
-                                 columns=["column", "importance", "std"])
-            table.to_csv(staging / IMPORTANCE, index=False)
-        for name, png in (pictures or {}).items():
-            (staging / name).write_bytes(png)
-        page = render_page(explanation, importance, title=title, records=records, metric=metric)
-        extra = "".join(f"<h2>{html.escape(heading)}</h2>{body}" for heading, body in (texts or {}).items())
-        extra += "".join(f"<img src='{html.escape(name)}' alt='{html.escape(name)}'>" for name in (pictures or {}))
-        (staging / PAGE).write_text(page + extra, encoding="utf-8")
+        for name, data in files.items():
+            (staging / name).write_bytes(seal(data, key, name) if key is not None else data)
     return folder
 
 

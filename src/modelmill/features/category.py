@@ -203,7 +203,7 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
         return {**super().schema(), "values": self.vocabulary_}
 
     def request_type(self, *, strict_values: bool) -> Any:
-        return category_type([str(v) for v in self.vocabulary_], strict_values)
+        return category_type([str(v) for v in self.vocabulary_], strict_values, pii=self.config.pii)
 
     def example(self, profile: dict[str, Any]) -> Any:
         frequencies = profile.get("frequencies") or {}

@@ -32,14 +32,20 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def one_of(allowed: list[str]) -> AfterValidator:
-    """A check that the value is one of ``allowed`` (with the close match in the message)."""
+def one_of(allowed: list[str], *, pii: bool = False) -> AfterValidator:
+    """A check that the value is one of ``allowed``. The message never echoes the value (a 422
+    body goes back to a client and into logs, and a redaction only hides what a detector
+    recognises): it gives its length, and for an ordinary column the close match and the
+    known values, all from the training vocabulary; for a personal one (``pii``), neither."""
     known = set(allowed)
 
     def check(value: str | None) -> str | None:
         if value is not None and value not in known:
+            got = f"unknown value ({len(value)} characters)"
+            if pii:
+                raise ValueError(f"{got}; the known values of a personal-data feature are not listed")
             shown = ", ".join(repr(v) for v in allowed[:20]) + (" …" if len(allowed) > 20 else "")
-            raise ValueError(f"unknown value {value[:64]!r}{did_you_mean(value, allowed)}; known: {shown}")
+            raise ValueError(f"{got}{did_you_mean(value, allowed)}; known: {shown}")
         return value
 
     return AfterValidator(check)
@@ -60,17 +66,24 @@ def binary_type(allowed: list[str]) -> Any:
     return Annotated[str | None, BeforeValidator(canonical), one_of(allowed), WithJsonSchema(schema)]
 
 
-def category_type(allowed: list[str], strict_values: bool) -> Any:
+def category_type(allowed: list[str], strict_values: bool, *, pii: bool = False) -> Any:
+    """A category's request type: any string, or (``strict_values``) one of ``allowed``,
+    listed in the schema unless there are too many or they are personal data (``pii``)."""
     if not strict_values:
-        schema: dict[str, Any] = {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "null"}],
-                                  "examples": allowed[:10]}
+        schema: dict[str, Any] = {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "null"}]}
+        if not pii:
+            schema["examples"] = allowed[:10]
         # the length limit on the text alone: on the union, pydantic applies it to null too (a TypeError)
         return Annotated[Annotated[str, Field(max_length=1024)] | None, BeforeValidator(canonical),
                          WithJsonSchema(schema)]
-    listed: dict[str, Any] = {"type": "string", "enum": allowed} if len(allowed) <= ENUM_LIMIT \
-        else {"type": "string", "description": f"one of {len(allowed)} known values"}
+    if pii:
+        listed: dict[str, Any] = {"type": "string", "description": "a known value (personal data: not listed)"}
+    elif len(allowed) <= ENUM_LIMIT:
+        listed = {"type": "string", "enum": allowed}
+    else:
+        listed = {"type": "string", "description": f"one of {len(allowed)} known values"}
     schema = {"anyOf": [listed, {"type": "null"}]}
-    return Annotated[str | None, BeforeValidator(canonical), one_of(allowed), WithJsonSchema(schema)]
+    return Annotated[str | None, BeforeValidator(canonical), one_of(allowed, pii=pii), WithJsonSchema(schema)]
 
 
 def date_type() -> Any:

@@ -7,19 +7,24 @@ from pathlib import Path
 from typing import Any
 
 from modelmill.config.serving import LogConfig
-from modelmill.monitoring.records import RecordEncoder, key_fingerprint, pii_key
+from modelmill.monitoring.records import RecordEncoder
 from modelmill.monitoring.spool import Spool, default_spool_folder
-from modelmill.monitoring.store import LogStore, ModelIdentity
+from modelmill.monitoring.store import LogStore, ModelIdentity, policy_identity
 from modelmill.monitoring.writer import Count, PredictionLog
+from modelmill.privacy.keys import key_fingerprint, pii_key
+from modelmill.privacy.policy import PrivacyPolicy
 
 __all__ = ["LogStore", "ModelIdentity", "PredictionLog", "identity_of", "open_prediction_log", "open_store"]
 
 
 def identity_of(name: str, input_schema: dict[str, Any]) -> ModelIdentity:
     """The store's view of a model from its input schema (a bundle's ``schema.json``, or
-    ``Predictor.input_schema()``): name, input columns with their types, target."""
+    ``Predictor.input_schema()``): name, input columns with their types, target, and the
+    privacy policy (actions, options, the hash key's fingerprint): another policy stores
+    other values for the same inputs."""
+    privacy = input_schema.get("privacy")
     return ModelIdentity(name, {str(i["name"]): str(i["type"]) for i in input_schema["inputs"]},
-                         dict(input_schema["target"]))
+                         dict(input_schema["target"]), policy_identity(privacy) if privacy else None)
 
 
 def open_store(settings: LogConfig, identity: ModelIdentity, personal: Sequence[str]) -> tuple[LogStore, bytes | None]:
@@ -42,11 +47,12 @@ def open_store(settings: LogConfig, identity: ModelIdentity, personal: Sequence[
 
 
 def open_prediction_log(settings: LogConfig, name: str, features: Sequence[Any], input_schema: dict[str, Any],
-                        count: Count) -> PredictionLog:
-    """One process's prediction log, started."""
+                        count: Count, policy: PrivacyPolicy | None = None) -> PredictionLog:
+    """One process's prediction log, started (``policy``: the model's privacy policy, for the
+    keys labels name; the records arrive treated by the service's request contract)."""
     personal = [f.name for f in features if getattr(f.config, "pii", False)]
     store, key = open_store(settings, identity_of(name, input_schema), personal)
-    encoder = RecordEncoder(features, settings, key)
+    encoder = RecordEncoder(features, settings, key, policy)
     folder = Path(settings.spool).expanduser().resolve() if settings.spool else \
         default_spool_folder(store.label, store.sqlite_path)
     prediction_log = PredictionLog(store, settings, encoder, Spool(folder, int(settings.spool_max_mb * 2**20)), count)

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -134,6 +135,7 @@ def labels_from_table(frame: pd.DataFrame, store: LogStore, *, value_column: str
                                    f"{key_env} to the key the log was written with")
     elif "request_id" not in frame.columns:
         raise DataError("labels need a request_id column (and row), or --key COLUMN", source=source)
+    treat = key_treatment(identity.privacy, key_column) if key_column is not None else None
     labels, problems = [], []
     for index, record in enumerate(frame.to_dict("records")):
         raw = record[value_column]
@@ -146,9 +148,9 @@ def labels_from_table(frame: pd.DataFrame, store: LogStore, *, value_column: str
             if len(problems) == 1:
                 first = str(exc)
             continue
-        if key_column is not None:
-            given = record[key_column]
-            labels.append(Label(value, key=hash_personal(key, given) if key else str(given)))
+        if key_column is not None and treat is not None:
+            given = treat(record[key_column])  # the key as the log stores it: treated by the policy
+            labels.append(Label(value, key=str(hash_personal(key, given) if key else given)[:256]))
         else:
             row = record.get("row", 0)
             labels.append(Label(value, str(record["request_id"]), int(0 if row is None or row != row else row)))
@@ -156,6 +158,40 @@ def labels_from_table(frame: pd.DataFrame, store: LogStore, *, value_column: str
         raise DataError(f"{first} (and {len(problems) - 1} more); nothing was stored", source=source,
                         column=value_column, rows=problems)
     return labels
+
+
+def key_treatment(privacy: dict[str, Any] | None, column: str) -> Callable[[Any], Any]:
+    """How the log's records were keyed by ``column``: its privacy treatment (the policy the
+    store keeps with the model's identity; a hash needs the key from the environment, and
+    must be the key the model was trained with).
+
+    Raises:
+        ServingError: the column is hashed and the key is unset, too short or another one.
+    """
+    from modelmill.privacy.keys import key_fingerprint, key_problem, read_key
+    from modelmill.privacy.treatments import treatment_of
+
+    entry = (privacy or {}).get("columns", {}).get(column)
+    if not isinstance(entry, dict):
+        return lambda value: value
+    key = None
+    if entry.get("action") == "hash":
+        env = str((privacy or {}).get("key_env") or "MODELMILL_PII_KEY")
+        problem = key_problem(env)
+        key = read_key(env)
+        stored = (privacy or {}).get("key_fingerprint")
+        if problem or key is None or key_fingerprint(key) != stored:
+            why = f"{env} {problem}" if problem else f"{env} holds another key than the model's (fingerprint {stored})"
+            raise ServingError(f"the key column {column!r} is hashed by the model's privacy policy, and {why}. Fix: "
+                               f"set {env} to the key the model was trained with")
+    treat = treatment_of(entry, key)
+
+    def treated(value: Any) -> Any:
+        try:
+            return treat(value)
+        except Exception:  # an unreadable key (a date that is none) matches no record: the value is not shown
+            return None
+    return treated
 
 
 def add_labels(url: str, path: Path, *, value_column: str | None = None,

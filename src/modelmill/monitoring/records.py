@@ -5,6 +5,13 @@ feature is marked ``pii: true`` is stored as a keyed HMAC-SHA256 (the key from t
 environment, its fingerprint kept in the store so that a wrong key is a clear error) or
 left out; never in clear. An image column (``Feature.modality == "image"``) is stored as
 its SHA-256, as the bytes that were sent, or not at all (``serving.log.images``).
+
+Columns under the privacy policy (``privacy:``) reach the log already treated: the service's
+request contract (of the version that answered; a version with another policy is refused
+by the log's model identity) hashes, masks, generalises or scrubs them on arrival and drops
+the dropped ones, once; the encoder stores them as they are. The policy it is given treats
+the keys that labels name (:meth:`RecordEncoder.lookup_key`), the one door it has. The key
+helpers live in :mod:`modelmill.privacy.keys`, shared with the policy.
 """
 
 from __future__ import annotations
@@ -12,9 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +28,11 @@ from pydantic_core import to_json
 
 from modelmill.config.serving import LogConfig
 from modelmill.errors import ServingError
+from modelmill.privacy.keys import hash_personal, key_fingerprint, pii_key
+from modelmill.privacy.policy import PrivacyPolicy
 
-_FINGERPRINT_MESSAGE = b"modelmill prediction log: pii key fingerprint"
+__all__ = ["RecordEncoder", "StoredColumn", "hash_personal", "key_fingerprint", "parse_line", "pii_key",
+           "sampled_in", "stored_outputs"]
 _FIELDS = 9  # request id, row, logged at, model, version, latency, record key, inputs, outputs
 
 
@@ -45,39 +53,11 @@ def stored_outputs(prediction: dict[str, Any]) -> str:
     return to_json(prediction).decode()
 
 
-def pii_key(settings: LogConfig, needed: bool) -> bytes | None:
-    """The HMAC key for ``pii: hash`` columns, from the environment (None when not needed)."""
-    if not needed or settings.pii != "hash":
-        return None
-    key = os.environ.get(settings.pii_key_env, "")
-    if len(key) < 16:
-        problem = "is not set" if not key else "is shorter than 16 characters"
-        raise ServingError(
-            f"the model has personal-data inputs (pii: true) and serving.log.pii is 'hash', but the "
-            f"environment variable {settings.pii_key_env} {problem}. Fix: set it to a secret of 16 or "
-            "more characters (keep it: the hashes of later records must match), or set "
-            "serving.log.pii: drop to leave those columns out of the log")
-    return key.encode()
-
-
-def key_fingerprint(key: bytes) -> str:
-    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
-
-
 def _decoded(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return text.encode()
-
-
-def hash_personal(key: bytes, value: Any) -> str:
-    """A personal value as the log stores it: the same value and key, the same text."""
-    if isinstance(value, bytes):
-        data = value
-    else:
-        data = (value if isinstance(value, str) else json.dumps(value, default=str)).encode()
-    return "hmac-sha256:" + hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -89,9 +69,11 @@ class StoredColumn:
 class RecordEncoder:
     """Turns served requests into spool lines, on the writer's thread (never the request's)."""
 
-    def __init__(self, features: Sequence[Any], settings: LogConfig, key: bytes | None) -> None:
+    def __init__(self, features: Sequence[Any], settings: LogConfig, key: bytes | None,
+                 policy: PrivacyPolicy | None = None) -> None:
         self.settings = settings
         self.key = key
+        self.policy = policy if policy is not None and policy.active else None
         self.columns = [StoredColumn(f.name, "pii" if getattr(f.config, "pii", False) else
                                      "image" if f.modality == "image" else "plain") for f in features]
         self.special = [c for c in self.columns if c.kind != "plain"]
@@ -128,6 +110,9 @@ class RecordEncoder:
 
     def lookup_key(self, given: Any) -> str:
         """A key as a label names it, in the form the store holds it."""
+        column = self.settings.key_column
+        if self.policy is not None and column is not None and column in self.policy.treated:
+            given = self.policy.value(column, given)
         return str(self.stored_value(self.key_kind, given))[:256]
 
     def lines(self, request_id: str, records: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]],
@@ -140,7 +125,8 @@ class RecordEncoder:
         middle = f"\t{at!r}\t{model}\t{version}\t{round(latency_ms, 3)!r}\t"
         lines = []
         for row in kept:
-            record = records[row]
+            given = records[row]  # treated on arrival by the request contract
+            record = given
             if self.special:
                 record = dict(record)
                 for column in self.special:
@@ -148,7 +134,7 @@ class RecordEncoder:
                         record.pop(column.name, None)
                     elif column.name in record:
                         record[column.name] = self.stored_value(column.kind, record[column.name])
-            key = self.record_key(records[row]) if self.settings.key_column else None
+            key = self.record_key(given) if self.settings.key_column else None
             lines.append(f"{request_id}\t{row}{middle}{'' if key is None else to_json(key).decode()}\t"
                          f"{to_json(record, bytes_mode='base64').decode()}\t{stored_outputs(outputs[row])}\n")
         return lines

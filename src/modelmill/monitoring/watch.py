@@ -56,8 +56,9 @@ class Reference:
         for candidate in candidates:
             try:
                 bundle = read_bundle(resolve_bundle_dir(root.path if root.single is not None else root.path / candidate))
-                return cls(root.path, candidate, Predictor.from_bundle(bundle), bundle.profile(), bundle.metrics(),
-                           bundle.manifest)
+                # reads treated values only: no hash key needed (nor a wrong one taken for a broken version)
+                return cls(root.path, candidate, Predictor.from_bundle(bundle, hash_key=False), bundle.profile(),
+                           bundle.metrics(), bundle.manifest)
             except ModelmillError as exc:
                 if version is not None or root.single is not None:
                     raise

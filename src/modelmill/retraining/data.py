@@ -148,6 +148,11 @@ def training_rows(original: pd.DataFrame, test_source: pd.DataFrame | None, reco
         valid = pd.concat([rest_valid, added_valid], ignore_index=True)
     else:
         train = pd.concat([rest, added], ignore_index=True)
+    # the original rows were treated by the privacy policy on reading (their mark), the log's
+    # records on arrival by the champion's (the same: check_config): none is treated again
+    for part in (train, valid, test):
+        if part is not None:
+            part.attrs.update(original.attrs)
     return TrainingRows(train, valid, test, len(rest), len(added), int(copies.sum()))
 
 

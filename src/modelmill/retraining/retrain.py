@@ -28,7 +28,7 @@ from modelmill.errors import ConfigError, ModelmillError, ServingError
 from modelmill.evaluation.metrics import check_metric
 from modelmill.monitoring import identity_of
 from modelmill.monitoring.export import open_log
-from modelmill.monitoring.store import LogStore, ModelIdentity, database_message, display_url
+from modelmill.monitoring.store import LogStore, ModelIdentity, database_message, display_url, policy_identity
 from modelmill.predictor import Predictor
 from modelmill.retraining.challenge import Comparison, compare, judge
 from modelmill.retraining.data import Labelled, TrainingRows, check_learnable, labelled_records, training_rows
@@ -67,14 +67,24 @@ class Decision:
 
 
 def config_identity(config: PipelineConfig) -> ModelIdentity:
-    """What the config's model looks like to the prediction store (before any fitting)."""
+    """What the config's model looks like to the prediction store (before any fitting), its
+    privacy policy with the fingerprint of the hash key in the environment included.
+
+    Raises:
+        ConfigError: the policy hashes and its key's variable is unset or too short.
+    """
+    from modelmill.privacy.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy.from_config(config)
     return ModelIdentity(config.name, {f.name: f.type for f in config.features},
-                         {"name": config.target.name, "type": config.target.type})
+                         {"name": config.target.name, "type": config.target.type},
+                         policy_identity(policy.state()) if policy.active else None)
 
 
 def check_config(config: PipelineConfig, champion: Bundle, version: str) -> None:
-    """The config must still describe the champion's inputs and target: a challenger with
-    other columns could not take its requests."""
+    """The config must still describe the champion's inputs, target and privacy policy: a
+    challenger with other columns could not take its requests, and one with another policy
+    (or hash key) would read the log's treated records as other values."""
     differences = identity_of(champion.name, champion.input_schema()).differences(config_identity(config))
     if differences:
         text = "; ".join(d.replace("served model", "config").replace("served", "in the config")
@@ -183,13 +193,7 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
         f"to learn from; {len(labelled.held_back)} newest labelled records and {len(rows.test)} original test rows "
         "to judge on")
     run_dir = new_run_dir(runs, config.name)
-    try:
-        pipeline.fit(rows.train, test=rows.test, valid=rows.valid, run_dir=run_dir)
-    except ModelmillError:
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    _train_challenger(pipeline, rows, run_dir, champion)
     try:  # from here on a failure is a decision too: the audit (and watch's triggers) see it
         decision = _judge(pipeline, champion, labelled, rows, run_dir, store, metric, settings, trigger, started)
         if decision.outcome == "promote":
@@ -202,6 +206,19 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
                             trigger, champion.version)
     mark_latest(run_dir)
     return decision.record(store)
+
+
+def _train_challenger(pipeline: Any, rows: TrainingRows, run_dir: Path, champion: Champion) -> None:
+    """Fit the challenger into ``run_dir`` (removed again when the fit fails). An encrypted
+    champion's key seals the challenger's run (checkpoints, plots, log) as it sealed the
+    champion: what was encrypted stays encrypted, whoever retrains it."""
+    try:
+        pipeline.fit(rows.train, test=rows.test, valid=rows.valid, run_dir=run_dir, key=champion.bundle.key)
+    except ModelmillError:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _judge(pipeline: Any, champion: Champion, labelled: Labelled, rows: TrainingRows, run_dir: Path,
@@ -225,7 +242,7 @@ def _judge(pipeline: Any, champion: Champion, labelled: Labelled, rows: Training
                       {"trigger": trigger, "log": display_url(store.url), "champion_version": champion.version,
                        "rows": figures["rows"], "recent": figures["recent"],
                        "original_test": figures["original_test"], "learned": labelled.learned()})
-    bundle_path = pipeline.save(run_dir / "bundle", lineage=lineage)
+    bundle_path = pipeline.save(run_dir / "bundle", lineage=lineage, key=champion.bundle.key)  # sealed as it was
     return Decision("promote" if verdict.promote else "refused", verdict.reason, trigger, champion.version, None,
                     figures, lineage.as_json(), bundle_path)
 

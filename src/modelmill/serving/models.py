@@ -15,7 +15,7 @@ import pandas as pd
 
 from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
-from modelmill.errors import ServingError
+from modelmill.errors import KEY_ERRORS, ServingError
 from modelmill.predictor import Predictor, prediction_records
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import RequestContract, build_contract
@@ -44,13 +44,13 @@ class ServedModel:
     def load(cls, bundle: Bundle, version: str, serving: ServingConfig) -> ServedModel:
         predictor = Predictor.from_bundle(bundle, runtime=serving.runtime)
         contract = build_contract(predictor.features, bundle.profile(), max_records=serving.max_records,
-                                  unknown_categories=serving.unknown_categories)
+                                  unknown_categories=serving.unknown_categories, policy=predictor.privacy)
         return cls(predictor.config.name, version, predictor, contract, bundle.manifest, bundle.metrics(),
                    bundle.profile())
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One prediction per record, keyed like ``modelmill predict``'s output columns."""
-        predictions = self.predictor.predict_records(records)
+        predictions = self.predictor.predict_records(records, treated=True)  # by the request contract
         return prediction_records(predictions, self.predictor.config.target.name)
 
     def explain(self, records: list[dict[str, Any]], *, max_steps: int) -> Explanation:
@@ -67,7 +67,7 @@ class ServedModel:
         from modelmill.explain.gradients import MAX_STEPS
 
         names = [f.name for f in self.predictor.features]
-        frame = pd.DataFrame.from_records(records, columns=names)
+        frame = self.predictor.privacy.mark(pd.DataFrame.from_records(records, columns=names))  # by the contract
         steps: int | str = "auto" if max_steps >= MAX_STEPS else max_steps
         return attributions(self.predictor, frame, profile=self.profile or None, steps=steps,
                             source="the request")
@@ -139,13 +139,16 @@ def _plain(value: Any) -> Any:
 
 def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:
     """Load (or take ``bundle``, already read) and warm one version of ``root``. Failures
-    become a 409 whose message holds no paths."""
+    become a 409 whose message holds no paths; a missing or wrong key (the privacy policy's hash
+    key, a sealed bundle's encryption key) is raised as it is (:data:`KEY_ERRORS`): the
+    process's key is wrong for every version, so it is no reason to call the version broken
+    and serve an older one."""
     path = root.locate(version)
     started = time.perf_counter()
     try:
         model = ServedModel.load(bundle or read_bundle(path), version, serving)
         model.warm_up(serving.max_batch_size)
-    except Problem:
+    except (Problem, *KEY_ERRORS):
         raise
     except Exception as exc:  # any failure leaves the old version serving
         log.exception("version %s at %s failed to load or warm up", version, path)

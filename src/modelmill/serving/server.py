@@ -26,7 +26,7 @@ from uvicorn.supervisors import Multiprocess
 
 from modelmill.bundle import Bundle, read_bundle
 from modelmill.config.serving import ServingConfig
-from modelmill.errors import ConfigError, ServingError
+from modelmill.errors import KEY_ERRORS, ConfigError, ServingError
 from modelmill.machine import physical_cores
 from modelmill.serving.problem import Problem
 from modelmill.serving.versions import ModelRoot, load_failure, version_order
@@ -68,13 +68,17 @@ def readable_versions(root: ModelRoot, broken: dict[str, str],
                       older_than: str | None = None) -> Iterator[tuple[str, Bundle]]:
     """The versions of ``root`` (those older than ``older_than``), newest first, each with its
     verified bundle and parsed config. One that fails goes into ``broken`` with the reason
-    an HTTP client may see; a single bundle fails with its own error, as ever."""
+    an HTTP client may see; a single bundle fails with its own error, as ever, and so does a
+    key problem (:data:`~modelmill.errors.KEY_ERRORS`: no key, another key), which is the
+    process's, not the version's: an older version must not be served silently instead."""
     for version in reversed(root.versions()):
         if older_than is not None and version_order(version) >= version_order(older_than):
             continue
         try:
             bundle = read_bundle(root.locate(version))
             bundle.config()
+        except KEY_ERRORS:  # the process's key (none, another) fails every sealed version alike: say so
+            raise
         except Exception as exc:  # a damaged version never hides the older ones
             if root.single is not None:
                 raise
@@ -117,7 +121,8 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
         from modelmill.monitoring import open_prediction_log
 
         prediction_log = open_prediction_log(settings.log, first.name, first.predictor.features,
-                                             first.predictor.input_schema(), metrics.count_log)
+                                             first.predictor.input_schema(), metrics.count_log,
+                                             policy=first.predictor.privacy)
     state = ServerState(root, settings, first, selection, metrics, prediction_log, broken)
     if settings.shadow is not None:
         _start_shadow(state, settings.shadow)
@@ -189,6 +194,7 @@ def open_root(path: str | Path) -> Opened:
     Raises:
         ServingError: no version reads (each one's reason in the message).
         BundleError: a single bundle that fails to read.
+        EncryptionKeyError: no key, or another key, for a sealed version (never a broken version).
     """
     root = ModelRoot(Path(path))
     broken: dict[str, str] = {}

@@ -17,7 +17,8 @@ from modelmill.serving.batcher import Batcher
 from modelmill.serving.metrics import ServerMetrics
 from modelmill.serving.models import ServedModel, load_version
 from modelmill.serving.versions import ModelRoot, version_order
-from modelmill.serving.problem import Problem
+from modelmill.errors import KEY_ERRORS
+from modelmill.serving.problem import Problem, without_paths
 
 if TYPE_CHECKING:
     from modelmill.monitoring import PredictionLog
@@ -204,6 +205,9 @@ class ServerState:
             started = time.perf_counter()
             try:
                 model = await asyncio.to_thread(load_version, self.root, version, self.settings)
+            except KEY_ERRORS as exc:  # the process's key, not the version, is wrong: not marked broken
+                self.metrics.swaps.labels("failed").inc()
+                raise Problem(409, "key_mismatch", without_paths(str(exc))) from None
             except Problem as exc:
                 self.metrics.swaps.labels("failed").inc()
                 if exc.code == "load_failed":  # the others follow the list: every worker answers alike

@@ -46,6 +46,25 @@ class ShuffledBatches:
                 for step in range(steps_per_epoch(len(data), batch_size))]
 
 
+class PoissonBatches:
+    """Poisson sampling, as differentially private SGD's analysis assumes (Abadi et al., 2016):
+    each row joins each batch independently with probability q = batch_size / rows, so a batch
+    holds batch_size rows on average and may hold none. An epoch has as many steps as the
+    shuffled sampler's (the learning-rate schedule is sized on them). Every epoch draws from its
+    own seed, like :class:`ShuffledBatches`, so a resumed run draws the same batches."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self, data: TensorData, epoch: int, batch_size: int) -> list[torch.Tensor]:
+        torch.manual_seed(self.seed * 100_003 + epoch)  # also seeds the epoch's dropout, as the shuffle does
+        rows = len(data)
+        rate = min(1.0, batch_size / rows)
+        device = data.target.device
+        return [torch.nonzero(torch.rand(rows) < rate).squeeze(1).to(device)
+                for _ in range(steps_per_epoch(rows, batch_size))]
+
+
 def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, pool: int = 50) -> torch.Tensor:
     """A shuffled order whose batches hold rows of similar length: each run of ``pool``
     batches is sorted by length and cut into batches, and the batches are shuffled. Encoders

@@ -1,7 +1,10 @@
 """Checkpoints: one safetensors file holding the weights, the optimiser and scheduler
 state and the loop's own state, written atomically (temp file, fsync, rename), so a run
 killed mid-write leaves the previous checkpoint usable. Nothing is pickled: tensors go
-into safetensors, everything else (RNG-free loop state, numbers) into its JSON metadata."""
+into safetensors, everything else (RNG-free loop state, numbers) into its JSON metadata.
+
+An encrypted run's checkpoint (``key=``) is serialised in memory and sealed as
+``checkpoints/<file>`` (:mod:`modelmill.encryption`): its plaintext never reaches a file."""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save, save_file
 
-from modelmill.errors import ModelError
-from modelmill.files import atomic_path
+from modelmill.encryption import is_sealed, seal, unseal
+from modelmill.errors import EncryptionKeyError, ModelError
+from modelmill.files import atomic_path, atomic_write_bytes
 
 
 def split_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
@@ -49,23 +53,48 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_checkpoint(path: Path, parts: dict[str, Any]) -> None:
-    """``parts``: name → state dict or plain data (e.g. model, best, optimizer, scheduler, loop)."""
+def sealed_name(path: Path) -> str:
+    """The name a checkpoint is sealed as: its place in the run (``checkpoints/last.safetensors``)."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def save_checkpoint(path: Path, parts: dict[str, Any], *, key: bytes | None = None) -> None:
+    """``parts``: name → state dict or plain data (e.g. model, best, optimizer, scheduler, loop);
+    sealed with ``key`` when given."""
     tensors: dict[str, torch.Tensor] = {}
     tree = split_tensors(parts, tensors, "t")
     metadata = {"modelmill.checkpoint": json.dumps(tree)}
+    if key is not None:
+        atomic_write_bytes(path, seal(save(tensors, metadata=metadata), key, sealed_name(path), path))
+        return
     with atomic_path(path) as temp:
         save_file(tensors, str(temp), metadata=metadata)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, *, key: bytes | None = None) -> dict[str, Any]:
+    """A checkpoint's parts; an encrypted run's (``key``) is decrypted in memory.
+
+    Raises:
+        EncryptionError: the checkpoint is encrypted and no key is given, or it fails to open
+            (another key, changed bytes), or a key is given and the checkpoint is in clear. No key
+            and another key are an EncryptionKeyError.
+        ModelError: the checkpoint cannot be parsed.
+    """
     try:
-        tensors = load_file(str(path))
-        with open(path, "rb") as handle:
-            header_size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(header_size))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"checkpoint {path} cannot be read ({exc}); start without --resume") from None
+    if is_sealed(data) and key is None:
+        raise EncryptionKeyError(f"checkpoint {path} is encrypted: resume the run with its key. Fix: add "
+                                 "--key-file FILE, or --encrypt with MODELMILL_ENCRYPTION_KEY set")
+    if key is not None:
+        data = unseal(data, key, sealed_name(path), path)
+    try:
+        tensors = load(data)
+        header_size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_size])
         tree = json.loads(header["__metadata__"]["modelmill.checkpoint"])
-    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+    except (SafetensorError, KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"checkpoint {path} cannot be read ({exc}); start without --resume") from None
     result: dict[str, Any] = join_tensors(tree, tensors)
     return result

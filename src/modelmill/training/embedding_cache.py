@@ -5,6 +5,11 @@ per data set: within a run (the trainer encodes the training and validation rows
 every epoch) and across runs (``modelmill compare`` or a re-run finds it here). The key is a
 hash of the encoder's class, its settings and every weight, and of the input tensor; the
 files live in ``$MODELMILL_CACHE/embeddings`` as safetensors.
+
+An encrypted run keeps them in memory only (``persist=False``): the trainer already computes
+them once per run, and a cache entry, sealed or not, would be a lasting copy of what the
+training rows look like to the encoder, outside the run, whose name (a hash of the input)
+would confirm to anyone holding a guess of the data that it was trained on.
 """
 
 from __future__ import annotations
@@ -37,8 +42,12 @@ def fingerprint(encoder: nn.Module) -> str:
 
 
 def cached_encoding(encoder: nn.Module, inputs: torch.Tensor, compute: Callable[[], torch.Tensor],
-                    folder: Path | None = None) -> torch.Tensor:
-    """``compute()`` (the encoder's output for ``inputs``), from the cache when it is there."""
+                    folder: Path | None = None, *, persist: bool = True) -> torch.Tensor:
+    """``compute()`` (the encoder's output for ``inputs``), from the cache when it is there;
+    ``persist=False`` (an encrypted run): ``compute()``, and the disk cache is neither read nor
+    written."""
+    if not persist:
+        return compute()
     digest = hashlib.sha256(fingerprint(encoder).encode())
     digest.update(str((inputs.dtype, tuple(inputs.shape))).encode())
     digest.update(inputs.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

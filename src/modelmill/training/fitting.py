@@ -31,10 +31,15 @@ class FitSettings:
     monitor: str
     mode: Literal["max", "min"]
     callbacks: Sequence[Callback] = field(default_factory=list)
+    persist_cache: bool = True
+    """False for an encrypted run or bundle: frozen encoders' embeddings of its rows stay in
+    memory, never in the on-disk cache (every fit the settings reach: an ensemble's members,
+    a pruned model's fine-tuning)."""
 
 
 def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid: TensorData, settings: FitSettings,
-              *, checkpoint_dir: Path | None = None, resume: bool = False) -> TrainResult:
+              *, checkpoint_dir: Path | None = None, resume: bool = False,
+              checkpoint_key: bytes | None = None) -> TrainResult:
     """Fit ``module`` in place. The result's ``held_out_raw`` is the fitted model's raw outputs
     on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out."""
     if isinstance(maker, Learner):
@@ -43,7 +48,8 @@ def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid
     else:
         trainer = Trainer(settings.training, loss=settings.target.loss(), scorer=settings.scorer,
                           monitor=settings.monitor, mode=settings.mode, checkpoint_dir=checkpoint_dir,
-                          callbacks=list(settings.callbacks))
+                          callbacks=list(settings.callbacks), checkpoint_key=checkpoint_key,
+                          persist_cache=settings.persist_cache)
         backend = BACKENDS.get(settings.training.backend, path="training.backend")()
         result = backend.fit(trainer, module, train, valid, resume=resume)
     if not valid.held_out or not len(valid):

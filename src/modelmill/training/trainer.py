@@ -55,6 +55,7 @@ class TrainingRun:
     frozen: list[int]
     checkpoint: Path | None
     prepare_seconds: float
+    batch_size: int = 1  # rows per step (the expected rows, for a sampler that draws them at random)
 
     @property
     def finished(self) -> bool:
@@ -75,12 +76,17 @@ class Trainer:
         checkpoint_dir: Path | None = None,
         callbacks: list[Callback] | None = None,
         sampler: BatchSampler | None = None,
+        checkpoint_key: bytes | None = None,
+        persist_cache: bool = True,
     ) -> None:
         self.config = config
         self.loss = loss
         self.scorer = scorer
         self.monitor, self.mode = monitor, mode
         self.checkpoint_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
+        self.checkpoint_key = checkpoint_key  # an encrypted run's: its checkpoints are sealed
+        # an encrypted run's (with or without checkpoints) writes no embeddings of its rows to disk
+        self.persist_cache = persist_cache and checkpoint_key is None
         self.sampler = sampler or ShuffledBatches(config.seed)
         self.batch_size = 1
         self.device = torch.device("cpu")
@@ -146,7 +152,8 @@ class Trainer:
         started = time.perf_counter()
         frozen = frozen_encoders(model)
         if frozen and isinstance(model, TabularNet):  # frozen encoders run once per data set, not per epoch
-            train, valid = cache_frozen(model, train, frozen), cache_frozen(model, valid, frozen)
+            train = cache_frozen(model, train, frozen, persist=self.persist_cache)
+            valid = cache_frozen(model, valid, frozen, persist=self.persist_cache)
             model.use_cached(frozen)
         prepare_seconds = time.perf_counter() - started
         optimizer = OPTIMIZERS.get(self.config.optimizer.type)(
@@ -154,7 +161,8 @@ class Trainer:
         schedule = SCHEDULERS.get(self.config.scheduler.type)(
             self.config.scheduler, optimizer, epochs, steps_per_epoch(len(train), self.batch_size))
         run = TrainingRun(model, train, valid, optimizer, schedule, self.sampler, LoopState(phase=phase),
-                          copy.deepcopy(model.state_dict()), epochs, frozen, checkpoint, prepare_seconds)
+                          copy.deepcopy(model.state_dict()), epochs, frozen, checkpoint, prepare_seconds,
+                          self.batch_size)
         if resume:
             self._restore(run)
         for callback in self.callbacks:
@@ -191,6 +199,8 @@ class Trainer:
 
     def step(self, run: TrainingRun, inputs: list[torch.Tensor], target: torch.Tensor) -> float:
         """One optimiser step on one batch; returns the batch's loss."""
+        if not len(target):  # a sampler drawing rows at random (Poisson) may draw none: the step still counts
+            return self._empty_step(run)
         device = self.device
         inputs = [x.to(device, non_blocking=True) for x in inputs]
         target = target.to(device, non_blocking=True)
@@ -218,6 +228,16 @@ class Trainer:
                            state.elapsed, state.stop_reason or "all epochs done", run.prepare_seconds)
 
     # ---------------------------------------------------------------- helpers
+
+    def _empty_step(self, run: TrainingRun) -> float:
+        """An optimiser step on no rows: nothing to run forward. A plain optimiser changes nothing
+        (no weight has a gradient); a DP-SGD one adds its noise, as the privacy analysis of
+        Poisson sampling assumes of every step (Opacus does the same for an empty batch)."""
+        run.optimizer.zero_grad(set_to_none=True)
+        run.optimizer.step()
+        if run.schedule and run.schedule.step == "batch":
+            run.schedule.scheduler.step()
+        return 0.0
 
     def _penalty(self, model: nn.Module) -> torch.Tensor:
         """L1 and L2 on the weight matrices (not biases or norm scales)."""
@@ -258,12 +278,12 @@ class Trainer:
             "model": run.model.state_dict(), "best": run.best, "optimizer": run.optimizer.state_dict(),
             "scheduler": run.schedule.scheduler.state_dict() if run.schedule else None,
             "loop": asdict(run.state),
-        })
+        }, key=self.checkpoint_key)
 
     def _restore(self, run: TrainingRun) -> None:
         if run.checkpoint is None:
             raise ModelError("cannot resume: this run keeps no checkpoints")
-        parts = load_checkpoint(run.checkpoint)
+        parts = load_checkpoint(run.checkpoint, key=self.checkpoint_key)
         run.model.load_state_dict(parts["model"])
         run.optimizer.load_state_dict(parts["optimizer"])
         if run.schedule and parts["scheduler"] is not None:

@@ -59,13 +59,14 @@ class _Encode(nn.Module):
         return self.encoder(inputs[0])  # type: ignore[no-any-return]
 
 
-def cache_frozen(model: nn.Module, data: TensorData, positions: list[int]) -> TensorData:
-    """The data with each frozen encoder's input replaced by its output, computed once."""
+def cache_frozen(model: nn.Module, data: TensorData, positions: list[int], *, persist: bool = True) -> TensorData:
+    """The data with each frozen encoder's input replaced by its output, computed once (kept in
+    the disk cache across runs unless ``persist=False``: an encrypted run's)."""
     inputs = list(data.inputs)
     encoders = input_encoders(model)
     for i in positions:
         lengths = data.lengths if inputs[i].dtype == torch.int64 and inputs[i].dim() == 2 else None
         encoder, x = encoders[i], inputs[i]
         inputs[i] = cached_encoding(encoder, x, lambda: predict_raw(_Encode(encoder), [x], batch_size=256,
-                                                                     lengths=lengths))
+                                                                     lengths=lengths), persist=persist)
     return TensorData(inputs, data.target, data.lengths)
