@@ -42,6 +42,12 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 
     monkeypatch.setattr(sys, "argv", ["modelmill", *args])
     monkeypatch.setenv("COLUMNS", "10000")  # one line per message: a long path is never broken
+    from rich.console import Console
+
+    # the commands' consoles took their width when first imported (by whichever test came first)
+    for module in [m for name, m in sys.modules.items() if name.startswith("modelmill.cli")]:
+        for console in [c for c in vars(module).values() if isinstance(c, Console)]:
+            monkeypatch.setattr(console, "_width", 10000)
     with pytest.raises(SystemExit) as exited:
         main()
     captured = capsys.readouterr()
