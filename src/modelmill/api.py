@@ -32,7 +32,7 @@ from modelmill.data.image_values import hashable_frame
 from modelmill.data.sources import read_table
 from modelmill.data.split import SplitRecord, split_frame, split_rest
 from modelmill.data.validate import check_columns, validate_frame
-from modelmill.encryption import Key, as_key, seal
+from modelmill.encryption import Key, as_key, seal_if
 from modelmill.files import atomic_write_bytes
 from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError, ModelmillError
@@ -402,7 +402,7 @@ class Pipeline:
             report = self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}, card)
             for name, content in {"metrics.json": json.dumps(metrics, indent=2).encode(), "report.html": report}.items():
                 # atomic: a reader (or a crash) never sees half a report
-                atomic_write_bytes(out_dir / name, seal(content, self.key_, name) if self.key_ is not None else content)
+                atomic_write_bytes(out_dir / name, seal_if(content, self.key_, name))
         return metrics
 
     # ------------------------------------------------------------------ saving

@@ -209,6 +209,11 @@ def seal(data: bytes, key: bytes, name: str, where: str | Path | None = None) ->
     return header + AESGCM(key).encrypt(header[-_NONCE:], data, header + name.encode("utf-8"))
 
 
+def seal_if(data: bytes, key: bytes | None, name: str) -> bytes:
+    """``data`` sealed as ``name`` when there is a key (an encrypted run or bundle), else as it is."""
+    return seal(data, key, name) if key is not None else data
+
+
 def unseal(data: bytes, key: bytes, name: str, where: str | Path) -> bytes:
     """The plaintext of a sealed file; ``where`` (its path) names it in errors. Called where
     a sealed file is expected (a sealed bundle's member, an encrypted run's checkpoint).
@@ -311,7 +316,6 @@ class SealedLog:
             self.handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o666)
             self.index, self.offset = 0, 0
             self._write(self.header)
-        self.stream_id = self.header[-_STREAM_ID:]
 
     def append(self, record: bytes) -> None:
         """Seal and write one record (at most ``MAX_RECORD`` bytes) in one write; a failed

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modelmill.encryption import seal
+from modelmill.encryption import seal_if
 from modelmill.errors import DataError
 from modelmill.files import atomic_write_bytes
 from modelmill.evaluation.metrics import compute_metrics
@@ -59,4 +59,4 @@ def score(predictor: Predictor, frame: pd.DataFrame, *, plots: bool, plots_dir: 
 def write_files(folder: Path, files: dict[str, bytes], key: bytes | None) -> None:
     """Write ``files`` into ``folder`` atomically, each sealed as ``FOLDER/NAME`` with ``key``."""
     for name, data in files.items():
-        atomic_write_bytes(folder / name, seal(data, key, f"{folder.name}/{name}") if key is not None else data)
+        atomic_write_bytes(folder / name, seal_if(data, key, f"{folder.name}/{name}"))

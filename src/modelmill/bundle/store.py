@@ -33,7 +33,7 @@ from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION,
 from modelmill.bundle.weights import parse_weights
 from modelmill.config.io import parse_config
 from modelmill.config.schema import PipelineConfig
-from modelmill.encryption import is_sealed, require_key, seal, unseal
+from modelmill.encryption import is_sealed, require_key, seal_if, unseal
 from modelmill.errors import BundleError
 from modelmill.files import atomic_folder
 
@@ -157,7 +157,7 @@ class Bundle:
         """Every file as it is stored (the manifest included): sealed afresh with the bundle's
         key when it is encrypted, so a copy (a container's context) holds no plaintext."""
         files = {**self.files, MANIFEST: self.manifest_bytes}
-        return {name: seal(data, self.key, name) if self.key else data for name, data in files.items()}
+        return {name: seal_if(data, self.key, name) for name, data in files.items()}
 
     @property
     def format_version(self) -> int:
@@ -253,12 +253,9 @@ def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[s
     target = Path(target).resolve()
     _refuse_existing(target)
 
-    def sealed(data: bytes, name: str) -> bytes:
-        return seal(data, key, name) if key is not None else data
-
     with atomic_folder(target, _refuse_existing) as staging:
         for name, data in files.items():
-            _write_synced(staging / _safe_name(name), sealed(data, name))
+            _write_synced(staging / _safe_name(name), seal_if(data, key, name))
         manifest = {
             "format_version": FORMAT_VERSION,
             "modelmill_version": __version__,
@@ -266,7 +263,7 @@ def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[s
             **info,
             "files": {name: sha256(data) for name, data in sorted(files.items())},
         }
-        _write_synced(staging / MANIFEST, sealed(json.dumps(manifest, indent=2).encode(), MANIFEST))
+        _write_synced(staging / MANIFEST, seal_if(json.dumps(manifest, indent=2).encode(), key, MANIFEST))
     return target
 
 

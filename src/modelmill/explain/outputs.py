@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from modelmill.encryption import seal
+from modelmill.encryption import seal_if
 from modelmill.errors import DataError
 from modelmill.explain.attributions import Explanation
 from modelmill.files import atomic_folder
@@ -50,7 +50,7 @@ def write_explanations(folder: Path, explanation: Explanation, importance: dict[
     files[PAGE] = (page + extra).encode("utf-8")
     with atomic_folder(folder, _refuse) as staging:
         for name, data in files.items():
-            (staging / name).write_bytes(seal(data, key, name) if key is not None else data)
+            (staging / name).write_bytes(seal_if(data, key, name))
     return folder
 
 

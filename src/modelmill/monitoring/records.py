@@ -125,8 +125,7 @@ class RecordEncoder:
         middle = f"\t{at!r}\t{model}\t{version}\t{round(latency_ms, 3)!r}\t"
         lines = []
         for row in kept:
-            given = records[row]  # treated on arrival by the request contract
-            record = given
+            record = records[row]  # treated on arrival by the request contract
             if self.special:
                 record = dict(record)
                 for column in self.special:
@@ -134,7 +133,7 @@ class RecordEncoder:
                         record.pop(column.name, None)
                     elif column.name in record:
                         record[column.name] = self.stored_value(column.kind, record[column.name])
-            key = self.record_key(given) if self.settings.key_column else None
+            key = self.record_key(records[row]) if self.settings.key_column else None  # before the pii columns change
             lines.append(f"{request_id}\t{row}{middle}{'' if key is None else to_json(key).decode()}\t"
                          f"{to_json(record, bytes_mode='base64').decode()}\t{stored_outputs(outputs[row])}\n")
         return lines
