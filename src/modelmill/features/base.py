@@ -26,6 +26,7 @@ from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import CleaningConfig, OutlierConfig
 from modelmill.data.clean import missing_mask
 from modelmill.errors import ModelError
+from modelmill.features.partials import Partial
 from modelmill.features.stats import DEFAULT_DRIFT, DriftResult
 from modelmill.registry import Registry
 
@@ -51,6 +52,22 @@ class Component(ABC, Generic[ConfigT]):
     @abstractmethod
     def fit(self, column: pd.Series) -> Self:
         """Learn the state from the training split's column."""
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> Partial:
+        """What fitting needs from one shard of the training column, mergeable with the other
+        shards' (``features.partials``); ``rows`` are the shard's rows' positions in the whole
+        column (ascending), which break ties between equal counts as the whole column would.
+        ``fit_from`` of the merge gives the state ``fit`` gives on the whole column."""
+        raise ModelError(self._not_sharded())
+
+    def fit_from(self, partial: Partial) -> Self:
+        """Fit from the merged partials of every shard of the training column."""
+        raise ModelError(self._not_sharded())
+
+    def _not_sharded(self) -> str:
+        return (f"feature {self.name!r} ({getattr(self.config, 'type', '?')}) cannot be fitted from shards on a "
+                "cluster: its state is not a merge of per-shard statistics. Fix: fit this pipeline on one "
+                "machine (training.backend: local), or leave the feature out")
 
     @abstractmethod
     def state(self) -> dict[str, Any]:

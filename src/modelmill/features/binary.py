@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -15,8 +16,9 @@ from modelmill.config.targets import BinaryTargetConfig
 from modelmill.errors import DataError
 from modelmill.data.values import as_strings
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
-from modelmill.features.category import class_weight_vector, plain_strings
+from modelmill.features.category import balanced_weights, class_weight_vector, plain_strings
 from modelmill.features.calibration import Calibrator
+from modelmill.features.partials import Counts, Partial, expect
 from modelmill.features.request import binary_type, json_or_text
 from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, share_drift
 
@@ -60,6 +62,41 @@ def pick_positive(values: list[str], configured: str | None, *, column: str) -> 
     return negative, positive
 
 
+@dataclass(frozen=True)
+class BinaryPartial(Partial):
+    """A shard of a binary column: counts of its canonical strings, and of its numbers kept as
+    numbers (``binary_strings`` writes 1 as "1" or "1.0" by whether the *whole* column holds
+    only whole numbers, which one shard cannot tell)."""
+
+    strings: Counts
+    numbers: Counts  # keys: repr of the float
+
+    @classmethod
+    def of(cls, column: pd.Series, rows: np.ndarray) -> BinaryPartial:
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            numbers = pd.to_numeric(column, errors="coerce").astype("float64")
+            keys = [None if np.isnan(v) else repr(float(v)) for v in numbers.tolist()]
+            return cls(Counts(), Counts.of(keys, rows))
+        values = binary_strings(column)
+        return cls(Counts.of([None if v is pd.NA else str(v) for v in values.tolist()], rows), Counts())
+
+    def merge(self, other: BinaryPartial) -> BinaryPartial:
+        return BinaryPartial(self.strings.merge(other.strings), self.numbers.merge(other.numbers))
+
+    def counts(self) -> Counts:
+        """The counts of the canonical strings of the whole column."""
+        if not self.numbers.table:
+            return self.strings
+        numbers = pd.Series([float(key) for key in self.numbers.table], dtype="float64")
+        # the very conversion of binary_strings, on the distinct numbers of the whole column
+        strings = binary_strings(numbers).tolist()
+        table: dict[str, tuple[int, int]] = {}
+        for text, (count, first) in zip(strings, self.numbers.table.values()):
+            seen = table.get(str(text))
+            table[str(text)] = (count, first) if seen is None else (seen[0] + count, min(seen[1], first))
+        return self.strings.merge(Counts(table))
+
+
 def to_codes(values: pd.Series, negative: str, positive: str) -> np.ndarray:
     """1.0 for positive, 0.0 for negative, NaN for anything else (missing or unseen)."""
     mapped = values.map({positive: 1.0, negative: 0.0})
@@ -79,6 +116,19 @@ class BinaryFeature(Feature[BinaryFeatureConfig]):
             fill = str(self.config.missing.value)
         else:
             fill = most_common(values) or self.negative_
+        self.fill_ = 1.0 if fill == self.positive_ else 0.0
+        self.fitted_ = True
+        return self
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> BinaryPartial:
+        return BinaryPartial.of(column, rows)
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged counts: the same two values and fill (ties as ``value_counts``)."""
+        counts = expect(partial, BinaryPartial, self.name).counts()
+        self.negative_, self.positive_ = pick_positive(counts.in_order(), self.config.positive, column=self.name)
+        fill = str(self.config.missing.value) if self.config.missing.strategy == "constant" \
+            else counts.most_common() or self.negative_
         self.fill_ = 1.0 if fill == self.positive_ else 0.0
         self.fitted_ = True
         return self
@@ -203,6 +253,21 @@ class BinaryTarget(Target[BinaryTargetConfig]):
         codes = to_codes(values, self.negative_, self.positive_)
         present = codes[~np.isnan(codes)].astype("int64")
         self.weights_ = class_weight_vector(present, self.class_names, self.config.class_weights, column=self.name)
+        self.decide(None, None)
+        self.fitted_ = True
+        return self
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> BinaryPartial:
+        return BinaryPartial.of(column, rows)
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged counts of the two values."""
+        counts = expect(partial, BinaryPartial, self.name).counts()
+        self.negative_, self.positive_ = pick_positive(counts.in_order(), self.config.positive, column=self.name)
+        setting = self.config.class_weights
+        self.weights_ = balanced_weights(np.array([counts.table[v][0] for v in self.class_names])) \
+            if setting == "balanced" else \
+            class_weight_vector(np.empty(0, dtype=np.int64), self.class_names, setting, column=self.name)
         self.decide(None, None)
         self.fitted_ = True
         return self

@@ -3,6 +3,7 @@ multi-class target."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -19,6 +20,7 @@ from modelmill.errors import DataError
 from modelmill.data.values import SMALL_COLUMN, as_strings, plain_string
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target, most_common
 from modelmill.features.calibration import Calibrator, calibrate_classes
+from modelmill.features.partials import Counts, Partial, expect
 from modelmill.features.request import category_type
 from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, share_drift, share_rose, shares_with_other
 
@@ -57,8 +59,13 @@ def class_weight_vector(
         if unknown:
             raise DataError(f"class_weights names classes not in the data: {unknown}; classes: {names}", column=column)
         return [float(setting.get(name, 1.0)) for name in names]
-    counts = np.bincount(codes, minlength=len(names)).astype("float64")
-    return (codes.size / (len(names) * np.maximum(counts, 1))).tolist()
+    return balanced_weights(np.bincount(codes, minlength=len(names)))
+
+
+def balanced_weights(counts: np.ndarray) -> list[float]:
+    """n / (k · count) for the ``counts`` of k classes (a class never seen counts as one)."""
+    counts = np.asarray(counts).astype("float64")
+    return (counts.sum() / (len(counts) * np.maximum(counts, 1))).tolist()
 
 
 class OneHot(nn.Module):
@@ -84,6 +91,21 @@ class CategoryEncoder(nn.Module):
         return torch.cat([self.inner(x[:, 0]), x[:, 1:].float()], dim=1)
 
 
+@dataclass(frozen=True)
+class CategoryPartial(Partial):
+    """A shard of a category column: the counts of its present values (as strings)."""
+
+    counts: Counts
+
+    def merge(self, other: CategoryPartial) -> CategoryPartial:
+        return CategoryPartial(self.counts.merge(other.counts))
+
+
+def string_counts(values: pd.Series, rows: np.ndarray) -> Counts:
+    """Counts of the present values of an ``as_strings`` column."""
+    return Counts.of([None if value is pd.NA else str(value) for value in values.tolist()], rows)
+
+
 @FEATURES.register("category", config=CategoryFeatureConfig)
 class CategoryFeature(Feature[CategoryFeatureConfig]):
     raw_kind = "category"
@@ -100,6 +122,27 @@ class CategoryFeature(Feature[CategoryFeatureConfig]):
             )
         self.vocabulary_ = sorted(str(v) for v in kept)
         self.fill_ = self._fill_value(values)
+        self.fitted_ = True
+        return self
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> CategoryPartial:
+        return CategoryPartial(string_counts(as_strings(column), rows))
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged counts: the same vocabulary and fill, ties as ``value_counts``."""
+        counts = expect(partial, CategoryPartial, self.name).counts
+        frequent = [value for value, count in counts.ranked() if count >= self.config.min_frequency]
+        kept = frequent[: self.config.max_size]
+        if not kept:
+            raise DataError(
+                "has no value frequent enough to keep in the training split "
+                f"(min_frequency={self.config.min_frequency})",
+                column=self.name,
+            )
+        self.vocabulary_ = sorted(kept)
+        strategy = self.config.missing.strategy
+        self.fill_ = str(self.config.missing.value) if strategy == "constant" else \
+            counts.most_common() if strategy in ("mode", "mean", "median") else None
         self.fitted_ = True
         return self
 
@@ -260,6 +303,27 @@ class CategoryTarget(Target[CategoryTargetConfig]):
         codes = encode(values, classes) - 1
         self.weights_ = class_weight_vector(codes, classes, self.config.class_weights, column=self.name)
         self.calibrators_: list[Calibrator] | None = None
+        self.fitted_ = True
+        return self
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> CategoryPartial:
+        return CategoryPartial(string_counts(as_strings(column), rows))
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged counts of the classes."""
+        counts = expect(partial, CategoryPartial, self.name).counts.table
+        classes = sorted(counts)
+        if len(classes) < 2:
+            raise DataError(
+                f"the target has a single class ({classes[0] if classes else 'none'}): nothing to learn. "
+                "Fix: check the data source, or the split",
+                column=self.name,
+            )
+        self.classes_ = classes
+        setting = self.config.class_weights
+        self.weights_ = balanced_weights(np.array([counts[c][0] for c in classes])) if setting == "balanced" else \
+            class_weight_vector(np.empty(0, dtype=np.int64), classes, setting, column=self.name)
+        self.calibrators_ = None
         self.fitted_ = True
         return self
 

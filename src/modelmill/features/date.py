@@ -3,7 +3,7 @@ January), the year standardised."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import numpy as np
@@ -17,6 +17,7 @@ from modelmill.errors import DataError
 from modelmill.data.values import parse_dates
 from modelmill.features.base import FEATURES, Feature, FitReport, RawColumn
 from modelmill.features.category import plain_strings
+from modelmill.features.partials import Partial, Sketch, expect
 from modelmill.features.request import date_type
 from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, distribution_drift, distribution_profile
 
@@ -39,6 +40,18 @@ def epoch_days(dates: pd.Series) -> np.ndarray:
     return nanoseconds / 86_400e9
 
 
+@dataclass(frozen=True)
+class DatePartial(Partial):
+    """A shard of a date column: the sketch of its present dates (nanoseconds since 1970, so
+    the median date is an order statistic of it) and of their years."""
+
+    dates: Sketch
+    years: Sketch
+
+    def merge(self, other: DatePartial) -> DatePartial:
+        return DatePartial(self.dates.merge(other.dates), self.years.merge(other.years))
+
+
 @FEATURES.register("date", config=DateFeatureConfig)
 class DateFeature(Feature[DateFeatureConfig]):
     raw_kind = "parts"
@@ -55,6 +68,25 @@ class DateFeature(Feature[DateFeatureConfig]):
         years = present.dt.year.to_numpy(dtype="float64")
         self.year_center_ = float(years.mean())
         self.year_scale_ = float(years.std()) or 1.0
+        self.fitted_ = True
+        return self
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> DatePartial:
+        present = parse_dates(column, self.config.format, feature=self.name).dropna()
+        nanoseconds = present.to_numpy(dtype="datetime64[ns]").astype("int64")
+        return DatePartial(Sketch.of(nanoseconds), Sketch.of(present.dt.year.to_numpy(dtype="float64")))
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged sketches: the median date, the years' mean and spread."""
+        merged = expect(partial, DatePartial, self.name)
+        n = merged.dates.n
+        if n == 0:
+            raise DataError("has no dates in the training split", column=self.name)
+        middle = merged.dates.order_statistic(np.array([n // 2]))[0]
+        self.fill_ = str(pd.Timestamp(int(middle), unit="ns"))
+        years = merged.years.moments()
+        self.year_center_ = years.mean
+        self.year_scale_ = years.std or 1.0
         self.fitted_ = True
         return self
 

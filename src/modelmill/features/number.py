@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -17,6 +18,7 @@ from modelmill.errors import DataError
 from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target
+from modelmill.features.partials import Moments, Partial, Sketch, expect
 from modelmill.features.request import json_or_text, number_type
 from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, distribution_drift, distribution_profile
 
@@ -56,6 +58,31 @@ def plain_numbers(values: list[Any]) -> np.ndarray | None:
     return out
 
 
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+@dataclass(frozen=True)
+class NumberPartial(Partial):
+    """A shard of a number column: its missing count, the sketch of its present values, and
+    their moments (raw and after ``log1p``), which stay exact when the sketch is compressed."""
+
+    missing: int
+    sketch: Sketch
+    moments: Moments
+    log_moments: Moments
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> NumberPartial:
+        present = values[~np.isnan(values)]
+        return cls(int(values.size - present.size), Sketch.of(present), Moments.of(present),
+                   Moments.of(signed_log1p(present)))
+
+    def merge(self, other: NumberPartial) -> NumberPartial:
+        return NumberPartial(self.missing + other.missing, self.sketch.merge(other.sketch),
+                             self.moments.merge(other.moments), self.log_moments.merge(other.log_moments))
+
+
 @FEATURES.register("number", config=NumberFeatureConfig)
 class NumberFeature(Feature[NumberFeatureConfig]):
     """A numeric column: outliers clipped (if asked), missing values filled, then scaled."""
@@ -91,9 +118,87 @@ class NumberFeature(Feature[NumberFeatureConfig]):
 
     def _bin_edges(self, values: np.ndarray) -> list[float]:
         """Quantile edges of the scaled values; fewer bins when values repeat."""
-        scaled = self._scale(values)
-        edges = np.unique(np.quantile(scaled, np.linspace(0, 1, self.config.bins + 1)))
+        return self._edges(np.quantile(self._scale(values), self._levels()))
+
+    def _levels(self) -> np.ndarray:
+        return np.linspace(0, 1, self.config.bins + 1)
+
+    @staticmethod
+    def _edges(quantiles: np.ndarray) -> list[float]:
+        edges = np.unique(quantiles)
         return edges.tolist() if edges.size >= 2 else [float(edges[0]) - 1.0, float(edges[0]) + 1.0]
+
+    # ------------------------------------------------------------ in shards
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> NumberPartial:
+        return NumberPartial.of(as_numbers(column, feature=self.name))
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged shards: the same steps on the sketch of the column (clip,
+        fill, scale, bin), exact while the sketch is (see ``features.partials``)."""
+        merged = expect(partial, NumberPartial, self.name)
+        sketch = merged.sketch
+        if sketch.n == 0:
+            raise DataError("has no values in the training split; drop it from `features`", column=self.name)
+        outliers = self.cleaning.outliers
+        bounds = self._bounds_from(merged) if outliers.action == "clip" else None
+        self.clip_ = list(bounds) if bounds else None
+        self.clipped_ = sketch.count_outside(*bounds) if bounds else 0
+        clipped = sketch.mapped(lambda v: clip(v, *bounds)) if bounds else sketch
+        self.fill_ = self._fill_from(clipped, merged)
+        filled = clipped.with_value(self.fill_, merged.missing)
+        self.center_, self.scale_ = self._scaling_from(filled, merged, exact_moments=not self.clipped_)
+        self.edges_ = self._edges(filled.mapped(self._scale).quantile(self._levels())) \
+            if self.config.encoding == "piecewise" else None
+        self.fitted_ = True
+        return self
+
+    def _bounds_from(self, merged: NumberPartial) -> tuple[float, float] | None:
+        """``outlier_bounds`` (data.clean) of the present values, from their sketch and moments."""
+        outliers = self.cleaning.outliers
+        if outliers.method == "none":
+            return None
+        if outliers.method == "iqr":
+            k = outliers.threshold if outliers.threshold is not None else 1.5
+            q1, q3 = merged.sketch.quantile([0.25, 0.75])
+            return float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
+        z = outliers.threshold if outliers.threshold is not None else 3.0
+        moments = merged.sketch.moments() if merged.sketch.exact else merged.moments
+        return moments.mean - z * moments.std, moments.mean + z * moments.std
+
+    def _fill_from(self, clipped: Sketch, merged: NumberPartial) -> float:
+        strategy = self.config.missing.strategy
+        if strategy == "constant":
+            return float(self.config.missing.value)  # type: ignore[arg-type]
+        if strategy == "mean":
+            # a compressed sketch's values are approximate; the moments are exact unless clipping moved values
+            use_sketch = clipped.exact or self.clipped_ > 0
+            return (clipped.moments() if use_sketch else merged.moments).mean
+        if strategy == "mode":
+            return clipped.mode()
+        return clipped.median()
+
+    def _scaling_from(self, filled: Sketch, merged: NumberPartial, *, exact_moments: bool) -> tuple[float, float]:
+        """``_scaling`` of the filled values. A compressed sketch's values are approximate, so
+        its means come from the exact moments (the fill a constant group merged in) unless
+        clipping changed values, which the moments never saw."""
+        method = self.config.normalization
+        missing = merged.missing
+        if method in ("zscore", "log1p"):
+            log = method == "log1p"
+            if filled.exact or not exact_moments:
+                moments = (filled.mapped(signed_log1p) if log else filled).moments()
+            else:
+                fill = float(signed_log1p(np.array([self.fill_]))[0]) if log else self.fill_
+                moments = (merged.log_moments if log else merged.moments).merge(Moments.constant(fill, missing))
+            return moments.mean, moments.std or 1.0
+        if method == "minmax":
+            low, high = float(filled.values[0]), float(filled.values[-1])
+            return low, (high - low) or 1.0
+        if method == "robust":
+            q1, median, q3 = filled.quantile([0.25, 0.5, 0.75])
+            return float(median), float(q3 - q1) or 1.0
+        return 0.0, 1.0
 
     def _scale(self, values: np.ndarray) -> np.ndarray:
         if self.config.normalization == "log1p":
@@ -235,6 +340,21 @@ class NumberTarget(Target[NumberTargetConfig]):
         standardize = self.config.normalization == "zscore"
         self.center_ = float(present.mean()) if standardize else 0.0
         self.scale_ = (float(present.std()) or 1.0) if standardize else 1.0
+        self.fitted_ = True
+        return self
+
+    def partial(self, column: pd.Series, rows: np.ndarray) -> NumberPartial:
+        return NumberPartial.of(as_numbers(column, feature=self.name))
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged sketch and moments of the present values."""
+        merged = expect(partial, NumberPartial, self.name)
+        if merged.sketch.values.size < 2:  # a compressed sketch keeps the minimum and maximum apart
+            raise DataError("the target has fewer than 2 distinct values: nothing to learn", column=self.name)
+        standardize = self.config.normalization == "zscore"
+        moments = merged.sketch.moments() if merged.sketch.exact else merged.moments
+        self.center_ = moments.mean if standardize else 0.0
+        self.scale_ = (moments.std or 1.0) if standardize else 1.0
         self.fitted_ = True
         return self
 
