@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,13 +77,21 @@ def _start(folder: Path) -> TestCluster:
          "--include-dashboard", "false", "--temp-dir", str(folder / "ray"), "--ray-client-server-port",
          str(_free_port()), *common],
         env=environment, stdout=logs, stderr=logs, preexec_fn=_all_cores, start_new_session=True)
-    _wait_for_port(port, head, folder)
+    try:
+        _wait_for_port(port, head, folder)
+    except BaseException:
+        _stop(TestCluster(address, secure, folder, head.pid, head.pid))
+        raise
     joining = {**environment, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # may join; addresses kept by _JOIN
     node = subprocess.Popen(
         [sys.executable, "-c", _JOIN, "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
         env=joining, stdout=logs, stderr=logs, preexec_fn=_all_cores, start_new_session=True)
     cluster = TestCluster(address, secure, folder, head.pid, node.pid)
-    _wait_for_nodes(cluster, 2)
+    try:
+        _wait_for_nodes(cluster, 2)
+    except BaseException:
+        _stop(cluster)  # never a half-started cluster left running
+        raise
     return cluster
 
 
@@ -124,7 +133,7 @@ def _stop(cluster: TestCluster) -> None:
         except ProcessLookupError:
             continue
     for pid in (cluster.node_pid, cluster.head_pid):
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
         if _alive(pid):
@@ -173,6 +182,11 @@ def shared_cluster() -> Iterator[TestCluster]:
                 if state["users"] <= 0:
                     _stop(cluster)
                     state_file.unlink()
+                    # the token, the session's logs and spilled objects; the lock file stays, for a
+                    # worker that may be waiting on it to start a fresh cluster
+                    for left in folder.iterdir():
+                        if left.name != "lock":
+                            shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)
                 else:
                     state_file.write_text(json.dumps(state))
             finally:

@@ -27,6 +27,8 @@ ADDRESS_ENV = "RAY_ADDRESS"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 log = logging.getLogger("modelmill")
 _lock = threading.Lock()
+_OUR_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", LOOPBACK_ENV, "RAY_USAGE_STATS_ENABLED")
+_saved_environment: dict[str, str | None] = {}  # their values before connect() changed them
 
 
 class ClusterError(ConfigError):
@@ -67,6 +69,8 @@ def connect(address: str | None = None, *, what: str = "the ray backend", cpus: 
     private = not address or address in ("auto", "local")
     with _lock:
         imported = "ray" in sys.modules
+        if not _saved_environment:  # what disconnect() puts back: the token is this cluster's only
+            _saved_environment.update({name: os.environ.get(name) for name in _OUR_VARIABLES})
         if private:
             secure_local_environment()  # before Ray reads its settings (at import)
         elif _is_loopback(address or ""):
@@ -88,13 +92,22 @@ def connect(address: str | None = None, *, what: str = "the ray backend", cpus: 
 
 
 def disconnect() -> None:
-    """Leave the cluster (a private one stops with its driver)."""
-    try:
-        import ray
-    except ImportError:
-        return
-    if ray.is_initialized():
-        ray.shutdown()
+    """Leave the cluster (a private one stops with its driver), and put back the environment
+    variables connecting changed, so that a private cluster's token never reaches another
+    cluster or a later subprocess."""
+    with _lock:
+        try:
+            import ray
+        except ImportError:
+            return
+        if ray.is_initialized():
+            ray.shutdown()
+        for name, value in _saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _saved_environment.clear()
 
 
 def _source(address: str) -> str:
@@ -158,7 +171,7 @@ def _keep_loopback() -> None:
 def _reload_auth_settings() -> None:
     """Ray read its settings when it was first imported, before we asked for a token: read
     them again (what Ray's own tests do between clusters)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # compiled, no stubs
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

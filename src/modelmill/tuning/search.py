@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelmill")
 _STUDY_NAME = re.compile(NAME_PATTERN)
+BACKENDS = ("local", "ray")  # where the trials run: this process, or a Ray cluster through Ray Tune
 
 
 @dataclass
@@ -44,10 +45,14 @@ class TuneResult:
 def tune(config: PipelineConfig | dict[str, Any] | str | Path, *, base_dir: Path | None = None,
          trials: int | None = None, timeout: float | None = None, study: str | None = None,
          runs: str | Path = "runs", storage: str | None = None, output: str | Path | None = None,
-         keep: bool = False, final: bool = True, pruning: bool | None = None,
+         keep: bool = False, final: bool = True, pruning: bool | None = None, backend: str = "local",
          progress: Callable[[str], None] = log.info) -> TuneResult:
     """Search the config's ``tune.space`` (or its model type's built-in space); see
-    :class:`~modelmill.config.tune.TuneConfig`. Arguments left None take the config's values."""
+    :class:`~modelmill.config.tune.TuneConfig`. Arguments left None take the config's values.
+    ``backend="ray"`` runs the trials side by side on a Ray cluster through Ray Tune
+    (:mod:`modelmill.tuning.ray_search`): the same space and outputs, no resumable study."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown tune backend {backend!r}; valid: {', '.join(BACKENDS)}")
     checked = load_config(config)
     base = base_dir or (Path(config).parent if isinstance(config, (str, Path)) else Path.cwd())
     name = study or checked.name
@@ -55,8 +60,17 @@ def tune(config: PipelineConfig | dict[str, Any] | str | Path, *, base_dir: Path
         raise ConfigError(f"study name {name!r} must be letters, digits, '_', '.' or '-' (it names a folder)")
     prepare(checked)  # the search space is checked before a study or a folder exists
     folder = Path(runs) / "tune" / name
-    outcome = run_study(checked, TuneSettings(name, folder, storage, trials, timeout, pruning, keep), base_dir=base,
-                        progress=progress)
+    settings = TuneSettings(name, folder, storage, trials, timeout, pruning, keep)
+    if backend == "ray":
+        if storage is not None:
+            raise ConfigError("--storage names the database of a local study; a ray search keeps its trials in "
+                              f"Ray Tune's experiment folder ({folder / 'ray'}). Fix: leave out --storage, or use "
+                              "--backend local")
+        from modelmill.tuning.ray_search import run_ray_study
+
+        outcome = run_ray_study(checked, settings, base_dir=base, progress=progress)
+    else:
+        outcome = run_study(checked, settings, base_dir=base, progress=progress)
     best_path = Path(output) if output is not None else folder / "best.yaml"
     text = best_config_yaml(outcome, base_dir=base, out_dir=best_path.parent)
     fitted, repeatable = None, True
