@@ -112,7 +112,7 @@ def test_training_goes_through_the_backend_registry() -> None:
 
     with BACKENDS.swapped("local", Recording):
         modelmill.Pipeline(tabular(training={"epochs": 1, "batch_size": 64, "progress": False})).fit(make_frame(200))
-    assert calls == [135] and BACKENDS.names() == ["local"]  # 200 rows: 50 test, 15 validation
+    assert calls == [135] and BACKENDS.names() == ["local", "ray"]  # 200 rows: 50 test, 15 validation
 
 
 def test_the_trainer_restores_threads_and_determinism(monkeypatch: pytest.MonkeyPatch) -> None:

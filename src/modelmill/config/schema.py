@@ -309,8 +309,23 @@ class TrainingConfig(Section):
     loader_workers: int = Field(2, ge=0, le=64, description="Processes that decode streamed images (an image "
                                 "feature with memory: stream) ahead of the training loop; 0: in the loop itself.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    backend: Literal["local"] = Field(
-        "local", description="What drives the training loop: local (this process). Cluster backends plug in here.")
+    backend: Literal["local", "ray"] = Field(
+        "local", description="What drives the training loop: local (this process), or ray (Ray Train's "
+        "TorchTrainer: data-parallel DDP on `workers` workers of the cluster at RAY_ADDRESS, else of a private one "
+        "on this machine; each worker steps on its share of the rows and of each batch, so the config means the "
+        "same run). Learners (gbdt, tfidf_logistic) fit on this machine either way.")
+    workers: int = Field(2, ge=1, le=1024, description="backend: ray: training workers, each a process with its "
+                         "shard of the training rows and batch_size / workers rows of each batch (rounded down, "
+                         "at least 1: a step then takes fewer rows in all, and the run's log says so).")
+    cpus_per_worker: int = Field(1, ge=1, le=256, description="backend: ray: CPUs each worker asks the cluster "
+                                 "for; its torch threads too, unless `threads` is set.")
+    max_failures: int = Field(3, ge=0, description="backend: ray: how often a failed worker (a node lost, a "
+                              "process killed) is replaced and training resumed from the last epoch's checkpoint "
+                              "before the run fails.")
+    storage: str | None = Field(None, description="backend: ray: where Ray Train keeps the epochs' checkpoints; "
+                                "every node must reach it (a shared filesystem, s3://...; a relative path is taken from the "
+                                "working directory). null: the run's checkpoints/ray folder, else a temporary "
+                                "folder: a single-machine cluster only (a cluster on several machines is refused).")
     precision: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="Arithmetic of the training forward pass: bfloat16 runs convolutions and matrix "
         "products in bfloat16 (weights, optimiser, norms and loss stay float32; evaluation and prediction are "

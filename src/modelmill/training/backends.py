@@ -1,6 +1,6 @@
 """Training backends: what drives the trainer's prepare / epoch / step. ``local`` runs them
-in this process; a cluster backend (Ray Train) registers here and drives the same epoch and
-step code on its workers."""
+in this process; ``ray`` (Ray Train, :mod:`modelmill.training.ray_backend`) drives the same
+epoch and step code on the workers of a cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 
 from modelmill.models import TensorData, TrainResult
 from modelmill.registry import Registry
+from modelmill.training.ray_backend import RayBackend
 from modelmill.training.trainer import Trainer
 
 
@@ -28,3 +29,4 @@ class LocalBackend:
 
 BACKENDS: Registry[type[Backend]] = Registry("training backend")
 BACKENDS.add("local", LocalBackend)
+BACKENDS.add("ray", RayBackend)  # Ray Train's TorchTrainer; Ray itself is imported only when it fits

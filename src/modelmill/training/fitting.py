@@ -4,6 +4,7 @@ ensemble each of its members."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,8 @@ from modelmill.training.backends import BACKENDS
 from modelmill.training.callbacks import Callback
 from modelmill.training.learners import fit_learner
 from modelmill.training.trainer import Scorer, Trainer
+
+log = logging.getLogger("modelmill")
 
 
 @dataclass
@@ -43,6 +46,9 @@ def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid
     """Fit ``module`` in place. The result's ``held_out_raw`` is the fitted model's raw outputs
     on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out."""
     if isinstance(maker, Learner):
+        if settings.training.backend != "local":  # a learner has its own solver, not the trainer's epochs
+            log.info(f"training.backend: {settings.training.backend} drives torch models; this learner fits on "
+                     "this machine")
         result = fit_learner(maker, module, train, valid, settings.target, settings.training, settings.scorer,
                              settings.monitor, settings.callbacks)
     else:

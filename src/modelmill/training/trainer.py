@@ -271,6 +271,11 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
 
+    def save_checkpoint(self, run: TrainingRun) -> None:
+        """Write ``run``'s checkpoint (weights, best weights, optimiser, schedule, loop state) to
+        ``run.checkpoint``, in the format ``prepare(resume=True)`` reads; nothing without one."""
+        self._save(run)
+
     def _save(self, run: TrainingRun) -> None:
         if run.checkpoint is None:
             return

@@ -1,0 +1,89 @@
+"""Data-parallel training on Ray against the local backend, in one run: the same config fitted
+by `training.backend: local` and by `training.backend: ray` with N workers (Ray Train's
+TorchTrainer, DDP), the same split and seed; the test metric of both and their difference, and
+the seconds of the fit.
+
+    .venv/bin/python benchmarks/ray_train.py                       # adult, 2 workers
+    .venv/bin/python benchmarks/ray_train.py adult mnist --workers 2
+
+Tables: adult (examples/adult/adult.yaml: the UCI rows shipped in PyPI's mglearn, test ROC-AUC)
+and mnist (examples/mnist/fast.yaml, test accuracy; fetch it first with
+`.venv/bin/python examples/mnist/fetch.py`). The Ray run uses the cluster at RAY_ADDRESS, else
+a private one that modelmill starts on this machine (its start-up is not in the figures: the
+first fit on it is). "fit" is the wall clock of fitting the model (for Ray: putting the data into
+the object store, starting the workers, the epochs, the checkpoints, getting the weights back);
+"epochs" is the time of the epochs alone, as the trainer counts it (on Ray: rank 0's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from modelmill.api import Pipeline
+from modelmill.config import load_config
+from modelmill.config.schema import PipelineConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = {"adult": (ROOT / "examples/adult/adult.yaml", "roc_auc"),
+          "mnist": (ROOT / "examples/mnist/fast.yaml", "accuracy")}
+
+
+def with_backend(config: PipelineConfig, backend: str, workers: int) -> PipelineConfig:
+    raw = config.model_dump(mode="json", exclude_unset=True)
+    raw["training"] = {**raw.get("training", {}), "backend": backend, "workers": workers, "progress": False}
+    return load_config(raw)
+
+
+def fit(path: Path, backend: str, workers: int) -> dict[str, Any]:
+    pipeline = Pipeline(with_backend(load_config(path), backend, workers), base_dir=path.parent)
+    started = time.perf_counter()
+    pipeline.fit()
+    seconds = time.perf_counter() - started
+    result = pipeline.result_
+    assert result is not None
+    return {"metrics": pipeline.metrics_, "seconds": seconds, "epoch_seconds": result.seconds,
+            "epochs": result.epochs_run, "best_epoch": result.best_epoch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tables", nargs="*", default=["adult"], choices=sorted(TABLES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
+    args = parser.parse_args()
+    if not os.environ.get("RAY_ADDRESS"):  # start the private cluster before any timing
+        from modelmill.cluster import connect
+
+        connect()
+    rows = []
+    for table in args.tables:
+        path, metric = TABLES[table]
+        local = fit(path, "local", 1)
+        ray = fit(path, "ray", args.workers)
+        row = {"table": table, "metric": metric, "workers": args.workers,
+               "local": local["metrics"][metric], "ray": ray["metrics"][metric],
+               "difference": ray["metrics"][metric] - local["metrics"][metric],
+               "local_fit_s": local["seconds"], "ray_fit_s": ray["seconds"],
+               "local_epochs": local["epochs"], "ray_epochs": ray["epochs"],
+               "local_epoch_s": local["epoch_seconds"], "ray_epoch_s": ray["epoch_seconds"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print("| table | metric | local | ray × workers | difference | local fit s | ray fit s | ratio | epochs local/ray |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['table']} | test {r['metric']} | {r['local']:.4f} | {r['ray']:.4f} × {r['workers']} | "
+              f"{r['difference']:+.4f} | {r['local_fit_s']:.1f} | {r['ray_fit_s']:.1f} | "
+              f"{r['ray_fit_s'] / r['local_fit_s']:.2f}× | {r['local_epochs']}/{r['ray_epochs']} |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""What each Ray Train worker runs (``training.backend: ray``): the trainer's own prepare /
+epoch / finish on this worker's shard of the training rows, the model wrapped in torch's
+DistributedDataParallel, a checkpoint in the trainer's format reported to Ray Train after
+every epoch, and a resume from Ray Train's latest checkpoint when a replaced worker group
+starts again.
+
+Ray is imported inside the functions: this module is imported on the workers (and by the
+driver to name the function), never where Ray is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from modelmill.config.schema import TrainingConfig
+from modelmill.models import TensorData
+from modelmill.training.runtime import keep_freed_memory, pick_device, process_settings, resolve_precision
+from modelmill.training.trainer import CHECKPOINT_NAME, Scorer, Trainer, TrainingRun
+
+MARKERS_ENV = "MODELMILL_RAY_TRAIN_MARKERS"
+"""Test hook: a folder where each worker touches ``rank<r>-epoch<e>-pid<p>`` after reporting an
+epoch, so a test can find a worker's process and kill it mid-training. Read on the driver and
+passed to the workers (Ray's workers do not inherit the driver's environment)."""
+
+
+@dataclass
+class WorkerJob:
+    """Everything a worker needs, sent through Ray (the tensors and the module as object refs)."""
+
+    config: TrainingConfig
+    loss: nn.Module
+    scorer: Scorer
+    monitor: str
+    mode: Literal["max", "min"]
+    model: Any  # ray ObjectRef of the nn.Module
+    train: Any  # ray ObjectRef of the training TensorData
+    valid: Any  # ray ObjectRef of the validation TensorData
+    batch_size: int  # the whole step's rows, shared out among the workers
+    persist_cache: bool
+    initial: bytes | None = None  # the run's own checkpoint, for `train --resume`
+    markers: str | None = None
+
+
+class Replicated(DistributedDataParallel):
+    """DDP that steps like DDP but looks like the plain module to the trainer: its state dict
+    has the module's keys (checkpoints and best weights load into an unwrapped model), and an
+    evaluation forward goes straight to the module (validation needs no collective call, so
+    ranks can never wait on each other there).
+
+    DDP sends rank 0's buffers (BatchNorm's running statistics) to the others only at the start
+    of a training forward, so after an epoch's last step each rank holds its own; switching to
+    evaluation therefore takes rank 0's buffers first (every rank switches at the same point of
+    the epoch), so that every rank validates the same model, and a schedule on the validation
+    loss (plateau) steps alike on all of them."""
+
+    def train(self, mode: bool = True) -> Replicated:
+        switching = self.training and not mode
+        super().train(mode)  # type: ignore[no-untyped-call]
+        if switching:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                for buffer in self.module.buffers():
+                    dist.broadcast(buffer, src=0, group=self.process_group)
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.training:
+            return self.module(*args, **kwargs)
+        return super().forward(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        return self.module.load_state_dict(state_dict, strict, assign)
+
+
+def shard(data: TensorData, rank: int, world: int, seed: int) -> TensorData:
+    """This rank's rows: every ``world``-th row of a seeded permutation, the same number on every
+    rank, so that every rank takes the same number of steps (DDP waits for all of them at each
+    step). As torch's DistributedSampler does, the permutation is padded with its own first
+    ``-rows % world`` rows: every row is trained on, a few of them twice an epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=generator)
+    padding = -len(order) % world
+    if padding:
+        order = torch.cat([order, order.repeat(padding // max(len(order), 1) + 1)[:padding]])
+    mine = order[rank::world].sort().values
+    inputs, target = data.take(mine)
+    lengths = data.lengths[mine] if data.lengths is not None else None
+    return TensorData(inputs, target, lengths, held_out=data.held_out)
+
+
+def train_worker(job_config: dict[str, Any]) -> None:
+    """Ray Train's ``train_loop_per_worker``: one worker's part of the fit."""
+    import ray
+    import ray.train
+
+    job: WorkerJob = job_config["job"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    config = job.config
+    trainer = Trainer(config.model_copy(update={"progress": False}), loss=job.loss, scorer=job.scorer,
+                      monitor=job.monitor, mode=job.mode, persist_cache=job.persist_cache)
+    folder = Path(tempfile.mkdtemp(prefix="modelmill-ray-train-"))
+    try:
+        with process_settings(config.threads or config.cpus_per_worker, config.deterministic):
+            keep_freed_memory()
+            trainer.device = pick_device(config.device)
+            trainer.precision = resolve_precision(config.precision, trainer.device)
+            trainer.batch_size = max(1, job.batch_size // world)
+            model: nn.Module = ray.get(job.model).to(trainer.device)
+            trainer.loss.to(trainer.device)
+            train = shard(ray.get(job.train), rank, world, config.seed).to(trainer.device)
+            valid = ray.get(job.valid).to(trainer.device)
+            path = folder / CHECKPOINT_NAME
+            resuming = _restore_into(path, job.initial)
+            run = trainer.prepare(model, train, valid, epochs=config.epochs, resume=resuming, checkpoint=path)
+            run.model = Replicated(run.model, device_ids=[trainer.device.index] if trainer.device.type == "cuda"
+                                   else None)
+            run.checkpoint = None  # written below, once the ranks agree on the epoch's row
+            _loop(trainer, run, path, rank, job.markers)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _restore_into(path: Path, initial: bytes | None) -> bool:
+    """Ray Train's latest checkpoint (a replaced worker group resumes from it), else the run's
+    own (``train --resume``), copied to ``path``; whether there was one."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            shutil.copyfile(Path(directory) / CHECKPOINT_NAME, path)
+        return True
+    if initial is not None:
+        path.write_bytes(initial)
+        return True
+    return False
+
+
+def _loop(trainer: Trainer, run: TrainingRun, path: Path, rank: int, markers: str | None) -> None:
+    """The epochs: each one run by the trainer, agreed on by the ranks, checkpointed by rank 0
+    and reported to Ray Train by every rank (Ray Train counts a report once all have made it)."""
+    import ray.train
+
+    def report(row: dict[str, float]) -> None:
+        checkpoint = None
+        if rank == 0:
+            run.checkpoint = path
+            trainer.save_checkpoint(run)  # the trainer's own format, which its prepare(resume=True) reads
+            run.checkpoint = None
+            checkpoint = ray.train.Checkpoint.from_directory(str(path.parent))
+        ray.train.report({**row, "prepare_seconds": run.prepare_seconds}, checkpoint=checkpoint)
+
+    if run.finished and run.state.history:  # resumed from a checkpoint whose training had ended
+        report(dict(run.state.history[-1]))  # the driver still gets it back as the fit's result
+    while not run.finished:
+        row = trainer.epoch(run)
+        _agree(run, row)
+        report(row)
+        if markers:
+            Path(markers, f"rank{rank}-epoch{run.state.epoch}-pid{os.getpid()}").touch()
+    run.model = run.model.module if isinstance(run.model, Replicated) else run.model
+
+
+def _agree(run: TrainingRun, row: dict[str, float]) -> None:
+    """After an epoch, every rank takes rank 0's view: its stop decision and clock (early
+    stopping and the time budget decide on each rank, and a rank that stopped alone would
+    leave the others waiting in DDP forever), and the training loss averaged over all ranks'
+    shards. Validation runs on every rank over all validation rows."""
+    import torch.distributed as dist
+
+    state = run.state
+    shared: list[Any] = [state.stop_reason, state.elapsed]
+    dist.broadcast_object_list(shared, src=0)
+    state.stop_reason, state.elapsed = shared
+    row["seconds"] = state.elapsed
+    loss = torch.tensor([row["train_loss"]], dtype=torch.float64,
+                        device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(loss)
+    row["train_loss"] = float(loss) / dist.get_world_size()
