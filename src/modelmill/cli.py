@@ -13,8 +13,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +29,9 @@ from modelmill.cli_encryption import (KeyFileOption, export_key_file, given_key,
                                       register as register_encryption_commands, run_key)
 from modelmill.cli_monitoring import register as register_monitoring_commands
 from modelmill.errors import ConfigError, ModelmillError
+
+if TYPE_CHECKING:
+    from modelmill.config.schema import PipelineConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="modelmill: from raw data to an evaluated, deployable model bundle.")
@@ -71,12 +75,23 @@ def train(
     encrypt: Annotated[bool, typer.Option("--encrypt", help="Encrypt every file of the run and its bundle "
                                           "(AES-256-GCM) with the key of MODELMILL_ENCRYPTION_KEY[_FILE].")] = False,
     key_file: KeyFileOption = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="What drives training: local or ray (Ray Train, data-parallel on the cluster at "
+        "RAY_ADDRESS, else a private one on this machine). Default: training.backend of the config.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Training workers with --backend ray. Default: training.workers of the config.")] = None,
 ) -> None:
     """Clean, split, fit the features, train, evaluate and write the bundle."""
     from modelmill.config import load_config
 
-    checked = load_config(config)  # a wrong config fails here, before the heavy imports
+    checked = _with_training(load_config(config), backend, workers)  # a wrong config fails here, before imports
     key = run_key(encrypt, key_file)  # --key-file implies --encrypt; a missing key fails before any run folder
+    if checked.training.backend == "ray":  # refused or unreachable before a run folder exists
+        from modelmill.cluster import connect
+        from modelmill.training.ray_backend import WHAT, check_ray_training
+
+        check_ray_training(checked.training, encrypted=key is not None)
+        connect(what=WHAT)
     from modelmill.api import Pipeline
     from modelmill.runs import check_resume, mark_latest, new_run_dir, resumable_run
 
@@ -107,6 +122,18 @@ def train(
     out.print(f"bundle: {bundle}")
     out.print(f"report: {bundle / 'report.html'}" + (" (encrypted: `modelmill decrypt FILE -o OUT` opens it)"
                                                      if key else ""))
+
+
+def _with_training(config: PipelineConfig, backend: str | None, workers: int | None) -> PipelineConfig:
+    """The config with the command line's training.backend / training.workers, validated as if written in it."""
+    from modelmill.config.io import parse_config
+
+    overrides = {k: v for k, v in {"backend": backend, "workers": workers}.items() if v is not None}
+    if not overrides:
+        return config
+    raw = config.model_dump(mode="json", exclude_unset=True)
+    raw["training"] = {**raw.get("training", {}), **overrides}
+    return parse_config(raw, origin="the config with --backend/--workers")
 
 
 @app.command()
@@ -158,6 +185,13 @@ def compare(
         raise typer.Exit(2)
 
 
+class TuneBackend(str, Enum):
+    """Where the trials of a search run: one after another in this process, or side by side on a Ray cluster."""
+
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def tune(
     config: Annotated[Path, typer.Argument(help="The pipeline's YAML config (its tune: section, if any).")],
@@ -177,6 +211,10 @@ def tune(
                                         "it on the test split.")] = True,
     pruning: Annotated[bool | None, typer.Option("--pruning/--no-pruning", help="Stop bad trials early "
                                                  "(default: tune.pruning).")] = None,
+    backend: Annotated[TuneBackend, typer.Option(
+        help="local: trials one after another here, the study in a database (resumable, shareable); ray: trials "
+        "side by side on RAY_ADDRESS's cluster, or a private one, through Ray Tune (ASHA stops bad trials early; "
+        "not resumable).")] = TuneBackend.local,
 ) -> None:
     """Search hyper-parameters (Optuna's TPE, pruning on validation curves) and write the best config."""
     from modelmill.config import load_config
@@ -189,10 +227,14 @@ def tune(
         result = run_tune(checked, base_dir=config.parent, trials=trials,
                           timeout=_duration(timeout) if timeout is not None else None, study=study, runs=runs,
                           storage=storage, output=output, keep=keep, final=final, pruning=pruning,
-                          progress=lambda message: err.print(escape(message), highlight=False))
+                          backend=backend.value, progress=lambda message: err.print(escape(message), highlight=False))
     except KeyboardInterrupt:
-        err.print(f"interrupted: study {name!r} keeps its finished trials, and the one cut short runs again; "
-                  "the same command resumes it")
+        if backend is TuneBackend.ray:  # Ray Tune's experiment is not resumed: see tuning/ray_search.py
+            err.print(f"interrupted: the ray search of study {name!r} stopped; its trials are under "
+                      f"{runs / 'tune' / name / 'ray'}, and a new command starts a new search")
+        else:
+            err.print(f"interrupted: study {name!r} keeps its finished trials, and the one cut short runs again; "
+                      "the same command resumes it")
         raise typer.Exit(130) from None
     outcome = result.outcome
     if result.final is not None:
@@ -263,12 +305,23 @@ def predict(
     err.print(f"wrote {len(predictions)} predictions to {output}")
 
 
+class Engine(str, Enum):
+    """What runs the service: uvicorn processes on this machine, or Ray Serve replicas."""
+
+    uvicorn = "uvicorn"
+    ray = "ray"
+
+
 @app.command()
 def serve(
     models: Annotated[Path, typer.Argument(help="A bundle, a run directory, or a folder of versions 1/, 2/, ….")],
     host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000; 0 picks a free one).")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes (default 1).")] = None,
+    engine: Annotated[Engine, typer.Option(
+        help="uvicorn: this machine's server processes (--workers); ray: replicas of a Ray Serve deployment on "
+        "RAY_ADDRESS's cluster, or a private one (--replicas).")] = Engine.uvicorn,
+    replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas, with --engine ray (default 1).")] = None,
     threads: Annotated[int | None, typer.Option(help="Model threads per worker (default: auto).")] = None,
     runtime: Annotated[Runtime | None, typer.Option(
         help="What runs the model: torch, or onnxruntime for a bundle holding an ONNX graph (default: auto, what "
@@ -313,8 +366,19 @@ def serve(
                   soft_wrap=True)
 
     export_key_file(key_file)  # the workers, and every version loaded later, find the key's file by the environment
-    run_server(models, {k: v for k, v in overrides.items() if v is not None}, access_log=access_log,
-               announce=announce)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if engine is Engine.ray:
+        from modelmill.serving.ray_engine import serve_replicas
+
+        if access_log:
+            raise ConfigError("--access-log applies to --engine uvicorn; with --engine ray, Ray Serve writes "
+                              "every request to its own logs (logs/serve/ in the Ray session folder)")
+        serve_replicas(models, given, replicas=replicas or 1, announce=announce)
+    elif replicas is not None:
+        raise ConfigError(f"--replicas {replicas} applies to --engine ray. Fix: add --engine ray, or use "
+                          "--workers N for server processes on this machine")
+    else:
+        run_server(models, given, access_log=access_log, announce=announce)
     err.print("stopped")
 
 
