@@ -293,13 +293,7 @@ class CategoryTarget(Target[CategoryTargetConfig]):
     def fit(self, column: pd.Series) -> Self:
         values = as_strings(column).dropna()
         classes = sorted(str(v) for v in values.unique())
-        if len(classes) < 2:
-            raise DataError(
-                f"the target has a single class ({classes[0] if classes else 'none'}): nothing to learn. "
-                "Fix: check the data source, or the split",
-                column=self.name,
-            )
-        self.classes_ = classes
+        self.classes_ = self._checked(classes)
         codes = encode(values, classes) - 1
         self.weights_ = class_weight_vector(codes, classes, self.config.class_weights, column=self.name)
         self.calibrators_: list[Calibrator] | None = None
@@ -309,17 +303,20 @@ class CategoryTarget(Target[CategoryTargetConfig]):
     def partial(self, column: pd.Series, rows: np.ndarray) -> CategoryPartial:
         return CategoryPartial(string_counts(as_strings(column), rows))
 
-    def fit_from(self, partial: Partial) -> Self:
-        """``fit`` from the merged counts of the classes."""
-        counts = expect(partial, CategoryPartial, self.name).counts.table
-        classes = sorted(counts)
+    def _checked(self, classes: list[str]) -> list[str]:
         if len(classes) < 2:
             raise DataError(
                 f"the target has a single class ({classes[0] if classes else 'none'}): nothing to learn. "
                 "Fix: check the data source, or the split",
                 column=self.name,
             )
-        self.classes_ = classes
+        return classes
+
+    def fit_from(self, partial: Partial) -> Self:
+        """``fit`` from the merged counts of the classes."""
+        counts = expect(partial, CategoryPartial, self.name).counts.table
+        classes = sorted(counts)
+        self.classes_ = self._checked(classes)
         setting = self.config.class_weights
         self.weights_ = balanced_weights(np.array([counts[c][0] for c in classes])) if setting == "balanced" else \
             class_weight_vector(np.empty(0, dtype=np.int64), classes, setting, column=self.name)
