@@ -373,7 +373,7 @@ def serve(
         if access_log:
             raise ConfigError("--access-log applies to --engine uvicorn; with --engine ray, Ray Serve writes "
                               "every request to its own logs (logs/serve/ in the Ray session folder)")
-        serve_replicas(models, given, replicas=replicas or 1, announce=announce)
+        serve_replicas(models, given, replicas=1 if replicas is None else replicas, announce=announce)
     elif replicas is not None:
         raise ConfigError(f"--replicas {replicas} applies to --engine ray. Fix: add --engine ray, or use "
                           "--workers N for server processes on this machine")

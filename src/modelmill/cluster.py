@@ -66,7 +66,7 @@ def connect(address: str | None = None, *, what: str = "the ray backend", cpus: 
     """The ray module, connected: to ``address``, else to ``RAY_ADDRESS``, else to a private
     cluster started on this machine (loopback, token, no dashboard). Already connected: as is."""
     address = address or os.environ.get(ADDRESS_ENV) or None
-    private = not address or address in ("auto", "local")
+    private = not address or address == "local"
     with _lock:
         imported = "ray" in sys.modules
         if not _saved_environment:  # what disconnect() puts back: the token is this cluster's only
@@ -78,7 +78,7 @@ def connect(address: str | None = None, *, what: str = "the ray backend", cpus: 
         ray = ray_module(what)
         if imported and (private or _is_loopback(address or "")):
             _keep_loopback()
-        if not private:
+        if not private and address != "auto":  # auto: Ray finds the cluster this machine runs
             _check_address(address or "")
         if ray.is_initialized():
             return ray
@@ -148,8 +148,13 @@ def _connect_existing(ray: Any, address: str) -> None:
 
 
 def _start_private(ray: Any, cpus: int | None) -> None:
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cpus,
-             logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cpus,
+                 logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError, OSError) as error:
+        raise ClusterError(f"a private Ray cluster could not start on this machine: "
+                           f"{' '.join(str(error).split())[:300]}. Fix: see the Ray logs under /tmp/ray, or "
+                           "point RAY_ADDRESS at a running cluster") from None
     log.info(f"started a private Ray cluster on this machine (loopback, token): {_describe(ray)}")
 
 

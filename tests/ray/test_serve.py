@@ -350,6 +350,8 @@ def test_options_that_do_not_apply_are_refused(versions: Path) -> None:
     assert "--replicas N instead" in _fails(str(versions), "--engine", "ray", "--workers", "2")
     assert "--replicas 2 applies to --engine ray" in _fails(str(versions), "--replicas", "2")
     assert "not supported with --engine ray yet" in _fails(str(versions), "--engine", "ray", "--log", "sqlite:///x.db")
+    assert "at least one replica" in _fails(str(versions), "--engine", "ray", "--replicas", "0")
+    assert "at least one thread" in _fails(str(versions), "--engine", "ray", "--threads", "0")
 
 
 def test_an_unreachable_cluster_is_named(versions: Path) -> None:

@@ -322,7 +322,7 @@ class TrainingConfig(Section):
     max_failures: int = Field(3, ge=0, description="backend: ray: how often a failed worker (a node lost, a "
                               "process killed) is replaced and training resumed from the last epoch's checkpoint "
                               "before the run fails.")
-    storage: str | None = Field(None, description="backend: ray: where Ray Train keeps the epochs' checkpoints; "
+    storage: str | None = Field(None, min_length=1, description="backend: ray: where Ray Train keeps the epochs' checkpoints; "
                                 "every node must reach it (a shared filesystem, s3://...; a relative path is taken from the "
                                 "working directory). null: the run's checkpoints/ray folder, else a temporary "
                                 "folder: a single-machine cluster only (a cluster on several machines is refused).")

@@ -181,16 +181,19 @@ def serve_replicas(path: str | Path, overrides: dict[str, Any], *, replicas: int
     _check_port_free(settings.host, settings.port)
     port = settings.port or _free_port(settings.host)
     threads = settings.threads if settings.threads != "auto" else 1
+    if int(threads) < 1:
+        raise ConfigError(f"--threads {threads}: each replica needs at least one thread. Fix: --threads 1 or more")
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700)
     secrets = shared / "secrets.json"
     spec = ReplicaSpec(str(Path(path).resolve()), {**overrides, "port": port, "threads": threads},
                        str(shared / "selection.json"), str(secrets))
     try:
-        Secrets({name: os.environ.get(name) for name in secret_names(settings)}).write(secrets)
         ray = connect(what="serve --engine ray")  # first: it sets what Ray reads when imported
         _serve_module()
         _check_cpus(ray, replicas, int(threads))
         with _stop_signals() as stop:  # from here on: Ray's own handler would abort the process
+            # written once a signal can no longer end the command before the finally removes it
+            Secrets({name: os.environ.get(name) for name in secret_names(settings)}).write(secrets)
             started_serve = _start_serve(ray, settings.host, port)
             try:
                 if _run_application(spec, settings, replicas, int(threads), stop):

@@ -86,6 +86,9 @@ class RayBackend:
             _check_cluster(ray, config, use_gpu=use_gpu, shared_storage=config.storage is not None)
             batch_size = resolve_batch_size(config.batch_size, len(train))
             _note_batch(batch_size, config.workers)
+            # the workers train where the driver placed them: a worker that asked for no GPU may
+            # still see one (Ray does not hide it), and device: auto would put every worker on it
+            config = config.model_copy(update={"device": "cuda" if use_gpu else "cpu"})
             job = WorkerJob(config, trainer.loss, trainer.scorer, trainer.monitor, trainer.mode,
                             ray.put(model.cpu()), ray.put(train.to(CPU)), ray.put(valid.to(CPU)),
                             batch_size, trainer.persist_cache,
@@ -183,9 +186,23 @@ def _storage(config: TrainingConfig, checkpoint: Path | None) -> str | None:
     folder; None: a temporary folder (a fit without a run folder keeps nothing)."""
     if config.storage:
         if "://" in config.storage:
+            _check_uri(config.storage)
             return config.storage
         return str(Path(config.storage).expanduser().resolve())  # pyarrow refuses a relative path
     return _own(checkpoint)
+
+
+def _check_uri(uri: str) -> None:
+    """A storage URI pyarrow (Ray Train's storage layer) can open; else a clear error, not its traceback."""
+    from pyarrow import ArrowException
+    from pyarrow.fs import FileSystem
+
+    try:
+        FileSystem.from_uri(uri)
+    except (ArrowException, OSError, ValueError) as error:
+        raise ConfigError(f"{uri!r} cannot be opened as Ray Train's storage: {' '.join(str(error).split())[:200]}. "
+                          "Fix: a path every node shares, or a URI such as s3://bucket/prefix with its credentials "
+                          "set", path="training.storage") from None
 
 
 def _own(checkpoint: Path | None) -> str | None:
