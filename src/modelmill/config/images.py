@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modelmill.config.section import Section
+
+MAX_PADDING = 16  # zero pixels on each side of a conv layer's input, at most
 
 
 class ConvLayer(Section):
@@ -15,14 +17,30 @@ class ConvLayer(Section):
     filters: int = Field(ge=1, le=4096, description="Output channels.")
     kernel: int = Field(3, ge=1, le=15)
     stride: int = Field(1, ge=1, le=8)
-    padding: Literal["valid", "same"] = Field("valid", description="valid: no padding; same: keep the size.")
-    activation: Literal["relu", "gelu", "silu", "none"] = "relu"
+    padding: Literal["valid", "same"] | int = Field(
+        "valid", description="valid: no padding; same: kernel // 2 on each side (keeps the size at stride 1 "
+        f"and odd kernels); a number from 0 to {MAX_PADDING}: that many zero pixels on each side."
+    )
+    # tanh: a bounded activation keeps activations, and so per-row gradients, from growing, so
+    # DP-SGD's clipping discards less (Papernot et al., "Tempered Sigmoid Activations for Deep
+    # Learning with Differential Privacy", AAAI 2021)
+    activation: Literal["relu", "tanh", "gelu", "silu", "none"] = "relu"
     batch_norm: bool = Field(False, description="Batch norm between the convolution and the activation.")
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _known_padding(cls, value: object) -> object:
+        """One clear message for a bad padding, instead of one per member of the union."""
+        if value in ("valid", "same") or (type(value) is int and 0 <= value <= MAX_PADDING):
+            return value
+        raise ValueError(f"got {value!r}; valid: valid, same, or a number of pixels from 0 to {MAX_PADDING}")
 
 
 class PoolLayer(Section):
     type: Literal["pool"] = "pool"
-    size: int = Field(2, ge=1, le=8)
+    size: int = Field(2, ge=1, le=8, description="Window height and width.")
+    stride: int | None = Field(None, ge=1, le=8, description="Step between windows (default: the size, "
+                               "windows that do not overlap; 1: overlapping windows that shrink by size - 1).")
     kind: Literal["max", "avg"] = "max"
 
 

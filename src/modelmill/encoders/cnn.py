@@ -18,13 +18,15 @@ from modelmill.registry import Registry
 
 LAYERS: Registry[Callable[[Any, int], tuple[nn.Module, int]]] = Registry("image layer type")
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": lambda: nn.ReLU(inplace=True), "gelu": nn.GELU, "silu": nn.SiLU, "none": nn.Identity,
+    "relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
+    "none": nn.Identity,
 }
 
 
 @LAYERS.register("conv")
 def _conv(layer: ConvLayer, channels: int) -> tuple[nn.Module, int]:
-    padding = layer.kernel // 2 if layer.padding == "same" else 0
+    named = {"valid": 0, "same": layer.kernel // 2}
+    padding = layer.padding if isinstance(layer.padding, int) else named[layer.padding]
     modules: list[nn.Module] = [nn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, padding,
                                           bias=not layer.batch_norm)]
     if layer.batch_norm:
@@ -35,7 +37,9 @@ def _conv(layer: ConvLayer, channels: int) -> tuple[nn.Module, int]:
 
 @LAYERS.register("pool")
 def _pool(layer: PoolLayer, channels: int) -> tuple[nn.Module, int]:
-    return (nn.MaxPool2d(layer.size) if layer.kind == "max" else nn.AvgPool2d(layer.size)), channels
+    stride = layer.stride or layer.size
+    pool = nn.MaxPool2d(layer.size, stride) if layer.kind == "max" else nn.AvgPool2d(layer.size, stride)
+    return pool, channels
 
 
 @LAYERS.register("dropout")
