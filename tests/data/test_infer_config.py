@@ -264,3 +264,28 @@ def test_init_writes_the_hand_tuned_adult_encodings() -> None:
     config = parsed(infer_config(frame, source=str(path), target="income"))
     logged = sorted(f.name for f in config.features if getattr(f, "normalization", "") == "log1p")
     assert logged == ["capital-gain", "capital-loss", "fnlwgt"]  # as examples/adult/adult.yaml has them
+
+
+# ------------------------------------------------------------------ time-ordered data
+
+
+def test_time_ordered_rows_get_a_time_split_with_the_reason() -> None:
+    hours = pd.date_range("2021-01-01", periods=80, freq="h")
+    frame = pd.DataFrame({"at": hours.strftime("%Y-%m-%d %H:%M"), "temp": np.sin(np.arange(80)),
+                          "busy": np.where(np.arange(80) % 3 == 0, "yes", "no")})
+    text = infer_config(frame, source="log.csv", target="busy")
+    config = parsed(text)
+    assert (config.data.split.method, config.data.split.column) == ("time", "at")
+    assert re.search(r"^    method: time +# time-ordered data \(the rows are sorted by at\): the newest 20% of rows "
+                     r"are the test set.*a random split would let it learn from the future\)$", text, re.M)
+    assert types(config)["at"] == "date"
+
+
+def test_quarters_unique_within_states_get_a_time_split() -> None:
+    quarters = pd.date_range("2010-01-01", periods=20, freq="QS")
+    frame = pd.DataFrame({"quarter": [f"{q.year} Q{q.quarter}" for q in quarters] * 3,
+                          "state": np.repeat(["north", "south", "west"], 20),
+                          "takings": np.arange(60, dtype="float64") * 1.5})
+    config = parsed(infer_config(frame.sample(frac=1, random_state=0), source="aus.csv", target="takings"))
+    assert (config.data.split.method, config.data.split.column) == ("time", "quarter")
+    assert types(config) == {"quarter": "date", "state": "category"}

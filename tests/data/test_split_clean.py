@@ -48,6 +48,17 @@ def test_time_split_puts_newest_rows_in_test() -> None:
     assert pd.to_datetime(valid["when"]).max() <= pd.to_datetime(test["when"]).min()
 
 
+def test_time_split_orders_quarters_and_refuses_values_that_are_no_time() -> None:
+    quarters = [f"{2000 + q // 4} Q{q % 4 + 1}" for q in range(40)]
+    frame = pd.DataFrame({"quarter": quarters[::-1], "label": ["a", "b"] * 20})  # newest first in the file
+    train, valid, test = split_frame(frame, SplitConfig(method="time", column="quarter", test=0.25, valid=0.1),
+                                     target="label", classify=True)
+    assert sorted(test["quarter"]) == quarters[-10:]
+    frame.loc[3, "quarter"] = "soon"
+    with pytest.raises(DataError, match="quarter"):
+        split_frame(frame, SplitConfig(method="time", column="quarter"), target="label", classify=True)
+
+
 def test_group_split_never_shares_a_group() -> None:
     frame = make_frame(600).assign(customer=lambda f: np.arange(len(f)) % 37)
     train, valid, test = split_frame(frame, SplitConfig(method="group", column="customer"), target="label",

@@ -31,7 +31,7 @@ from modelmill.bundle.layout import (CLEANING, CONFIG, FEATURES, FORMAT_VERSION,
                                      METRICS, MODEL_CARD, PLOTS, PROFILE, REPORT, SCHEMA, SPLIT, Lineage,
                                      ModelEntry, model_file, models_of)
 from modelmill.bundle.weights import parse_weights
-from modelmill.config.io import parse_config
+from modelmill.config.io import TaskConfig, parse_task_config, task_of
 from modelmill.config.schema import PipelineConfig
 from modelmill.encryption import is_sealed, require_key, seal_if, unseal
 from modelmill.errors import BundleError
@@ -197,12 +197,31 @@ class Bundle:
     def config_text(self) -> str:
         return self.text(CONFIG)
 
-    def config(self) -> PipelineConfig:
-        """The resolved config the bundle was trained with."""
+    @property
+    def task(self) -> str:
+        """The task the bundle was trained for (``predict``, ``forecast``)."""
+        return task_of(self._raw_config(), str(self.path / CONFIG))
+
+    def task_config(self) -> TaskConfig:
+        """The resolved config the bundle was trained with, of whichever task."""
         if CONFIG not in self._parsed:
-            self._parsed[CONFIG] = parse_config(yaml.safe_load(self.config_text()), origin=str(self.path / CONFIG))
-        config: PipelineConfig = self._parsed[CONFIG]
+            self._parsed[CONFIG] = parse_task_config(self._raw_config(), origin=str(self.path / CONFIG))
+        config: TaskConfig = self._parsed[CONFIG]
         return config
+
+    def config(self) -> PipelineConfig:
+        """The resolved config of a ``task: predict`` bundle (another task's bundle is a clear error)."""
+        config = self.task_config()
+        if not isinstance(config, PipelineConfig):
+            raise BundleError(f"{self.path} is a `task: {config.task}` bundle, and this takes `task: predict` "
+                              "bundles only (one row in, one value out)")
+        return config
+
+    def _raw_config(self) -> dict[str, Any]:
+        raw = yaml.safe_load(self.config_text())
+        if not isinstance(raw, dict):
+            raise BundleError(f"{self.path / CONFIG} does not hold a config mapping")
+        return raw
 
     def input_schema(self) -> dict[str, Any]:
         return dict(self.json(SCHEMA))

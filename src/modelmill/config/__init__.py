@@ -1,6 +1,12 @@
 """The typed config tree and its YAML form."""
 
-from modelmill.config.io import dump_config, load_config, parse_config, save_config
+from modelmill.config.forecast import ForecastConfig
+from modelmill.config.io import (
+    TaskConfig, dump_config, load_config, load_task_config, parse_config, parse_task_config, save_config,
+)
 from modelmill.config.schema import PipelineConfig
 
-__all__ = ["PipelineConfig", "dump_config", "load_config", "parse_config", "save_config"]
+__all__ = [
+    "ForecastConfig", "PipelineConfig", "TaskConfig", "dump_config", "load_config", "load_task_config", "parse_config",
+    "parse_task_config", "save_config",
+]

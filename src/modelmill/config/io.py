@@ -10,17 +10,41 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from modelmill.config.forecast import ForecastConfig
 from modelmill.config.schema import PipelineConfig
 from modelmill.errors import ConfigError, did_you_mean
+from modelmill.registry import Registry
+
+# The task seam: `task:` picks the config shape (and, above this layer, the pipeline, its
+# evaluation, its outputs and its service endpoint: modelmill.tasks). A new task is a registration.
+TaskConfig = PipelineConfig | ForecastConfig
+TASK_CONFIGS: Registry[type[PipelineConfig] | type[ForecastConfig]] = Registry("task")
+TASK_CONFIGS.add("predict", PipelineConfig)
+TASK_CONFIGS.add("forecast", ForecastConfig)
 
 
 def load_config(source: str | Path | dict[str, Any] | PipelineConfig) -> PipelineConfig:
-    """A config from a YAML path, a dict or a config object (returned as is)."""
+    """A ``task: predict`` config from a YAML path, a dict or a config object (returned as is);
+    a config of another task is a clear error (see :func:`load_task_config`)."""
     if isinstance(source, PipelineConfig):
         return source
     if isinstance(source, dict):
         return parse_config(source)
     path = Path(source)
+    return parse_config(_read_yaml(path), origin=str(path))
+
+
+def load_task_config(source: str | Path | dict[str, Any] | TaskConfig) -> TaskConfig:
+    """The config of any task (``task:`` picks its shape; default predict)."""
+    if isinstance(source, (PipelineConfig, ForecastConfig)):
+        return source
+    if isinstance(source, dict):
+        return parse_task_config(source)
+    path = Path(source)
+    return parse_task_config(_read_yaml(path), origin=str(path))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
@@ -33,31 +57,52 @@ def load_config(source: str | Path | dict[str, Any] | PipelineConfig) -> Pipelin
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping (name:, data:, features: ...), got {type(raw).__name__}")
-    return parse_config(raw, origin=str(path))
+    return raw
+
+
+def task_of(raw: dict[str, Any], origin: str = "config") -> str:
+    """The ``task:`` a raw config names (predict when it names none), checked against the registry."""
+    task = raw.get("task", "predict")
+    if not isinstance(task, str):
+        raise ConfigError(f"expected a name such as predict or forecast, got {task!r} ({origin})", path="task")
+    TASK_CONFIGS.get(task, path="task")
+    return task
+
+
+def parse_task_config(raw: dict[str, Any], *, origin: str = "config") -> TaskConfig:
+    model = TASK_CONFIGS.get(task_of(raw, origin), path="task")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, raw, origin, model) from None
 
 
 def parse_config(raw: dict[str, Any], *, origin: str = "config") -> PipelineConfig:
+    task = task_of(raw, origin)
+    if task != "predict":
+        raise ConfigError(f"{origin} is a `task: {task}` config, and this takes `task: predict` configs only "
+                          "(one row in, one value out)", path="task")
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        raise _config_error(exc, raw, origin) from None
+        raise _config_error(exc, raw, origin, PipelineConfig) from None
 
 
-def dump_config(config: PipelineConfig, *, defaults: bool = True) -> str:
+def dump_config(config: TaskConfig, *, defaults: bool = True) -> str:
     """The config as YAML; with ``defaults`` every default is written out."""
     data = config.model_dump(mode="json", exclude_unset=not defaults)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def save_config(config: PipelineConfig, path: Path) -> None:
+def save_config(config: TaskConfig, path: Path) -> None:
     path.write_text(dump_config(config), encoding="utf-8")
 
 
 # ----------------------------------------------------------------- error messages
 
 
-def _config_error(exc: ValidationError, raw: dict[str, Any], origin: str) -> ConfigError:
-    lines = [_describe(error, raw) for error in exc.errors()]
+def _config_error(exc: ValidationError, raw: dict[str, Any], origin: str, root: type[BaseModel]) -> ConfigError:
+    lines = [_describe(error, raw, root) for error in exc.errors()]
     first_path = _dotted(exc.errors()[0]["loc"], raw)
     if len(lines) == 1:
         error = ConfigError(f"invalid config ({origin}): {lines[0]}")
@@ -68,12 +113,12 @@ def _config_error(exc: ValidationError, raw: dict[str, Any], origin: str) -> Con
     return error
 
 
-def _describe(error: Any, raw: dict[str, Any]) -> str:
+def _describe(error: Any, raw: dict[str, Any], root: type[BaseModel]) -> str:
     loc = error["loc"]
     path = _dotted(loc, raw)
     kind = error["type"]
     if kind == "extra_forbidden":
-        fields = _fields_at(loc[:-1], raw)
+        fields = _fields_at(loc[:-1], raw, root)
         key = str(loc[-1])
         return f"{path}: unknown key {key!r}{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
     if kind == "union_tag_invalid":
@@ -113,9 +158,9 @@ def _dotted(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _fields_at(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
+def _fields_at(loc: tuple[Any, ...], raw: dict[str, Any], root: type[BaseModel]) -> list[str]:
     """The valid keys of the config section at ``loc``."""
-    model: Any = PipelineConfig
+    model: Any = root
     node: Any = raw
     for item in loc:
         if isinstance(item, int):

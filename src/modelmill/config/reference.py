@@ -11,12 +11,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from modelmill.config.forecast import ForecastConfig
 from modelmill.config.schema import PipelineConfig
 
 
-def json_schema() -> str:
-    """JSON Schema of the whole config, for editors (YAML language servers)."""
-    return json.dumps(PipelineConfig.model_json_schema(), indent=2)
+def json_schema(task: str = "predict") -> str:
+    """JSON Schema of a task's whole config, for editors (YAML language servers)."""
+    model = ForecastConfig if task == "forecast" else PipelineConfig
+    return json.dumps(model.model_json_schema(), indent=2)
 
 
 def markdown_reference() -> str:
@@ -25,6 +27,11 @@ def markdown_reference() -> str:
              "every default filled in). Components chosen by `type:` list each type's own keys.", ""]
     seen: set[type[BaseModel]] = set()
     _section(PipelineConfig, "(top level)", lines, seen)
+    lines += ["# task: forecast", "",
+              "A forecast config shares `data` (without `split`), `training`, `evaluation` and `serving` with the",
+              "predict task (see above) and has these keys of its own.", ""]
+    seen -= {ForecastConfig}
+    _section(ForecastConfig, "(top level)", lines, seen)
     return "\n".join(lines) + "\n"
 
 

@@ -369,6 +369,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a run's (and a study's) name: 
 class PipelineConfig(Section):
     """The whole pipeline."""
 
+    task: Literal["predict"] = Field("predict", description="predict: one row in, one value out (classes or a "
+                                     "number); forecast: series forecast steps ahead (another config shape).")
     name: str = Field(pattern=NAME_PATTERN, description="Name of the runs.")
     data: DataConfig
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)

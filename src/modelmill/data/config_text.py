@@ -29,9 +29,10 @@ class Line:
     options: tuple[tuple[str, str], ...] = ()
 
 
-def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[str, str], features: list[Line],
+def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[str, str, str | None], features: list[Line],
            left_out: list[Line], privacy: Sequence[Detection] = (), suggested: Sequence[Detection] = ()) -> str:
-    """The YAML text: a header that explains, then the config with a comment per choice."""
+    """The YAML text: a header that explains, then the config with a comment per choice
+    (``split``: the method, why, and the column it splits by, if any)."""
     columns = len(features) + len(left_out) + 1
     lines = [
         f"# modelmill config inferred from {one_line(source)} ({rows:,} rows, {columns:,} columns).",
@@ -44,30 +45,31 @@ def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[st
         "# Each comment says why a column got its type: change a type where it is wrong, delete",
         "# a line to drop a column, or uncomment a left-out column to use it.",
         "",
-        f"name: {_scalar(run_name)}",
+        f"name: {scalar(run_name)}",
         "",
         "data:",
-        f"  source: {_scalar(source)}",
+        f"  source: {scalar(source)}",
         "  split:",
-        _commented(f"    method: {split[0]}", split[1]),
+        commented(f"    method: {split[0]}", split[1]),
+        *([f"    column: {scalar(split[2])}"] if split[2] else []),
         "",
         "features:",
-        *[_commented(f"  - {_flow(line)}", line.comment) for line in features],
+        *[commented(f"  - {_flow(line)}", line.comment) for line in features],
     ]
     if left_out:
         lines.append("  # Left out (uncomment a line to use the column):")
-        lines += [_commented(f"  # - {_flow(line)}", line.comment) for line in left_out]
+        lines += [commented(f"  # - {_flow(line)}", line.comment) for line in left_out]
     lines += [
         "",
-        _commented(f"target: {_flow(goal)}", goal.comment),
+        commented(f"target: {_flow(goal)}", goal.comment),
         "",
         *_privacy_lines(privacy, suggested),
         "model:",
-        _commented("  type: auto", "fits the model types that suit these columns within a time budget and "
+        commented("  type: auto", "fits the model types that suit these columns within a time budget and "
                    f"weighs them as an ensemble; or one type: {_other_models('auto')}"),
         "",
         "training:",
-        _commented(f"  epochs: {TrainingConfig.model_fields['epochs'].default}",
+        commented(f"  epochs: {TrainingConfig.model_fields['epochs'].default}",
                    "passes over the training rows; early stopping may end sooner"),
     ]
     return "\n".join(lines) + "\n"
@@ -81,27 +83,27 @@ def _privacy_lines(found: Sequence[Detection], suggested: Sequence[Detection] = 
         return []
     actions = [d for d in found if d.action != "scrub"]
     # commented so that deleting the "# " gives the right indentation
-    hint = [(f"{_scalar(d.column)}: {_action(d.action, d.options)}", d.reason) for d in suggested]
+    hint = [(f"{scalar(d.column)}: {_action(d.action, d.options)}", d.reason) for d in suggested]
     if not found:  # only suggestions: the whole section stays a comment, ready to uncomment
-        return ["# privacy:", "#   columns:", *[_commented(f"#     {code}", why) for code, why in hint], ""]
-    lines = [_commented("privacy:", "columns that look like personal data: check each line; a kept "
+        return ["# privacy:", "#   columns:", *[commented(f"#     {code}", why) for code, why in hint], ""]
+    lines = [commented("privacy:", "columns that look like personal data: check each line; a kept "
                         "feature has `pii: true`, so the prediction log never holds it in clear")]
     if actions or hint:
         lines.append("  columns:" if actions else "  # columns:")
-        lines += [_commented(f"    {_scalar(d.column)}: {_action(d.action, d.options)}", d.reason) for d in actions]
-        lines += [_commented(f"    # {code}", why) for code, why in hint]
+        lines += [commented(f"    {scalar(d.column)}: {_action(d.action, d.options)}", d.reason) for d in actions]
+        lines += [commented(f"    # {code}", why) for code, why in hint]
     scrubbed = [d for d in found if d.action == "scrub"]
     if scrubbed:
-        lines.append(_commented("  scrub:", "free-text columns whose e-mails, numbers and names are replaced "
+        lines.append(commented("  scrub:", "free-text columns whose e-mails, numbers and names are replaced "
                                 "by placeholders before tokenising"))
-        lines += [_commented(f"    - {_scalar(d.column)}", d.reason) for d in scrubbed]
+        lines += [commented(f"    - {scalar(d.column)}", d.reason) for d in scrubbed]
     return [*lines, ""]
 
 
 def _action(action: str, options: dict[str, Any]) -> str:
     if not options:
         return action
-    written = "".join(f", {key}: {_scalar(value) if isinstance(value, str) else value}"
+    written = "".join(f", {key}: {scalar(value) if isinstance(value, str) else value}"
                       for key, value in options.items())
     return f"{{action: {action}{written}}}"
 
@@ -115,14 +117,14 @@ def _other_models(chosen: str) -> str:
 
 def _flow(line: Line) -> str:
     options = "".join(f", {key}: {value}" for key, value in line.options)
-    return f"{{name: {_scalar(line.name)}, type: {line.type}{options}}}"
+    return f"{{name: {scalar(line.name)}, type: {line.type}{options}}}"
 
 
-def _commented(code: str, comment: str) -> str:
+def commented(code: str, comment: str) -> str:
     return f"{code.ljust(COMMENT_COLUMN - 1)} # {one_line(comment)}"
 
 
-def _scalar(value: str) -> str:
+def scalar(value: str) -> str:
     """``value`` as a YAML scalar, valid in block and flow context (quoted only if needed)."""
     style = None if value.isprintable() else '"'  # line breaks and controls as escapes, one line
     dumped = yaml.safe_dump([value], default_flow_style=True, default_style=style,

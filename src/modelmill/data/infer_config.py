@@ -23,6 +23,7 @@ from modelmill.config.text import PretrainedEncoderConfig
 from modelmill.config.schema import NAME_PATTERN, SplitConfig
 from modelmill.data.config_text import SHOWN_COLUMNS, Line, listing, missing_note, render
 from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
+from modelmill.data.time_layout import TimeLayout, find_time_layout
 from modelmill.errors import ConfigError, DataError, did_you_mean
 from modelmill.privacy.detectors import SAMPLE, SUGGESTED_ONLY, Detection, detect_column, kind_by_name
 
@@ -97,8 +98,8 @@ def infer_config_with_warnings(
         DataError: As for :func:`infer_config`.
         ConfigError: As for :func:`infer_config`.
     """
-    run_name = _checked_name(name) if name is not None else default_name(source)
-    position = _target_position(frame, target, source)
+    run_name = checked_name(name) if name is not None else default_name(source)
+    position = target_position(frame, target, source)
     columns = infer_schema(frame)
     goal = columns[position]
     target_type, warnings = _target_type(frame.iloc[:, position], goal, source)
@@ -113,9 +114,11 @@ def infer_config_with_warnings(
     # Dropped columns are listed even when left out anyway, so that uncommenting one is refused
     # by the policy; a hash or generalisation only means something for a feature.
     privacy = [d for d in personal.values() if d.action == "drop" or d.column in kept]
-    text = render(run_name=run_name, source=source, rows=len(frame), goal=goal_line,
-                  split=(_split_method(goal_line.type), _split_comment(goal_line)), features=features,
-                  left_out=left_out, privacy=privacy, suggested=[d for d in suggested if d.column in kept])
+    layout = find_time_layout(frame, columns, skip=goal.name)
+    split: tuple[str, str, str | None] = _time_split(layout) if layout else (_split_method(goal_line.type), _split_comment(goal_line), None)
+    text = render(run_name=run_name, source=source, rows=len(frame), goal=goal_line, split=split,
+                  features=features, left_out=left_out, privacy=privacy,
+                  suggested=[d for d in suggested if d.column in kept])
     return InferResult(text=text, warnings=tuple(warnings + feature_warnings), columns=tuple(columns))
 
 
@@ -140,7 +143,7 @@ def default_name(source: str) -> str:
 # ------------------------------------------------------------------------- checks
 
 
-def _checked_name(name: str) -> str:
+def checked_name(name: str) -> str:
     if not _NAME.match(name):
         raise ConfigError(
             f"{name!r} is not a valid name: use letters, digits, '_', '.' and '-', starting "
@@ -150,7 +153,7 @@ def _checked_name(name: str) -> str:
     return name
 
 
-def _target_position(frame: pd.DataFrame, target: str, source: str) -> int:
+def target_position(frame: pd.DataFrame, target: str, source: str) -> int:
     """The target's column position; DataError for no rows, a missing or doubled column."""
     names = [str(c) for c in frame.columns]
     if len(frame) == 0:
@@ -376,6 +379,16 @@ def _whole_numbers(series: pd.Series) -> bool:
 
 def _split_method(target_type: str) -> str:
     return "random" if target_type == "number" else "stratified"
+
+
+def _time_split(layout: TimeLayout) -> tuple[str, str, str]:
+    """A split along time for time-ordered rows: a random one would train on rows later than
+    those it is tested on, and so score a model better than it will do on the next rows."""
+    fields = SplitConfig.model_fields
+    test, valid = fields["test"].default, fields["valid"].default
+    return "time", (f"time-ordered data ({layout.reason}): the newest {test:.0%} of rows are the test set, "
+                    f"the newest {valid:.0%} of the rest validate, so the model is judged on times after those it "
+                    "learned from (a random split would let it learn from the future)"), layout.time
 
 
 def _split_comment(goal: Line) -> str:

@@ -13,7 +13,6 @@ values, weighted by how often they occur.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +24,7 @@ import pandas as pd
 
 from modelmill.data.image_values import is_missing
 from modelmill.data.images import IMAGE_EXTENSIONS
+from modelmill.data.times import FORM_SHARE, parse_times
 from modelmill.data.values import MISSING_MARKERS
 
 Kind = Literal["number", "category", "binary", "date", "text", "image", "identifier", "empty", "constant"]
@@ -42,6 +42,8 @@ _ID_CAMEL = re.compile(r"[a-z](Id|ID|Uuid|UUID|Key)$")
 _LOOKS_LIKE_DATE = re.compile(r"^(?=.*\d)(?=.*[-/:]).{6,}$")  # a digit, a separator, 6+ chars
 _PURE_NUMBER = re.compile(r"^[+-]?\d+(\.\d*)?$")
 _LEADING_ZERO = re.compile(r"^0\d")  # "02134": a code (zip, account), not a quantity
+_FORM_NOUNS = {"timestamp": "dates", "date": "dates", "month": "months (2019 Jan)",
+               "quarter": "quarters (2019 Q3)", "week": "ISO weeks (2019 W07)"}
 
 
 @dataclass(frozen=True)
@@ -320,19 +322,21 @@ def _mostly_codes(text: pd.Series, weights: np.ndarray) -> bool:
 
 
 def _as_dates(counts: _Counts) -> _Verdict | None:
-    """Date when almost every sampled value looks like a date and parses as one, else None."""
+    """Date when almost every sampled value parses as a time (:func:`parse_times`: timestamps,
+    dates, months, quarters, ISO weeks), else None. Timestamps and dates must also look like
+    one (a digit and a separator), so that codes and words that a lenient parser reads are not."""
     sample, weights = _sample(counts)
-    looks = (sample.str.match(_LOOKS_LIKE_DATE) & ~sample.str.match(_PURE_NUMBER)).to_numpy(dtype=bool)
-    if float(weights[looks].sum()) < MAJORITY * float(weights.sum()):
+    parsed = parse_times(sample, share=FORM_SHARE)
+    if parsed is None:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "could not infer format" and dayfirst hints
-        parsed = pd.to_datetime(sample, format="mixed", errors="coerce")
-    ok = looks & parsed.notna().to_numpy(dtype=bool)
+    ok = np.array(parsed.values.notna(), dtype=bool)
+    if parsed.form in ("timestamp", "date"):
+        ok &= (sample.str.match(_LOOKS_LIKE_DATE) & ~sample.str.match(_PURE_NUMBER)).to_numpy(dtype=bool)
     share = float(weights[ok].sum()) / float(weights.sum())
     if share < MAJORITY:
         return None
-    reason = f"{counts.n_unique:,} distinct values that parse as dates, e.g. {counts.examples(1)[0]}"
+    noun = _FORM_NOUNS[parsed.form]
+    reason = f"{counts.n_unique:,} distinct values that parse as {noun}, e.g. {counts.examples(1)[0]}"
     n_bad = round((1 - share) * counts.n_present)
     if n_bad:
         about = "about " if counts.n_unique > SAMPLE_SIZE else ""

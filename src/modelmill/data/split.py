@@ -12,6 +12,7 @@ import pandas as pd
 
 from modelmill.config.schema import SplitConfig
 from modelmill.data.image_values import hashable_frame
+from modelmill.data.times import read_dates
 from modelmill.errors import DataError
 
 Splits = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
@@ -56,7 +57,8 @@ def _two_way(frame: pd.DataFrame, fraction: float, config: SplitConfig, *, targe
     if len(frame) < 3:
         raise DataError(f"only {len(frame)} rows are left to split; at least 3 are needed")
     if config.method == "time":
-        order = pd.to_datetime(frame[str(config.column)], errors="coerce", format="mixed").argsort(kind="stable")
+        # the forms init recognises (2019 Q3, 2019 W07 …) order too; a value that is no time is an error
+        order = read_dates(frame[str(config.column)], None, feature=str(config.column)).argsort(kind="stable")
         ordered = frame.iloc[np.asarray(order)]
         cut = len(frame) - max(1, round(len(frame) * fraction))
         return ordered.iloc[:cut], ordered.iloc[cut:]

@@ -50,27 +50,3 @@ def as_numbers(column: pd.Series, *, feature: str) -> np.ndarray:
             rows=rows.tolist(),
         )
     return numbers.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def parse_dates(column: pd.Series, fmt: str | None, *, feature: str) -> pd.Series:
-    """Values as timezone-naive datetimes (NaT for missing); unparseable words are a DataError."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = column
-    else:
-        text = as_strings(column)
-        try:
-            parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce")
-        except ValueError:  # offsets that differ between rows: compare them all in UTC
-            parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce", utc=True)
-        bad = parsed.isna() & text.notna()
-        if bad.any():
-            examples = ", ".join(repr(v) for v in text[bad].unique()[:3])
-            raise DataError(
-                f"is a date feature but holds {int(bad.sum())} values that are not dates (e.g. {examples}). "
-                "Fix: clean them, or set `format:` (strftime) on the feature",
-                column=feature,
-                rows=np.flatnonzero(bad.to_numpy()).tolist(),
-            )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed

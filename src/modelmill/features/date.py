@@ -14,7 +14,7 @@ from torch import nn
 from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import DateFeatureConfig
 from modelmill.errors import DataError
-from modelmill.data.values import parse_dates
+from modelmill.data.times import read_dates
 from modelmill.features.base import FEATURES, Feature, FitReport, RawColumn
 from modelmill.features.category import plain_strings
 from modelmill.features.partials import Partial, Sketch, expect
@@ -57,10 +57,10 @@ class DateFeature(Feature[DateFeatureConfig]):
     raw_kind = "parts"
 
     def validate(self, column: pd.Series) -> None:
-        parse_dates(column, self.config.format, feature=self.name)
+        read_dates(column, self.config.format, feature=self.name)
 
     def fit(self, column: pd.Series) -> Self:
-        dates = parse_dates(column, self.config.format, feature=self.name)
+        dates = read_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
         if present.empty:
             raise DataError("has no dates in the training split", column=self.name)
@@ -72,7 +72,7 @@ class DateFeature(Feature[DateFeatureConfig]):
         return self
 
     def partial(self, column: pd.Series, rows: np.ndarray) -> DatePartial:
-        present = parse_dates(column, self.config.format, feature=self.name).dropna()
+        present = read_dates(column, self.config.format, feature=self.name).dropna()
         nanoseconds = present.to_numpy(dtype="datetime64[ns]").astype("int64")
         return DatePartial(Sketch.of(nanoseconds), Sketch.of(present.dt.year.to_numpy(dtype="float64")))
 
@@ -92,7 +92,7 @@ class DateFeature(Feature[DateFeatureConfig]):
 
     def transform(self, column: pd.Series) -> torch.Tensor:
         self._check_fitted()
-        dates = parse_dates(column, self.config.format, feature=self.name)
+        dates = read_dates(column, self.config.format, feature=self.name)
         missing = dates.isna().to_numpy()
         dates = dates.fillna(pd.Timestamp(self.fill_))
         columns: list[np.ndarray] = []
@@ -123,7 +123,7 @@ class DateFeature(Feature[DateFeatureConfig]):
         return [RawColumn(f"{self.name}.{part}", "number") for part in self.config.parts]
 
     def raw_view(self, column: pd.Series) -> torch.Tensor:
-        dates = parse_dates(column, self.config.format, feature=self.name)
+        dates = read_dates(column, self.config.format, feature=self.name)
         return torch.from_numpy(np.stack([date_parts(dates, part) for part in self.config.parts], axis=1))
 
     def fast_raw_view(self, values: list[Any]) -> torch.Tensor | None:
@@ -154,7 +154,7 @@ class DateFeature(Feature[DateFeatureConfig]):
         return "2024-01-31T12:00:00"
 
     def profile(self, column: pd.Series) -> dict[str, Any]:
-        dates = parse_dates(column, self.config.format, feature=self.name)
+        dates = read_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
         return {"type": "date", **distribution_profile(epoch_days(dates)),  # in days since 1970
                 "first": str(present.min()) if len(present) else None,
@@ -168,7 +168,7 @@ class DateFeature(Feature[DateFeatureConfig]):
         details). Only the year can leave the training range, and then the model
         extrapolates: an alarm; a date column read without its year does not alarm because
         time moved on. A profile from before bundles kept the parts compares whole dates."""
-        dates = parse_dates(column, self.config.format, feature=self.name)
+        dates = read_dates(column, self.config.format, feature=self.name)
         present = dates.dropna()
         first = str(present.min()) if len(present) else None
         last = str(present.max()) if len(present) else None
