@@ -18,6 +18,8 @@ from modelmill._version import __version__
 
 if TYPE_CHECKING:
     from modelmill.api import Pipeline, load
+    from modelmill.forecasting.pipeline import ForecastPipeline
+    from modelmill.tasks import load_task
     from modelmill.serving import Client
     from modelmill.config import PipelineConfig
     from modelmill.tuning import tune
@@ -29,6 +31,7 @@ __all__ = [
     "DataError",
     "EncryptionError",
     "EncryptionKeyError",
+    "ForecastPipeline",
     "ModelError",
     "ModelmillError",
     "Pipeline",
@@ -36,6 +39,7 @@ __all__ = [
     "ServingError",
     "__version__",
     "load",
+    "load_task",
     "tune",
 ]
 
@@ -47,6 +51,14 @@ def __getattr__(name: str) -> Any:
         from modelmill import api
 
         return getattr(api, name)
+    if name == "ForecastPipeline":
+        from modelmill.forecasting.pipeline import ForecastPipeline
+
+        return ForecastPipeline
+    if name == "load_task":
+        from modelmill.tasks import load_task
+
+        return load_task
     if name == "Client":
         from modelmill.serving import Client
 

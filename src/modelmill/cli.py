@@ -31,7 +31,7 @@ from modelmill.cli_monitoring import register as register_monitoring_commands
 from modelmill.errors import ConfigError, ModelmillError
 
 if TYPE_CHECKING:
-    from modelmill.config.schema import PipelineConfig
+    from modelmill.config import TaskConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="modelmill: from raw data to an evaluated, deployable model bundle.")
@@ -46,17 +46,32 @@ err = Console(stderr=True)
 @app.command()
 def init(
     data: Annotated[str, typer.Argument(help="Data file or URL to infer the config from.")],
-    target: Annotated[str, typer.Option("--target", "-t", help="The column to predict.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="The column to predict (or forecast).")],
     name: Annotated[str | None, typer.Option(help="Name of the runs (default: the file's stem).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    task: Annotated[str, typer.Option(help="predict: a label or number per row; forecast: the target's next "
+                                      "steps in time, per series.")] = "predict",
+    horizon: Annotated[int | None, typer.Option(min=1, help="forecast: steps to forecast (default: from the step "
+                                                "between times).")] = None,
 ) -> None:
     """Write a commented config inferred from the data."""
     from modelmill.data.infer_config import infer_config_with_warnings
+    from modelmill.data.infer_forecast import infer_forecast_config
     from modelmill.config.schema import DataConfig
     from modelmill.data.sources import read_table
+    from modelmill.errors import did_you_mean
 
+    if task not in ("predict", "forecast"):
+        raise ConfigError(f"expected predict or forecast, got {task!r}{did_you_mean(task, ['predict', 'forecast'])}",
+                          path="--task")
+    if horizon is not None and task != "forecast":
+        raise ConfigError("a horizon is for forecasts. Fix: add --task forecast, or leave out --horizon",
+                          path="--horizon")
     frame = read_table(DataConfig(source=data))
-    result = infer_config_with_warnings(frame, source=data, target=target, name=name)
+    if task == "forecast":
+        result = infer_forecast_config(frame, source=data, target=target, name=name, horizon=horizon)
+    else:
+        result = infer_config_with_warnings(frame, source=data, target=target, name=name)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     text = result.text
@@ -81,10 +96,11 @@ def train(
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Training workers with --backend ray. Default: training.workers of the config.")] = None,
 ) -> None:
-    """Clean, split, fit the features, train, evaluate and write the bundle."""
-    from modelmill.config import load_config
+    """Clean, split, fit the features, train, evaluate and write the bundle (a forecast config:
+    backtest, fit on every step, write the bundle)."""
+    from modelmill.config import load_task_config
 
-    checked = _with_training(load_config(config), backend, workers)  # a wrong config fails here, before imports
+    checked = _with_training(load_task_config(config), backend, workers)  # a wrong config fails here, before imports
     key = run_key(encrypt, key_file)  # --key-file implies --encrypt; a missing key fails before any run folder
     if checked.training.backend == "ray":  # refused or unreachable before a run folder exists
         from modelmill.cluster import connect
@@ -92,11 +108,11 @@ def train(
 
         check_ray_training(checked.training, encrypted=key is not None)
         connect(what=WHAT)
-    from modelmill.api import Pipeline
     from modelmill.runs import check_resume, mark_latest, new_run_dir, resumable_run
+    from modelmill.tasks import pipeline_for
 
-    pipeline = Pipeline(checked, base_dir=config.parent)
-    name = pipeline.config.name
+    pipeline = pipeline_for(checked, base_dir=config.parent)
+    name = checked.name
     run_dir = resumable_run(runs, name) if resume else new_run_dir(runs, name)
     if resume:
         check_resume(run_dir, encrypted=key is not None)
@@ -112,9 +128,10 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     mark_latest(run_dir)
-    _summary(pipeline.metrics_, title=f"{name}: test metrics (valid_: the held-out rows the fit was chosen on)")
-    if pipeline.result_ is not None:
-        r = pipeline.result_
+    _summary(pipeline.metrics_, title=f"{name}: backtest metrics (each cut-off fitted on its past alone)"
+             if checked.task == "forecast" else f"{name}: test metrics (valid_: the held-out rows the fit was chosen on)")
+    r = getattr(pipeline, "result_", None)
+    if r is not None:
         if r.members:  # an ensemble: its candidates, not epochs
             err.print(f"{len(r.members)} candidates in {r.seconds:.1f} s: {r.stop_reason}")
         else:
@@ -124,16 +141,19 @@ def train(
                                                      if key else ""))
 
 
-def _with_training(config: PipelineConfig, backend: str | None, workers: int | None) -> PipelineConfig:
+def _with_training(config: TaskConfig, backend: str | None, workers: int | None) -> TaskConfig:
     """The config with the command line's training.backend / training.workers, validated as if written in it."""
-    from modelmill.config.io import parse_config
+    from modelmill.config.io import parse_task_config
 
     overrides = {k: v for k, v in {"backend": backend, "workers": workers}.items() if v is not None}
     if not overrides:
         return config
+    if config.task != "predict":
+        raise ConfigError(f"--backend and --workers apply to task: predict configs; a {config.task} config trains "
+                          "on this machine")
     raw = config.model_dump(mode="json", exclude_unset=True)
     raw["training"] = {**raw.get("training", {}), **overrides}
-    return parse_config(raw, origin="the config with --backend/--workers")
+    return parse_task_config(raw, origin="the config with --backend/--workers")
 
 
 @app.command()
@@ -274,9 +294,9 @@ def evaluate(
     from modelmill.bundle import read_bundle
 
     verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
-    from modelmill.api import from_bundle
+    from modelmill.tasks import task_from_bundle
 
-    pipeline = from_bundle(verified)
+    pipeline = task_from_bundle(verified)
     out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = pipeline.evaluate(data, out_dir=out_dir)
@@ -293,16 +313,16 @@ def predict(
     = Runtime.auto,
     key_file: KeyFileOption = None,
 ) -> None:
-    """Predict every row of a file."""
+    """Predict every row of a file (a forecast bundle: the next horizon of every series in the file)."""
     from modelmill.bundle import read_bundle
 
     verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
-    from modelmill.api import from_bundle
     from modelmill.data.sinks import write_table
+    from modelmill.tasks import TASKS, task_from_bundle
 
-    predictions = from_bundle(verified, runtime=runtime.value).predict(data)
+    predictions = task_from_bundle(verified, runtime=runtime.value).predict(data)
     write_table(predictions, output)
-    err.print(f"wrote {len(predictions)} predictions to {output}")
+    err.print(f"wrote {len(predictions)} {TASKS.get(verified.task).what} to {output}")
 
 
 class Engine(str, Enum):
@@ -385,17 +405,19 @@ def serve(
 @app.command("render-config")
 def render_config(config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")]) -> None:
     """Print the config with every default filled in."""
-    from modelmill.config import dump_config, load_config
+    from modelmill.config import dump_config, load_task_config
 
-    sys.stdout.write(dump_config(load_config(config)))
+    sys.stdout.write(dump_config(load_task_config(config)))
 
 
 @app.command()
-def schema() -> None:
+def schema(task: Annotated[str, typer.Option(help="The config's task: predict or forecast.")] = "predict") -> None:
     """Print the JSON Schema of the config (for editor completion and checks)."""
+    from modelmill.config.io import TASK_CONFIGS
     from modelmill.config.reference import json_schema
 
-    sys.stdout.write(json_schema() + "\n")
+    TASK_CONFIGS.get(task, path="--task")  # an unknown task lists the known ones
+    sys.stdout.write(json_schema(task) + "\n")
 
 
 @datasets_app.command("fetch")

@@ -88,6 +88,28 @@ def test_init_infers_a_config_that_trains(tmp_path: Path) -> None:
     assert config["target"] == {"name": "label", "type": "binary"}
 
 
+def test_init_forecast_writes_a_config_that_renders(tmp_path: Path) -> None:
+    months = pd.date_range("2016-01-01", periods=48, freq="MS")
+    pd.DataFrame({"month": months.strftime("%Y %b"), "demand": range(48), "price": [1.0, 2.0] * 24}) \
+        .to_csv(tmp_path / "demand.csv", index=False)
+    done = cli("init", "demand.csv", "--target", "demand", "--task", "forecast", "-o", "demand.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rendered = cli("render-config", "demand.yaml", cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    config = yaml.safe_load(rendered.stdout)
+    assert config["task"] == "forecast"
+    assert config["series"]["time"] == "month" and config["series"]["horizon"] == 12  # capped: 48 // 4
+    assert config["series"]["future"] == []  # price is only a commented candidate
+
+
+def test_init_refuses_a_horizon_without_a_forecast(tmp_path: Path) -> None:
+    make_frame(30).to_csv(tmp_path / "shop.csv", index=False)
+    expect_user_error(cli("init", "shop.csv", "--target", "label", "--horizon", "3", cwd=tmp_path),
+                      "--horizon: a horizon is for forecasts", "Fix: add --task forecast")
+    expect_user_error(cli("init", "shop.csv", "--target", "label", "--task", "forcast", cwd=tmp_path),
+                      "--task: expected predict or forecast, got 'forcast' (did you mean 'forecast'?)")
+
+
 # ------------------------------------------------------------------ bad input
 
 
