@@ -9,17 +9,13 @@ the request body of the OpenAPI docs. Every error answer has one shape,
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
-import os
 import re
 import secrets
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +29,13 @@ from starlette.exceptions import HTTPException
 from modelmill.config.serving import ServingConfig
 from modelmill.errors import ModelError, ModelmillError
 from modelmill.serving.feedback import check_token, receive_labels
+from modelmill.serving.guards import api_keys, check_admin, check_api_key, read_body
 from modelmill.serving.openapi import openapi_for
 from modelmill.serving.metrics import multiprocess
 from modelmill.serving.multipart import is_multipart, multipart_record
 from modelmill.serving.models import ServedModel, explanation_json
 from modelmill.serving.problem import Problem, without_paths
+from modelmill.serving.runner import SerialRunner
 from modelmill.serving.schema import public_errors
 from modelmill.serving.state import ServerState
 from modelmill.serving.versions import version_order
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelmill.serving")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-ROUTES = ("/v1/predict", "/v1/explain", "/v1/feedback", "/v1/model", "/healthz", "/readyz", "/metrics",
+ROUTES = ("/v1/predict", "/v1/explain", "/v1/feedback", "/v1/forecast", "/v1/model", "/healthz", "/readyz", "/metrics",
           "/v1/admin/reload", "/v1/admin/rollback", "/v1/admin/shadow", "/docs", "/redoc", "/openapi.json")
 
 
@@ -60,7 +58,10 @@ class VersionRequest(BaseModel):
 
 
 def create_app(state: ServerState) -> FastAPI:
-    explainer = _Explainer(state.settings)
+    """The app of ``state``'s model: ``/v1/predict`` (and explain, feedback, shadow) for a
+    ``task: predict`` bundle, ``/v1/forecast`` for a ``task: forecast`` one; the probes, the
+    metrics, ``/v1/model`` and the admin calls for both."""
+    closers: list[Callable[[], None]] = []  # the task routes' own threads, ended at shutdown
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -73,7 +74,7 @@ def create_app(state: ServerState) -> FastAPI:
         if state.prediction_log is not None:
             from modelmill.serving.drift import DriftGauges
 
-            gauges = DriftGauges(state.prediction_log.store, state.metrics, lambda: state.current, state.root.path)
+            gauges = DriftGauges(state.prediction_log.store, state.metrics, lambda: state.predicting, state.root.path)
             gauges.start()
         try:
             yield
@@ -82,7 +83,8 @@ def create_app(state: ServerState) -> FastAPI:
             for task in tasks:
                 task.cancel()
             state.batcher.stop(timeout=state.settings.grace_s)
-            explainer.close()
+            for close in closers:
+                close()
             shadow = state.shadow_with(None)  # stopped before the log closes the store it writes to
             if shadow is not None:
                 await asyncio.to_thread(shadow.stop)
@@ -99,7 +101,13 @@ def create_app(state: ServerState) -> FastAPI:
     app.openapi = openapi_for(app, state)  # type: ignore[method-assign]
     _add_error_handlers(app)
     app.add_middleware(_Observed, state=state)  # type: ignore[arg-type]
-    _add_routes(app, state, explainer)
+    if isinstance(state.current, ServedModel):
+        closers.append(_add_predict_routes(app, state))
+    else:  # the forecast modules (and the forecasting package) only where a forecast is served
+        from modelmill.serving.forecast_routes import add_forecast_routes
+
+        closers.append(add_forecast_routes(app, state))
+    _add_common_routes(app, state)
     return app
 
 
@@ -127,18 +135,21 @@ def _drain_on_stop_signals(state: ServerState) -> None:
         signal.signal(sig, drain_then_stop)
 
 
-def _add_routes(app: FastAPI, state: ServerState, explainer: _Explainer) -> None:
+def _add_predict_routes(app: FastAPI, state: ServerState) -> Callable[[], None]:
+    """``/v1/predict``, ``/v1/explain``, ``/v1/feedback`` and the shadow's admin calls; what
+    ends their threads at shutdown."""
     settings = state.settings
-    api_keys = [key.strip() for key in os.environ.get(settings.api_keys_env, "").split(",") if key.strip()]
+    keys = api_keys(settings)
+    explainer = _Explainer(settings)
 
     @app.post("/v1/predict", tags=["predict"], summary="Predict one or many records")
     async def predict(request: Request) -> JSONResponse:
         request_id = request.state.request_id
-        if api_keys:
-            _check_api_key(request, api_keys)
+        if keys:
+            check_api_key(request, keys)
         state.batcher.arriving += 1
         try:
-            model = state.current
+            model = state.predicting
             records = await _read_records(request, model, settings.max_body_bytes)
         finally:
             state.batcher.arriving -= 1
@@ -157,9 +168,9 @@ def _add_routes(app: FastAPI, state: ServerState, explainer: _Explainer) -> None
 
     @app.post("/v1/explain", tags=["explain"], summary="Why: each input column's share of each record's output")
     async def explain(request: Request) -> JSONResponse:
-        if api_keys:
-            _check_api_key(request, api_keys)
-        model = state.current
+        if keys:
+            check_api_key(request, keys)
+        model = state.predicting
         records = await _read_records(request, model, settings.max_body_bytes)
         limit = settings.explain_max_records
         if len(records) > limit:
@@ -172,14 +183,33 @@ def _add_routes(app: FastAPI, state: ServerState, explainer: _Explainer) -> None
     @app.post("/v1/feedback", tags=["feedback"], summary="Labels for earlier predictions, by request id and row")
     async def feedback(request: Request) -> dict[str, Any]:
         check_token(request.headers.get("authorization", ""), settings)
-        body = await _read_body(request, settings.max_body_bytes)
-        return await receive_labels(body, state.prediction_log, state.current.predictor.target.schema())
+        body = await read_body(request, settings.max_body_bytes)
+        return await receive_labels(body, state.prediction_log, state.predicting.predictor.target.schema())
+
+    @app.post("/v1/admin/shadow", tags=["admin"], summary="Shadow the served model with a challenger from .shadow/")
+    async def start_shadow(request: Request) -> dict[str, Any]:
+        check_admin(request, settings)
+        name = await _version_named(request, "expected {\"version\": \"NAME\"}")
+        if name is None:
+            raise Problem(422, "invalid_request", "expected {\"version\": \"NAME\"}: the challenger's folder "
+                          "in .shadow/ of the model folder")
+        return await state.change_shadow(name)
+
+    @app.delete("/v1/admin/shadow", tags=["admin"], summary="Stop shadowing")
+    async def stop_shadow(request: Request) -> dict[str, Any]:
+        check_admin(request, settings)
+        return await state.change_shadow(None)
+
+    return explainer.close
+
+
+def _add_common_routes(app: FastAPI, state: ServerState) -> None:
+    """``/v1/model``, the probes, the metrics and the version changes: the same for every task."""
+    settings = state.settings
 
     @app.get("/v1/model", tags=["model"], summary="The served model: metadata, metrics, input schema")
     async def model_info() -> dict[str, Any]:
-        limits = settings.model_dump(include={"max_batch_size", "max_wait_ms", "max_records", "max_body_bytes",
-                                              "timeout_s", "unknown_categories", "explain_max_records",
-                                              "explain_max_steps"})
+        limits = settings.model_dump(include=set(state.current.LIMITS))
         broken = [{"version": v, "error": state.broken[v]} for v in sorted(state.broken, key=version_order)]
         return {**state.current.describe(), "versions": state.root.versions(), "broken_versions": broken,
                 "version_folder": state.root.single is None, "limits": limits,
@@ -202,35 +232,21 @@ def _add_routes(app: FastAPI, state: ServerState, explainer: _Explainer) -> None
 
     @app.post("/v1/admin/reload", tags=["admin"], summary="Serve the newest version, or a named one")
     async def reload(request: Request) -> dict[str, Any]:
-        _check_admin(request, state)
+        check_admin(request, settings)
         version = await _version_named(request, "expected {\"version\": \"NAME\"} or an empty body")
         return await state.reload(version)
 
     @app.post("/v1/admin/rollback", tags=["admin"], summary="Serve the previous version again")
     async def rollback(request: Request) -> dict[str, Any]:
-        _check_admin(request, state)
+        check_admin(request, settings)
         return await state.rollback()
-
-    @app.post("/v1/admin/shadow", tags=["admin"], summary="Shadow the served model with a challenger from .shadow/")
-    async def start_shadow(request: Request) -> dict[str, Any]:
-        _check_admin(request, state)
-        name = await _version_named(request, "expected {\"version\": \"NAME\"}")
-        if name is None:
-            raise Problem(422, "invalid_request", "expected {\"version\": \"NAME\"}: the challenger's folder "
-                          "in .shadow/ of the model folder")
-        return await state.change_shadow(name)
-
-    @app.delete("/v1/admin/shadow", tags=["admin"], summary="Stop shadowing")
-    async def stop_shadow(request: Request) -> dict[str, Any]:
-        _check_admin(request, state)
-        return await state.change_shadow(None)
 
 
 async def _read_records(request: Request, model: ServedModel, limit: int) -> list[dict[str, Any]]:
     """The records of a predict or explain request: the body read under ``limit`` bytes (JSON,
     or one record as a multipart form) and validated by the model's contract; 400 when it
     is not JSON, 422 with each wrong field's path when it does not match."""
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit)
     content_type = request.headers.get("content-type")
     try:
         if is_multipart(content_type):  # one record from a form or curl -F: files as uploads
@@ -249,49 +265,24 @@ async def _read_records(request: Request, model: ServedModel, limit: int) -> lis
 
 
 class _Explainer:
-    """Explanations off the event loop, one at a time on a thread of their own (the model
-    thread keeps batching predictions meanwhile). At most ``queue_size`` wait, more get 503
-    at once; an answer not ready within ``timeout_s`` gets 504, and an explanation whose
-    caller has given up by its turn is skipped, so a burst of them costs no work after it."""
+    """Explanations on a thread of their own (:class:`SerialRunner`: at most ``queue_size``
+    waiting, 504 past ``timeout_s``), the model thread batching predictions meanwhile."""
 
     def __init__(self, settings: ServingConfig) -> None:
-        self.settings = settings
-        self.pending = 0  # submitted and not finished; touched by the event loop only
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmill-explain")
+        self.runner: SerialRunner[Explanation] = SerialRunner(settings, what="explanations",
+                                                              thread="modelmill-explain")
+        self.max_steps = settings.explain_max_steps
 
     async def explain(self, model: ServedModel, records: list[dict[str, Any]]) -> Explanation:
-        timeout = self.settings.timeout_s
-        if self.pending >= self.settings.queue_size:
-            raise Problem(503, "overloaded", f"the server is at capacity ({self.pending} explanations "
-                          "queued); retry shortly", headers={"Retry-After": "1"})
-        deadline = time.monotonic() + timeout
-        steps = self.settings.explain_max_steps
-        future = asyncio.get_running_loop().run_in_executor(self._pool, _explain, model, records, steps, deadline)
-        self.pending += 1
-        future.add_done_callback(self._finished)
-        try:
-            explanation = await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            raise Problem(504, "timeout", f"the explanation was not ready within {timeout:g} s") from None
-        if explanation is None:  # only when the deadline passed, which wait_for has seen first
-            raise Problem(504, "timeout", f"the explanation was not ready within {timeout:g} s")
-        return explanation
-
-    def _finished(self, future: asyncio.Future[Explanation | None]) -> None:
-        self.pending -= 1
-        if not future.cancelled():
-            future.exception()  # retrieved, so that one whose caller has gone is not logged as lost
+        return await self.runner.run(lambda: _explain(model, records, self.max_steps))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.runner.close()
 
 
-def _explain(model: ServedModel, records: list[dict[str, Any]], max_steps: int,
-             deadline: float) -> Explanation | None:
-    """One explanation on the explain thread: None once ``deadline`` has passed; a model
-    without an attribution method is a 409, data it cannot take a 422, each with the message."""
-    if time.monotonic() > deadline:
-        return None
+def _explain(model: ServedModel, records: list[dict[str, Any]], max_steps: int) -> Explanation:
+    """One explanation on the explain thread: a model without an attribution method is a 409,
+    data it cannot take a 422, each with the message."""
     try:
         return model.explain(records, max_steps=max_steps)
     except ModelError as exc:
@@ -302,63 +293,12 @@ def _explain(model: ServedModel, records: list[dict[str, Any]], max_steps: int,
 
 async def _version_named(request: Request, expected: str) -> str | None:
     """The version an admin call's body names (``{"version": NAME}``), None for an empty body."""
-    body = await _read_body(request, 4096)
+    body = await read_body(request, 4096)
     try:
         return VersionRequest.model_validate_json(body or b"{}").version
     except ValidationError as exc:
         _, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
         raise Problem(422, "invalid_request", expected, details=details) from None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to pass ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Problem(400, "invalid_length", "the Content-Length header is not a number")
-        if int(declared) > limit:
-            raise Problem(413, "too_large", f"the body has {declared} bytes; the limit is {limit}. "
-                          "Fix: send fewer records per request")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, "too_large", f"the body passes the limit of {limit} bytes. "
-                          "Fix: send fewer records per request")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _check_admin(request: Request, state: ServerState) -> None:
-    settings = state.settings
-    client = request.client.host if request.client else ""
-    if not settings.admin_remote and not _is_loopback(client):
-        raise Problem(403, "forbidden", "admin calls are accepted from this host only "
-                      "(serving.admin_remote is off)")
-    token = os.environ.get(settings.admin_token_env, "")
-    if not token:
-        raise Problem(403, "admin_disabled", f"admin endpoints are off: start the server with the "
-                      f"environment variable {settings.admin_token_env} set to a secret token")
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Problem(401, "unauthorized", "missing or wrong admin token: send 'Authorization: Bearer TOKEN'",
-                      headers={"WWW-Authenticate": "Bearer"})
-
-
-def _check_api_key(request: Request, keys: list[str]) -> None:
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
-    # every key compared, in constant time: the answer's timing tells nothing about the keys
-    if not given or not any([hmac.compare_digest(given, key.encode()) for key in keys]):
-        raise Problem(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                      headers={"WWW-Authenticate": "Bearer"})
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _add_error_handlers(app: FastAPI) -> None:

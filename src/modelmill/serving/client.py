@@ -11,7 +11,7 @@ import base64
 import io
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -70,6 +70,27 @@ class Client:
                         for n, prediction in enumerate(answer["predictions"]))
         return pd.DataFrame.from_records(rows, index=frame.index)
 
+    def forecast(self, history: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None, *,
+                 series: Sequence[str] | None = None,
+                 future: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None) -> pd.DataFrame:
+        """``POST /v1/forecast``: the next horizon of every series of ``history`` (rows with the
+        target) and of every kept series named in ``series``, with the ``future`` covariates of
+        each forecast step where the model has them. One row per series and step: the id, the
+        time (as datetimes), ``forecast``, ``lower`` and ``upper``."""
+        body: dict[str, Any] = {}
+        if history is not None:
+            body["history"] = _records(_frame(history))
+        if series:
+            body["series"] = list(series)
+        if future is not None:
+            body["future"] = _records(_frame(future))
+        answer = self._call("POST", "/v1/forecast", json=body, token="predict")
+        frame = pd.DataFrame.from_records(answer["forecasts"])
+        if len(frame.columns) >= 4:  # ([id,] time, forecast, lower, upper)
+            time_column = frame.columns[-4]
+            frame[time_column] = pd.to_datetime(frame[time_column])
+        return frame
+
     def feedback(self, labels: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """Labels for earlier predictions (``request_id``, ``row``, ``value``; or ``key`` and
         ``value``); one result per label: stored, unknown or sampled_out. Needs ``feedback_token``."""
@@ -126,6 +147,10 @@ class Client:
             raise ServiceError(_describe_failure(response, f"{method} {self.url}{path}"), response.status_code,
                                _error_code(response))
         raise AssertionError("unreachable")
+
+
+def _frame(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    return data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data))
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

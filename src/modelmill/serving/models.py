@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from modelmill.serving.versions import ModelRoot, load_failure
 
 if TYPE_CHECKING:
     from modelmill.explain import Explanation
+    from modelmill.serving.forecast_model import ServedForecaster
 
 log = logging.getLogger("modelmill.serving")
 
@@ -31,6 +32,10 @@ log = logging.getLogger("modelmill.serving")
 class ServedModel:
     """One loaded, verified version: its predictor, its request contract and its metadata."""
 
+    task: ClassVar[str] = "predict"
+    LIMITS: ClassVar[tuple[str, ...]] = ("max_batch_size", "max_wait_ms", "max_records", "max_body_bytes",
+                                         "timeout_s", "unknown_categories", "explain_max_records",
+                                         "explain_max_steps")  # the settings GET /v1/model shows
     name: str
     version: str
     predictor: Predictor
@@ -137,16 +142,36 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+Served: TypeAlias = "ServedModel | ServedForecaster"  # a version of either task, as a server holds it
+
+
 def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:
-    """Load (or take ``bundle``, already read) and warm one version of ``root``. Failures
-    become a 409 whose message holds no paths; a missing or wrong key (the privacy policy's hash
-    key, a sealed bundle's encryption key) is raised as it is (:data:`KEY_ERRORS`): the
-    process's key is wrong for every version, so it is no reason to call the version broken
-    and serve an older one."""
+    """Load and warm one ``task: predict`` version of ``root`` (see :func:`load_served`)."""
+    model = load_served(root, version, serving, bundle, task="predict")
+    assert isinstance(model, ServedModel)  # load_served refused another task
+    return model
+
+
+def load_served(root: ModelRoot, version: str, serving: ServingConfig, bundle: Bundle | None = None, *,
+                task: str | None = None) -> Served:
+    """Load (or take ``bundle``, already read) and warm one version of ``root``, of whichever
+    task its config names (``task``: the one it must be; another is a 409 ``wrong_task``, the
+    version not called broken). Failures become a 409 whose message holds no paths; a missing
+    or wrong key (the privacy policy's hash key, a sealed bundle's encryption key) is raised
+    as it is (:data:`KEY_ERRORS`): the process's key is wrong for every version, so it is no
+    reason to call the version broken and serve an older one."""
     path = root.locate(version)
     started = time.perf_counter()
     try:
-        model = ServedModel.load(bundle or read_bundle(path), version, serving)
+        bundle = bundle or read_bundle(path)
+        _check_task(bundle, version, task)
+        model: Served
+        if bundle.task == "forecast":  # the forecasting package only where a forecast is served
+            from modelmill.serving.forecast_model import ServedForecaster
+
+            model = ServedForecaster.load(bundle, version, serving)
+        else:
+            model = ServedModel.load(bundle, version, serving)
         model.warm_up(serving.max_batch_size)
     except (Problem, *KEY_ERRORS):
         raise
@@ -155,3 +180,12 @@ def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: 
         raise load_failure(root, version, exc) from None
     log.info("loaded %s version %s in %.2f s", model.name, version, time.perf_counter() - started)
     return model
+
+
+def _check_task(bundle: Bundle, version: str, task: str | None) -> None:
+    if task is None or bundle.task == task:
+        return
+    routes = {"predict": "/v1/predict", "forecast": "/v1/forecast"}
+    raise Problem(409, "wrong_task", f"version {version!r} is a `task: {bundle.task}` model, and this server "
+                  f"serves `task: {task}` models (its route is {routes.get(task, task)}); it stays unserved. "
+                  "Fix: serve it with a server of its own, or remove it from this model folder")

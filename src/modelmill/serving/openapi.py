@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from modelmill.explain import METHODS
 from modelmill.predictor import prediction_columns
 from modelmill.serving.feedback import FeedbackRequest
+from modelmill.serving.models import ServedModel
 
 if TYPE_CHECKING:
     from modelmill.serving.state import ServerState
@@ -61,6 +62,9 @@ ERRORS = {
     "503": "Busy (the queue is full), shutting down, or (feedback) the log's store is down; see Retry-After",
     "504": "The model did not answer in time",
 }
+RELOAD_REQUEST = {"required": False, "content": {"application/json": {
+    "schema": {"type": "object", "additionalProperties": False,
+               "properties": {"version": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]}}}}}}
 _OPERATION_ERRORS = {
     ("/v1/predict", "post"): ("400", "401", "413", "422", "503", "504"),
     ("/v1/explain", "post"): ("400", "401", "409", "413", "422", "503", "504"),
@@ -81,14 +85,19 @@ def openapi_for(app: FastAPI, state: ServerState) -> Callable[[], dict[str, Any]
         version = state.current.version
         if version not in built:
             built.clear()
-            built[version] = _document(app, state)
+            if isinstance(state.current, ServedModel):
+                built[version] = _document(app, state)
+            else:
+                from modelmill.serving.forecast_routes import forecast_document
+
+                built[version] = forecast_document(app, state)
         return built[version]
 
     return document
 
 
 def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
-    model = state.current
+    model = state.predicting
     document = get_openapi(title=app.title, version=model.version, routes=app.routes,
                            description=f"Predictions of the modelmill model {model.name!r}, version "
                            f"{model.version!r}. The request schema is the model's own input schema.")
@@ -110,9 +119,7 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
         "schema": {"$ref": "#/components/schemas/ExplainRequest"}, "example": model.contract.example}}}
     paths["/v1/explain"]["post"]["responses"]["200"] = {"description": "Each record's output, split among its "
         "input columns", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplainResponse"}}}}
-    paths["/v1/admin/reload"]["post"]["requestBody"] = {"required": False, "content": {"application/json": {
-        "schema": {"type": "object", "additionalProperties": False,
-                   "properties": {"version": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]}}}}}}
+    paths["/v1/admin/reload"]["post"]["requestBody"] = RELOAD_REQUEST
     paths["/v1/admin/shadow"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
         "schema": {"type": "object", "additionalProperties": False, "required": ["version"],
                    "properties": {"version": {"type": "string", "maxLength": 256}}},
@@ -125,17 +132,23 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     paths["/v1/feedback"]["post"]["security"] = [{"feedbackToken": []}]
     paths["/v1/feedback"]["post"]["responses"]["200"] = {"description": "One result per label: stored, "
         "unknown or sampled_out", "content": {"application/json": {"schema": FEEDBACK_RESPONSE}}}
-    for (path, method), codes in _OPERATION_ERRORS.items():
-        responses = paths[path][method]["responses"]
-        for code in codes:
-            responses[code] = {"description": ERRORS[code],
-                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    add_errors(paths, _OPERATION_ERRORS, ERRORS)
     for path, method in (("/v1/admin/reload", "post"), ("/v1/admin/rollback", "post"),
                          ("/v1/admin/shadow", "post"), ("/v1/admin/shadow", "delete")):
         paths[path][method]["security"] = [{"adminToken": []}]
     document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"},
                                                   "feedbackToken": {"type": "http", "scheme": "bearer"}}
     return document
+
+
+def add_errors(paths: dict[str, Any], operations: dict[tuple[str, str], tuple[str, ...]],
+               descriptions: dict[str, str]) -> None:
+    """Each operation's error answers, in the one error shape (``Problem``)."""
+    for (path, method), codes in operations.items():
+        responses = paths[path][method]["responses"]
+        for code in codes:
+            responses[code] = {"description": descriptions[code],
+                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
 def _explain_request(predict: dict[str, Any], max_records: int) -> dict[str, Any]:
@@ -178,12 +191,12 @@ def _explain_response(columns: list[str]) -> dict[str, Any]:
 
 
 def _example_label(state: ServerState) -> Any:
-    classes = state.current.predictor.target.class_names
+    classes = state.predicting.predictor.target.class_names
     return classes[0] if classes else 1.0
 
 
 def _response_schema(state: ServerState) -> dict[str, Any]:
-    target = state.current.predictor.target
+    target = state.predicting.predictor.target
     classes = target.class_names if target.task != "number" else []
     key, keys = prediction_columns(target.name, classes)
     # a number target predicts a number (or null); a class label may be any JSON value

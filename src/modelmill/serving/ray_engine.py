@@ -176,6 +176,10 @@ def serve_replicas(path: str | Path, overrides: dict[str, Any], *, replicas: int
     """
     _refuse_workers(overrides, replicas)
     opened = open_root(path)  # a wrong path or a broken bundle fails here, before any cluster
+    if opened.bundle.task != "predict":
+        raise ServingError(f"--engine ray serves `task: predict` models; version {opened.version!r} is a `task: "
+                           f"{opened.bundle.task}` model. Fix: serve it with --engine uvicorn (--workers N for more "
+                           "server processes)")
     settings = resolve_settings(opened.bundle.config().serving, overrides)
     _refuse_log_and_shadow(settings)
     _check_port_free(settings.host, settings.port)

@@ -32,7 +32,7 @@ from modelmill.serving.problem import Problem
 from modelmill.serving.versions import ModelRoot, load_failure, version_order
 
 if TYPE_CHECKING:
-    from modelmill.serving.models import ServedModel
+    from modelmill.serving.models import Served
     from modelmill.serving.state import ServerState
 
 log = logging.getLogger("modelmill.serving")
@@ -76,7 +76,7 @@ def readable_versions(root: ModelRoot, broken: dict[str, str],
             continue
         try:
             bundle = read_bundle(root.locate(version))
-            bundle.config()
+            bundle.task_config()
         except KEY_ERRORS:  # the process's key (none, another) fails every sealed version alike: say so
             raise
         except Exception as exc:  # a damaged version never hides the older ones
@@ -109,15 +109,17 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
     from modelmill.serving.state import ServerState, freeze_heap
 
     from modelmill.serving.metrics import ServerMetrics
+    from modelmill.serving.models import ServedModel
 
     opened = opened or open_root(path)
     root, broken = opened.root, dict(opened.broken)
     first, settings = _load_newest(opened, overrides, broken)
     for version in sorted(broken, key=version_order):
         log.warning("%s; version %s is served instead", " ".join(broken[version].split()), first.version)
+    check_task_settings(settings, first.task)
     metrics = ServerMetrics()
     prediction_log = None
-    if settings.log.url:
+    if settings.log.url and isinstance(first, ServedModel):
         from modelmill.monitoring import open_prediction_log
 
         prediction_log = open_prediction_log(settings.log, first.name, first.predictor.features,
@@ -131,20 +133,20 @@ def load_state(path: str | Path, overrides: dict[str, Any], selection: Path | No
 
 
 def _load_newest(opened: Opened, overrides: dict[str, Any],
-                 broken: dict[str, str]) -> tuple[ServedModel, ServingConfig]:
+                 broken: dict[str, str]) -> tuple[Served, ServingConfig]:
     """Load and warm ``opened``'s version, else the next older one that works (each failure
     goes into ``broken``); the served model and its settings."""
     import torch  # the model's runtime, from here on (a wrong path or setting failed before it)
 
-    from modelmill.serving.models import load_version
+    from modelmill.serving.models import load_served
 
     root = opened.root
     older = readable_versions(root, broken, older_than=opened.version)  # read only when needed
     for version, bundle in itertools.chain([(opened.version, opened.bundle)], older):
-        settings = resolve_settings(bundle.config().serving, overrides)
+        settings = resolve_settings(bundle.task_config().serving, overrides)
         torch.set_num_threads(model_threads(settings))
         try:
-            return load_version(root, version, settings, bundle), settings
+            return load_served(root, version, settings, bundle), settings
         except Problem as exc:
             if root.single is not None:
                 raise
@@ -173,6 +175,20 @@ def check_shadow(settings: ServingConfig, root: ModelRoot) -> None:
         raise ServingError(f"--shadow {settings.shadow}: shadow mode needs the prediction log (a challenger's "
                            "predictions are only of use logged beside the served ones). Fix: add --log URL")
     root.locate_shadow(settings.shadow)  # a Problem is a ServingError: its message says what is missing
+
+
+def check_task_settings(settings: ServingConfig, task: str) -> None:
+    """A forecast is served without the prediction log and shadow mode: refused before any
+    model is loaded or worker started (exit 2), not ignored."""
+    if task == "predict":
+        return
+    given = [name for name, value in (("serving.log.url (--log)", settings.log.url),
+                                      ("serving.shadow (--shadow)", settings.shadow)) if value]
+    if given:
+        raise ServingError(f"{' and '.join(given)}: a `task: {task}` model is served without the prediction log, "
+                           "its drift gauges, feedback and shadow mode (they follow one logged record per prediction "
+                           "and its label; a forecast answers a whole horizon per series). Fix: serve without --log "
+                           "and --shadow, and remove serving.log.url / serving.shadow from the config")
 
 
 def check_log_store(settings: ServingConfig, bundle: Bundle) -> None:
@@ -235,8 +251,9 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
     # The path, the settings and the port are checked before any model is loaded (or torch
     # imported), so that a mistake fails at once and before forking workers.
     opened = open_root(path)
-    settings = resolve_settings(opened.bundle.config().serving, overrides)
+    settings = resolve_settings(opened.bundle.task_config().serving, overrides)
     _check_port_free(settings.host, settings.port)
+    check_task_settings(settings, opened.bundle.task)
     check_log_store(settings, opened.bundle)
     check_shadow(settings, opened.root)
     if workers == 1:

@@ -64,7 +64,7 @@ def open_shadow(name: str, state: ServerState) -> ShadowRunner:
         raise Problem(409, "shadow_needs_log", "shadow mode needs the prediction log: a challenger's "
                       "predictions are only of use logged beside the served ones. Fix: serve with --log URL")
     path = state.root.locate_shadow(name)
-    champion = state.current
+    champion = state.predicting
     started = time.perf_counter()
     try:
         bundle = read_bundle(path)

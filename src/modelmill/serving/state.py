@@ -15,7 +15,7 @@ from modelmill.config.serving import ServingConfig
 from modelmill.files import atomic_write_bytes
 from modelmill.serving.batcher import Batcher
 from modelmill.serving.metrics import ServerMetrics
-from modelmill.serving.models import ServedModel, load_version
+from modelmill.serving.models import Served, ServedModel, load_served
 from modelmill.serving.versions import ModelRoot, version_order
 from modelmill.errors import KEY_ERRORS
 from modelmill.serving.problem import Problem, without_paths
@@ -44,7 +44,7 @@ class ServerState:
     shared by the workers: the one that answers an admin call writes the version it now
     serves (and the rollback history) there, and the others follow within a second."""
 
-    def __init__(self, root: ModelRoot, settings: ServingConfig, first: ServedModel,
+    def __init__(self, root: ModelRoot, settings: ServingConfig, first: Served,
                  selection: Path | None = None, metrics: ServerMetrics | None = None,
                  prediction_log: PredictionLog | None = None, broken: dict[str, str] | None = None) -> None:
         self.root = root
@@ -68,6 +68,16 @@ class ServerState:
         self.broken: dict[str, str] = {}  # versions that failed to load or warm up → why (no paths)
         self._set_broken(broken or {})
         self._swap_lock = asyncio.Lock()
+
+    @property
+    def predicting(self) -> ServedModel:
+        """The served model of a ``task: predict`` server: what the predict, explain and feedback
+        routes, the prediction log and the shadow work with (a forecast server has none of them)."""
+        current = self.current
+        if not isinstance(current, ServedModel):
+            raise Problem(404, "not_found", f"this server forecasts (a `task: {current.task}` model): POST "
+                          "/v1/forecast; GET /v1/model describes it")
+        return current
 
     @property
     def ready(self) -> bool:
@@ -170,12 +180,14 @@ class ServerState:
             except Problem as exc:
                 log.error("could not follow the other workers to shadow %s: %s", name, exc)
 
-    def _check_logged_model(self, model: ServedModel) -> None:
+    def _check_logged_model(self, model: Served) -> None:
         """A version whose inputs differ from the logged model's would mix two models' records."""
         from modelmill.monitoring import identity_of
 
         assert self.prediction_log is not None
-        current = identity_of(self.current.name, self.current.predictor.input_schema())
+        current = identity_of(self.current.name, self.predicting.predictor.input_schema())
+        if not isinstance(model, ServedModel):  # a forecast server keeps no log; load_served checked the task
+            return
         differences = current.differences(identity_of(model.name, model.predictor.input_schema()))
         if differences:
             self.metrics.swaps.labels("failed").inc()
@@ -204,7 +216,8 @@ class ServerState:
             version = choose()
             started = time.perf_counter()
             try:
-                model = await asyncio.to_thread(load_version, self.root, version, self.settings)
+                model = await asyncio.to_thread(load_served, self.root, version, self.settings,
+                                                task=self.current.task)
             except KEY_ERRORS as exc:  # the process's key, not the version, is wrong: not marked broken
                 self.metrics.swaps.labels("failed").inc()
                 raise Problem(409, "key_mismatch", without_paths(str(exc))) from None
