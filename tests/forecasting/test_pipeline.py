@@ -134,3 +134,38 @@ def test_evaluate_scores_the_latest_horizon_of_new_data(tmp_path: Path) -> None:
     metrics = pipeline.evaluate(shops(120, seed=1), out_dir=tmp_path / "evaluation")
     assert metrics["points"] == 2 * HORIZON and metrics["mase"] > 0
     assert (tmp_path / "evaluation" / "report.html").is_file()
+
+
+def test_a_series_sent_and_named_at_once_is_refused(tmp_path: Path) -> None:
+    frame = shops()
+    pipeline = ForecastPipeline(config(), base_dir=tmp_path).fit(frame, evaluate=False)
+    request = pd.concat([frame, future_rows(frame, 90)], ignore_index=True)
+    with pytest.raises(DataError, match="'north' are both sent as history and named in `series`"):
+        pipeline.forecast(request, series=["north"])
+
+
+def test_series_ending_at_different_times_backtest_with_a_future_covariate(tmp_path: Path) -> None:
+    frame = shops()
+    frame = frame[~((frame["shop"] == "south") & (frame["date"] > "2024-03-25"))]  # south ends 5 days early
+    metrics = ForecastPipeline(config(), base_dir=tmp_path).fit(frame).metrics_
+    assert metrics["points"] == 3 * HORIZON * 2 - 5  # south's steps after its end are not scored
+
+
+def test_a_resumed_run_of_another_config_fits_again(tmp_path: Path) -> None:
+    frame = shops()
+    run_dir = tmp_path / "run"
+    ForecastPipeline(config(), base_dir=tmp_path).fit(frame, run_dir=run_dir)
+    changed = config()
+    changed["backtest"] = {"interval": 0.5}
+    resumed = ForecastPipeline(changed, base_dir=tmp_path).fit(frame, run_dir=run_dir, resume=True).metrics_
+    fresh = ForecastPipeline(changed, base_dir=tmp_path).fit(frame).metrics_
+    assert resumed["coverage"] == fresh["coverage"]
+
+
+def test_one_series_of_integer_years_forecasts_its_kept_history(tmp_path: Path) -> None:
+    years = pd.DataFrame({"year": range(1970, 2020), "sold": np.linspace(10.0, 60.0, 50)})
+    raw = {"task": "forecast", "name": "yearly", "data": {"source": "y.csv"},
+           "series": {"time": "year", "target": "sold", "horizon": 2}, "model": {"type": "seasonal_naive"}}
+    pipeline = ForecastPipeline(raw, base_dir=tmp_path).fit(years)
+    forecasts = pipeline.forecast()
+    assert forecasts["year"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01")]

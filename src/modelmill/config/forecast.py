@@ -151,8 +151,8 @@ _CANDIDATES: tuple[CandidateType, ...] = ("seasonal_naive", "ets", "gbdt", "deep
 
 
 class AutoForecastConfig(Section):
-    """Every candidate is fitted on the training steps and scored on the latest horizon held out
-    before the forecast origin; the best by MASE forecasts (refitted on all the steps)."""
+    """Every candidate is scored by its mean MASE on the latest three horizons before the forecast
+    origin, each fitted on the steps before it; the best is refitted on all the steps."""
 
     type: Literal["auto"] = "auto"
     candidates: list[CandidateType] = Field(

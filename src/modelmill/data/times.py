@@ -24,7 +24,7 @@ from modelmill.errors import DataError
 
 __all__ = ["ParsedTimes", "TimeForm", "parse_times", "read_dates", "season_for"]
 
-TimeForm = Literal["timestamp", "date", "month", "quarter", "week"]
+TimeForm = Literal["timestamp", "date", "month", "quarter", "week", "year"]
 PARSED_SHARE = 0.98  # a column is a time column when this share of its present values parse
 FORM_SHARE = 0.5  # a form is tried only when at least this share of the values are written in it
 
@@ -53,11 +53,11 @@ class ParsedTimes:
     @property
     def frequency_hint(self) -> str | None:
         """The frequency the form implies (None for timestamps and dates: the data says)."""
-        return {"month": "MS", "quarter": "QS", "week": "W-MON"}.get(self.form)
+        return {"month": "MS", "quarter": "QS", "week": "W-MON", "year": "YS"}.get(self.form)
 
 
 def parse_times(column: pd.Series, *, time_format: str | None = None,
-                share: float = PARSED_SHARE) -> ParsedTimes | None:
+                share: float = PARSED_SHARE, years: bool = False) -> ParsedTimes | None:
     """The column read as times, or None when fewer than ``share`` of its present values parse
     (or it holds numbers: a year or an epoch count is too easily a plain number).
 
@@ -69,6 +69,8 @@ def parse_times(column: pd.Series, *, time_format: str | None = None,
     if pd.api.types.is_datetime64_any_dtype(column):
         values = _naive(pd.Series(pd.to_datetime(column), index=column.index))
         return ParsedTimes(values, _timestamp_form(values), ())
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column) and years:
+        return _years(column)
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return None
     text = column.astype("string")
@@ -159,6 +161,17 @@ def _naive(values: pd.Series) -> pd.Series:
     if getattr(values.dt, "tz", None) is not None:
         return values.dt.tz_convert("UTC").dt.tz_localize(None)
     return values
+
+
+def _years(column: pd.Series) -> ParsedTimes | None:
+    """Whole numbers 1000–2999 as the years they name (asked for where a column is the time
+    column by name: ``years=True``); None when the column holds other numbers."""
+    present = column.dropna()
+    whole = (present == present.round()) & (present >= 1000) & (present <= 2999)
+    if not len(present) or not whole.all():
+        return None
+    values = pd.to_datetime(column.astype("Int64").astype("string") + "-01-01", errors="coerce")
+    return ParsedTimes(pd.Series(values, index=column.index).astype("datetime64[ns]"), "year", ())
 
 
 def _timestamp_form(values: pd.Series) -> TimeForm:

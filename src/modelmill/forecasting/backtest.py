@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from hashlib import sha256
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ from typing import Any
 import pandas as pd
 
 from modelmill.config.forecast import SERIES_ID, TIME, VALUE, ForecastConfig
+from modelmill.config.io import dump_config
 from modelmill.errors import DataError
 from modelmill.files import atomic_write_bytes
 from modelmill.forecasting.base import FORECAST, LOWER, UPPER, FitContext, build_forecaster
 from modelmill.forecasting.metrics import ACTUAL, CUTOFF, accuracy, naive_scales
-from modelmill.forecasting.panel import Panel, horizon_frame
+from modelmill.forecasting.panel import Panel, future_steps, horizon_frame
 
 __all__ = ["BacktestResult", "cutoff_times", "run_backtest"]
 
@@ -83,13 +85,14 @@ def run_backtest(config: ForecastConfig, panel: Panel, *, run_dir: Path | None =
     for index, cutoff in enumerate(cutoffs, start=1):
         folder = run_dir / "backtest" / f"cutoff-{index}" if run_dir else None
         train = panel.up_to(cutoff)
-        done = _load_done(folder) if resume and folder else None
+        fingerprint = _fingerprint(config, train, cutoff)
+        done = _load_done(folder, fingerprint) if resume and folder else None
         if done is None:
             done = _one_cutoff(config, panel, train, cutoff, FitContext(
                 checkpoint_dir=folder, resume=resume, seed=config.training.seed, label=f"cut-off {index} of "
                 f"{len(cutoffs)}"))
             if folder:
-                _save_done(folder, done)
+                _save_done(folder, done, fingerprint)
         forecasts, info = done
         scored.append(forecasts)
         scale = naive_scales(train.frame, panel.season)
@@ -108,7 +111,8 @@ def _one_cutoff(config: ForecastConfig, panel: Panel, train: Panel, cutoff: pd.T
                 context: FitContext) -> tuple[pd.DataFrame, dict[str, Any]]:
     started = time.perf_counter()
     forecaster = build_forecaster(config).fit(train, context)
-    future = horizon_frame(train, panel.frame, config.series.horizon, source="the backtest")
+    future = horizon_frame(train, _beyond_ends(panel, train, config.series.horizon), config.series.horizon,
+                           source="the backtest")
     forecasts = forecaster.forecast(train, future)
     actual = panel.frame[[SERIES_ID, TIME, VALUE]].rename(columns={VALUE: ACTUAL})
     forecasts = forecasts.merge(actual, on=[SERIES_ID, TIME], how="left")
@@ -118,19 +122,45 @@ def _one_cutoff(config: ForecastConfig, panel: Panel, train: Panel, cutoff: pd.T
                                               "model": forecaster.describe()}
 
 
-def _save_done(folder: Path, done: tuple[pd.DataFrame, dict[str, Any]]) -> None:
+def _beyond_ends(panel: Panel, train: Panel, horizon: int) -> pd.DataFrame:
+    """The panel's rows, and for a series that ends before the horizon after the cut-off does,
+    its last covariates carried over the missing steps: those steps have no actual value and
+    are never scored, but a forecaster is handed the whole horizon of every series."""
+    if not panel.future:
+        return panel.frame
+    extra = []
+    for key, last in train.last_times().items():
+        rows = panel.frame[panel.frame[SERIES_ID] == key]
+        steps = future_steps(last, panel.frequency, horizon)
+        missing = steps[~steps.isin(rows[TIME])]
+        if len(missing):
+            carried = rows.iloc[[-1]][list(panel.future)].to_dict("records")[0]
+            extra.append(pd.DataFrame({SERIES_ID: key, TIME: missing, **carried}))
+    return pd.concat([panel.frame, *extra], ignore_index=True) if extra else panel.frame
+
+
+def _fingerprint(config: ForecastConfig, train: Panel, cutoff: pd.Timestamp) -> str:
+    """What a cut-off's forecasts depend on: a resumed run reuses them only when it matches."""
+    rows = pd.util.hash_pandas_object(train.frame, index=False).to_numpy().tobytes()
+    return sha256(dump_config(config).encode() + str(cutoff).encode() + rows).hexdigest()
+
+
+def _save_done(folder: Path, done: tuple[pd.DataFrame, dict[str, Any]], fingerprint: str) -> None:
     forecasts, info = done
     table = forecasts.assign(**{TIME: forecasts[TIME].astype(str), CUTOFF: forecasts[CUTOFF].astype(str)})
-    payload = {"info": info, "forecasts": table.to_dict(orient="list")}
+    payload = {"fingerprint": fingerprint, "info": info, "forecasts": table.to_dict(orient="list")}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / _DONE, json.dumps(payload, default=str).encode())
 
 
-def _load_done(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def _load_done(folder: Path, fingerprint: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     path = folder / _DONE
     if not path.is_file():
         return None
     payload = json.loads(path.read_text())
+    if payload.get("fingerprint") != fingerprint:
+        log.warning(f"backtest: {folder.name} was fitted on another config or other data; it is fitted again")
+        return None
     forecasts = pd.DataFrame(payload["forecasts"])
     forecasts[TIME] = pd.to_datetime(forecasts[TIME])
     forecasts[CUTOFF] = pd.to_datetime(forecasts[CUTOFF])

@@ -283,9 +283,16 @@ class ETS(Forecaster):
             window = rows.tail(self.settings.max_points)
             values = window[VALUE].to_numpy(dtype="float64")
             same = str(window[TIME].iloc[0]) == fit.start
+            target = self.config.series.target
             if not same and len(values) < heuristic_steps(fit.form):
                 raise DataError(f"series {key!r} sends {len(values)} steps; its {fit.form.name} needs at least "
-                                f"{heuristic_steps(fit.form)}. Fix: send more recent history", column=VALUE)
+                                f"{heuristic_steps(fit.form)}. Fix: send more recent history", column=target)
+            multiplicative = "mul" in (fit.form.error, fit.form.trend, fit.form.seasonal) or \
+                fit.form.decompose == "stl_log"
+            if multiplicative and (values <= 0).any():
+                raise DataError(f"series {key!r}: its model, {fit.form.name}, is multiplicative and the history "
+                                "holds values ≤ 0. Fix: send the recent positive values, or retrain with "
+                                "model.seasonal additive", column=target)
             mean, lower, upper = forecast_series(fit, values, same, self.horizon, self.interval,
                                                  self.config.training.seed)
             times = future_steps(rows[TIME].iloc[-1], history.frequency, self.horizon)

@@ -167,7 +167,7 @@ def check_history(panel: Panel, horizon: int, *, source: str, what: str = "the h
 
 def _times(column: pd.Series, name: str, time_format: str | None, source: str) -> tuple[pd.Series, str | None]:
     """The times, and the frequency their form implies (months, quarters, weeks)."""
-    parsed = parse_times(column, time_format=time_format, share=0.0)
+    parsed = parse_times(column, time_format=time_format, share=0.0, years=True)  # named the time column: 1998 is a year
     if parsed is None:
         raise DataError("the time column holds no times (timestamps, dates, 2019 Jan, 2019 Q3, 2019 W07)",
                         source=source, column=name)

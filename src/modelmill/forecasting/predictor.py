@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from modelmill.bundle import Bundle
@@ -72,8 +73,15 @@ class ForecastPredictor:
         """
         config = self.config
         given, future_rows = self._read(frame, source)
-        wanted = [str(s) for s in series or []]
-        wanted += [s for s in pd.unique(future_rows[SERIES_ID]) if s not in set(given.ids) | set(wanted)]
+        sent = set(given.ids)
+        wanted = list(dict.fromkeys(str(s) for s in series or []))
+        both = [s for s in wanted if s in sent]
+        if both:  # the sent steps and the kept ones would interleave: one source per series
+            raise DataError(f"series {', '.join(repr(s) for s in both[:_SHOWN])} are both sent as history and "
+                            "named in `series`. Fix: send the history, or name the series, not both", source=source)
+        wanted += [s for s in pd.unique(future_rows[SERIES_ID]) if s not in sent | set(wanted)]
+        if not wanted and not sent and not config.series.id:  # a table of one series: the one kept
+            wanted = self.series_ids
         history = self._with_kept(given, wanted, source)
         if not len(history.frame):
             raise DataError("nothing to forecast: give the recent history of a series (rows with the target), or "
@@ -85,7 +93,12 @@ class ForecastPredictor:
                             f"{', '.join(repr(s) for s in short.index[:_SHOWN])}. Fix: send at least {needed} "
                             "steps of history per series", source=source, column=config.series.time)
         future = horizon_frame(history, future_rows, config.series.horizon, source=source)
-        forecasts = self.forecaster.forecast(history, future)
+        try:
+            forecasts = self.forecaster.forecast(history, future)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # a library refusing these values
+            raise DataError(f"the model cannot forecast this history: {exc}. Fix: check the recent values (a "
+                            "multiplicative ETS form needs positive ones)", source=source,
+                            column=config.series.target) from None
         return self._user_frame(forecasts)
 
     def _read(self, frame: pd.DataFrame | None, source: str) -> tuple[Panel, pd.DataFrame]:

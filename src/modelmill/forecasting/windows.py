@@ -250,7 +250,7 @@ def build_windows(panel: Panel, spec: WindowSpec, origins: Mapping[str, np.ndarr
             parts.append(_series_windows(key, rows, positions, spec, steps.get(key)))
     if not parts:
         raise DataError("no forecast origin has enough history to learn from. Fix: more history, or a shorter "
-                        "series.horizon", column=TIME)
+                        "series.horizon")
     return Windows(*(np.concatenate([getattr(p, f) for p in parts]) for f in Windows.__dataclass_fields__))
 
 
