@@ -107,7 +107,12 @@ def test_a_format_1_bundle_still_loads_and_predicts_as_it_did() -> None:
     assert bundle.lineage.action == "trained" and bundle.lineage.parent is None and bundle.split() is None
     predicted = modelmill.load(FORMAT_1 / "bundle").predict(pd.read_csv(FORMAT_1 / "inputs.csv"))
     expected = json.loads((FORMAT_1 / "predictions.json").read_text())
-    assert {c: predicted[c].tolist() for c in predicted.columns} == expected
+    assert sorted(predicted.columns) == sorted(expected)
+    for column, values in expected.items():
+        if isinstance(values[0], float):  # float32 kernels differ in the last bits between CPUs (AVX2, AVX-512)
+            assert predicted[column].tolist() == pytest.approx(values, rel=1e-6, abs=1e-7), column
+        else:
+            assert predicted[column].tolist() == values, column
 
 
 def test_a_format_1_bundle_can_be_derived_into_format_2(tmp_path: Path) -> None:
