@@ -29,6 +29,16 @@ class Line:
     options: tuple[tuple[str, str], ...] = ()
 
 
+# Below the first line of every config init writes: what it holds, and how to see the rest.
+RENDER_HINT = (
+    "#",
+    "# Only what was read from the data is written here; every other setting keeps its",
+    "# default. To see the whole config, every default filled in:",
+    "#",
+    "#     modelmill render-config FILE      (FILE: this file)",
+    "#",
+)
+
 def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[str, str, str | None], features: list[Line],
            left_out: list[Line], privacy: Sequence[Detection] = (), suggested: Sequence[Detection] = ()) -> str:
     """The YAML text: a header that explains, then the config with a comment per choice
@@ -36,12 +46,7 @@ def render(*, run_name: str, source: str, rows: int, goal: Line, split: tuple[st
     columns = len(features) + len(left_out) + 1
     lines = [
         f"# modelmill config inferred from {one_line(source)} ({rows:,} rows, {columns:,} columns).",
-        "#",
-        "# Only what was read from the data is written here; every other setting keeps its",
-        "# default. To see the whole config, every default filled in:",
-        "#",
-        "#     modelmill render-config FILE      (FILE: this file)",
-        "#",
+        *RENDER_HINT,
         "# Each comment says why a column got its type: change a type where it is wrong, delete",
         "# a line to drop a column, or uncomment a left-out column to use it.",
         "",

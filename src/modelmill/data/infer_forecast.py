@@ -18,7 +18,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from modelmill.config.forecast import RESERVED, AutoForecastConfig, BacktestConfig
-from modelmill.data.config_text import commented, listing, missing_note, one_line, scalar
+from modelmill.data.config_text import RENDER_HINT, commented, listing, missing_note, one_line, scalar
 from modelmill.data.infer_config import InferResult, checked_name, default_name, target_position
 from modelmill.data.schema import MAJORITY, ColumnInfo, infer_schema
 from modelmill.data.time_layout import describe_step, infer_step, series_columns, time_columns
@@ -241,12 +241,7 @@ def _header(source: str, frame: pd.DataFrame, found: _Series) -> list[str]:
     return [
         f"# modelmill forecast config inferred from {one_line(source)} ({len(frame):,} rows, "
         f"{len(frame.columns):,} columns, {len(found.lengths):,} series).",
-        "#",
-        "# Only what was read from the data is written here; every other setting keeps its",
-        "# default. To see the whole config, every default filled in:",
-        "#",
-        "#     modelmill render-config FILE      (FILE: this file)",
-        "#",
+        *RENDER_HINT,
         "# A forecast is judged by rolling-origin backtesting (backtest: cutoffs, step), never by a",
         "# random split of rows: at each cut-off the model fits on the past alone and forecasts the",
         "# horizon after it.",

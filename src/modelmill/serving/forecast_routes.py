@@ -10,18 +10,16 @@ model call (the same series id may mean different recent values in each).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from modelmill.forecasting.base import FORECAST, LOWER, UPPER
 from modelmill.serving.forecast_model import ServedForecaster
 from modelmill.serving.guards import api_keys, check_api_key, read_body
-from modelmill.serving.openapi import PROBLEM, RELOAD_REQUEST, add_errors
+from modelmill.serving.openapi import add_errors, model_document
 from modelmill.serving.problem import Problem
 from modelmill.serving.runner import SerialRunner
 
@@ -91,22 +89,13 @@ def forecast_document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     """The OpenAPI document of a forecast server: the request and response of ``/v1/forecast``
     in the bundle's own column names, and every error answer."""
     model = served(state)
-    document = get_openapi(title=app.title, version=model.version, routes=app.routes,
-                           description=f"Forecasts of the modelmill model {model.name!r}, version {model.version!r}: "
-                           f"the next {model.predictor.config.series.horizon} steps of each series.")
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    request = copy.deepcopy(model.contract.json_schema)
-    schemas.update(request.pop("$defs", {}))
-    schemas["ForecastRequest"] = request
-    schemas["ForecastResponse"] = _response_schema(model)
-    schemas["Problem"] = PROBLEM
+    document = model_document(
+        app, version=model.version, description=f"Forecasts of the modelmill model {model.name!r}, version "
+        f"{model.version!r}: the next {model.predictor.config.series.horizon} steps of each series.",
+        path="/v1/forecast", name="Forecast", request_schema=model.contract.json_schema,
+        example=model.contract.example, response_schema=_response_schema(model),
+        answer="One forecast per series and step, with its interval")
     paths = document["paths"]
-    operation = paths["/v1/forecast"]["post"]
-    operation["requestBody"] = {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/ForecastRequest"}, "example": model.contract.example}}}
-    operation["responses"]["200"] = {"description": "One forecast per series and step, with its interval",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ForecastResponse"}}}}
-    paths["/v1/admin/reload"]["post"]["requestBody"] = RELOAD_REQUEST
     add_errors(paths, _OPERATION_ERRORS, ERRORS)
     for path in ("/v1/admin/reload", "/v1/admin/rollback"):
         paths[path]["post"]["security"] = [{"adminToken": []}]

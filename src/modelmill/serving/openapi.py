@@ -96,22 +96,37 @@ def openapi_for(app: FastAPI, state: ServerState) -> Callable[[], dict[str, Any]
     return document
 
 
+def model_document(app: FastAPI, *, version: str, description: str, path: str, name: str,
+                   request_schema: dict[str, Any], example: Any, response_schema: dict[str, Any],
+                   answer: str) -> dict[str, Any]:
+    """The OpenAPI document every server starts from: the model's operation at ``path`` with its
+    request (``<name>Request``, the model's own schema) and response (``<name>Response``), the
+    error shape, and the reload body."""
+    document = get_openapi(title=app.title, version=version, routes=app.routes, description=description)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    request = copy.deepcopy(request_schema)
+    schemas.update(request.pop("$defs", {}))
+    schemas[f"{name}Request"] = request
+    schemas[f"{name}Response"] = response_schema
+    schemas["Problem"] = PROBLEM
+    operation = document["paths"][path]["post"]
+    operation["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{name}Request"}, "example": example}}}
+    operation["responses"]["200"] = {"description": answer, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{name}Response"}}}}
+    document["paths"]["/v1/admin/reload"]["post"]["requestBody"] = RELOAD_REQUEST
+    return document
+
+
 def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     model = state.predicting
-    document = get_openapi(title=app.title, version=model.version, routes=app.routes,
-                           description=f"Predictions of the modelmill model {model.name!r}, version "
-                           f"{model.version!r}. The request schema is the model's own input schema.")
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    request = copy.deepcopy(model.contract.json_schema)
-    schemas.update(request.pop("$defs", {}))
-    schemas["PredictRequest"] = request
-    schemas["PredictResponse"] = _response_schema(state)
-    schemas["Problem"] = PROBLEM
-    paths = document["paths"]
-    paths["/v1/predict"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/PredictRequest"}, "example": model.contract.example}}}
-    paths["/v1/predict"]["post"]["responses"]["200"] = {"description": "One prediction per record",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}}
+    document = model_document(
+        app, version=model.version, description=f"Predictions of the modelmill model {model.name!r}, version "
+        f"{model.version!r}. The request schema is the model's own input schema.", path="/v1/predict",
+        name="Predict", request_schema=model.contract.json_schema, example=model.contract.example,
+        response_schema=_response_schema(state), answer="One prediction per record")
+    schemas, paths = document["components"]["schemas"], document["paths"]
+    request = schemas["PredictRequest"]
     schemas["ExplainRequest"] = _explain_request(request, min(state.settings.explain_max_records,
                                                               state.settings.max_records))
     schemas["ExplainResponse"] = _explain_response(model.contract.columns)
@@ -119,7 +134,6 @@ def _document(app: FastAPI, state: ServerState) -> dict[str, Any]:
         "schema": {"$ref": "#/components/schemas/ExplainRequest"}, "example": model.contract.example}}}
     paths["/v1/explain"]["post"]["responses"]["200"] = {"description": "Each record's output, split among its "
         "input columns", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplainResponse"}}}}
-    paths["/v1/admin/reload"]["post"]["requestBody"] = RELOAD_REQUEST
     paths["/v1/admin/shadow"]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
         "schema": {"type": "object", "additionalProperties": False, "required": ["version"],
                    "properties": {"version": {"type": "string", "maxLength": 256}}},
