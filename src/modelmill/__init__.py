@@ -19,6 +19,7 @@ from modelmill._version import __version__
 if TYPE_CHECKING:
     from modelmill.api import Pipeline, load
     from modelmill.forecasting.pipeline import ForecastPipeline
+    from modelmill.recommending.pipeline import RecommendPipeline
     from modelmill.tasks import load_task
     from modelmill.serving import Client
     from modelmill.config import PipelineConfig
@@ -36,6 +37,7 @@ __all__ = [
     "ModelmillError",
     "Pipeline",
     "PipelineConfig",
+    "RecommendPipeline",
     "ServingError",
     "__version__",
     "load",
@@ -55,6 +57,10 @@ def __getattr__(name: str) -> Any:
         from modelmill.forecasting.pipeline import ForecastPipeline
 
         return ForecastPipeline
+    if name == "RecommendPipeline":
+        from modelmill.recommending.pipeline import RecommendPipeline
+
+        return RecommendPipeline
     if name == "load_task":
         from modelmill.tasks import load_task
 

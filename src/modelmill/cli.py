@@ -25,9 +25,11 @@ from rich.table import Table
 from modelmill.cli_build import register as register_build_command
 from modelmill.cli_compression import Runtime, register as register_compression_commands
 from modelmill.cli_explain import register as register_explain_command
+from modelmill.cli_init import register as register_init_command
 from modelmill.cli_encryption import (KeyFileOption, export_key_file, given_key,
                                       register as register_encryption_commands, run_key)
 from modelmill.cli_monitoring import register as register_monitoring_commands
+from modelmill.cli_recommend import register as register_recommend_commands
 from modelmill.errors import ConfigError, ModelmillError
 
 if TYPE_CHECKING:
@@ -41,45 +43,7 @@ log_app = typer.Typer(no_args_is_help=True, help="The prediction log: export it 
 app.add_typer(log_app, name="log")
 out = Console()
 err = Console(stderr=True)
-
-
-@app.command()
-def init(
-    data: Annotated[str, typer.Argument(help="Data file or URL to infer the config from.")],
-    target: Annotated[str, typer.Option("--target", "-t", help="The column to predict (or forecast).")],
-    name: Annotated[str | None, typer.Option(help="Name of the runs (default: the file's stem).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    task: Annotated[str, typer.Option(help="predict: a label or number per row; forecast: the target's next "
-                                      "steps in time, per series.")] = "predict",
-    horizon: Annotated[int | None, typer.Option(min=1, help="forecast: steps to forecast (default: from the step "
-                                                "between times).")] = None,
-) -> None:
-    """Write a commented config inferred from the data."""
-    from modelmill.data.infer_config import infer_config_with_warnings
-    from modelmill.data.infer_forecast import infer_forecast_config
-    from modelmill.config.schema import DataConfig
-    from modelmill.data.sources import read_table
-    from modelmill.errors import did_you_mean
-
-    if task not in ("predict", "forecast"):
-        raise ConfigError(f"expected predict or forecast, got {task!r}{did_you_mean(task, ['predict', 'forecast'])}",
-                          path="--task")
-    if horizon is not None and task != "forecast":
-        raise ConfigError("a horizon is for forecasts. Fix: add --task forecast, or leave out --horizon",
-                          path="--horizon")
-    frame = read_table(DataConfig(source=data))
-    if task == "forecast":
-        result = infer_forecast_config(frame, source=data, target=target, name=name, horizon=horizon)
-    else:
-        result = infer_config_with_warnings(frame, source=data, target=target, name=name)
-    for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    text = result.text
-    if output:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text)
+register_init_command(app)  # first in --help: where a project starts
 
 
 @app.command()
@@ -128,8 +92,8 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     mark_latest(run_dir)
-    _summary(pipeline.metrics_, title=f"{name}: backtest metrics (each cut-off fitted on its past alone)"
-             if checked.task == "forecast" else f"{name}: test metrics (valid_: the held-out rows the fit was chosen on)")
+    _summary(pipeline.metrics_, title=_TRAIN_TITLES.get(checked.task, "{name}: test metrics (valid_: the held-out rows "
+                                                         "the fit was chosen on)").format(name=name))
     r = getattr(pipeline, "result_", None)
     if r is not None:
         if r.members:  # an ensemble: its candidates, not epochs
@@ -139,6 +103,10 @@ def train(
     out.print(f"bundle: {bundle}")
     out.print(f"report: {bundle / 'report.html'}" + (" (encrypted: `modelmill decrypt FILE -o OUT` opens it)"
                                                      if key else ""))
+
+
+_TRAIN_TITLES = {"forecast": "{name}: backtest metrics (each cut-off fitted on its past alone)",
+                 "recommend": "{name}: test metrics (each user's latest interactions held out; popularity_: the floor)"}
 
 
 def _with_training(config: TaskConfig, backend: str | None, workers: int | None) -> TaskConfig:
@@ -313,7 +281,8 @@ def predict(
     = Runtime.auto,
     key_file: KeyFileOption = None,
 ) -> None:
-    """Predict every row of a file (a forecast bundle: the next horizon of every series in the file)."""
+    """Predict every row of a file (a forecast bundle: the next horizon of every series in the file; a recommend
+    bundle: the top-k list of every user in the file)."""
     from modelmill.bundle import read_bundle
 
     verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
@@ -411,7 +380,8 @@ def render_config(config: Annotated[Path, typer.Argument(help="The pipeline's YA
 
 
 @app.command()
-def schema(task: Annotated[str, typer.Option(help="The config's task: predict or forecast.")] = "predict") -> None:
+def schema(task: Annotated[str, typer.Option(help="The config's task: predict, forecast or recommend.")] = "predict",
+           ) -> None:
     """Print the JSON Schema of the config (for editor completion and checks)."""
     from modelmill.config.io import TASK_CONFIGS
     from modelmill.config.reference import json_schema
@@ -484,6 +454,7 @@ register_build_command(app)
 register_compression_commands(app)
 register_explain_command(app)
 register_encryption_commands(app)
+register_recommend_commands(app)
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 its bundles, and so its evaluation, its prediction output and (in ``modelmill.serving``) its
 endpoint. A new task is one registration here and one in ``modelmill.config.io``.
 
-    pipeline = pipeline_for(load_task_config("demand.yaml"))   # Pipeline or ForecastPipeline
+    pipeline = pipeline_for(load_task_config("demand.yaml"))   # Pipeline, ForecastPipeline …
     pipeline.fit().save("bundle/")
     load_task("bundle/").predict("recent.csv")
 """
@@ -74,9 +74,22 @@ def _forecast_bundle(bundle: Bundle, runtime: str | None) -> TaskPipeline:
     return forecast_from_bundle(bundle)
 
 
+def _recommend_pipeline(config: TaskConfig, base_dir: Path | None) -> TaskPipeline:
+    from modelmill.recommending.pipeline import RecommendPipeline
+
+    return RecommendPipeline(config, base_dir=base_dir)  # another task's config is a clear ConfigError there
+
+
+def _recommend_bundle(bundle: Bundle, runtime: str | None) -> TaskPipeline:
+    from modelmill.recommending.pipeline import recommend_from_bundle
+
+    return recommend_from_bundle(bundle)
+
+
 TASKS: Registry[TaskKind] = Registry("task")
 TASKS.add("predict", TaskKind(_predict_pipeline, _predict_bundle, "predictions"))
 TASKS.add("forecast", TaskKind(_forecast_pipeline, _forecast_bundle, "forecasts"))
+TASKS.add("recommend", TaskKind(_recommend_pipeline, _recommend_bundle, "recommendations"))
 
 
 def pipeline_for(config: TaskConfig, *, base_dir: Path | None = None) -> TaskPipeline:

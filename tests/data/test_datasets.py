@@ -78,7 +78,7 @@ def test_cache_is_reused_and_leaves_no_temporaries(cache: Path) -> None:
 
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"data.source: unknown data set 'adlut' \(did you mean 'adult'\?\); valid: adult, aus_accommodation, bikeshare, bikeshare_filled, caravan, elecdemand, fine_food_test, "
-                       r"fine_food_train, german_credit, oj, wage"):
+                       r"fine_food_train, german_credit, movielens, oj, wage"):
         fetch_dataset("adlut")
 
 

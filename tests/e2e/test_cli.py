@@ -107,7 +107,7 @@ def test_init_refuses_a_horizon_without_a_forecast(tmp_path: Path) -> None:
     expect_user_error(cli("init", "shop.csv", "--target", "label", "--horizon", "3", cwd=tmp_path),
                       "--horizon: a horizon is for forecasts", "Fix: add --task forecast")
     expect_user_error(cli("init", "shop.csv", "--target", "label", "--task", "forcast", cwd=tmp_path),
-                      "--task: expected predict or forecast, got 'forcast' (did you mean 'forecast'?)")
+                      "--task: expected predict, forecast or recommend, got 'forcast' (did you mean 'forecast'?)")
 
 
 # ------------------------------------------------------------------ bad input

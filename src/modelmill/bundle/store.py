@@ -272,17 +272,22 @@ def write_bundle(target: str | Path, files: Mapping[str, bytes], info: Mapping[s
     target = Path(target).resolve()
     _refuse_existing(target)
 
-    with atomic_folder(target, _refuse_existing) as staging:
-        for name, data in files.items():
-            _write_synced(staging / _safe_name(name), seal_if(data, key, name))
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "modelmill_version": __version__,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **info,
-            "files": {name: sha256(data) for name, data in sorted(files.items())},
-        }
-        _write_synced(staging / MANIFEST, seal_if(json.dumps(manifest, indent=2).encode(), key, MANIFEST))
+    try:
+        with atomic_folder(target, _refuse_existing) as staging:
+            for name, data in files.items():
+                _write_synced(staging / _safe_name(name), seal_if(data, key, name))
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "modelmill_version": __version__,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **info,
+                "files": {name: sha256(data) for name, data in sorted(files.items())},
+            }
+            _write_synced(staging / MANIFEST, seal_if(json.dumps(manifest, indent=2).encode(), key, MANIFEST))
+    except OSError as exc:  # a file where a folder should be, no permission, a full disk: nothing is left behind
+        raise BundleError(f"cannot write the bundle {target}: {exc.strerror or exc}"
+                          f"{f' ({exc.filename})' if exc.filename else ''}. Fix: save to a folder you can write "
+                          "to (its parent a folder, not a file, with room on the disk)") from None
     return target
 
 

@@ -11,16 +11,18 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from modelmill.config.forecast import ForecastConfig
+from modelmill.config.recommend import RecommendConfig
 from modelmill.config.schema import PipelineConfig
 from modelmill.errors import ConfigError, did_you_mean
 from modelmill.registry import Registry
 
 # The task seam: `task:` picks the config shape (and, above this layer, the pipeline, its
 # evaluation, its outputs and its service endpoint: modelmill.tasks). A new task is a registration.
-TaskConfig = PipelineConfig | ForecastConfig
-TASK_CONFIGS: Registry[type[PipelineConfig] | type[ForecastConfig]] = Registry("task")
+TaskConfig = PipelineConfig | ForecastConfig | RecommendConfig
+TASK_CONFIGS: Registry[type[PipelineConfig] | type[ForecastConfig] | type[RecommendConfig]] = Registry("task")
 TASK_CONFIGS.add("predict", PipelineConfig)
 TASK_CONFIGS.add("forecast", ForecastConfig)
+TASK_CONFIGS.add("recommend", RecommendConfig)
 
 
 def load_config(source: str | Path | dict[str, Any] | PipelineConfig) -> PipelineConfig:
@@ -36,7 +38,7 @@ def load_config(source: str | Path | dict[str, Any] | PipelineConfig) -> Pipelin
 
 def load_task_config(source: str | Path | dict[str, Any] | TaskConfig) -> TaskConfig:
     """The config of any task (``task:`` picks its shape; default predict)."""
-    if isinstance(source, (PipelineConfig, ForecastConfig)):
+    if isinstance(source, (PipelineConfig, ForecastConfig, RecommendConfig)):
         return source
     if isinstance(source, dict):
         return parse_task_config(source)
@@ -64,7 +66,7 @@ def task_of(raw: dict[str, Any], origin: str = "config") -> str:
     """The ``task:`` a raw config names (predict when it names none), checked against the registry."""
     task = raw.get("task", "predict")
     if not isinstance(task, str):
-        raise ConfigError(f"expected a name such as predict or forecast, got {task!r} ({origin})", path="task")
+        raise ConfigError(f"expected a name such as predict, forecast or recommend, got {task!r} ({origin})", path="task")
     TASK_CONFIGS.get(task, path="task")
     return task
 

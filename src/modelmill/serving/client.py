@@ -91,6 +91,27 @@ class Client:
             frame[time_column] = pd.to_datetime(frame[time_column])
         return frame
 
+    def recommend(self, user: str | int | float | np.generic, k: int = 10, *,
+                  exclude: Sequence[str | int | float | np.generic] | None = None,
+                  items: Sequence[str | int | float | np.generic] | None = None) -> dict[str, Any]:
+        """``POST /v1/recommend``: the top ``k`` items for ``user``, best first, leaving out what the
+        user is known to have, ``items`` and ``exclude``. ``items``: the user's known items for this
+        request (a new user's session: their list is ranked from them). The answer as the service
+        gives it: ``user``, ``items`` (each ``item`` and ``score``), ``known_user``, ``fallback``
+        (None, ``history`` or ``popular``), ``unknown_items``, and the model, version and request id.
+        Ids go as they are (numpy numbers as Python ones); one string for ``exclude`` or ``items`` is
+        refused, since it would go as its characters."""
+        for name, ids in (("exclude", exclude), ("items", items)):
+            if isinstance(ids, (str, bytes)):
+                raise ServingError(f"{name} is one string ({ids!r:.40}), not a list of ids: it would be sent as "
+                                   f"its characters. Fix: pass a list, {name}=[{ids!r:.40}]")
+        body: dict[str, Any] = {"user": _plain(user), "k": k}
+        if exclude is not None:
+            body["exclude"] = [_plain(i) for i in exclude]
+        if items is not None:
+            body["items"] = [_plain(i) for i in items]
+        return dict(self._call("POST", "/v1/recommend", json=body, token="predict"))
+
     def feedback(self, labels: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """Labels for earlier predictions (``request_id``, ``row``, ``value``; or ``key`` and
         ``value``); one result per label: stored, unknown or sampled_out. Needs ``feedback_token``."""

@@ -24,6 +24,7 @@ from modelmill.serving.versions import ModelRoot, load_failure
 if TYPE_CHECKING:
     from modelmill.explain import Explanation
     from modelmill.serving.forecast_model import ServedForecaster
+    from modelmill.serving.recommend_model import ServedRecommender
 
 log = logging.getLogger("modelmill.serving")
 
@@ -142,7 +143,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-Served: TypeAlias = "ServedModel | ServedForecaster"  # a version of either task, as a server holds it
+Served: TypeAlias = "ServedModel | ServedForecaster | ServedRecommender"  # a version of any task, as served
 
 
 def load_version(root: ModelRoot, version: str, serving: ServingConfig, bundle: Bundle | None = None) -> ServedModel:
@@ -170,6 +171,10 @@ def load_served(root: ModelRoot, version: str, serving: ServingConfig, bundle: B
             from modelmill.serving.forecast_model import ServedForecaster
 
             model = ServedForecaster.load(bundle, version, serving)
+        elif bundle.task == "recommend":  # the recommending package only where a recommender is served
+            from modelmill.serving.recommend_model import ServedRecommender
+
+            model = ServedRecommender.load(bundle, version, serving)
         else:
             model = ServedModel.load(bundle, version, serving)
         model.warm_up(serving.max_batch_size)
@@ -185,7 +190,7 @@ def load_served(root: ModelRoot, version: str, serving: ServingConfig, bundle: B
 def _check_task(bundle: Bundle, version: str, task: str | None) -> None:
     if task is None or bundle.task == task:
         return
-    routes = {"predict": "/v1/predict", "forecast": "/v1/forecast"}
+    routes = {"predict": "/v1/predict", "forecast": "/v1/forecast", "recommend": "/v1/recommend"}
     raise Problem(409, "wrong_task", f"version {version!r} is a `task: {bundle.task}` model, and this server "
                   f"serves `task: {task}` models (its route is {routes.get(task, task)}); it stays unserved. "
                   "Fix: serve it with a server of its own, or remove it from this model folder")

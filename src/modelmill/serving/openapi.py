@@ -87,6 +87,10 @@ def openapi_for(app: FastAPI, state: ServerState) -> Callable[[], dict[str, Any]
             built.clear()
             if isinstance(state.current, ServedModel):
                 built[version] = _document(app, state)
+            elif state.current.task == "recommend":
+                from modelmill.serving.recommend_routes import recommend_document
+
+                built[version] = recommend_document(app, state)
             else:
                 from modelmill.serving.forecast_routes import forecast_document
 

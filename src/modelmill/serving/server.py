@@ -46,7 +46,8 @@ def resolve_settings(bundled: ServingConfig, overrides: dict[str, Any]) -> Servi
     if isinstance(given.get("log"), dict):  # --log-* options change single keys of serving.log
         merged["log"] = {**bundled.log.model_dump(), **{k: v for k, v in given["log"].items() if v is not None}}
     try:
-        return ServingConfig.model_validate(merged)
+        # the bundle's own kind of settings: a task's limits (a recommender's max_k) are kept
+        return type(bundled).model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "serving." + ".".join(str(p) for p in first["loc"])
@@ -178,17 +179,22 @@ def check_shadow(settings: ServingConfig, root: ModelRoot) -> None:
 
 
 def check_task_settings(settings: ServingConfig, task: str) -> None:
-    """A forecast is served without the prediction log and shadow mode: refused before any
-    model is loaded or worker started (exit 2), not ignored."""
+    """A forecast or a recommender (any task but ``predict``) is served without the prediction
+    log and shadow mode: refused before any model is loaded or worker started (exit 2), not ignored."""
     if task == "predict":
         return
     given = [name for name, value in (("serving.log.url (--log)", settings.log.url),
                                       ("serving.shadow (--shadow)", settings.shadow)) if value]
     if given:
+        answer = _ANSWERS.get(task, f"a `task: {task}` model answers otherwise")
         raise ServingError(f"{' and '.join(given)}: a `task: {task}` model is served without the prediction log, "
                            "its drift gauges, feedback and shadow mode (they follow one logged record per prediction "
-                           "and its label; a forecast answers a whole horizon per series). Fix: serve without --log "
-                           "and --shadow, and remove serving.log.url / serving.shadow from the config")
+                           f"and its label; {answer}). Fix: serve without --log and --shadow, and remove "
+                           "serving.log.url / serving.shadow from the config")
+
+
+_ANSWERS = {"forecast": "a forecast answers a whole horizon per series",
+            "recommend": "a recommendation answers a ranked list of items per user"}
 
 
 def check_log_store(settings: ServingConfig, bundle: Bundle) -> None:

@@ -72,11 +72,13 @@ class ServerState:
     @property
     def predicting(self) -> ServedModel:
         """The served model of a ``task: predict`` server: what the predict, explain and feedback
-        routes, the prediction log and the shadow work with (a forecast server has none of them)."""
+        routes, the prediction log and the shadow work with (a forecast or recommend server has
+        none of them: a 404 that names its route)."""
         current = self.current
         if not isinstance(current, ServedModel):
-            raise Problem(404, "not_found", f"this server forecasts (a `task: {current.task}` model): POST "
-                          "/v1/forecast; GET /v1/model describes it")
+            route = {"forecast": "/v1/forecast", "recommend": "/v1/recommend"}.get(current.task, "/v1/model")
+            raise Problem(404, "not_found", f"this server serves a `task: {current.task}` model: POST {route}; "
+                          "GET /v1/model describes it")
         return current
 
     @property
@@ -186,7 +188,7 @@ class ServerState:
 
         assert self.prediction_log is not None
         current = identity_of(self.current.name, self.predicting.predictor.input_schema())
-        if not isinstance(model, ServedModel):  # a forecast server keeps no log; load_served checked the task
+        if not isinstance(model, ServedModel):  # forecast, recommend: no log kept; load_served checked the task
             return
         differences = current.differences(identity_of(model.name, model.predictor.input_schema()))
         if differences:

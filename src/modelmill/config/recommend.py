@@ -1,0 +1,200 @@
+"""The config of ``task: recommend``: interactions between users and items (who bought, rated,
+watched what, and when), ranked into top-k lists per user, judged on each user's latest
+interactions held out.
+
+    task: recommend
+    name: movies
+    data: {source: dataset:movielens}
+    interactions: {user: userId, item: movieId, rating: rating, min_rating: 4, time: timestamp}
+
+Each default is written once, here; ``modelmill render-config`` shows them all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from modelmill.config.schema import NAME_PATTERN, AdamWConfig, DataConfig, EarlyStoppingConfig, SplitConfig, \
+    TrainingConfig
+from modelmill.config.section import Section
+from modelmill.config.serving import ServingConfig
+
+
+class RecommendDataConfig(DataConfig):
+    """Where the interactions come from and how they are read (as for task: predict, without a split)."""
+
+    # narrower than DataConfig's on purpose: the split of interactions is holdout:, per user
+    split: SplitConfig | None = Field(None, exclude=True, description="Not for recommendations: each user's "
+                                      "latest interactions are held out (see holdout).")  # type: ignore[assignment]
+
+    @field_validator("split")
+    @classmethod
+    def _no_split(cls, split: SplitConfig | None) -> None:
+        if split is not None:
+            raise ValueError("recommendations are judged on each user's latest interactions, never on a split of "
+                             "rows. Fix: remove data.split and set holdout.test / holdout.valid")
+
+
+class InteractionsConfig(Section):
+    """Which columns hold the interactions (one row per user and item, or per event)."""
+
+    user: str = Field(description="The user-id column.")
+    item: str = Field(description="The item-id column.")
+    rating: str | None = Field(None, description="A rating column (numbers); with min_rating, the interactions "
+                               "kept as positives.")
+    min_rating: float | None = Field(None, description="Interactions rated below this are left out (explicit "
+                                     "ratings as implicit positives: 4 on a 5-star scale); none: every "
+                                     "interaction is a positive.")
+    weight: str | None = Field(None, description="A weight column (numbers ≥ 0: quantities, plays, seconds "
+                               "watched); none: each interaction weighs 1.")
+    time: str | None = Field(None, description="The time column (timestamps, dates, or numbers such as Unix "
+                             "seconds); the held-out interactions are each user's latest. None: a seeded random "
+                             "holdout per user (with a warning: it flatters every model).")
+    time_format: str | None = Field(None, description="strftime format of the time column (default: inferred; "
+                                    "numbers are read as Unix seconds).")
+    duplicates: Literal["sum", "refuse"] = Field(
+        "sum", description="Repeated (user, item) rows: sum (one interaction weighing the sum of the rows' weights, "
+        "at the latest time; their number is reported) or refuse (a clear error naming the rows).")
+    user_features: list[str] = Field(default_factory=list, description="Columns describing users (constant per "
+                                     "user): categories, numbers, or lists separated by vertical bars or commas. They let the model "
+                                     "recommend to a user it has not seen.")
+    item_features: list[str] = Field(default_factory=list, description="Columns describing items (constant per "
+                                     "item: genres, brand, price, year): they let the model rank an item no one "
+                                     "has interacted with yet.")
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> InteractionsConfig:
+        named = [("user", self.user), ("item", self.item)]
+        named += [(role, getattr(self, role)) for role in ("rating", "weight", "time") if getattr(self, role)]
+        named += [(f"user_features[{i}]", c) for i, c in enumerate(self.user_features)]
+        named += [(f"item_features[{i}]", c) for i, c in enumerate(self.item_features)]
+        seen: dict[str, str] = {}
+        for role, column in named:
+            if column in seen:
+                raise ValueError(f"{role}: column {column!r} is already the {seen[column]} column; each column "
+                                 "has one role")
+            seen[column] = role
+        if self.min_rating is not None and self.rating is None:
+            raise ValueError("min_rating needs a rating column. Fix: set interactions.rating, or remove min_rating")
+        return self
+
+
+class HoldoutConfig(Section):
+    """Each user's latest interactions held out: the test part scores the model, the valid part
+    (just before it) stops its training early."""
+
+    test: float = Field(0.2, gt=0, lt=1, description="Fraction of each user's latest interactions held out "
+                        "for the test metrics.")
+    valid: float = Field(0.1, ge=0, lt=1, description="Fraction of each user's interactions just before the "
+                         "test part, held out for early stopping (0: none; training runs all its epochs).")
+    min_interactions: int = Field(3, ge=2, description="Users with fewer interactions keep them all for training.")
+
+    @model_validator(mode="after")
+    def _room_left(self) -> HoldoutConfig:
+        if self.test + self.valid >= 0.9:
+            raise ValueError(f"test + valid = {self.test + self.valid:g} leaves too little to train on. Fix: keep "
+                             "their sum below 0.9")
+        return self
+
+
+class PopularityConfig(Section):
+    """The items with the most interactions (weights summed), the same list for every user: the
+    floor every recommender must beat."""
+
+    type: Literal["popularity"] = "popularity"
+
+
+class TwoTowerConfig(Section):
+    """Two towers in PyTorch trained together through the shared trainer: a user's vector from
+    the items they interacted with (and, optionally, their user id); an item's from its id and
+    its features. Scores are dot products; the loss is a softmax over the positive item and
+    sampled negatives. A user's vector is computed from their known items, so a user the model
+    has not seen, or items learnt of after training, change the recommendations without retraining;
+    an item with no interactions is ranked by its features."""
+
+    type: Literal["two_tower"] = "two_tower"
+    factors: int = Field(64, ge=2, le=4096, description="Dimension of the user and item vectors.")
+    user_id: bool = Field(False, description="Also learn a vector per user id, added to the vector of their "
+                          "items. Off by default: with tens of interactions per user it mostly memorises "
+                          "(movielens: lower valid NDCG@10), and without it a known user and a new one with "
+                          "the same items get the same list.")
+    history: bool = Field(True, description="Add the mean vector of the items the user interacted with (false: "
+                          "plain matrix factorisation, which needs user_id).")
+    negatives: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
+        1000, description="Items sampled per batch as negatives for every positive (in proportion to "
+        "their interactions ** 0.5, with the logQ sampling correction); all: the whole catalogue (the exact "
+        "softmax, several times slower per epoch on movielens's 9,066 items).")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout of a user's known items while training (a "
+                           "denoising objective: the model cannot lean on any one item).")
+
+    @model_validator(mode="after")
+    def _some_user_vector(self) -> TwoTowerConfig:
+        if not (self.user_id or self.history):
+            raise ValueError("user_id and history are both false, so users would have no vector. Fix: set "
+                             "history: true (or user_id: true)")
+        return self
+
+
+def recommend_training() -> TrainingConfig:
+    """A recommender's training defaults (chosen on movielens's valid part): one row per
+    interaction, so larger batches and a higher learning rate than the tabular defaults; weight
+    decay regularises the embeddings; more patience for a noisy ranking metric."""
+    return TrainingConfig(epochs=30, batch_size=1024, optimizer=AdamWConfig(lr=0.01, weight_decay=0.5),
+                          early_stopping=EarlyStoppingConfig(patience=10))
+
+
+RecommendModelConfig = Annotated[PopularityConfig | TwoTowerConfig, Field(discriminator="type")]
+
+
+class RecommendEvaluationConfig(Section):
+    """The ranking metrics (recall, NDCG, MAP at each k, catalogue coverage), with the items a user
+    already has left out of their list."""
+
+    plots: bool = True
+    report: bool = True
+    k: list[int] = Field(default_factory=lambda: [10], min_length=1, description="List lengths scored; the "
+                         "first is the one early stopping and the summary use.")
+
+    @field_validator("k")
+    @classmethod
+    def _positive(cls, k: list[int]) -> list[int]:
+        bad = [v for v in k if v < 1 or v > 1000]
+        if bad:
+            raise ValueError(f"list lengths must be between 1 and 1000, got {bad}")
+        return k
+
+
+class RecommendServingConfig(ServingConfig):
+    """The service, with the limits of ``/v1/recommend``."""
+
+    max_k: int = Field(100, ge=1, le=10_000, description="The longest list a request may ask for.")
+    max_exclude: int = Field(10_000, ge=0, description="The most item ids a request may exclude or send as the "
+                             "user's known items.")
+
+
+class RecommendConfig(Section):
+    """``task: recommend``: the top items per user from their interactions."""
+
+    task: Literal["recommend"] = "recommend"
+    name: str = Field(pattern=NAME_PATTERN, description="Name of the runs.")
+    data: RecommendDataConfig
+    interactions: InteractionsConfig
+    holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
+    model: RecommendModelConfig = Field(default_factory=TwoTowerConfig)
+    training: TrainingConfig = Field(default_factory=recommend_training, description="The shared trainer's "
+                                     "settings, with a recommender's defaults (recommend_training) under the "
+                                     "keys a config leaves out.")
+
+    @field_validator("training", mode="before")
+    @classmethod
+    def _recommend_defaults(cls, training: object) -> object:
+        """``training: {epochs: 5}`` keeps the recommender's batch size and optimiser: the keys
+        given are laid over recommend_training's, not over the tabular defaults."""
+        if not isinstance(training, dict):
+            return training
+        defaults = recommend_training()
+        return {**{key: getattr(defaults, key) for key in defaults.model_fields_set}, **training}
+    evaluation: RecommendEvaluationConfig = Field(default_factory=RecommendEvaluationConfig)
+    serving: RecommendServingConfig = Field(default_factory=RecommendServingConfig)
