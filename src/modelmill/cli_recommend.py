@@ -35,7 +35,8 @@ def refresh(
     verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
     if verified.task != "recommend":
         raise BundleError(f"{bundle} is a `task: {verified.task}` bundle; refresh updates the known items of a "
-                          "`task: recommend` bundle")
+                          "`task: recommend` bundle. Fix: give the folder of a recommend bundle (or its run), "
+                          "or retrain this one's model on the new data with `modelmill train`")
     from modelmill.recommending.pipeline import refresh_bundle
 
     derived = refresh_bundle(verified, data, output)

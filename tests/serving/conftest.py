@@ -3,16 +3,19 @@ real uvicorn server on 127.0.0.1 (run in a thread, so a test can also reach its 
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -127,3 +130,14 @@ def record(**changes: Any) -> dict[str, Any]:
     """A valid request record for the test pipeline."""
     base = {"x": 0.5, "colour": "red", "flag": "yes", "when": "2021-03-04", "review": "great tasty"}
     return {**base, **changes}
+
+
+def served_counts(url: str) -> Counter[str]:
+    """The server's own ledger: requests by status code, from /metrics (what the fuzz tests
+    check for 5xx answers)."""
+    counts: Counter[str] = Counter()
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        match = re.match(r'modelmill_requests_total\{route="[^"]*",status="(\d+)"\} ([0-9.e+]+)', line)
+        if match:
+            counts[match.group(1)] += int(float(match.group(2)))
+    return counts

@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 
 from tests.serving.conftest import TOKEN, live_server
 from tests.serving.forecast_bundles import forecast_versions, monthly_bundle  # noqa: F401  (fixtures)
-from tests.serving.test_fuzz import _served_counts
+from tests.serving.conftest import served_counts
 
 # per generation mode: every operation, /v1/forecast alone, every operation with the admin token
 PASSES = (("all", 200, False), ("forecast", 300, False), ("all", 50, True))
@@ -43,7 +43,7 @@ def _fuzz(path: Path, sent: Counter[int], share: float) -> Counter[str]:
                     assert "Traceback" not in response.text and str(path) not in response.text
 
                 fuzz()
-        return _served_counts(live.url)
+        return served_counts(live.url)
 
 
 @pytest.mark.timeout(900)

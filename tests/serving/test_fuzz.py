@@ -3,7 +3,6 @@ requests to every operation, over real HTTP. The rule: no answer is ever a 5xx."
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -13,19 +12,9 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from tests.serving.conftest import TOKEN, live_server
+from tests.serving.conftest import TOKEN, live_server, served_counts
 
 EXAMPLES_PER_MODE = 600
-
-
-def _served_counts(url: str) -> Counter[str]:
-    """The server's own ledger: requests by status code, from /metrics."""
-    counts: Counter[str] = Counter()
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        match = re.match(r'modelmill_requests_total\{route="[^"]*",status="(\d+)"\} ([0-9.e+]+)', line)
-        if match:
-            counts[match.group(1)] += int(float(match.group(2)))
-    return counts
 
 
 @pytest.mark.timeout(900)
@@ -51,7 +40,7 @@ def test_fuzzed_requests_never_get_a_5xx(versions: Path, tmp_path: Path, monkeyp
                     assert "Traceback" not in response.text and str(versions) not in response.text
 
                 fuzz()
-        served = _served_counts(live.url)
+        served = served_counts(live.url)
     total = sum(sent.values())
     assert total >= 1000, sent
     assert not [code for code in served if code.startswith("5")], served

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 import typing
 from typing import Any
 
@@ -18,9 +19,9 @@ from modelmill.config.schema import PipelineConfig
 
 def json_schema(task: str = "predict") -> str:
     """JSON Schema of a task's whole config, for editors (YAML language servers)."""
-    models: dict[str, type[BaseModel]] = {"forecast": ForecastConfig, "recommend": RecommendConfig}
-    model = models.get(task, PipelineConfig)
-    return json.dumps(model.model_json_schema(), indent=2)
+    from modelmill.config.io import TASK_CONFIGS
+
+    return json.dumps(TASK_CONFIGS.get(task, path="--task").model_json_schema(), indent=2)
 
 
 def markdown_reference() -> str:
@@ -36,10 +37,27 @@ def markdown_reference() -> str:
     _section(ForecastConfig, "(top level)", lines, seen)
     lines += ["# task: recommend", "",
               "A recommend config shares `data` (without `split`) and `training` with the predict task (see above)",
-              "and has these keys of its own. Ratings at or above `min_rating` are the positives (movielens: 4).", ""]
+              "and has these keys of its own. Ratings at or above `min_rating` are the positives (movielens: 4).",
+              "Its `training` defaults are a recommender's, laid under the keys a config gives: "
+              + ", ".join(f"`{key}: {json.dumps(value)}`" for key, value in _recommend_training_defaults().items())
+              + ".", ""]
     seen -= {RecommendConfig}
     _section(RecommendConfig, "(top level)", lines, seen)
     return "\n".join(lines) + "\n"
+
+
+def _recommend_training_defaults() -> dict[str, Any]:
+    from modelmill.config.recommend import recommend_training
+
+    defaults = recommend_training()
+    whole = defaults.model_dump(mode="json")
+    flat: dict[str, Any] = {}
+    for key in sorted(defaults.model_fields_set):
+        if isinstance(whole[key], dict):
+            flat.update({f"{key}.{k}": v for k, v in whole[key].items() if k != "betas"})
+        else:
+            flat[key] = whole[key]
+    return flat
 
 
 def _section(model: type[BaseModel], title: str, lines: list[str], seen: set[type[BaseModel]]) -> None:
@@ -89,6 +107,15 @@ def _type_name(annotation: Any) -> str:
         prefix = "list of " if typing.get_origin(annotation) is list else ""
         return prefix + "one of type: " + ", ".join(str(t) for t in tags)
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a constrained type: its bounds read as words
+        base, *marks = typing.get_args(annotation)
+        bounds = [f"{sign} {getattr(m, attr)}" for m in marks for metadata in [getattr(m, "metadata", [m])]
+                  for m in metadata for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
+                  if getattr(m, attr, None) is not None]
+        return _type_name(base) + (f" {' '.join(bounds)}" if bounds else "")
+    if origin in (typing.Union, types.UnionType) and any(typing.get_origin(a) is typing.Annotated
+                                                         for a in typing.get_args(annotation)):
+        return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in typing.get_args(annotation))
     if isinstance(annotation, type):

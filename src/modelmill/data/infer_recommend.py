@@ -107,7 +107,8 @@ def infer_recommend_config(frame: pd.DataFrame, *, source: str, user: str | None
                  for role, c, n in (("user", user, users.isna().sum()), ("item", item, items.isna().sum())) if n]
     if time is None:
         warnings.append("no time column was found: the holdout is a seeded random draw per user, which flatters "
-                        "every model. Fix: set interactions.time to the column holding when each interaction was")
+                        "every model. Fix: set interactions.time to the column holding when each interaction "
+                        "happened (a date or a Unix time)")
     found = _Found(user, item, time, rating, weight, item_features, user_features, unused)
     text = _text(found, pairs, run_name=run_name, source=source, shape=frame.shape)
     return InferResult(text=text, warnings=tuple(warnings), columns=tuple(columns))
@@ -138,7 +139,9 @@ def _id_problem(info: ColumnInfo, column: pd.Series) -> str | None:
     numbers = pd.to_numeric(column, errors="coerce").dropna()
     if len(numbers) == column.notna().sum() and not np.all(np.mod(numbers.to_numpy(dtype="float64"), 1) == 0):
         return "numbers with fractions, not ids"
-    return "every value is distinct, where ids of interactions repeat" if info.n_unique == column.notna().sum() else None
+    if info.n_unique == column.notna().sum():
+        return "every value is distinct, where ids of interactions repeat"
+    return None
 
 
 def _id_column(frame: pd.DataFrame, info: dict[str, ColumnInfo], role: str, given: str | None,
@@ -356,8 +359,10 @@ def _text(found: _Found, pairs: pd.DataFrame, *, run_name: str, source: str, sha
 
 def _id_line(role: str, column: str, pairs: pd.DataFrame) -> str:
     per = pairs.drop_duplicates().groupby(role).size()
-    return commented(f"  {role}: {scalar(column)}", f"{len(per):,} {role}s, with {int(per.median()):,} interactions "
-                     f"each (median; {int(per.min()):,} to {int(per.max()):,})")
+    median = int(per.median())
+    return commented(f"  {role}: {scalar(column)}", f"{len(per):,} {role}{'' if len(per) == 1 else 's'}, with "
+                     f"{median:,} interaction{'' if median == 1 else 's'} each (median; {int(per.min()):,} to "
+                     f"{int(per.max()):,})")
 
 
 def _role_line(key: str, found: _Column | None, none: str) -> str:

@@ -28,7 +28,8 @@ __all__ = ["check_new_folder", "data_hash", "profile", "refresh_bundle", "stored
 log = logging.getLogger("modelmill")
 
 
-def refresh_bundle(bundle_path: str | Path | Bundle, data: pd.DataFrame | str | Path, out: str | Path, *, key: Key | None = None) -> Path:
+def refresh_bundle(bundle_path: str | Path | Bundle, data: pd.DataFrame | str | Path, out: str | Path, *,
+                   key: Key | None = None) -> Path:
     """A derived bundle at ``out`` whose known items add the interactions of ``data``: users the
     bundle does not know are added (ranked from their items), items it does not know are dropped
     with a warning, and an interaction the bundle knows already is skipped (its weight unchanged;

@@ -65,7 +65,8 @@ def _csr_buffers(matrix: sparse.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]
 
 class TwoTowerNet(nn.Module):
     """Training inputs ``[users, items]`` (batch,) each → logits (batch, 1 + negatives) with the
-    positive first (sampled softmax), or (batch, n_items) (full softmax). Evaluation inputs
+    positive first (sampled softmax), or (batch, n_items) (full softmax); with ``per_user``, inputs
+    ``[users]`` → (batch, n_items), each user's whole (dropped-out) bag as input. Evaluation inputs
     ``[users]`` → each user's top ``top`` item codes (batch, top) as floats, known items left out.
 
     The users' known items, the items' feature tokens and the sampling distribution are
@@ -74,9 +75,10 @@ class TwoTowerNet(nn.Module):
 
     def __init__(self, n_users: int, n_items: int, tokens: sparse.csr_matrix | None, known: sparse.csr_matrix,
                  counts: np.ndarray, *, factors: int, user_id: bool, history: bool, dropout: float,
-                 negatives: int | None, power: float, top: int) -> None:
+                 negatives: int | None, power: float, top: int, per_user: bool = False) -> None:
         super().__init__()
         self.factors, self.dropout, self.negatives, self.top = factors, dropout, negatives, top
+        self.per_user = per_user
         self.mask_known = True
         self.user = nn.Embedding(n_users, factors) if user_id else None
         self.history = nn.EmbeddingBag(n_items, factors, mode="sum") if history else None
@@ -144,6 +146,10 @@ class TwoTowerNet(nn.Module):
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if not self.training:
             return self._top(inputs[0])
+        if self.per_user:  # one row per user: their (dropped-out) bag → logits over the whole catalogue
+            user = self.user_vectors(inputs[0])
+            table = self.item_vectors()
+            return user @ table[:, :-1].T + table[:, -1]  # (batch, n_items)
         users, items = inputs
         user = self.user_vectors(users, leave_out=items)  # (batch, factors)
         user = torch.cat([user, torch.ones(len(user), 1, device=user.device, dtype=user.dtype)], dim=1)

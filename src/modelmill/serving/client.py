@@ -91,12 +91,14 @@ class Client:
             frame[time_column] = pd.to_datetime(frame[time_column])
         return frame
 
-    def recommend(self, user: str | int | float | np.generic, k: int = 10, *,
+    def recommend(self, user: str | int | float | np.generic, k: int | None = None, *,
                   exclude: Sequence[str | int | float | np.generic] | None = None,
                   items: Sequence[str | int | float | np.generic] | None = None) -> dict[str, Any]:
         """``POST /v1/recommend``: the top ``k`` items for ``user``, best first, leaving out what the
         user is known to have, ``items`` and ``exclude``. ``items``: the user's known items for this
-        request (a new user's session: their list is ranked from them). The answer as the service
+        request (a new user's session: their list is ranked from them). ``k``: None leaves it out,
+        so the service's default applies (the bundle's first ``evaluation.k``, at most
+        ``serving.max_k``; GET /v1/model shows it). The answer as the service
         gives it: ``user``, ``items`` (each ``item`` and ``score``), ``known_user``, ``fallback``
         (None, ``history`` or ``popular``), ``unknown_items``, and the model, version and request id.
         Ids go as they are (numpy numbers as Python ones); one string for ``exclude`` or ``items`` is
@@ -105,7 +107,9 @@ class Client:
             if isinstance(ids, (str, bytes)):
                 raise ServingError(f"{name} is one string ({ids!r:.40}), not a list of ids: it would be sent as "
                                    f"its characters. Fix: pass a list, {name}=[{ids!r:.40}]")
-        body: dict[str, Any] = {"user": _plain(user), "k": k}
+        body: dict[str, Any] = {"user": _plain(user)}
+        if k is not None:
+            body["k"] = k
         if exclude is not None:
             body["exclude"] = [_plain(i) for i in exclude]
         if items is not None:

@@ -4,8 +4,9 @@
 
     {"user": "42", "k": 10, "exclude": ["318", "296"], "items": ["1", "50"]}
 
-``user`` is the only field needed. ``k`` is the list's length (1 to ``serving.max_k``, 10 when
-left out, or ``max_k`` when that is smaller); ``exclude`` names items never to list; ``items``
+``user`` is the only field needed. ``k`` is the list's length (1 to ``serving.max_k``; when left
+out, the first of the bundle's ``evaluation.k``, the length the model was judged on, or ``max_k``
+when that is smaller); ``exclude`` names items never to list; ``items``
 are the user's known items for this request (a new user's session, say): added to what the
 bundle knows of a known user, and what an unknown user's list is ranked from.
 
@@ -34,9 +35,8 @@ from modelmill.recommending.read import as_id
 from modelmill.serving.problem import Problem
 from modelmill.serving.schema import public_errors
 
-__all__ = ["DEFAULT_K", "ID_TEXT", "RecommendContract", "RecommendRequest", "build_recommend_contract"]
+__all__ = ["ID_TEXT", "RecommendContract", "RecommendRequest", "build_recommend_contract"]
 
-DEFAULT_K = 10  # the list's length when a request leaves k out (at most serving.max_k)
 ID_TEXT = 256  # characters of a user or item id, at least (more when the bundle holds longer ids)
 _EXACT = 2 ** 53  # whole floats below this are exact: 42.0 is the id "42"; past it a float is refused
 
@@ -64,6 +64,7 @@ class RecommendContract:
 
     Attributes:
         max_k: The longest list a request may ask for (``serving.max_k``).
+        default_k: The list's length when a request leaves ``k`` out (at most ``max_k``).
         max_exclude: The most ids ``exclude`` and ``items`` may each hold (``serving.max_exclude``).
         id_text: The most characters of an id (:data:`ID_TEXT`, or the bundle's longest id).
         adapter: Validates a raw body.
@@ -72,15 +73,12 @@ class RecommendContract:
     """
 
     max_k: int
+    default_k: int
     max_exclude: int
     id_text: int
     adapter: TypeAdapter[Any]
     json_schema: dict[str, Any]
     example: dict[str, Any]
-
-    @property
-    def default_k(self) -> int:
-        return min(DEFAULT_K, self.max_k)
 
     def read(self, body: bytes) -> RecommendRequest:
         """The body checked: 400 when it is not JSON, 422 with each wrong field's path."""
@@ -101,13 +99,15 @@ class RecommendContract:
                                 list(payload.get("exclude", [])), None if items is None else list(items))
 
 
-def build_recommend_contract(*, max_k: int, max_exclude: int, example: dict[str, Any],
+def build_recommend_contract(*, max_k: int, default_k: int, max_exclude: int, example: dict[str, Any],
                              id_text: int = ID_TEXT) -> RecommendContract:
-    """The request contract of a recommender served with these limits; ``id_text``: the most
-    characters of an id (at least :data:`ID_TEXT`; the server passes its bundle's longest id
-    when longer, so that every id the bundle holds can be asked for)."""
+    """The request contract of a recommender served with these limits; ``default_k``: the list's
+    length when a request leaves ``k`` out (the server passes its bundle's first
+    ``evaluation.k``; capped at ``max_k``); ``id_text``: the most characters of an id (at least
+    :data:`ID_TEXT`; the server passes its bundle's longest id when longer, so that every id the
+    bundle holds can be asked for)."""
     id_text = max(ID_TEXT, id_text)
-    default_k = min(DEFAULT_K, max_k)
+    default_k = max(1, min(default_k, max_k))
     item = _id_type("An item id", id_text, "an item id")
     ids: Any = list[item]  # type: ignore[valid-type]
     user = _id_type("The user id: one the model knows, or a new one (ranked from `items` when sent, else the "
@@ -135,7 +135,7 @@ def build_recommend_contract(*, max_k: int, max_exclude: int, example: dict[str,
         f"size is read as its digits (42, 42.0 and \"42\" are the same id). At most {max_exclude} ids in "
         f"`exclude` and in `items` each.")
     adapter.validate_python(example)  # the docs' example is itself a valid request
-    return RecommendContract(max_k, max_exclude, id_text, adapter, json_schema, example)
+    return RecommendContract(max_k, default_k, max_exclude, id_text, adapter, json_schema, example)
 
 
 def _id_reader(limit: int, name: str) -> Any:

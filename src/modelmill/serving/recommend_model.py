@@ -50,12 +50,15 @@ class ServedRecommender:
         to :func:`~modelmill.serving.server.load_state` from Python replace them), else, where
         ``serving`` is not a recommender's, the bundle's own. An id may be as long as the
         bundle's longest (at least :data:`~modelmill.serving.recommend_contract.ID_TEXT`
-        characters), so every id it holds can be asked for. The popular items that GET
+        characters), so every id it holds can be asked for. A request without ``k`` gets the
+        first of the bundle's ``evaluation.k`` (the length the model was judged on; at most
+        ``max_k``). The popular items that GET
         /v1/model lists are listed here, once."""
         predictor = RecommendPredictor.from_bundle(bundle)
         limits = serving if isinstance(serving, RecommendServingConfig) else predictor.config.serving
         id_text = max([ID_TEXT, *map(len, predictor.user_ids), *map(len, predictor.item_ids)])
-        contract = build_recommend_contract(max_k=limits.max_k, max_exclude=limits.max_exclude, id_text=id_text,
+        contract = build_recommend_contract(max_k=limits.max_k, default_k=predictor.config.evaluation.k[0],
+                                            max_exclude=limits.max_exclude, id_text=id_text,
                                             example=_example(predictor, limits.max_k))
         popular = predictor.recommend_many([_NOBODY], _IDS_SHOWN)[0].items if predictor.item_ids else []
         return cls(predictor.config.name, version, predictor, contract, bundle.manifest, bundle.metrics(), popular)
