@@ -17,94 +17,45 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from modelmill.recommending.predictor import Recommendation
-from modelmill.serving.guards import api_keys, check_api_key, read_body
-from modelmill.serving.openapi import add_errors, model_document
-from modelmill.serving.problem import Problem
 from modelmill.serving.recommend_model import ServedRecommender, recommendation_json
-from modelmill.serving.runner import SerialRunner
+from modelmill.serving.task_routes import add_task_route, served_as, task_document, task_errors
 
 if TYPE_CHECKING:
     from modelmill.serving.state import ServerState
 
-__all__ = ["add_recommend_routes", "recommend_document"]
+__all__ = ["RESPONSE_SCHEMA", "add_recommend_routes", "recommend_document"]
 
-ERRORS = {
-    "400": "The body is not JSON (or too deeply nested)",
-    "401": "Missing or wrong token (admin or API key)",
-    "403": "The endpoint is off (its token is unset), or an admin caller is not local",
-    "404": "Unknown version",
-    "409": "The version failed to load or warm up, or is of another task (the old one keeps serving), or a "
-           "swap is running",
-    "413": "The body is over the size limit",
-    "422": "The request does not match the input schema (details name each field: no user, a blank id, an id "
-           "that is neither a string nor a whole number, k outside 1..serving.max_k, more ids than "
-           "serving.max_exclude), or the model refuses the request",
-    "503": "Busy (the queue is full) or shutting down; see Retry-After",
-    "504": "The list was not ready in time",
-}
-_OPERATION_ERRORS = {
-    ("/v1/recommend", "post"): ("400", "401", "413", "422", "503", "504"),
-    ("/v1/admin/reload", "post"): ("400", "401", "403", "404", "409", "413", "422"),
-    ("/v1/admin/rollback", "post"): ("401", "403", "409"),
-    ("/readyz", "get"): ("503",),
-}
+ERRORS = task_errors(
+    unprocessable="The request does not match the input schema (details name each field: no user, a blank id, "
+    "an id that is neither a string nor a whole number, k outside 1..serving.max_k, more ids than "
+    "serving.max_exclude), or the model refuses the request",
+    late="The list was not ready in time")
 
 
 def add_recommend_routes(app: FastAPI, state: ServerState) -> Callable[[], None]:
     """``POST /v1/recommend`` (and a ``/v1/predict`` that says where to go); what ends the
     recommendation thread at shutdown."""
-    settings = state.settings
-    keys = api_keys(settings)
-    runner: SerialRunner[Recommendation] = SerialRunner(settings, what="recommendations",
-                                                        thread="modelmill-recommend")
 
-    @app.post("/v1/recommend", tags=["recommend"], summary="The top k items for a user")
-    async def recommend(request: Request) -> JSONResponse:
-        if keys:
-            check_api_key(request, keys)
-        model = served(state)
-        checked = model.contract.read(await read_body(request, settings.max_body_bytes))
-        listed = await runner.run(lambda: model.recommend(checked))
-        state.metrics.observe_batch(1)  # one "prediction": the user's list
-        return JSONResponse({"model": model.name, "version": model.version, "request_id": request.state.request_id,
-                             **recommendation_json(listed)})
+    def answer(model: ServedRecommender, checked: Any) -> tuple[dict[str, Any], int]:
+        return recommendation_json(model.recommend(checked)), 1  # one "prediction": the user's list
 
-    @app.post("/v1/predict", include_in_schema=False)
-    async def predict() -> None:
-        raise Problem(404, "not_found", "this server recommends (a `task: recommend` model): POST /v1/recommend "
-                      "with {\"user\": ID, \"k\": N}; GET /v1/model and /docs describe the body")
-
-    return runner.close
-
-
-def served(state: ServerState) -> ServedRecommender:
-    """The served recommender (a reload never changes the task: :func:`~modelmill.serving.models.load_served`)."""
-    current: Any = state.current
-    if not isinstance(current, ServedRecommender):
-        raise Problem(409, "wrong_task", f"this server now serves a `task: {current.task}` model")
-    return current
+    return add_task_route(app, state, ServedRecommender, path="/v1/recommend", tag="recommend",
+                          summary="The top k items for a user", what="recommendations", answer=answer,
+                          elsewhere="this server recommends (a `task: recommend` model): POST /v1/recommend with "
+                          "{\"user\": ID, \"k\": N}; GET /v1/model and /docs describe the body")
 
 
 def recommend_document(app: FastAPI, state: ServerState) -> dict[str, Any]:
     """The OpenAPI document of a recommendation server: the request and response of
     ``/v1/recommend``, and every error answer."""
-    model = served(state)
-    document = model_document(
-        app, version=model.version, description=f"Recommendations of the modelmill model {model.name!r}, version "
-        f"{model.version!r}: the top k of {len(model.predictor.item_ids)} items for a user, leaving out what the "
-        "user is known to have.", path="/v1/recommend", name="Recommend",
-        request_schema=model.contract.json_schema, example=model.contract.example,
-        response_schema=RESPONSE_SCHEMA, answer="The user's list, best first")
-    paths = document["paths"]
-    add_errors(paths, _OPERATION_ERRORS, ERRORS)
-    for path in ("/v1/admin/reload", "/v1/admin/rollback"):
-        paths[path]["post"]["security"] = [{"adminToken": []}]
-    document["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"}}
-    return document
+    model = served_as(state, ServedRecommender)
+    return task_document(
+        app, model, path="/v1/recommend", name="Recommend", description=f"Recommendations of the modelmill model "
+        f"{model.name!r}, version {model.version!r}: the top k of {len(model.predictor.item_ids)} items for a user, "
+        "leaving out what the user is known to have.", response_schema=RESPONSE_SCHEMA,
+        answer="The user's list, best first", errors=ERRORS)
 
 
 RESPONSE_SCHEMA: dict[str, Any] = {
