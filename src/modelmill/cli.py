@@ -321,6 +321,9 @@ def serve(
     timeout: Annotated[float | None, typer.Option(help="Seconds before a request gets 504.")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help="Larger bodies get 413.")] = None,
     max_records: Annotated[int | None, typer.Option(help="Records per request, at most.")] = None,
+    max_k: Annotated[int | None, typer.Option(help="task: recommend: the longest list a request may ask for.")] = None,
+    max_exclude: Annotated[int | None, typer.Option(
+        help="task: recommend: the most item ids a request may exclude or send as the user's items.")] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds to finish requests on SIGTERM.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
     log: Annotated[str | None, typer.Option(
@@ -343,7 +346,8 @@ def serve(
         "host": host, "port": port, "workers": workers, "threads": threads,
         "runtime": runtime.value if runtime else None, "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms, "queue_size": queue_size, "timeout_s": timeout,
-        "max_body_bytes": max_body_bytes, "max_records": max_records, "grace_s": grace, "shadow": shadow,
+        "max_body_bytes": max_body_bytes, "max_records": max_records, "max_k": max_k, "max_exclude": max_exclude,
+        "grace_s": grace, "shadow": shadow,
         "log": {"url": log, "sample": log_sample, "flush_interval_s": log_flush_interval,
                 "batch_size": log_batch_size, "retention_days": log_retention_days, "spool": log_spool},
     }

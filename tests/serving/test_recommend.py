@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from modelmill.bundle import read_bundle
-from modelmill.errors import DataError, ModelError, ServingError
+from modelmill.errors import ConfigError, DataError, ModelError, ServingError
 from modelmill.recommending.pipeline import RecommendPipeline, refresh_bundle
 from modelmill.recommending.predictor import RecommendPredictor
 from modelmill.serving.client import Client, ServiceError
@@ -306,6 +306,17 @@ def test_the_prediction_log_and_shadow_are_refused(fitted: Any) -> None:
             check_task_settings(resolve_settings(bundled, overrides), "recommend")
         assert named in str(raised.value) and "ranked list of items per user" in str(raised.value)
         assert "Fix: serve without --log and --shadow" in str(raised.value)
+
+
+def test_the_lists_limits_come_from_the_command_line_for_a_recommender_only(fitted: Any) -> None:
+    from modelmill.config.serving import ServingConfig
+
+    bundled = read_bundle(fitted[0] / "2").task_config().serving
+    settings = resolve_settings(bundled, {"max_k": 3, "max_exclude": 7})  # modelmill serve --max-k 3 --max-exclude 7
+    assert (settings.max_k, settings.max_exclude) == (3, 7)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="--max-k is a setting of another task's service") as raised:
+        resolve_settings(ServingConfig(), {"max_k": 3})  # a predict bundle's service
+    assert raised.value.path == "serving.max_k" and "Fix: leave out --max-k" in str(raised.value)
 
 
 # ----------------------------------------------------------- shared machinery

@@ -42,6 +42,11 @@ _ENVIRONMENT = "MODELMILL_SERVE"
 def resolve_settings(bundled: ServingConfig, overrides: dict[str, Any]) -> ServingConfig:
     """The bundle's ``serving:`` section with the command line's values on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    foreign = sorted(set(given) - set(type(bundled).model_fields))
+    if foreign:  # another task's limit (a recommender's max_k given for a classifier): say so, not "extra input"
+        option = "--" + foreign[0].replace("_", "-")
+        raise ConfigError(f"{option} is a setting of another task's service; this bundle's service has none. Fix: "
+                          f"leave out {option}", path=f"serving.{foreign[0]}")
     merged = {**bundled.model_dump(), **given}
     if isinstance(given.get("log"), dict):  # --log-* options change single keys of serving.log
         merged["log"] = {**bundled.log.model_dump(), **{k: v for k, v in given["log"].items() if v is not None}}
