@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +24,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_latency import BIN, ROOT, free_port, ours, running  # noqa: E402  (the same server start)
-
-
-def train_example(workdir: Path) -> Path:
-    subprocess.run([str(BIN / "modelmill"), "train", str(ROOT / "examples/recommend/movielens.yaml"), "--runs",
-                    str(workdir)], check=True, stdout=subprocess.DEVNULL)
-    return workdir / "movielens" / "latest"
+from serve_latency import free_port, ours, running, train_example  # noqa: E402  (the same server start)
 
 
 def served_latency(bundle: Path, users: list[str], k: int) -> list[float]:
@@ -87,7 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         started = time.perf_counter()
-        bundle = args.bundle or train_example(Path(workdir))
+        bundle = (args.bundle.resolve() if args.bundle else
+                  train_example(Path(workdir), "examples/recommend/movielens.yaml"))
         trained = time.perf_counter() - started
         from modelmill.bundle import read_bundle
         from modelmill.recommending.predictor import RecommendPredictor

@@ -94,10 +94,11 @@ def wrk(url: str, body: bytes, *, connections: int, seconds: int) -> dict[str, f
     return {"rps": float(rps.group(1)), "p50_ms": percentile("50"), "p99_ms": percentile("99")}
 
 
-def train_example(workdir: Path) -> Path:
-    subprocess.run([str(BIN / "modelmill"), "train", str(ROOT / "examples/adult/adult.yaml"), "--runs",
-                    str(workdir)], check=True, stdout=subprocess.DEVNULL)
-    return workdir / "adult" / "latest"
+def train_example(workdir: Path, example: str = "examples/adult/adult.yaml") -> Path:
+    """The worked example trained into ``workdir``; its bundle (the run's name is the file's stem)."""
+    subprocess.run([str(BIN / "modelmill"), "train", str(ROOT / example), "--runs", str(workdir)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return workdir / Path(example).stem / "latest"
 
 
 def ours(bundle: Path, port: int, *extra: str) -> list[str]:

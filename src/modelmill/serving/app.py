@@ -36,7 +36,7 @@ from modelmill.serving.multipart import is_multipart, multipart_record
 from modelmill.serving.models import ServedModel, explanation_json
 from modelmill.serving.problem import Problem, without_paths
 from modelmill.serving.runner import SerialRunner
-from modelmill.serving.schema import public_errors
+from modelmill.serving.schema import invalid_body, public_errors
 from modelmill.serving.state import ServerState
 from modelmill.serving.versions import version_order
 
@@ -261,11 +261,8 @@ async def _read_records(request: Request, model: ServedModel, limit: int) -> lis
         else:
             payload = model.contract.adapter.validate_json(body)
     except ValidationError as exc:
-        kind, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
-        status = 400 if kind == "invalid_json" else 422
-        message = "the body is not valid JSON" if status == 400 else "the request does not match " \
-            "the model's input schema (GET /v1/model lists it)"
-        raise Problem(status, kind, message, details=details) from None
+        raise invalid_body(exc, "the request does not match the model's input schema (GET /v1/model lists "
+                           "it)") from None
     records: list[dict[str, Any]] = payload["instances"]
     return records
 

@@ -28,8 +28,7 @@ from typing_extensions import NotRequired, TypedDict
 from modelmill.config.forecast import SeriesConfig
 from modelmill.errors import did_you_mean
 from modelmill.features.request import ENUM_LIMIT
-from modelmill.serving.problem import Problem
-from modelmill.serving.schema import public_errors
+from modelmill.serving.schema import invalid_body
 
 __all__ = ["ForecastContract", "ForecastRequest", "build_forecast_contract"]
 
@@ -74,11 +73,8 @@ class ForecastContract:
         try:
             payload = self.adapter.validate_json(body)
         except ValidationError as exc:
-            kind, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
-            if kind == "invalid_json":
-                raise Problem(400, kind, "the body is not valid JSON", details=details) from None
-            raise Problem(422, kind, "the request does not match the forecast's input schema (GET /v1/model "
-                          "and /openapi.json describe it)", details=details) from None
+            raise invalid_body(exc, "the request does not match the forecast's input schema (GET /v1/model and "
+                               "/openapi.json describe it)") from None
         return self.request_of(payload)
 
     def request_of(self, payload: dict[str, Any]) -> ForecastRequest:

@@ -32,8 +32,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAda
 from typing_extensions import NotRequired, TypedDict
 
 from modelmill.recommending.read import as_id
-from modelmill.serving.problem import Problem
-from modelmill.serving.schema import public_errors
+from modelmill.serving.schema import invalid_body
 
 __all__ = ["ID_TEXT", "RecommendContract", "RecommendRequest", "build_recommend_contract"]
 
@@ -85,12 +84,9 @@ class RecommendContract:
         try:
             payload = self.adapter.validate_json(body)
         except ValidationError as exc:
-            kind, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
-            if kind == "invalid_json":
-                raise Problem(400, kind, "the body is not valid JSON", details=details) from None
-            raise Problem(422, kind, "the request does not match the recommendation's input schema "
-                          "({\"user\": ID, \"k\": N, \"exclude\": [IDS], \"items\": [IDS]}; GET /v1/model and "
-                          "/openapi.json describe it)", details=details) from None
+            raise invalid_body(exc, "the request does not match the recommendation's input schema ({\"user\": "
+                               "ID, \"k\": N, \"exclude\": [IDS], \"items\": [IDS]}; GET /v1/model and "
+                               "/openapi.json describe it)") from None
         return self.request_of(payload)
 
     def request_of(self, payload: dict[str, Any]) -> RecommendRequest:

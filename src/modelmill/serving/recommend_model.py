@@ -46,8 +46,7 @@ class ServedRecommender:
     def load(cls, bundle: Bundle, version: str, serving: ServingConfig) -> ServedRecommender:
         """The version of ``bundle`` (read and verified), with its request contract. The limits
         ``max_k`` and ``max_exclude`` are those of ``serving``, the served settings: the bundle's
-        ``serving:`` section (the command line has no option for them; only the overrides given
-        to :func:`~modelmill.serving.server.load_state` from Python replace them), else, where
+        ``serving:`` section under ``modelmill serve --max-k/--max-exclude``, else, where
         ``serving`` is not a recommender's, the bundle's own. An id may be as long as the
         bundle's longest (at least :data:`~modelmill.serving.recommend_contract.ID_TEXT`
         characters), so every id it holds can be asked for. A request without ``k`` gets the

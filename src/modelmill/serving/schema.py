@@ -22,12 +22,13 @@ from typing import Annotated, Any, Literal
 
 from typing_extensions import NotRequired, TypedDict
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
 
 from modelmill.errors import ModelmillError
 from modelmill.features import Feature
 from modelmill.features.request import MAX_TEXT, canonical, date_type, json_or_text, number_type
 from modelmill.privacy.policy import PrivacyPolicy
+from modelmill.serving.problem import Problem
 
 _PERSONAL_TEXT = 1024  # characters of a hashed, masked or truncated value
 _EXAMPLES = {"number": 0.0, "text": "an example value"}  # never a value of the data
@@ -140,3 +141,12 @@ def public_errors(errors: list[Any]) -> tuple[ErrorKind, list[dict[str, Any]]]:
     kind: ErrorKind = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) \
         else "invalid_request"
     return kind, details
+
+
+def invalid_body(exc: ValidationError, mismatch: str) -> Problem:
+    """The answer to a body its schema refused: 400 when it is not JSON, else 422 saying
+    ``mismatch``; each wrong field's path (never its value) in the details."""
+    kind, details = public_errors(exc.errors(include_url=False, include_input=False, include_context=False))
+    if kind == "invalid_json":
+        return Problem(400, kind, "the body is not valid JSON", details=details)
+    return Problem(422, kind, mismatch, details=details)
