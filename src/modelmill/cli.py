@@ -26,10 +26,12 @@ from modelmill.cli_build import register as register_build_command
 from modelmill.cli_compression import Runtime, register as register_compression_commands
 from modelmill.cli_explain import register as register_explain_command
 from modelmill.cli_init import register as register_init_command
+from modelmill.cli_lineage import register as register_lineage_command
 from modelmill.cli_encryption import (KeyFileOption, export_key_file, given_key,
                                       register as register_encryption_commands, run_key)
 from modelmill.cli_monitoring import register as register_monitoring_commands
 from modelmill.cli_recommend import register as register_recommend_commands
+from modelmill.cli_registry import register as register_registry_commands
 from modelmill.errors import ConfigError, ModelmillError
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ def train(
 
     checked = _with_training(load_task_config(config), backend, workers)  # a wrong config fails here, before imports
     key = run_key(encrypt, key_file)  # --key-file implies --encrypt; a missing key fails before any run folder
+    from modelmill.tracking.run import check_tracking, tracking
+
+    check_tracking(checked, encrypted=key is not None)  # before any run folder too
     if checked.training.backend == "ray":  # refused or unreachable before a run folder exists
         from modelmill.cluster import connect
         from modelmill.training.ray_backend import WHAT, check_ray_training
@@ -82,11 +87,19 @@ def train(
         check_resume(run_dir, encrypted=key is not None)
     err.print(f"run {run_dir}" + (" (encrypted)" if key else ""))
     try:
-        with _log_to(run_dir / "train.log", key):
+        with _log_to(run_dir / "train.log", key), tracking(checked, action="train", base_dir=config.parent,
+                                                             run_dir=run_dir, encrypted=key is not None) as tracked:
+            callbacks = getattr(pipeline, "callbacks", None)  # a predict pipeline's: epochs logged as they end
+            if tracked is not None and isinstance(callbacks, list):
+                callbacks.append(tracked.callback())
             pipeline.fit(run_dir=run_dir, resume=resume, key=key)
             started = time.perf_counter()
             bundle = pipeline.save(run_dir / "bundle")
             logging.getLogger("modelmill").info(f"seconds: report and bundle {time.perf_counter() - started:.2f}")
+            if tracked is not None:
+                from modelmill.bundle import read_bundle
+
+                tracked.log_bundle(read_bundle(bundle), whole=checked.tracking.log_bundle)
     except ModelmillError:
         if not resume:  # a new run that failed on the user's input leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -103,6 +116,8 @@ def train(
     out.print(f"bundle: {bundle}")
     out.print(f"report: {bundle / 'report.html'}" + (" (encrypted: `modelmill decrypt FILE -o OUT` opens it)"
                                                      if key else ""))
+    if tracked is not None and tracked.url and tracked.down is None:
+        out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
 
 
 _TRAIN_TITLES = {"forecast": "{name}: backtest metrics (each cut-off fitted on its past alone)",
@@ -154,11 +169,18 @@ def compare(
 
         for method in methods:
             METHODS.get(method, path="--compress")
+    from modelmill.tracking.run import check_tracking, tracking
+    from modelmill.tracking.values import flatten
+
+    check_tracking(pipeline.config)  # a wrong MLFLOW_TRACKING_URI fails before a run folder exists
     out_dir = new_run_dir(runs, f"{pipeline.config.name}-compare")
     err.print(f"comparing {', '.join(names)} in {out_dir}")
-    with _log_to(out_dir / "compare.log"):
+    params = {**flatten(pipeline.config.model_dump(mode="json")), "compare.variants": ",".join(names),
+              "compare.compress": ",".join(methods)}
+    with _log_to(out_dir / "compare.log"), tracking(pipeline.config, action="compare", base_dir=config.parent,
+                                                    run_dir=out_dir, run_name=out_dir.name, params=params) as tracked:
         rows = run_compare(pipeline.config, configs, out_dir, base_dir=pipeline.base_dir, compress=methods,
-                           progress=lambda message: err.print(escape(message), highlight=False))
+                           progress=lambda message: err.print(escape(message), highlight=False), tracked=tracked)
     headings, cells = table_rows(pipeline.config.target.type, rows)
     table = Table(title=f"{pipeline.config.name}: model variants on the same split")
     for i, heading in enumerate(headings):
@@ -169,6 +191,8 @@ def compare(
     # the table at its natural width even past the terminal's: cut cells would hide the numbers
     Console(file=out.file, width=max(out.width, needed)).print(table)
     out.print(f"report: {out_dir / 'report.html'}")
+    if tracked is not None and tracked.url and tracked.down is None:
+        out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
     if any("error" in row for row in rows):
         raise typer.Exit(2)
 
@@ -215,7 +239,8 @@ def tune(
         result = run_tune(checked, base_dir=config.parent, trials=trials,
                           timeout=_duration(timeout) if timeout is not None else None, study=study, runs=runs,
                           storage=storage, output=output, keep=keep, final=final, pruning=pruning,
-                          backend=backend.value, progress=lambda message: err.print(escape(message), highlight=False))
+                          backend=backend.value, progress=lambda message: err.print(escape(message), highlight=False),
+                          track=True)
     except KeyboardInterrupt:
         if backend is TuneBackend.ray:  # Ray Tune's experiment is not resumed: see tuning/ray_search.py
             err.print(f"interrupted: the ray search of study {name!r} stopped; its trials are under "
@@ -237,6 +262,9 @@ def tune(
               f"failed; best trial {outcome.best_number}: validation {outcome.metric} {outcome.best_value:.4f}{untuned}")
     out.print(f"best config: {result.best_path}")
     out.print(f"report: {result.report_path}")
+    tracked = result.tracked
+    if tracked is not None and tracked.url and tracked.down is None:
+        out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
 
 
 def _duration(text: str) -> float:
@@ -265,11 +293,47 @@ def evaluate(
     from modelmill.tasks import task_from_bundle
 
     pipeline = task_from_bundle(verified)
+    from modelmill.tracking import tags
+    from modelmill.tracking.client import redact, tracking_uri
+    from modelmill.tracking.run import tracking
+
+    config = verified.task_config()
+    tracked_config = config
+    if verified.encrypted and tracking_uri(config.tracking) is not None:  # a wrong URI fails here, before files
+        # the bundle's config cannot be edited to turn tracking off: the evaluation goes on, untracked
+        logging.getLogger("modelmill").warning(
+            "tracking: the bundle is encrypted, so this evaluation is not tracked (MLflow would hold its metrics "
+            "and report in clear). Fix: unset MLFLOW_TRACKING_URI to silence this warning")
+        tracked_config = config.model_copy(update={"tracking": config.tracking.model_copy(update={"enabled": False})})
     out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = pipeline.evaluate(data, out_dir=out_dir)
+    params = {"data": redact(str(data)), "bundle_sha256": verified.digest, "bundle": str(verified.path)}
+    with tracking(tracked_config, action="evaluate", run_dir=out_dir, run_name=redact(f"evaluate {Path(data).name}"),
+                  params=params) as tracked:
+        metrics = pipeline.evaluate(data, out_dir=out_dir)
+        if tracked is not None:
+            from modelmill.tracking.lineage import bundle_tags, run_of_bundle
+
+            trained = None
+            if tracked.down is None and tracked.run_id is not None:
+                try:  # the run that logged the bundle: this evaluation's parent in MLflow's links
+                    trained = run_of_bundle(tracked.client, verified.digest)
+                except Exception:  # a link is a nicety: the tags still name the bundle's hash
+                    trained = None
+            # not BUNDLE_SHA256: the run that logged the bundle is the one that tag finds
+            found = {k: v for k, v in bundle_tags(verified).items() if k != tags.BUNDLE_SHA256}
+            found[tags.PARENT_SHA256] = verified.digest
+            if trained is not None:
+                found[tags.PARENT_RUN_ID] = trained.info.run_id
+            tracked.set_tags(found)
+            tracked.log_metrics(metrics)
+            for name in ("metrics.json", "report.html"):
+                tracked.log_file(out_dir / name)
+            tracked.log_folder(out_dir / "plots", "plots")
     _summary(metrics, title=f"{pipeline.config.name} on {data}")
     out.print(f"report: {out_dir / 'report.html'}")
+    if tracked is not None and tracked.url and tracked.down is None:
+        out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
 
 
 @app.command()
@@ -303,7 +367,9 @@ class Engine(str, Enum):
 
 @app.command()
 def serve(
-    models: Annotated[Path, typer.Argument(help="A bundle, a run directory, or a folder of versions 1/, 2/, ….")],
+    models: Annotated[str, typer.Argument(
+        help="A bundle, a run directory, a folder of versions 1/, 2/, …, or a registered model of MLflow "
+        "(MLFLOW_TRACKING_URI): models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME (the newest).")],
     host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000; 0 picks a free one).")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes (default 1).")] = None,
@@ -459,6 +525,8 @@ register_compression_commands(app)
 register_explain_command(app)
 register_encryption_commands(app)
 register_recommend_commands(app)
+register_registry_commands(app)
+register_lineage_command(app)
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,6 +26,10 @@ from modelmill.errors import ConfigError, ModelError, ModelmillError
 from modelmill.evaluation.report import render_report
 from modelmill.files import atomic_open
 from modelmill.registry import Registry
+
+if TYPE_CHECKING:
+    from modelmill.tracking.run import TrackedRun
+    from modelmill.training import Callback
 
 
 @dataclass(frozen=True)
@@ -119,36 +123,84 @@ def variant_configs(config: PipelineConfig, names: list[str]) -> dict[str, Pipel
 
 
 def compare(config: PipelineConfig, configs: dict[str, PipelineConfig], out_dir: Path, *, base_dir: Path,
-            compress: list[str] = [], progress: Callable[[str], None] = lambda message: None  # noqa: B006
-            ) -> list[dict[str, Any]]:
+            compress: list[str] = [], progress: Callable[[str], None] = lambda message: None,  # noqa: B006
+            tracked: TrackedRun | None = None) -> list[dict[str, Any]]:
     """Train every variant (``variant_configs``) on the same data and split; one result row
     per variant (a variant that fails on the user's input gets its error instead of
     numbers), and one per compression method of each (``modelmill compress`` behind its
     default gate; a refused one gets the gate's figures). Writes ``comparison.json``,
-    ``comparison.csv`` and ``report.html`` into ``out_dir``."""
+    ``comparison.csv`` and ``report.html`` into ``out_dir``. With ``tracked`` (the
+    comparison's MLflow run) each variant is a run nested in it, and the three files its
+    artefacts."""
     frame = Pipeline(config, base_dir=base_dir).read()
     sample = frame.sample(n=min(config.compare.latency_rows, len(frame)), random_state=0)
     rows: list[dict[str, Any]] = []
     for name, variant in configs.items():
         progress(f"{name}: {VARIANTS.get(name).description}")
+        run = _variant_run(tracked, variant, name)
         try:
-            rows.append(_run_variant(name, variant, frame, sample, out_dir / name, base_dir))
+            rows.append(_run_variant(name, variant, frame, sample, out_dir / name, base_dir,
+                                     [run.callback()] if run is not None else []))
         except ModelmillError as exc:
             rows.append({"variant": name, "description": VARIANTS.get(name).description, "error": str(exc)})
+        except BaseException as exc:  # Ctrl-C, or a fault of ours: the comparison stops here
+            if run is not None:
+                run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        _log_variant(run, rows[-1], whole=variant.tracking.log_bundle)
         progress(f"{name}: done")
         if "error" not in rows[-1]:
             trained = Path(rows[-1]["bundle"])
             for method in compress:
                 progress(f"{name}+{method}: compressing")
                 rows.append(_compressed(name, method, trained, sample, out_dir / name / method, base_dir))
+                _log_variant(_variant_run(tracked, variant, f"{name}+{method}", {"variant": name,
+                                                                                  "compression.method": method}),
+                             rows[-1], whole=variant.tracking.log_bundle)
     _write(out_dir, config, rows)
+    if tracked is not None:
+        for file in ("comparison.json", "comparison.csv", "report.html"):
+            tracked.log_file(out_dir / file)
     return rows
 
 
+def _variant_run(parent: TrackedRun | None, config: PipelineConfig, name: str,
+                 params: dict[str, Any] | None = None) -> TrackedRun | None:
+    """A variant's MLflow run, nested in the comparison's (params: its resolved config)."""
+    if parent is None:
+        return None
+    from modelmill.tracking.run import TrackedRun
+
+    return TrackedRun.start(config, action="variant", run_name=name, parent=parent, params=params)
+
+
+LOGGED_FIGURES = ("fit_seconds", "prepare_seconds", "epochs", "seconds_per_epoch", "latency_ms_per_record",
+                  "latency_ms_single_record", "bundle_mb", "trainable_parameters")
+
+
+def _log_variant(run: TrackedRun | None, row: dict[str, Any], *, whole: bool) -> None:
+    """A variant's row into its run: the test metrics and figures of the table, its bundle's
+    tags and report (the whole bundle with ``whole``); FAILED with the error, or the refusal
+    of a compression's gate."""
+    if run is None:
+        return
+    from modelmill.bundle import read_bundle
+    from modelmill.tracking import tags
+    from modelmill.tracking.client import redact
+
+    run.log_metrics({k: row[k] for k in LOGGED_FIGURES if k in row})
+    if "bundle" in row:  # its metrics.json: the row's test metrics
+        run.log_bundle(read_bundle(row["bundle"]), whole=whole)
+    why = row.get("error") or row.get("refused")
+    if why:
+        run.set_tags({tags.ERROR if "error" in row else tags.REFUSED: redact(str(why))})
+    run.finish("FAILED" if "error" in row else "FINISHED")
+
+
 def _run_variant(name: str, config: PipelineConfig, frame: pd.DataFrame, sample: pd.DataFrame, run_dir: Path,
-                 base_dir: Path) -> dict[str, Any]:
+                 base_dir: Path, callbacks: list[Callback] | None = None) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = Pipeline(config, base_dir=base_dir)
+    pipeline = Pipeline(config, base_dir=base_dir, callbacks=callbacks or [])
     started = time.perf_counter()
     pipeline.fit(frame, run_dir=run_dir)
     fit_seconds = time.perf_counter() - started

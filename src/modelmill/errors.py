@@ -86,6 +86,12 @@ class ServingError(ModelmillError):
     """A serving request or setting is wrong."""
 
 
+class TrackingError(ModelmillError):
+    """The tracking server or model registry cannot give what was asked: an unknown registered
+    model, version or alias, a server that does not answer, a fetched bundle that fails its
+    checks. Its message never holds credentials."""
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from modelmill.config.models import GBDTModelConfig
 from modelmill.config.schema import NAME_PATTERN, DataConfig, EvaluationConfig, SplitConfig, TrainingConfig
 from modelmill.config.section import Section
+from modelmill.config.tracking import TrackingConfig
 from modelmill.config.serving import ServingConfig
 
 # The columns of the long frame every forecasting stage works on (the user's names are
@@ -189,6 +190,7 @@ class ForecastConfig(Section):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("features", mode="before")
     @classmethod

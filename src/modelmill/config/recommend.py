@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from modelmill.config.schema import NAME_PATTERN, AdamWConfig, DataConfig, EarlyStoppingConfig, SplitConfig, \
     TrainingConfig
 from modelmill.config.section import Section
+from modelmill.config.tracking import TrackingConfig
 from modelmill.config.serving import ServingConfig
 
 
@@ -198,6 +199,7 @@ class RecommendConfig(Section):
 
     evaluation: RecommendEvaluationConfig = Field(default_factory=RecommendEvaluationConfig)
     serving: RecommendServingConfig = Field(default_factory=RecommendServingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("training", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from modelmill.config.section import Section
 from modelmill.config.serving import ServingConfig
 from modelmill.config.targets import TargetConfig
 from modelmill.config.text import TextFeatureBase
+from modelmill.config.tracking import TrackingConfig
 from modelmill.config.tune import TuneConfig
 
 
@@ -384,6 +385,7 @@ class PipelineConfig(Section):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> PipelineConfig:

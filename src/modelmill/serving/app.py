@@ -217,9 +217,11 @@ def _add_common_routes(app: FastAPI, state: ServerState) -> None:
     async def model_info() -> dict[str, Any]:
         limits = settings.model_dump(include=set(state.current.LIMITS))
         broken = [{"version": v, "error": state.broken[v]} for v in sorted(state.broken, key=version_order)]
-        return {**state.current.describe(), "versions": state.root.versions(), "broken_versions": broken,
-                "version_folder": state.root.single is None, "limits": limits,
-                "shadow": None if state.shadow is None else state.shadow.describe()}
+        registry = state.root.registry_info(state.current.version)  # served from a model registry
+        described = {**state.current.describe(), "versions": state.root.versions(), "broken_versions": broken,
+                     "version_folder": state.root.single is None and registry is None, "limits": limits,
+                     "shadow": None if state.shadow is None else state.shadow.describe()}
+        return described if registry is None else {**described, "registry": registry}
 
     @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -175,6 +175,12 @@ def serve_replicas(path: str | Path, overrides: dict[str, Any], *, replicas: int
             running on this cluster at another address, or replicas that fail to start.
     """
     _refuse_workers(overrides, replicas)
+    if str(path).startswith("models:") and not Path(path).exists():
+        # each replica would fetch the version on its own node, where neither MLFLOW_TRACKING_URI nor the
+        # credentials of this process are set: not done, rather than half done
+        raise ServingError(f"--engine ray serves a bundle or a folder of versions, not a registered model ({path}). "
+                           "Fix: serve it with --engine uvicorn, or fetch the version first (`modelmill serve` "
+                           "keeps it in ~/.cache/modelmill/registry/) and serve that folder on Ray")
     opened = open_root(path)  # a wrong path or a broken bundle fails here, before any cluster
     if opened.bundle.task != "predict":
         raise ServingError(f"--engine ray serves `task: predict` models; version {opened.version!r} is a `task: "

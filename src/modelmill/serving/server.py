@@ -77,16 +77,15 @@ def readable_versions(root: ModelRoot, broken: dict[str, str],
     an HTTP client may see; a single bundle fails with its own error, as ever, and so does a
     key problem (:data:`~modelmill.errors.KEY_ERRORS`: no key, another key), which is the
     process's, not the version's: an older version must not be served silently instead."""
-    for version in reversed(root.versions()):
-        if older_than is not None and version_order(version) >= version_order(older_than):
-            continue
+    candidates = root.first_versions() if older_than is None else root.older_versions(older_than)[::-1]
+    for version in candidates:
         try:
             bundle = read_bundle(root.locate(version))
             bundle.task_config()
         except KEY_ERRORS:  # the process's key (none, another) fails every sealed version alike: say so
             raise
         except Exception as exc:  # a damaged version never hides the older ones
-            if root.single is not None:
+            if not root.falls_back:
                 raise
             broken[version] = load_failure(root, version, exc).message
             continue
@@ -147,14 +146,15 @@ def _load_newest(opened: Opened, overrides: dict[str, Any],
     from modelmill.serving.models import load_served
 
     root = opened.root
-    older = readable_versions(root, broken, older_than=opened.version)  # read only when needed
+    # read only when needed, and never for a root that does not fall back
+    older = readable_versions(root, broken, older_than=opened.version) if root.falls_back else iter(())
     for version, bundle in itertools.chain([(opened.version, opened.bundle)], older):
         settings = resolve_settings(bundle.task_config().serving, overrides)
         torch.set_num_threads(model_threads(settings))
         try:
             return load_served(root, version, settings, bundle), settings
         except Problem as exc:
-            if root.single is not None:
+            if not root.falls_back:
                 raise
             broken[version] = exc.message
     raise nothing_to_serve(root, broken)
@@ -223,7 +223,9 @@ def open_root(path: str | Path) -> Opened:
         BundleError: a single bundle that fails to read.
         EncryptionKeyError: no key, or another key, for a sealed version (never a broken version).
     """
-    root = ModelRoot(Path(path))
+    from modelmill.serving.registry_root import open_model_root
+
+    root = open_model_root(path)
     broken: dict[str, str] = {}
     for version, bundle in readable_versions(root, broken):
         return Opened(root, version, bundle, broken)
@@ -282,7 +284,9 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         server.run()
         return
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
-    os.environ[_ENVIRONMENT] = json.dumps({"path": str(Path(path).resolve()), "overrides": overrides,
+    # a registered model's URI as given (every worker resolves it); a path made absolute
+    where = str(path) if opened.root.registry_info(opened.version) else str(Path(path).resolve())
+    os.environ[_ENVIRONMENT] = json.dumps({"path": where, "overrides": overrides,
                                            "selection": str(shared / "selection.json")})
     from modelmill.serving.metrics import MULTIPROCESS_ENVIRONMENT
 

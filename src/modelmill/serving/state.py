@@ -16,7 +16,7 @@ from modelmill.files import atomic_write_bytes
 from modelmill.serving.batcher import Batcher
 from modelmill.serving.metrics import ServerMetrics
 from modelmill.serving.models import Served, ServedModel, load_served
-from modelmill.serving.versions import ModelRoot, version_order
+from modelmill.serving.versions import ModelRoot
 from modelmill.errors import KEY_ERRORS
 from modelmill.serving.problem import Problem, without_paths
 
@@ -101,8 +101,7 @@ class ServerState:
         def previous() -> str:
             if self.history:
                 return self.history[-1]
-            older = [v for v in self.root.versions()
-                     if version_order(v) < version_order(self.current.version)]
+            older = self.root.older_versions(self.current.version)
             if not older:
                 raise Problem(409, "nothing_to_roll_back", f"no version older than {self.current.version!r}")
             return older[-1]
@@ -215,8 +214,10 @@ class ServerState:
         if self._swap_lock.locked():
             raise Problem(409, "busy", "another reload or rollback is running; retry when it is done")
         async with self._swap_lock:
-            version = choose()
             started = time.perf_counter()
+            # choosing may ask the model registry (an alias resolved, a version fetched): network
+            # I/O, which must not hold up the event loop and the requests it is answering
+            version = await asyncio.to_thread(choose)
             try:
                 model = await asyncio.to_thread(load_served, self.root, version, self.settings,
                                                 task=self.current.task)

@@ -7,6 +7,7 @@ loads a model (or imports torch), so a wrong path fails at once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from modelmill.bundle import CONFIG, MANIFEST, resolve_bundle_dir
 from modelmill.errors import BundleError, ModelmillError, ServingError
@@ -39,6 +40,25 @@ class ModelRoot:
         if not self.versions():
             raise ServingError(f"{path} holds no bundle: expected a bundle, a run directory, or a "
                                "folder of versions (1/, 2/, … each a bundle or a run)")
+
+    @property
+    def falls_back(self) -> bool:
+        """Whether a version that fails to read or load at start gives way to the next older one
+        (a folder of versions); a single bundle, or a registered model's alias, serves what was
+        asked for or nothing."""
+        return self.single is None
+
+    def first_versions(self) -> list[str]:
+        """The versions a server tries at start, best first."""
+        return list(reversed(self.versions()))
+
+    def older_versions(self, version: str) -> list[str]:
+        """What a rollback with no history goes back to: the versions older than ``version``."""
+        return [v for v in self.versions() if version_order(v) < version_order(version)]
+
+    def registry_info(self, version: str) -> dict[str, Any] | None:
+        """The model registry ``version`` came from, for ``/v1/model`` (none for folders on disk)."""
+        return None
 
     def versions(self) -> list[str]:
         """Known version names, oldest first."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from modelmill.tuning.study import TuneOutcome
 
 if TYPE_CHECKING:
     from modelmill.api import Pipeline
+    from modelmill.training import Callback
 
 FIGURE_SIZE = (7.0, 4.5)  # inches: room for the parameters' long names
 PATH_KEYS = (("data", "source"), ("data", "split", "test_source"), ("data", "split", "valid_source"))
@@ -158,12 +160,19 @@ def _blank(value: Any) -> bool:
 def train_best(outcome: TuneOutcome, *, base_dir: Path, folder: Path) -> Pipeline:
     """The best config fitted once more, now scored on the test split (the one time a search
     reads it), its bundle under ``folder/best/<run>/bundle``."""
+    return fit_best(outcome, base_dir=base_dir, folder=folder)[0]
+
+
+def fit_best(outcome: TuneOutcome, *, base_dir: Path, folder: Path,
+             callbacks: Sequence[Callback] = ()) -> tuple[Pipeline, Path]:
+    """:func:`train_best`, with training ``callbacks`` (the search's MLflow run logging the
+    fit's epochs), and the path of the bundle it wrote."""
     from modelmill.api import Pipeline
     from modelmill.config import parse_config
     from modelmill.runs import new_run_dir
 
-    pipeline = Pipeline(parse_config(outcome.best_config, origin="the best config"), base_dir=base_dir)
+    pipeline = Pipeline(parse_config(outcome.best_config, origin="the best config"), base_dir=base_dir,
+                        callbacks=callbacks)
     run_dir = new_run_dir(folder, "best")
     pipeline.fit(run_dir=run_dir)
-    pipeline.save(run_dir / "bundle")
-    return pipeline
+    return pipeline, pipeline.save(run_dir / "bundle")

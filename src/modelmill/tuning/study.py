@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +29,10 @@ from modelmill.evaluation.metrics import check_metric, default_metric, metric_di
 from modelmill.features import build_features, build_target
 from modelmill.tuning.pruning import TrialPruning
 from modelmill.tuning.space import Override, Space, build_space
+from modelmill.tuning.tracked import trial_run
+
+if TYPE_CHECKING:
+    from modelmill.tracking.run import TrackedRun
 
 log = logging.getLogger("modelmill")
 INSTALL_HINT = "pip install 'modelmill[tune]'"
@@ -94,9 +98,10 @@ def prepare(config: PipelineConfig) -> tuple[Space, str, str]:
 
 
 def run_study(config_source: PipelineConfig | str | Path, settings: TuneSettings, *, base_dir: Path,
-              progress: Callable[[str], None] = log.info) -> TuneOutcome:
+              progress: Callable[[str], None] = log.info, tracked: TrackedRun | None = None) -> TuneOutcome:
     """Search, trial after trial, until the study holds ``trials`` finished ones or the time
-    is up; return the best trial and the leaderboard."""
+    is up; return the best trial and the leaderboard. With ``tracked`` (the search's MLflow
+    run), each trial this call runs is a run nested under it."""
     config = load_config(config_source)
     space, metric, direction = prepare(config)
     optuna = optuna_module()
@@ -113,7 +118,7 @@ def run_study(config_source: PipelineConfig | str | Path, settings: TuneSettings
     if finished < trials:
         progress(f"study {settings.study}: {finished} of {trials} trials finished; {settings.url}")
         objective = _Objective(optuna, space, metric, frame, base_dir, settings,
-                               tune.pruning if settings.pruning is None else settings.pruning)
+                               tune.pruning if settings.pruning is None else settings.pruning, tracked)
         seed = tune.seed if tune.seed is not None else config.training.seed
         # the process that starts a study draws from its seed (a search is repeatable); one that
         # joins or resumes it draws from another, or it would propose the very same values again
@@ -277,9 +282,9 @@ class _Objective:
     """One trial: the pipeline fitted with the trial's values, scored on held-out rows only."""
 
     def __init__(self, optuna: Any, space: Space, metric: str, frame: pd.DataFrame, base_dir: Path,
-                 settings: TuneSettings, pruning: bool) -> None:
+                 settings: TuneSettings, pruning: bool, tracked: TrackedRun | None = None) -> None:
         self.optuna, self.space, self.metric, self.frame = optuna, space, metric, frame
-        self.base_dir, self.settings, self.pruning = base_dir, settings, pruning
+        self.base_dir, self.settings, self.pruning, self.tracked = base_dir, settings, pruning, tracked
 
     def __call__(self, trial: Any) -> float:
         from modelmill.api import Pipeline
@@ -292,25 +297,29 @@ class _Objective:
         config = parse_config(self.space.config(overrides), origin=f"trial {trial.number}")
         config.training.progress = False
         pruning = TrialPruning(trial, self.metric, self.optuna.TrialPruned) if self.pruning else None
-        try:
-            pipeline = Pipeline(config, base_dir=self.base_dir, callbacks=[pruning] if pruning else [])
-            pipeline.fit(self.frame, evaluate=False)
-        except self.optuna.TrialPruned as exc:
-            trial.set_user_attr("pruned", str(exc))
-            raise
-        except ModelmillError as exc:
-            trial.set_user_attr("error", str(exc))
-            raise
-        except KeyboardInterrupt:  # Ctrl-C: Optuna fails the trial; it runs again when the study resumes
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            raise
-        finally:
-            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-        value = pipeline.metrics_.get(f"valid_{self.metric}")
-        if value is None:
-            raise ConfigError(f"trial {trial.number} gave no validation {self.metric}")
-        if self.settings.keep:
-            pipeline.save(self.settings.folder / "trials" / str(trial.number))
+        with trial_run(self.tracked, config, trial.number, overrides, metric=self.metric,
+                       pruned=self.optuna.TrialPruned) as tracked:
+            try:
+                pipeline = Pipeline(config, base_dir=self.base_dir,
+                                    callbacks=[*tracked.callbacks(), *([pruning] if pruning else [])])
+                pipeline.fit(self.frame, evaluate=False)
+            except self.optuna.TrialPruned as exc:
+                trial.set_user_attr("pruned", str(exc))
+                raise
+            except ModelmillError as exc:
+                trial.set_user_attr("error", str(exc))
+                raise
+            except KeyboardInterrupt:  # Ctrl-C: Optuna fails the trial; it runs again when the study resumes
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                raise
+            finally:
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+            value = pipeline.metrics_.get(f"valid_{self.metric}")
+            if value is None:
+                raise ConfigError(f"trial {trial.number} gave no validation {self.metric}")
+            if self.settings.keep:
+                pipeline.save(self.settings.folder / "trials" / str(trial.number))
+            tracked.value = float(value)
         return float(value)
 
 

@@ -1,0 +1,102 @@
+"""The MLflow client, imported lazily: where the tracking server is, how quickly a dead one is
+given up on, and messages that never show credentials.
+
+MLflow is an optional extra (``pip install 'modelmill[tracking]'``); nothing here imports it
+until a client is asked for, so a run without tracking never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from modelmill.config.tracking import check_tracking_uri
+from modelmill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from modelmill.config.tracking import TrackingConfig
+
+INSTALL_HINT = "pip install 'modelmill[tracking]'"
+URI_VARIABLE = "MLFLOW_TRACKING_URI"
+SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
+                    "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
+# MLflow retries a failing request 7 times with a doubling back-off and waits 120 s for an answer:
+# minutes before a dead server is known dead. A run that must not be held up by its tracking gives
+# up sooner, unless the user set these variables.
+QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+                 # our own messages say where a run is; MLflow's prints and progress bars would mix into
+                 # the command's output (stdout may be a table a script reads)
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def tracking_uri(config: TrackingConfig | None = None, *, given: str | None = None) -> str | None:
+    """Where runs are tracked: ``given`` (a command-line option), else the config's ``tracking.uri``,
+    else MLFLOW_TRACKING_URI; None when tracking is off (``tracking.enabled: false``) or nowhere set.
+
+    Raises:
+        ConfigError: the URI has a scheme MLflow cannot track to (named without its credentials).
+    """
+    if config is not None and not config.enabled and given is None:
+        return None
+    where, uri = "--tracking-uri", given
+    if uri is None and config is not None and config.uri:
+        where, uri = "tracking.uri", config.uri
+    if uri is None:
+        where, uri = URI_VARIABLE, os.environ.get(URI_VARIABLE) or None
+    if uri is None:
+        return None
+    try:
+        return check_tracking_uri(uri.strip())
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=where) from None
+
+
+def required_uri(given: str | None, what: str) -> str:
+    """The tracking URI a registry command needs (``what``: the command, for the message)."""
+    uri = tracking_uri(given=given)
+    if uri is None:
+        raise ConfigError(f"{what} needs the MLflow tracking server that holds the model registry. Fix: give "
+                          f"--tracking-uri http://HOST:5000, or set {URI_VARIABLE}")
+    return uri
+
+
+def import_mlflow() -> ModuleType:
+    """The ``mlflow`` module, or a ConfigError with the install hint."""
+    try:
+        import mlflow
+    except ImportError:
+        raise ConfigError(f"experiment tracking needs MLflow, which is not installed. Fix: {INSTALL_HINT} "
+                          "(or remove the tracking section and unset MLFLOW_TRACKING_URI)") from None
+    return mlflow
+
+
+def mlflow_client(uri: str) -> Any:
+    """An ``MlflowClient`` for the tracking server (and model registry) at ``uri``, giving up on a
+    server that does not answer within seconds (see QUICK_FAILURE)."""
+    for name, value in QUICK_FAILURE.items():
+        os.environ.setdefault(name, value)
+    import_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials: a URL's ``user:password@`` and the values of MLflow's
+    credential variables become ``***``."""
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    for name in SECRET_VARIABLES:
+        secret = os.environ.get(name)
+        if secret and len(secret) >= 4:  # a one-letter user name would blank every message
+            text = text.replace(secret, "***")
+    return text
+
+
+def failure(exc: BaseException) -> str:
+    """One line saying why an MLflow call failed, without credentials or a traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return redact(text)[:300]

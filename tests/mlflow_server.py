@@ -1,0 +1,94 @@
+"""A real MLflow tracking server for the tests: the full ``mlflow`` package in its own virtual
+environment (scripts/mlflow-server.sh makes it; ./test runs that first), started on a free
+loopback port with a SQLite backend store and a local artefact root in a temporary folder. A
+test may stop it and start it again on the same port and store (the server going away)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+SERVER_VERSION = os.environ.get("MLFLOW_SERVER_VERSION", "3.17.2")
+
+
+def server_python() -> Path | None:
+    """The server venv's python, where scripts/mlflow-server.sh made it."""
+    cache = Path(os.environ.get("MODELMILL_CACHE", Path.home() / ".cache" / "modelmill"))
+    venv = cache / f"mlflow-server-{SERVER_VERSION}"
+    python = venv / "bin" / "python"
+    return python if (venv / ".complete").is_file() and python.is_file() else None
+
+
+class MlflowServer:
+    """A running tracking server: ``uri`` for clients, ``artifacts`` its artefact root on disk."""
+
+    def __init__(self, python: Path, folder: Path, port: int) -> None:
+        self.python, self.folder, self.port = python, folder, port
+        self.uri = f"http://127.0.0.1:{port}"
+        self.artifacts = folder / "artifacts"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.folder / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [str(self.python), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+             "--artifacts-destination", str(self.artifacts), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if self.running():
+                return
+            time.sleep(0.3)
+        self.stop()
+        tail = (self.folder / "server.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the MLflow server did not start on port {self.port}:\n{tail}")
+
+    def running(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server and its workers at once (the whole process group)."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, 9)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+        self.process = None
+
+
+@contextmanager
+def mlflow_server() -> Iterator[MlflowServer]:
+    python = server_python()
+    if python is None:
+        pytest.skip(f"no MLflow {SERVER_VERSION} server venv (bash scripts/mlflow-server.sh makes it; ./test runs it)")
+    folder = Path(tempfile.mkdtemp(prefix="modelmill-mlflow-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = MlflowServer(python, folder, port)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
