@@ -28,7 +28,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.mlflow_server import mlflow_server  # noqa: E402  (the same server the tests start)
+from tests.mlflow_server import mlflow_server, server_python  # noqa: E402  (the same server the tests start)
 
 
 def train(config: Path, runs: Path) -> tuple[float, float | None]:
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--models", default="mlp,gbdt")
     args = parser.parse_args()
+    if server_python() is None:
+        raise SystemExit("no MLflow server venv: run `bash scripts/mlflow-server.sh` first")
     base = yaml.safe_load((ROOT / "examples" / "adult" / "adult.yaml").read_text())
     results = []
     with tempfile.TemporaryDirectory() as folder, mlflow_server() as server:

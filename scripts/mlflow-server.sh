@@ -14,13 +14,16 @@ venv="${MODELMILL_CACHE:-$HOME/.cache/modelmill}/mlflow-server-$version"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 
+mkdir -p "$(dirname "$venv")"
+# two test runs at once on one machine: the second waits, then finds the venv made
+exec 9>"$venv.lock"
+flock 9
 if [ -f "$venv/.complete" ] && "$venv/bin/python" -c "import mlflow.server" 2>/dev/null; then
     echo "$venv/bin/python"
     exit 0
 fi
 echo "installing the MLflow $version tracking server for the tests into $venv ..." >&2
 rm -rf "$venv"
-mkdir -p "$(dirname "$venv")"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 "$venv/bin/python" -m pip install --quiet "mlflow==$version"

@@ -54,6 +54,12 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test tracks where it says, never to an MLflow server the machine's environment names."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return make_frame()

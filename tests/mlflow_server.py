@@ -82,13 +82,22 @@ def mlflow_server() -> Iterator[MlflowServer]:
     if python is None:
         pytest.skip(f"no MLflow {SERVER_VERSION} server venv (bash scripts/mlflow-server.sh makes it; ./test runs it)")
     folder = Path(tempfile.mkdtemp(prefix="modelmill-mlflow-"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = MlflowServer(python, folder, port)
+    server = None
     try:
-        server.start()
+        for attempt in range(3):  # the free port probed may be taken by another test process before the server binds it
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            server = MlflowServer(python, folder, port)
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        assert server is not None
         yield server
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         shutil.rmtree(folder, ignore_errors=True)

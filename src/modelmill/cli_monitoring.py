@@ -20,8 +20,10 @@ out = Console()
 err = Console(stderr=True)
 LogUrl = Annotated[str, typer.Option("--log", help="The prediction log: sqlite:///monitor.db or postgresql://….")]
 
-Versions = Annotated[Path, typer.Option("--versions", help="The folder of versions (1/, 2/, …) the champion is in "
-                                        "and the challenger is promoted to.")]
+Versions = Annotated[Path | None, typer.Option("--versions", help="The folder of versions (1/, 2/, …) the champion "
+                                               "is in and the challenger is promoted to; or, instead, "
+                                               "monitoring.retrain.registry: models:/NAME@ALIAS in the config "
+                                               "(the MLflow model registry).")]
 Serve = Annotated[str | None, typer.Option("--serve", help="The running service to reload (its admin token in the "
                                            "environment: serving.admin_token_env, MODELMILL_ADMIN_TOKEN).")]
 Runs = Annotated[Path, typer.Option(help="Folder of the runs (the challengers' bundles).")]
@@ -131,7 +133,7 @@ def dashboard(
 def retrain(
     config: Annotated[Path, typer.Argument(help="The champion's config (its bundle keeps it as config.yaml).")],
     log: LogUrl,
-    versions: Versions,
+    versions: Versions = None,
     serve: Serve = None,
     runs: Runs = Path("runs"),
     since: Annotated[str | None, typer.Option(help="Only labelled records logged from this date or time "
@@ -141,7 +143,8 @@ def retrain(
                                                "when its live records agree.")] = False,
 ) -> None:
     """Train a challenger on the original data and the newly labelled records; promote it into the
-    next version folder (and reload the service) only when it beats the champion on the newest
+    next version folder, or (monitoring.retrain.registry) register it and move the registered
+    model's alias to it, and reload the service, only when it beats the champion on the newest
     labelled records and holds up on the original test split. Every decision is recorded in the
     log store (modelmill log decisions). Exit 0 for a decision (promoted, refused, in shadow),
     2 when the input was wrong or the service would not load the challenger."""
@@ -160,7 +163,7 @@ def retrain(
 def watch(
     config: Annotated[Path, typer.Argument(help="The champion's config (monitoring.retrain.triggers).")],
     log: LogUrl,
-    versions: Versions,
+    versions: Versions = None,
     serve: Serve = None,
     runs: Runs = Path("runs"),
     shadow_first: Annotated[bool, typer.Option("--shadow-first", help="Challengers run in shadow before "

@@ -21,9 +21,3 @@ def own_tracking_server() -> Iterator[MlflowServer]:
     """A server of the test's own, which it may stop and start again."""
     with mlflow_server() as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test tracks where it says, never to a server the machine's environment names."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

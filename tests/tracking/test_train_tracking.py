@@ -213,3 +213,43 @@ def test_a_forecast_run_is_tracked_like_any_other(tracking_server: MlflowServer,
     numbers = {k: float(v) for k, v in written.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     assert numbers and all(run.data.metrics[k] == pytest.approx(v, rel=1e-12) for k, v in numbers.items())
     assert run.data.params["series.horizon"] == "7"
+
+
+def test_names_mlflow_refuses_are_renamed_and_a_refused_request_loses_only_itself(
+        tracking_server: MlflowServer, caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(base_config(tracking={"uri": tracking_server.uri, "experiment": "odd-names"}))
+    caplog.set_level(logging.WARNING, logger="modelmill")
+    with tracking(config, action="train") as tracked:
+        assert tracked is not None
+        tracked.log_metrics({"recall@10": 0.5, "weight (kg)": 2.0, "accuracy": 0.9})
+        tracked.log_params({"training.epochs": "999"})  # a param's value never changes: MLflow refuses this one
+        tracked.log_metrics({"ndcg@10": 0.25})
+        assert tracked.down is None and tracked.lost == {"params": 1}
+    run = mlflow_client(tracking_server.uri).get_run(tracked.run_id)
+    assert run.data.metrics == {"recall_at_10": 0.5, "weight _kg_": 2.0, "accuracy": 0.9, "ndcg_at_10": 0.25}
+    assert run.data.params["training.epochs"] == "5" and run.info.status == "FINISHED"
+    warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    assert "refused the params" in warnings and "not logged" in warnings and "1 params" not in warnings
+
+
+def test_children_of_a_run_whose_server_went_away_are_not_tried_again(
+        own_tracking_server: MlflowServer, caplog: pytest.LogCaptureFixture) -> None:
+    from modelmill.tracking.run import TrackedRun
+
+    config = load_config(base_config(tracking={"uri": own_tracking_server.uri, "experiment": "gone-mid-tune"}))
+    caplog.set_level(logging.WARNING, logger="modelmill")
+    with tracking(config, action="tune") as parent:
+        assert parent is not None and parent.run_id is not None
+        first = TrackedRun.start(config, action="trial", run_name="trial 0", parent=parent)
+        assert first is not None and first.run_id is not None
+        own_tracking_server.stop()
+        first.log_metrics({"valid_roc_auc": 0.8})
+        first.finish()
+        parent.log_metrics({"best": 1.0})  # the parent learns the server is gone
+        second = TrackedRun.start(config, action="trial", run_name="trial 1", parent=parent)
+        assert second is not None and second.run_id is None and second.down is not None
+        second.log_metrics({"valid_roc_auc": 0.9})
+        second.finish()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("stopped answering" in w for w in warnings) == 2  # when it went, and the account at the end
+    assert "of nested runs" in warnings[-1] and "cannot be reached" not in " ".join(warnings)

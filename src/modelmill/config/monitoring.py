@@ -11,6 +11,7 @@ from modelmill.config.section import Section
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+REGISTRY_ALIAS = re.compile(r"models:/[^/@]+@[A-Za-z0-9_-]{1,255}/?")  # checked fully by tracking.registry
 
 
 def window_seconds(window: int | str) -> float | None:
@@ -116,6 +117,22 @@ class RetrainConfig(Section):
     shadow_records: int = Field(300, ge=10, description="With --shadow-first: labelled records the challenger "
                                 "must have predicted in shadow before it is judged on live traffic.")
     triggers: TriggerConfig = Field(default_factory=TriggerConfig)
+    registry: str | None = Field(None, description="Promote through the MLflow model registry instead of a folder "
+                                 "of versions: models:/NAME@ALIAS (e.g. models:/credit@champion). The champion is "
+                                 "the version the alias names; a promoted challenger is registered as a new version "
+                                 "and the alias moved to it (the service, serving models:/NAME@ALIAS, reloads it). "
+                                 "The server: tracking.uri, else MLFLOW_TRACKING_URI. None: --versions FOLDER.")
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not REGISTRY_ALIAS.fullmatch(value):
+            raise ValueError(f"{value[:200]!r} is not a registered model's alias: the closed loop moves an alias "
+                             "to each promoted version. Fix: write models:/NAME@ALIAS, e.g. models:/credit@champion")
+        return value
 
 
 class MonitoringConfig(Section):

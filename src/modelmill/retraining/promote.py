@@ -99,18 +99,13 @@ class Service:
 
     @classmethod
     def connect(cls, url: str, token_env: str, folder: VersionFolder) -> Service:
-        from modelmill.serving.client import Client
-
-        token = os.environ.get(token_env, "")
-        if not token:
-            raise ServingError(f"--serve {url}: promotion calls the service's POST /v1/admin/reload, which needs its "
-                               f"admin token. Fix: set {token_env} to the token the service was started with")
-        with Client(url, admin_token=token, retries=1, timeout=10) as client:
-            try:
-                served = client.model()
-            except ServingError as exc:
-                raise ServingError(f"--serve: the service does not answer ({exc}). Fix: check the URL and that "
-                                   "modelmill serve runs there") from None
+        """The service at ``url``, which must serve a version of ``folder``."""
+        service = cls.reach(url, token_env)
+        served = service.served
+        if served.get("registry"):  # /v1/model says version_folder: false for a registered model too
+            raise ServingError(f"--serve {url} serves a registered model ({served['registry'].get('model')!r} from "
+                               "MLflow), not a folder of versions. Fix: set monitoring.retrain.registry to "
+                               "models:/NAME@ALIAS in the config instead of --versions")
         if served.get("version_folder") is False:
             raise ServingError(f"--serve {url} serves a single bundle, not a folder of versions: it cannot reload a "
                                f"new version. Fix: serve the folder (modelmill serve {folder.path})")
@@ -123,6 +118,23 @@ class Service:
         if served.get("created_at") != manifest.get("created_at") or served.get("name") != manifest.get("name"):
             raise ServingError(f"--serve {url} serves a version {version!r} that is not the one in {folder.path}. "
                                "Fix: give the folder that service serves as --versions")
+        return service
+
+    @classmethod
+    def reach(cls, url: str, token_env: str) -> Service:
+        """The service at ``url`` as it describes itself (``/v1/model``), its admin token known."""
+        from modelmill.serving.client import Client
+
+        token = os.environ.get(token_env, "")
+        if not token:
+            raise ServingError(f"--serve {url}: promotion calls the service's POST /v1/admin/reload, which needs its "
+                               f"admin token. Fix: set {token_env} to the token the service was started with")
+        with Client(url, admin_token=token, retries=1, timeout=10) as client:
+            try:
+                served = client.model()
+            except ServingError as exc:
+                raise ServingError(f"--serve: the service does not answer ({exc}). Fix: check the URL and that "
+                                   "modelmill serve runs there") from None
         return cls(url, token_env, served)
 
     @property
@@ -135,8 +147,9 @@ class Service:
         with Client(self.url, admin_token=os.environ.get(self.token_env, ""), retries=3, timeout=120) as client:
             return dict(client.admin(method, path, body))
 
-    def reload(self, version: str) -> dict[str, Any]:
-        return self.call("POST", "/v1/admin/reload", {"version": version})
+    def reload(self, version: str | None) -> dict[str, Any]:
+        """Serve ``version``; None: the newest (a service serving a registry alias resolves it again)."""
+        return self.call("POST", "/v1/admin/reload", None if version is None else {"version": version})
 
     def shadow(self, version: str | None) -> dict[str, Any]:
         if version is None:

@@ -33,6 +33,7 @@ from modelmill.predictor import Predictor
 from modelmill.retraining.challenge import Comparison, compare, judge
 from modelmill.retraining.data import Labelled, TrainingRows, check_learnable, labelled_records, training_rows
 from modelmill.retraining.promote import Service, VersionFolder
+from modelmill.retraining.registry_versions import RegistryVersions, open_versions
 
 log = logging.getLogger("modelmill.retrain")
 Say = Callable[[str], None]
@@ -114,12 +115,13 @@ def find_champion(folder: VersionFolder, service: Service | None) -> Champion:
     raise ServingError(f"no version of {folder.path} loads: {'; '.join(problems)}")
 
 
-def retrain(config_path: Path, *, log_url: str, versions: Path, serve: str | None = None,
+def retrain(config_path: Path, *, log_url: str, versions: Path | None = None, serve: str | None = None,
             runs: Path = Path("runs"), trigger: str = "manual", shadow_first: bool = False,
             since: float | None = None, say: Say = log.info) -> Decision:
     """Train, judge and (maybe) promote one challenger, or judge the challenger in shadow;
     the recorded decision (what goes wrong after training is a ``failed`` one; a shadow
-    still short of labelled records is ``waiting``, not recorded).
+    still short of labelled records is ``waiting``, not recorded). The champion is in the
+    folder ``versions``, or (``monitoring.retrain.registry``) a registered model's alias.
 
     Raises:
         ModelmillError: the input was wrong (config, log, folder, service): nothing was
@@ -129,12 +131,18 @@ def retrain(config_path: Path, *, log_url: str, versions: Path, serve: str | Non
     if shadow_first and serve is None:
         raise ServingError("--shadow-first needs --serve: the challenger runs in shadow beside the champion "
                            "in the running service")
-    folder = VersionFolder(versions)
+    folder = open_versions(config, versions, shadow_first=shadow_first)
     with folder.lock(say):
         store = open_log(log_url)
         try:
             pending = pending_shadow(store)
+            if pending is not None and isinstance(folder, RegistryVersions):
+                raise ServingError(f"the prediction log has version {pending['challenger']} in shadow (decision "
+                                   f"{pending['id']}), from a retraining into a folder of versions; the registry "
+                                   f"({folder.ref}) has no shadow. Fix: settle it first with modelmill retrain "
+                                   "--versions FOLDER --serve URL")
             if pending is not None:
+                assert isinstance(folder, VersionFolder)
                 from modelmill.retraining.shadow import judge_shadow
 
                 return judge_shadow(store, folder, pending, config, serve, say=say)
@@ -160,15 +168,20 @@ def pending_shadow(store: LogStore) -> dict[str, Any] | None:
     return None
 
 
-def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder: VersionFolder, serve: str | None,
+def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder: VersionFolder | RegistryVersions,
+             serve: str | None,
              *, runs: Path, trigger: str, shadow_first: bool, since: float | None, say: Say) -> Decision:
     from modelmill.api import Pipeline
     from modelmill.runs import mark_latest, new_run_dir
 
     started = time.perf_counter()
     token_env = config.serving.admin_token_env
-    service = Service.connect(serve, token_env, folder) if serve else None
-    champion = find_champion(folder, service)
+    if isinstance(folder, RegistryVersions):
+        service = folder.connect(serve, token_env) if serve else None
+        champion = folder.champion(service)
+    else:
+        service = Service.connect(serve, token_env, folder) if serve else None
+        champion = find_champion(folder, service)
     check_config(config, champion.bundle, champion.version)
     differences = store.identity().differences(identity_of(champion.bundle.name, champion.bundle.input_schema()))
     if differences:
@@ -197,13 +210,18 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
     try:  # from here on a failure is a decision too: the audit (and watch's triggers) see it
         decision = _judge(pipeline, champion, labelled, rows, run_dir, store, metric, settings, trigger, started)
         if decision.outcome == "promote":
-            decision = _promote(decision, folder, service, store, shadow_first, say)
+            if isinstance(folder, RegistryVersions):
+                decision = folder.promote(decision, service, say, key=champion.bundle.key)
+            else:
+                decision = _promote(decision, folder, service, store, shadow_first, say)
     except ModelmillError as exc:
         decision = Decision("failed", f"the challenger was trained but {exc}", trigger, champion.version)
     except (OSError, SQLAlchemyError) as exc:  # a full disk, a database gone: no traceback, and a decision
         why = database_message(exc) if isinstance(exc, SQLAlchemyError) else f"{exc.strerror or exc}"
         decision = Decision("failed", f"the challenger was trained but could not be written or promoted: {why}",
                             trigger, champion.version)
+    if isinstance(folder, RegistryVersions):  # the audit names the registry the version numbers are of
+        decision.figures["registry"] = folder.describe(champion.version, decision.challenger)
     mark_latest(run_dir)
     return decision.record(store)
 
@@ -282,8 +300,11 @@ def _promote(decision: Decision, folder: VersionFolder, service: Service | None,
     return decision
 
 
-def reload(service: Service, version: str, *, attempts: int = 5, pause_s: float = 2.0) -> dict[str, Any] | str:
-    """Ask the service to serve ``version``: its answer, or why it did not. Only the service
+def reload(service: Service, version: str, *, attempts: int = 5, pause_s: float = 2.0,
+           pinned: bool = True) -> dict[str, Any] | str:
+    """Ask the service to serve ``version`` (``pinned=False``: its newest, which for a service
+    following a registry alias is what the alias names now, ``version`` expected): its
+    answer, or why it did not. Only the service
     saying it cannot load the version is a refusal; a timeout or a busy answer is asked
     again (the service may still be loading it, or a worker not yet caught up), and what it
     serves then decides."""
@@ -292,7 +313,7 @@ def reload(service: Service, version: str, *, attempts: int = 5, pause_s: float 
     why = ""
     for _ in range(attempts):
         try:
-            return service.reload(version)
+            return service.reload(version if pinned else None)
         except ServiceError as exc:
             why = str(exc)
             if exc.code != "busy" and exc.status < 500:

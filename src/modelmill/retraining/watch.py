@@ -7,7 +7,9 @@ while the retraining waited for the folder's lock were in it), and an alarm agai
 champion just replaced is moot (the new champion's alarms are its own); what still holds is
 answered by one retraining. A challenger in shadow is judged at every check until it
 is promoted or refused. A retraining another process runs on the same folder (``retrain``
-from cron) is waited for as well: both take the folder's lock.
+from cron) is waited for as well: both take the folder's lock. With
+``monitoring.retrain.registry`` the champion is the version a registered model's alias names
+(the lock: a file in that model's local cache folder, one retraining per machine).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from modelmill.monitoring.export import open_log
 from modelmill.monitoring.store import database_message
 from modelmill.monitoring.watch import Reference
 from modelmill.retraining.promote import Service, VersionFolder
+from modelmill.retraining.registry_versions import RegistryVersions, open_versions
 from modelmill.retraining.retrain import Decision, pending_shadow, retrain
 from modelmill.retraining.triggers import Firing, Triggers
 
@@ -34,13 +37,13 @@ log = logging.getLogger("modelmill.retrain")
 
 
 class Watcher:
-    def __init__(self, config_path: Path, *, log_url: str, versions: Path, serve: str | None = None,
+    def __init__(self, config_path: Path, *, log_url: str, versions: Path | None = None, serve: str | None = None,
                  runs: Path = Path("runs"), shadow_first: bool = False, check_every: str | None = None,
                  say: Callable[[str], None] = log.info) -> None:
         self.config_path = config_path
         self.config = load_config(config_path)
         self.log_url, self.serve, self.runs, self.shadow_first, self.say = log_url, serve, runs, shadow_first, say
-        self.folder = VersionFolder(versions)
+        self.folder = open_versions(self.config, versions, shadow_first=shadow_first)  # or a registered model
         settings = self.config.monitoring.retrain.triggers
         every = check_every or settings.check_every
         seconds = window_seconds(every) if not every.strip().isdigit() else None
@@ -55,7 +58,7 @@ class Watcher:
         self._last_problem: str | None = None
         self._last_wait: str | None = None  # a shadow's "still waiting" is said once, until it changes
         if serve:  # a wrong URL or a missing token fails now, not at the first trigger
-            Service.connect(serve, self.config.serving.admin_token_env, self.folder)
+            self._service()
         open_log(log_url).close()
 
     @property
@@ -65,7 +68,8 @@ class Watcher:
     def run(self, checks: int | None = None) -> None:
         """Check every interval; ``checks``: stop after that many (and after the retraining
         they started)."""
-        self.say(f"watching {self.log_url} every {self.interval:g} s for {self.folder.path}")
+        self.say(f"watching {self.log_url} every {self.interval:g} s for "
+                 f"{self.folder if isinstance(self.folder, RegistryVersions) else self.folder.path}")
         done = 0
         while checks is None or done < checks:
             self.check()
@@ -156,7 +160,8 @@ class Watcher:
 
     def _retrain(self, trigger: str) -> None:
         try:
-            decision = retrain(self.config_path, log_url=self.log_url, versions=self.folder.path, serve=self.serve,
+            versions = self.folder.path if isinstance(self.folder, VersionFolder) else None  # else the config's
+            decision = retrain(self.config_path, log_url=self.log_url, versions=versions, serve=self.serve,
                                runs=self.runs, trigger=trigger, shadow_first=self.shadow_first, say=self.say)
         except ModelmillError as exc:
             self._problem(f"retraining ({trigger}) stopped: {exc}")
@@ -172,9 +177,21 @@ class Watcher:
         self._last_wait = decision.reason if decision.outcome == "waiting" else None
 
     def _reference(self) -> Reference:
-        """The champion: the served version, else the newest version that loads."""
-        service = Service.connect(self.serve, self.config.serving.admin_token_env, self.folder) if self.serve else None
+        """The champion: the served version, else the newest version that loads (a registered
+        model: the version its alias names, fetched into the cache, itself a folder of versions)."""
+        service = self._service() if self.serve else None
+        if isinstance(self.folder, RegistryVersions):
+            version = service.version if service else self.folder.aliased()
+            self.folder.fetch(version)
+            return Reference.load(self.folder.path, version)
         return Reference.load(self.folder.path, service.version if service else None)  # None: the newest that loads
+
+    def _service(self) -> Service:
+        assert self.serve is not None
+        token_env = self.config.serving.admin_token_env
+        if isinstance(self.folder, RegistryVersions):
+            return self.folder.connect(self.serve, token_env)
+        return Service.connect(self.serve, token_env, self.folder)
 
     def _problem(self, message: str) -> None:
         """A problem is said once, until it changes (the database down for an hour is one line)."""

@@ -25,12 +25,13 @@ SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW
 # MLflow retries a failing request 7 times with a doubling back-off and waits 120 s for an answer:
 # minutes before a dead server is known dead. A run that must not be held up by its tracking gives
 # up sooner, unless the user set these variables.
-QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                  # our own messages say where a run is; MLflow's prints and progress bars would mix into
                  # the command's output (stdout may be a table a script reads)
                  "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")  # to the last @: a password may hold one
+_QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")  # signed URLs carry their keys here
 
 
 def tracking_uri(config: TrackingConfig | None = None, *, given: str | None = None) -> str | None:
@@ -55,6 +56,21 @@ def tracking_uri(config: TrackingConfig | None = None, *, given: str | None = No
         raise ConfigError(str(exc), path=where) from None
 
 
+def bundle_tracking_uri(config: TrackingConfig | None = None, *, given: str | None = None) -> str | None:
+    """Where a command that reads a bundle (``lineage``, ``evaluate``) looks runs up or logs them:
+    ``given`` (--tracking-uri), else MLFLOW_TRACKING_URI. Never the bundle's own ``tracking.uri``:
+    whoever made the bundle would choose the host that gets the user's MLflow credentials. Only
+    its ``tracking.enabled: false`` is honoured (and only without ``given``): it can turn tracking
+    off, never point it elsewhere.
+
+    Raises:
+        ConfigError: the URI has a scheme MLflow cannot track to (named without its credentials).
+    """
+    if config is not None and not config.enabled and given is None:
+        return None
+    return tracking_uri(given=given)
+
+
 def required_uri(given: str | None, what: str) -> str:
     """The tracking URI a registry command needs (``what``: the command, for the message)."""
     uri = tracking_uri(given=given)
@@ -77,18 +93,24 @@ def import_mlflow() -> ModuleType:
 def mlflow_client(uri: str) -> Any:
     """An ``MlflowClient`` for the tracking server (and model registry) at ``uri``, giving up on a
     server that does not answer within seconds (see QUICK_FAILURE)."""
-    for name, value in QUICK_FAILURE.items():
-        os.environ.setdefault(name, value)
+    quick_failure_defaults()
     import_mlflow()
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def quick_failure_defaults() -> None:
+    """MLflow's request settings of QUICK_FAILURE, where the user set none (called on the calling
+    thread, before any thread of ours starts: the environment is not changed while others read it)."""
+    for name, value in QUICK_FAILURE.items():
+        os.environ.setdefault(name, value)
+
+
 def redact(text: str) -> str:
-    """``text`` without credentials: a URL's ``user:password@`` and the values of MLflow's
-    credential variables become ``***``."""
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    """``text`` without credentials: a URL's ``user:password@`` and its query (where signed URLs keep
+    their signatures and tokens) and the values of MLflow's credential variables become ``***``."""
+    text = _QUERY.sub(r"\g<url>?***", _USERINFO.sub(r"\g<scheme>***@", text))
     for name in SECRET_VARIABLES:
         secret = os.environ.get(name)
         if secret and len(secret) >= 4:  # a one-letter user name would blank every message

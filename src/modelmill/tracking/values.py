@@ -4,11 +4,13 @@ paths, the experiment by name, the git commit of the config's repository."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modelmill.errors import TrackingError
 from modelmill.tracking import tags
 from modelmill.tracking.client import redact
 
@@ -49,9 +51,26 @@ def param_value(value: Any) -> str:
     return redact(text)[:MAX_PARAM_VALUE]
 
 
+def key(name: str) -> str:
+    """A metric or param name as MLflow takes it (letters, digits and ``_ - . : /`` and spaces):
+    ``recall@10`` becomes ``recall_at_10``; any other character becomes ``_``."""
+    return _REFUSED_IN_KEYS.sub("_", str(name).replace("@", "_at_"))[:250]
+
+
+_REFUSED_IN_KEYS = re.compile(r"[^\w\-. :/]")
+
+
 def experiment_named(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created when missing (two processes may race to create it)."""
+    """The id of experiment ``name``, created when missing (two processes may race to create it).
+
+    Raises:
+        TrackingError: the experiment was deleted in MLflow (its name stays taken until it is
+            restored or purged).
+    """
     found = client.get_experiment_by_name(name)
+    if found is not None and getattr(found, "lifecycle_stage", "active") == "deleted":
+        raise TrackingError(f"the MLflow experiment {name!r} is deleted. Fix: restore it (mlflow experiments "
+                            "restore), or set tracking.experiment to another name")
     if found is not None:
         return str(found.experiment_id)
     try:

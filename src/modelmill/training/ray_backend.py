@@ -123,8 +123,9 @@ def _check_callbacks(trainer: Trainer) -> None:
     Raises:
         ConfigError: a callback overriding ``on_prepare``.
     """
-    own = [callback for callback in trainer.callbacks
-           if not isinstance(callback, (EarlyStopping, TimeBudget, ProgressBar))]
+    own = [callback for callback in trainer.callbacks  # observers (tracking's epoch logger) lose nothing here
+           if not isinstance(callback, (EarlyStopping, TimeBudget, ProgressBar))
+           and not getattr(callback, "observes_only", False)]
     if not own:
         return
     names = ", ".join(sorted({type(callback).__name__ for callback in own}))

@@ -143,7 +143,6 @@ def log_search(parent: TrackedRun | None, outcome: TuneOutcome, *, folder: Path,
         parent.log_file(best_path if name == "best.yaml" else folder / name)
     if final is not None and final_bundle is not None:
         from modelmill.bundle import read_bundle
-        from modelmill.tracking import tags
 
         parent.log_bundle(read_bundle(final_bundle), files=False)  # its report would hide the search's
         parent.log_folder(final_bundle / "plots", "best/plots")
