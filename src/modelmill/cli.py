@@ -285,6 +285,9 @@ def evaluate(
     data: Annotated[str, typer.Argument(help="Labelled data file or URL.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics, plots, report.")] = None,
     key_file: KeyFileOption = None,
+    tracking_uri_option: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="The MLflow tracking server to log this evaluation to (default: MLFLOW_TRACKING_URI; "
+        "never the bundle's own tracking.uri).")] = None,
 ) -> None:
     """Metrics, plots and a report on new labelled data (encrypted for an encrypted bundle)."""
     from modelmill.bundle import read_bundle
@@ -294,17 +297,22 @@ def evaluate(
 
     pipeline = task_from_bundle(verified)
     from modelmill.tracking import tags
-    from modelmill.tracking.client import redact, tracking_uri
+    from modelmill.tracking.client import bundle_tracking_uri, redact
     from modelmill.tracking.run import tracking
 
     config = verified.task_config()
-    tracked_config = config
-    if verified.encrypted and tracking_uri(config.tracking) is not None:  # a wrong URI fails here, before files
+    # where the evaluation is tracked: --tracking-uri or MLFLOW_TRACKING_URI, never a host the bundle's maker chose
+    # (it would get the user's MLflow credentials); the bundle's tracking.enabled: false still turns tracking off
+    uri = bundle_tracking_uri(config.tracking, given=tracking_uri_option)  # a wrong URI fails here, before files
+    tracked_config = config.model_copy(update={"tracking": config.tracking.model_copy(
+        update={"uri": uri if tracking_uri_option is not None else None, "enabled": uri is not None})})
+    if verified.encrypted and uri is not None:
         # the bundle's config cannot be edited to turn tracking off: the evaluation goes on, untracked
         logging.getLogger("modelmill").warning(
             "tracking: the bundle is encrypted, so this evaluation is not tracked (MLflow would hold its metrics "
             "and report in clear). Fix: unset MLFLOW_TRACKING_URI to silence this warning")
-        tracked_config = config.model_copy(update={"tracking": config.tracking.model_copy(update={"enabled": False})})
+        tracked_config = config.model_copy(update={"tracking": tracked_config.tracking.model_copy(
+            update={"enabled": False})})
     out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"data": redact(str(data)), "bundle_sha256": verified.digest, "bundle": str(verified.path)}

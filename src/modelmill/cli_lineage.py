@@ -32,8 +32,9 @@ def lineage(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts) instead of "
                                           "tables.")] = False,
     tracking_uri: Annotated[str | None, typer.Option(
-        "--tracking-uri", help="The MLflow tracking server to look the chain up in (default: tracking.uri of "
-        "the bundle's config, else MLFLOW_TRACKING_URI; with neither, the local chain alone).")] = None,
+        "--tracking-uri", help="The MLflow tracking server to look the chain up in (default: MLFLOW_TRACKING_URI; "
+        "with neither, the local chain alone). Never the bundle's own tracking.uri: the bundle's maker does not "
+        "choose where your MLflow credentials go.")] = None,
     key_file: KeyFileOption = None,
 ) -> None:
     """The bundle's chain, oldest first: what each link was (trained, compressed, exported,
@@ -62,16 +63,11 @@ def lineage(
 
 
 def _uri(bundle: Bundle, given: str | None) -> str | None:
-    """--tracking-uri, else the bundle's config's tracking.uri (None with tracking.enabled:
-    false), else MLFLOW_TRACKING_URI. A wrong scheme is a ConfigError (exit 2)."""
-    from modelmill.errors import ModelmillError
-    from modelmill.tracking.client import tracking_uri
+    """--tracking-uri, else MLFLOW_TRACKING_URI; never the bundle's config's tracking.uri (see
+    :func:`~modelmill.tracking.client.bundle_tracking_uri`). A wrong scheme is a ConfigError (exit 2)."""
+    from modelmill.tracking.client import bundle_tracking_uri
 
-    try:
-        config = bundle.task_config().tracking
-    except (ModelmillError, AttributeError):  # a config this version cannot read: the option and environment
-        config = None
-    return tracking_uri(config, given=given)
+    return bundle_tracking_uri(given=given)
 
 
 def _links(uri: str | None, digests: list[str], *, explicit: bool) -> tuple[dict[str, Any] | None, str]:
@@ -90,7 +86,7 @@ def _links(uri: str | None, digests: list[str], *, explicit: bool) -> tuple[dict
         return None, f"{exc}; the local chain follows"
     except TrackingError as exc:
         return None, (f"{exc}; the local chain follows. Fix: start the tracking server at {redact(uri)}, or give "
-                      "the right one with --tracking-uri (else tracking.uri of the config, else MLFLOW_TRACKING_URI)")
+                      "the right one with --tracking-uri (or MLFLOW_TRACKING_URI)")
 
 
 def _print_chain(entries: list[dict[str, Any]], name: str, tracked: bool) -> None:

@@ -34,14 +34,15 @@ def register_bundle(
     here to verify it, and to serve it later, as usual).
     """
     from modelmill.tracking.client import redact, required_uri
-    from modelmill.tracking.registry import register
+    from modelmill.tracking.registry import check_name, register
 
+    check_name(name)  # a name MLflow's searches cannot quote fails before any server is asked
     uri = required_uri(tracking_uri, "modelmill register")
     version = register(uri, bundle, name, description=description, key=given_key(key_file))
     err.print(f"registered {bundle} as version {version.version} of {name!r} at {redact(uri)}  ·  serve it: "
               f"modelmill serve models:/{name}/{version.version}  ·  promote it: modelmill promote {name} "
-              f"{version.version} --alias champion")
-    out.print(version.version)
+              f"{version.version} --alias champion", markup=False)
+    out.print(version.version, markup=False)
 
 
 def promote_version(
@@ -53,13 +54,14 @@ def promote_version(
     """Point an alias of a registered model at one of its versions (a server following
     models:/NAME@ALIAS switches on its next admin reload)."""
     from modelmill.tracking.client import required_uri
-    from modelmill.tracking.registry import check_alias, promote
+    from modelmill.tracking.registry import check_alias, check_name, promote
 
+    check_name(name)
     check_alias(alias)  # a wrong alias fails before any server is asked
     uri = required_uri(tracking_uri, "modelmill promote")
     before = promote(uri, name, str(version), alias)
     was = "" if before is None else f" (was version {before})" if before != str(version) else " (already)"
-    out.print(f"{name}@{alias} → version {version}{was}")
+    out.print(f"{name}@{alias} → version {version}{was}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -173,16 +173,20 @@ def test_a_stopped_server_is_a_warning_and_the_local_chain_still_prints(
         bundles: dict[str, Path], own_tracking_server: MlflowServer, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     own_tracking_server.stop()
-    uri = own_tracking_server.uri
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "someone")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-pass")
+    # the credentials in the URI itself (nothing in the environment for redact to find by value):
+    # only the URI's own redaction keeps them out of the output
+    uri = own_tracking_server.uri.replace("http://", "http://someone:s3cret-pass@")
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     code, out, err = lineage(capsys, str(bundles["child"]), "--tracking-uri", uri)
     assert code == 0, err
     assert "warning:" in err and "local chain follows" in err and "s3cret-pass" not in err + out
+    assert "http://***@127.0.0.1" in err, err  # the server named, without its credentials
     assert "trained" in out and "compressed" in out and read_bundle(bundles["child"]).digest in out
     code, out, err = lineage(capsys, str(bundles["child"]), "--json", "--tracking-uri", uri)
     document: dict[str, Any] = json.loads(out)
-    assert code == 0 and document["mlflow"] is False and "s3cret-pass" not in out
+    assert code == 0 and document["mlflow"] is False and "s3cret-pass" not in out + err
+    assert document["tracking_uri"] == own_tracking_server.uri.replace("http://", "http://***@")
     assert [e["action"] for e in document["chain"]] == ["trained", "compressed"] and document["warnings"]
 
 
@@ -224,3 +228,34 @@ def test_without_a_tracking_uri_mlflow_is_never_imported(bundles: dict[str, Path
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "compressed" in done.stdout
+
+
+def test_the_bundles_own_tracking_uri_is_never_contacted(bundles: dict[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A bundle whose config names a tracking server (chosen by whoever made it): neither
+    `lineage` nor `evaluate` connects there (it would carry the user's MLflow credentials); only
+    --tracking-uri or MLFLOW_TRACKING_URI are asked."""
+    import socket
+
+    import yaml
+
+    child = read_bundle(bundles["child"])
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        config = yaml.safe_load(child.files["config.yaml"])
+        config["tracking"] = {"uri": f"http://127.0.0.1:{port}"}
+        planted = derive(child, tmp_path / "planted", action="retagged",
+                         replace={"config.yaml": yaml.safe_dump(config).encode()})
+        code, out, err = lineage(capsys, str(planted), "--json")
+        assert code == 0, err
+        document = json.loads(out)
+        assert document["mlflow"] is False and document["tracking_uri"] is None
+        capsys.readouterr()
+        code = run_main(["evaluate", str(planted), str(bundles["data"]), "-o", str(tmp_path / "evaluation")])
+        assert code == 0, capsys.readouterr().err
+        assert "mlflow run:" not in capsys.readouterr().out
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected

@@ -158,7 +158,8 @@ def test_evaluate_is_a_run_linked_to_the_run_of_its_bundle(compared: tuple[Path,
     bundle = rows["mlp"]["bundle"]
     make_frame(200, seed=3).to_csv(folder / "new.csv", index=False)
     evaluation = folder / "evaluation"
-    output = invoke("evaluate", bundle, str(folder / "new.csv"), "-o", str(evaluation))
+    output = invoke("evaluate", bundle, str(folder / "new.csv"), "-o", str(evaluation), "--tracking-uri",
+                    tracking_server.uri)
     assert "mlflow run:" in output
     client = MlflowClient(tracking_server.uri)
     found = runs_of(tracking_server, experiment)

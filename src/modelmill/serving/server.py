@@ -177,6 +177,8 @@ def check_shadow(settings: ServingConfig, root: ModelRoot) -> None:
     is set: checked before any model is loaded or worker started."""
     if settings.shadow is None:
         return
+    if root.registry_info("") is not None:  # a registered model has no .shadow/ folder: say that first
+        root.locate_shadow(settings.shadow)
     if not settings.log.url:
         raise ServingError(f"--shadow {settings.shadow}: shadow mode needs the prediction log (a challenger's "
                            "predictions are only of use logged beside the served ones). Fix: add --log URL")
@@ -236,10 +238,36 @@ def app_from_environment() -> Any:
     """App factory for worker processes (``--workers N``): reads what ``serve`` put in the
     environment, so every worker loads and warms its own copy of the model."""
     from modelmill.serving.app import create_app
+    from modelmill.serving.registry_root import RegistryRoot, open_model_root
 
     spec = json.loads(os.environ[_ENVIRONMENT])
     _log_like_uvicorn()
-    return create_app(load_state(spec["path"], spec["overrides"], Path(spec["selection"])))
+    selection = Path(spec["selection"])
+    if spec.get("registry") is None:
+        return create_app(load_state(spec["path"], spec["overrides"], selection))
+    # a registered model: the version the parent resolved (or the one the workers serve now, for a worker
+    # restarted after a reload), never the alias resolved again: it may have moved, the registry may be down
+    root = open_model_root(spec["path"])
+    assert isinstance(root, RegistryRoot)
+    pinned = dict(spec["registry"])
+    chosen = _selected_version(selection) or str(pinned["version"])
+    if chosen == str(pinned["version"]):
+        root.start_with(pinned)
+    try:
+        opened = Opened(root, chosen, read_bundle(root.locate(chosen)))
+        state = load_state(spec["path"], spec["overrides"], selection, opened=opened)
+    finally:
+        root.start_with(None)  # from now on versions are asked of the registry (a reload, a rollback)
+    return create_app(state)
+
+
+def _selected_version(selection: Path) -> str | None:
+    """The version the workers serve now (what the last admin call, or the parent, selected)."""
+    try:
+        version = json.loads(selection.read_bytes()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(version) if version else None
 
 
 class AnnouncingServer(uvicorn.Server):
@@ -283,10 +311,19 @@ def serve(path: str | Path, overrides: dict[str, Any], *, access_log: bool = Fal
         _ignore_reraised_signals()
         server.run()
         return
+    from modelmill.files import atomic_write_bytes
+    from modelmill.serving.registry_root import RegistryRoot
+
     shared = Path(tempfile.mkdtemp(prefix="modelmill-serve-"))  # private (0700): the workers' selection
-    # a registered model's URI as given (every worker resolves it); a path made absolute
-    where = str(path) if opened.root.registry_info(opened.version) else str(Path(path).resolve())
-    os.environ[_ENVIRONMENT] = json.dumps({"path": where, "overrides": overrides,
+    # what the workers serve first is what was resolved here, written before any worker starts: a worker
+    # (or one restarted later) starts with the selection, and only an admin reload resolves an alias again
+    atomic_write_bytes(shared / "selection.json",
+                       json.dumps({"seq": 1, "version": opened.version, "history": []}).encode())
+    registry = opened.root.registry_info(opened.version)
+    # a registered model's URI as given, with the version resolved here; a path made absolute
+    where = str(path) if registry else str(Path(path).resolve())
+    pinned = opened.root.pinned(opened.version) if isinstance(opened.root, RegistryRoot) else None
+    os.environ[_ENVIRONMENT] = json.dumps({"path": where, "overrides": overrides, "registry": pinned,
                                            "selection": str(shared / "selection.json")})
     from modelmill.serving.metrics import MULTIPROCESS_ENVIRONMENT
 

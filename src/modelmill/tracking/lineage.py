@@ -47,12 +47,15 @@ def bundle_tags(bundle: Bundle) -> dict[str, str]:
 
 
 def run_of_bundle(client: Any, digest: str) -> Any | None:
-    """The newest MLflow run that logged the bundle whose manifest hashes to ``digest``, or None."""
+    """The newest MLflow run that logged the bundle whose manifest hashes to ``digest``, or None
+    (always None for a text that is not a sha256: it never goes into a filter string)."""
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        return None
     return _newest_run(client, [e.experiment_id for e in client.search_experiments()], digest)
 
 
 def _newest_run(client: Any, experiments: list[str], digest: str) -> Any | None:
-    if not experiments:
+    if not experiments or not _DIGEST.fullmatch(digest):
         return None
     runs = client.search_runs(experiments, filter_string=f"tags.`{tags.BUNDLE_SHA256}` = '{digest}'",
                               order_by=["attributes.start_time DESC"], max_results=1)

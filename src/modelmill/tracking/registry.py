@@ -7,7 +7,10 @@ A registered version's files are downloaded into a temporary sibling of their ca
 verified (every file against the manifest, the manifest against the version's
 ``modelmill.bundle_sha256`` tag) and only then renamed into place: a reader never sees a half
 copy, and two processes fetching the same version at once each verify their own copy and keep
-whichever landed first. MLflow is imported lazily (through :mod:`modelmill.tracking.client`).
+whichever landed first. A copy already in the cache is checked the same way against the
+version as the registry has it now (a model deleted and registered again reuses its version
+numbers); one that fails is moved aside and fetched again. MLflow is imported lazily (through
+:mod:`modelmill.tracking.client`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modelmill.bundle import MANIFEST, Bundle, read_bundle
-from modelmill.errors import BundleError, ConfigError, TrackingError, did_you_mean
+from modelmill.errors import BundleError, ConfigError, EncryptionError, EncryptionKeyError, TrackingError, did_you_mean
 from modelmill.tracking import tags
 from modelmill.tracking.client import failure, mlflow_client, redact
 from modelmill.tracking.lineage import bundle_tags, run_of_bundle
@@ -34,7 +38,10 @@ URI_FORMS = "models:/NAME@ALIAS (the version an alias points to), models:/NAME/V
 _URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]*)|/(?P<version>[^/@]*))?/?")
 _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,100}")
+VERSION = re.compile(r"[1-9][0-9]{0,17}")  # what MLflow numbers versions with; nothing else reaches a path or a call
+STALE_PARTIAL_S = 3600.0  # a staging folder this old is a fetch that died: removed by the next fetch
 _T = TypeVar("_T")
+log = logging.getLogger("modelmill.tracking")
 
 
 class NotRegistered(TrackingError):
@@ -70,11 +77,29 @@ def parse_model_uri(uri: str) -> ModelRef:
     if match is None:
         raise ConfigError(f"{uri[:200]!r} is not a registered model URI. Fix: write {URI_FORMS}")
     name, alias, version = match["name"], match["alias"], match["version"]
-    if version is not None and not version.isdigit():
-        raise ConfigError(f"{uri[:200]!r}: the version {version[:50]!r} is not a number. Fix: write {URI_FORMS}")
+    if version is not None and not VERSION.fullmatch(version):
+        raise ConfigError(f"{uri[:200]!r}: the version {version[:50]!r} is not a version number (1, 2, …). "
+                          f"Fix: write {URI_FORMS}")
+    check_name(name)
     if alias is not None:
         check_alias(alias)
     return ModelRef(name, alias, version)
+
+
+def check_name(name: str) -> str:
+    """``name`` when it can be looked up safely: a name holding both quote characters cannot be
+    quoted in MLflow's search filters (a ConfigError saying so)."""
+    if "'" in name and '"' in name:
+        raise ConfigError(f"the registered model name {name[:80]!r} holds both ' and \", which MLflow's searches "
+                          "cannot quote. Fix: use a name without quote characters")
+    return name
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a string literal of an MLflow filter: in "…" when it holds a ', else in '…'
+    (MLflow's filters have no escapes; :func:`check_name` refuses a name holding both)."""
+    check_name(name)
+    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 def check_alias(alias: str) -> str:
@@ -92,17 +117,23 @@ def check_alias(alias: str) -> str:
 # ----------------------------------------------------------------------- calls
 
 
-def _call(uri: str, what: str, call: Callable[[], _T]) -> _T:
-    """``call()``, with a failure of the server (not of the request) as a TrackingError saying
-    which server (without credentials) and why. Errors about the request itself (an unknown
-    name) are raised as MLflow raised them, for the caller to explain."""
+def _call(uri: str, what: str, call: Callable[[], _T], expected: tuple[str, ...] = ()) -> _T:
+    """``call()``, with every MLflow failure as a TrackingError saying which server (without
+    credentials) and why: the server's own failures, and errors about the request (an invalid
+    name, a deleted experiment). Only the error codes in ``expected`` (an unknown name, for the
+    caller to explain with the known ones) are raised as MLflow raised them."""
     from mlflow.exceptions import MlflowException
 
     try:
         return call()
     except MlflowException as exc:
-        if _code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS"):
+        code = _code(exc)
+        if code in expected:
             raise
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS",
+                    "INVALID_STATE", "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED"):
+            raise TrackingError(f"{what}: the MLflow server at {redact(uri)} refused it ({code}): {failure(exc)}. "
+                                "Fix: correct what it names, or check your MLflow permissions") from None
         raise TrackingError(f"{what}: the MLflow server at {redact(uri)} {_why(exc)}. Fix: check that the server "
                             "runs and the URI is right (--tracking-uri or MLFLOW_TRACKING_URI)") from None
     except OSError as exc:
@@ -129,7 +160,8 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _call(uri, f"registered model {name!r}", lambda: client.get_registered_model(name))
+        return _call(uri, f"registered model {name!r}", lambda: client.get_registered_model(name),
+                     ("RESOURCE_DOES_NOT_EXIST",))
     except MlflowException as exc:
         if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
             raise TrackingError(f"registered model {name!r}: {failure(exc)}") from None
@@ -141,7 +173,7 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
 
 
 def _versions(client: Any, uri: str, name: str) -> list[Any]:
-    found = _call(uri, f"the versions of {name!r}", lambda: client.search_model_versions(f"name = '{name}'"))
+    found = _call(uri, f"the versions of {name!r}", lambda: client.search_model_versions(f"name = {_quoted(name)}"))
     return sorted(found, key=lambda v: int(v.version))
 
 
@@ -171,10 +203,20 @@ def resolve(client: Any, ref: ModelRef, uri: str = "") -> Any:
 
 
 def get_version(client: Any, uri: str, name: str, version: str) -> Any:
+    """Version ``version`` of ``name`` (a ModelVersion, with the tag its bundle is checked against).
+
+    Raises:
+        NotRegistered: no such version (the known ones listed); TrackingError: the server failed.
+    """
     from mlflow.exceptions import MlflowException
 
+    if not VERSION.fullmatch(version):
+        raise NotRegistered(f"{version[:64]!r} is no version of registered model {name!r}: versions are numbers "
+                            "1, 2, …")
+
     try:
-        return _call(uri, f"version {version} of {name!r}", lambda: client.get_model_version(name, version))
+        return _call(uri, f"version {version} of {name!r}", lambda: client.get_model_version(name, version),
+                     ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"))
     except MlflowException as exc:
         if _code(exc) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise TrackingError(f"version {version} of registered model {name!r}: {failure(exc)}") from None
@@ -190,6 +232,7 @@ def register(uri: str, path: str | Path, name: str, *, description: str | None =
     """Register the bundle at ``path`` (verified first) as a new version of ``name``: the files
     of the run that logged it, where one did, else of a new ``register`` run. The model version
     returned carries :func:`~modelmill.tracking.lineage.bundle_tags`."""
+    check_name(name)
     bundle = read_bundle(path, key=key)
     client = mlflow_client(uri)
     run = _run_holding(client, uri, bundle)
@@ -197,7 +240,8 @@ def register(uri: str, path: str | Path, name: str, *, description: str | None =
     from mlflow.exceptions import MlflowException
 
     try:
-        _call(uri, f"registered model {name!r}", lambda: client.create_registered_model(name))
+        _call(uri, f"registered model {name!r}", lambda: client.create_registered_model(name),
+              ("RESOURCE_ALREADY_EXISTS",))
     except MlflowException as exc:
         if _code(exc) != "RESOURCE_ALREADY_EXISTS":
             raise TrackingError(f"cannot register a model named {name!r}: {failure(exc)}") from None
@@ -216,9 +260,7 @@ def _run_holding(client: Any, uri: str, bundle: Bundle) -> Any:
     run = _call(uri, "the run of the bundle", lambda: run_of_bundle(client, bundle.digest))
     if run is not None and _holds_bundle(client, uri, run.info.run_id, bundle):
         return run
-    experiment = _call(uri, "the experiment", lambda: client.get_experiment_by_name(bundle.name))
-    experiment_id = experiment.experiment_id if experiment is not None else _call(
-        uri, "a new experiment", lambda: client.create_experiment(bundle.name))
+    experiment_id = _register_experiment(client, uri, bundle.name)
     run_tags = {tags.ACTION: "register", **bundle_tags(bundle)}
     parent = None
     if bundle.lineage.parent:
@@ -246,17 +288,47 @@ def _run_holding(client: Any, uri: str, bundle: Bundle) -> Any:
     return run
 
 
+def _register_experiment(client: Any, uri: str, name: str) -> str:
+    """The experiment a ``register`` run goes to: the bundle's name, or where the user deleted
+    that one (MLflow keeps it, and no run can be made in it), ``NAME (registered)``. A deleted
+    experiment is never restored behind the user's back."""
+    for candidate in (name, f"{name} (registered)"):
+        experiment = _call(uri, f"experiment {candidate!r}", lambda: client.get_experiment_by_name(candidate))
+        if experiment is None:
+            return str(_call(uri, f"a new experiment {candidate!r}", lambda: client.create_experiment(candidate)))
+        if getattr(experiment, "lifecycle_stage", "active") != "deleted":
+            return str(experiment.experiment_id)
+        log.warning("registry: experiment %r is deleted; the register run goes to another experiment", candidate)
+    raise TrackingError(f"the experiments {name!r} and {name + ' (registered)'!r} at {redact(uri)} are both deleted, "
+                        "and a register run needs one of them. Fix: restore one (`mlflow experiments restore "
+                        "--experiment-id ID`), or remove them for good (`mlflow gc`)")
+
+
 def _holds_bundle(client: Any, uri: str, run_id: str, bundle: Bundle) -> bool:
-    """Whether the run logged ``bundle``'s files as they are stored here: the same manifest bytes
-    (a bundle logged in clear is not the sealed copy being registered, nor the other way round)."""
-    listed = _call(uri, "the run's artefacts", lambda: client.list_artifacts(run_id, tags.BUNDLE_ARTIFACTS))
+    """Whether the run logged ``bundle``'s files as they are stored here: every file the
+    manifest lists there with its size (an upload cut short is not reused), and the same
+    manifest bytes (a bundle logged in clear is not the sealed copy being registered, nor the
+    other way round)."""
+    logged = _logged_sizes(client, uri, run_id, tags.BUNDLE_ARTIFACTS)
+    for listed in [MANIFEST, *bundle.manifest["files"]]:
+        if logged.get(f"{tags.BUNDLE_ARTIFACTS}/{listed}") != (bundle.path / listed).stat().st_size:
+            return False
     name = f"{tags.BUNDLE_ARTIFACTS}/{MANIFEST}"
-    needed = {f"{tags.BUNDLE_ARTIFACTS}/{file.split('/')[0]}" for file in [MANIFEST, *bundle.manifest["files"]]}
-    if not needed <= {item.path for item in listed}:  # not logged whole (or an upload cut short)
-        return False
     with tempfile.TemporaryDirectory(prefix="modelmill-register-") as folder:
-        logged = Path(_call(uri, "the run's manifest", lambda: client.download_artifacts(run_id, name, folder)))
-        return logged.read_bytes() == (bundle.path / MANIFEST).read_bytes()
+        copy = Path(_call(uri, "the run's manifest", lambda: client.download_artifacts(run_id, name, folder)))
+        return copy.read_bytes() == (bundle.path / MANIFEST).read_bytes()
+
+
+def _logged_sizes(client: Any, uri: str, run_id: str, folder: str, depth: int = 0) -> dict[str, int | None]:
+    """Every file the run logged under ``folder``, with its size (the listing walked down)."""
+    found: dict[str, int | None] = {}
+    items = _call(uri, "the run's artefacts", lambda: client.list_artifacts(run_id, folder))
+    for item in items:
+        if item.is_dir and depth < 20:
+            found.update(_logged_sizes(client, uri, run_id, item.path, depth + 1))
+        elif not item.is_dir:
+            found[item.path] = item.file_size
+    return found
 
 
 def promote(uri: str, name: str, version: str, alias: str) -> str | None:
@@ -293,16 +365,30 @@ def fetch(uri: str, ref: ModelRef, client: Any | None = None, *, key: bytes | No
 
 def fetch_version(client: Any, uri: str, version: Any, *, key: bytes | None = None) -> Path:
     """The folder holding ``version``'s bundle in the cache: downloaded, verified and renamed
-    into place unless it is there already (a reader verifies every file on load anyway).
+    into place, unless a copy is there that passes the same checks against the version as the
+    registry has it now (its ``modelmill.bundle_sha256`` tag). A copy that fails them (a
+    registered model deleted and made again with the same version numbers, a damaged file) is
+    moved aside and the version fetched again.
 
     Raises:
         TrackingError: the download failed, or the copy fails its checks (the file named).
+        EncryptionKeyError: a sealed bundle, and no key or another key (the process's problem).
     """
-    target = cache_folder(uri, version.name) / str(version.version)
+    number = str(version.version)
+    if not VERSION.fullmatch(number):
+        raise TrackingError(f"registered model {version.name!r} has a version named {number[:64]!r}, not a number")
+    target = cache_folder(uri, version.name) / number
     if (target / MANIFEST).is_file():
-        return target
+        try:
+            _verify(uri, version, target, key, keep=True)
+            return target
+        except TrackingError as exc:
+            log.warning("registry: the cached copy of %s version %s is not the registered one (%s); fetching it "
+                        "again", version.name, number, exc)
+            _discard(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{version.version}.{uuid.uuid4().hex[:12]}.partial"
+    _remove_stale_partials(target.parent)
+    staging = target.parent / f".{number}.{uuid.uuid4().hex[:12]}.partial"
     try:
         _download(uri, version, staging)
         _verify(uri, version, staging / tags.BUNDLE_ARTIFACTS, key)
@@ -314,6 +400,31 @@ def fetch_version(client: Any, uri: str, version: Any, *, key: bytes | None = No
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _discard(target: Path) -> None:
+    """Move ``target`` aside (a reader never sees it half deleted), then delete it."""
+    aside = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.discarded"
+    try:
+        os.rename(target, aside)
+    except OSError:
+        if target.exists():  # not gone already (another process discarded it first)
+            raise
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    """Staging folders of fetches that died (older than STALE_PARTIAL_S), and discarded copies."""
+    now = time.time()
+    for child in folder.iterdir():
+        if not (child.name.startswith(".") and child.name.endswith((".partial", ".discarded"))):
+            continue
+        try:
+            if now - child.stat().st_mtime > STALE_PARTIAL_S:
+                shutil.rmtree(child, ignore_errors=True)
+        except OSError:  # removed by another process meanwhile
+            pass
 
 
 def _download(uri: str, version: Any, staging: Path) -> None:
@@ -328,22 +439,28 @@ def _download(uri: str, version: Any, staging: Path) -> None:
                             "Fix: register a modelmill bundle with `modelmill register`")
 
 
-def _verify(uri: str, version: Any, folder: Path, key: bytes | None) -> Bundle:
-    """Every file against the manifest, and the manifest against the version's tag."""
+def _verify(uri: str, version: Any, folder: Path, key: bytes | None, *, keep: bool = False) -> Bundle:
+    """Every file against the manifest, and the manifest against the version's tag (``keep``:
+    a copy in the cache, which the caller discards, rather than a download nothing keeps)."""
     where = f"registered model {version.name!r} version {version.version} (fetched from {redact(uri)})"
+    fate = "the cached copy is fetched again" if keep else "nothing was kept"
     try:
         bundle = read_bundle(folder, key=key)
-    except BundleError as exc:
+    except (BundleError, EncryptionError) as exc:
+        if isinstance(exc, EncryptionKeyError):  # no key, another key: the process's, not the version's
+            raise
         message = str(exc).replace(f"{folder}/", "").replace(str(folder), "the bundle")
+        if isinstance(exc, EncryptionError):  # "FILE failed authentication: …", "FILE is damaged: …"
+            message = f"integrity check failed for {message.split(' ', 1)[0]}: {message}"
         head, _, reason = message.partition(": ")  # "integrity check failed for FILE", "why"
         message = f"{head} of {where}: {reason}" if reason else f"{message} — in {where}"
-        raise TrackingError(f"{message}; nothing was kept. Fix: register the bundle again from a good copy") from None
+        raise TrackingError(f"{message}; {fate}. Fix: register the bundle again from a good copy") from None
     expected = dict(version.tags or {}).get(tags.BUNDLE_SHA256)
     if expected is None:
         raise TrackingError(f"{where} has no {tags.BUNDLE_SHA256} tag to verify its bundle against. Fix: register "
                             "it with `modelmill register`")
     if bundle.digest != expected:
         raise TrackingError(f"integrity check failed for {MANIFEST} of {where}: its sha256 {bundle.digest[:16]}… "
-                            f"is not the {expected[:16]}… the version was registered with; nothing was kept. Fix: "
+                            f"is not the {expected[:16]}… the version was registered with; {fate}. Fix: "
                             "register the bundle again from a good copy")
     return bundle
