@@ -25,7 +25,8 @@ from modelmill.api import Pipeline
 from modelmill.errors import BundleError, TrackingError
 from modelmill.tracking import tags
 from modelmill.tracking.client import mlflow_client
-from modelmill.tracking.registry import ModelRef, cache_folder, fetch, register
+from modelmill.tracking.fetch import cache_folder, fetch
+from modelmill.tracking.registry import ModelRef, register
 from tests.conftest import base_config, make_frame
 from tests.damage import flip_one_byte
 from tests.mlflow_server import MlflowServer

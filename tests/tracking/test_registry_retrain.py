@@ -23,7 +23,8 @@ from modelmill.retraining import retrain
 from modelmill.retraining.watch import Watcher
 from modelmill.tracking import registry, tags
 from modelmill.tracking.client import mlflow_client
-from modelmill.tracking.registry import cache_folder, promote, register
+from modelmill.tracking.fetch import cache_folder
+from modelmill.tracking.registry import promote, register
 from tests.damage import flip_one_byte
 from tests.mlflow_server import MlflowServer
 from tests.monitoring.service import start_server, stop_server

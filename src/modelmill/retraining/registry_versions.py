@@ -24,7 +24,8 @@ from modelmill.bundle import Bundle, read_bundle
 from modelmill.errors import ConfigError, ModelmillError, ServingError
 from modelmill.retraining.promote import LOCK_FILE, Service, VersionFolder
 from modelmill.tracking.client import URI_VARIABLE, mlflow_client, redact, tracking_uri
-from modelmill.tracking.registry import ModelRef, cache_folder, fetch_version, get_version, parse_model_uri, resolve
+from modelmill.tracking.fetch import cache_folder, fetch_version
+from modelmill.tracking.registry import ModelRef, get_version, parse_model_uri, resolve
 
 if TYPE_CHECKING:
     from modelmill.config import PipelineConfig

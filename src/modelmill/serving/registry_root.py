@@ -21,7 +21,8 @@ from modelmill.serving.problem import Problem, without_paths
 from modelmill.serving.versions import ModelRoot, is_version_dir, version_order
 from modelmill.tracking import tags
 from modelmill.tracking.client import URI_VARIABLE, failure, mlflow_client, redact, tracking_uri
-from modelmill.tracking.registry import (VERSION, ModelRef, NotRegistered, cache_folder, fetch_version, get_version,
+from modelmill.tracking.fetch import cache_folder, fetch_version
+from modelmill.tracking.registry import (VERSION, ModelRef, NotRegistered, get_version,
                                         parse_model_uri, resolve)
 
 
@@ -39,7 +40,7 @@ class RegistryRoot(ModelRoot):
     """The versions of one registered model, as fetched into the cache. ``newest()`` is what
     the URI names now: the alias resolved again (or the newest version, or the pinned one).
     A cached copy is served only once it has been checked against the version as the registry
-    has it now (see :func:`~modelmill.tracking.registry.fetch_version`)."""
+    has it now (see :func:`~modelmill.tracking.fetch.fetch_version`)."""
 
     def __init__(self, ref: ModelRef, uri: str | None = None) -> None:
         found = uri or tracking_uri()

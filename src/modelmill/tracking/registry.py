@@ -1,35 +1,23 @@
 """The MLflow model registry: a bundle registered as a model version (its files as plain
 artefacts: no pickle, no "model from code" that would run Python on load), aliases set on
 versions, and a version fetched back into a local cache, verified against the hash the
-version was registered with.
-
-A registered version's files are downloaded into a temporary sibling of their cache folder,
-verified (every file against the manifest, the manifest against the version's
-``modelmill.bundle_sha256`` tag) and only then renamed into place: a reader never sees a half
-copy, and two processes fetching the same version at once each verify their own copy and keep
-whichever landed first. A copy already in the cache is checked the same way against the
-version as the registry has it now (a model deleted and registered again reuses its version
-numbers); one that fails is moved aside and fetched again. MLflow is imported lazily (through
+version was registered with (:mod:`modelmill.tracking.fetch`). MLflow is imported lazily (through
 :mod:`modelmill.tracking.client`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
 import shutil
 import tempfile
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from modelmill.bundle import MANIFEST, Bundle, read_bundle
-from modelmill.errors import BundleError, ConfigError, EncryptionError, EncryptionKeyError, TrackingError, did_you_mean
+from modelmill.errors import ConfigError, TrackingError, did_you_mean
 from modelmill.tracking import tags
 from modelmill.tracking.client import failure, mlflow_client, redact
 from modelmill.tracking.lineage import bundle_tags, run_of_bundle
@@ -37,9 +25,8 @@ from modelmill.tracking.lineage import bundle_tags, run_of_bundle
 URI_FORMS = "models:/NAME@ALIAS (the version an alias points to), models:/NAME/VERSION, or models:/NAME (the newest)"
 _URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]*)|/(?P<version>[^/@]*))?/?")
 _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
-_FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,100}")
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,100}")
 VERSION = re.compile(r"[1-9][0-9]{0,17}")  # what MLflow numbers versions with; nothing else reaches a path or a call
-STALE_PARTIAL_S = 3600.0  # a staging folder this old is a fetch that died: removed by the next fetch
 _T = TypeVar("_T")
 log = logging.getLogger("modelmill.tracking")
 
@@ -117,7 +104,7 @@ def check_alias(alias: str) -> str:
 # ----------------------------------------------------------------------- calls
 
 
-def _call(uri: str, what: str, call: Callable[[], _T], expected: tuple[str, ...] = ()) -> _T:
+def registry_call(uri: str, what: str, call: Callable[[], _T], expected: tuple[str, ...] = ()) -> _T:
     """``call()``, with every MLflow failure as a TrackingError saying which server (without
     credentials) and why: the server's own failures, and errors about the request (an invalid
     name, a deleted experiment). Only the error codes in ``expected`` (an unknown name, for the
@@ -160,12 +147,12 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _call(uri, f"registered model {name!r}", lambda: client.get_registered_model(name),
+        return registry_call(uri, f"registered model {name!r}", lambda: client.get_registered_model(name),
                      ("RESOURCE_DOES_NOT_EXIST",))
     except MlflowException as exc:
         if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
             raise TrackingError(f"registered model {name!r}: {failure(exc)}") from None
-    known = sorted(m.name for m in _call(uri, "the registered models", lambda: client.search_registered_models()))
+    known = sorted(m.name for m in registry_call(uri, "the registered models", lambda: client.search_registered_models()))
     close = did_you_mean(name, known)
     listed = ", ".join(known[:20]) or "none"
     raise NotRegistered(f"no registered model {name!r} at {redact(uri)}{close}; registered models: {listed}. "
@@ -173,7 +160,7 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
 
 
 def _versions(client: Any, uri: str, name: str) -> list[Any]:
-    found = _call(uri, f"the versions of {name!r}", lambda: client.search_model_versions(f"name = {_quoted(name)}"))
+    found = registry_call(uri, f"the versions of {name!r}", lambda: client.search_model_versions(f"name = {_quoted(name)}"))
     return sorted(found, key=lambda v: int(v.version))
 
 
@@ -215,7 +202,7 @@ def get_version(client: Any, uri: str, name: str, version: str) -> Any:
                             "1, 2, …")
 
     try:
-        return _call(uri, f"version {version} of {name!r}", lambda: client.get_model_version(name, version),
+        return registry_call(uri, f"version {version} of {name!r}", lambda: client.get_model_version(name, version),
                      ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"))
     except MlflowException as exc:
         if _code(exc) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
@@ -240,7 +227,7 @@ def register(uri: str, path: str | Path, name: str, *, description: str | None =
     from mlflow.exceptions import MlflowException
 
     try:
-        _call(uri, f"registered model {name!r}", lambda: client.create_registered_model(name),
+        registry_call(uri, f"registered model {name!r}", lambda: client.create_registered_model(name),
               ("RESOURCE_ALREADY_EXISTS",))
     except MlflowException as exc:
         if _code(exc) != "RESOURCE_ALREADY_EXISTS":
@@ -249,7 +236,7 @@ def register(uri: str, path: str | Path, name: str, *, description: str | None =
     level = waiting.level
     waiting.setLevel(logging.WARNING)  # its "Waiting up to 300 seconds …" would mix into our output
     try:
-        return _call(uri, f"a version of {name!r}", lambda: client.create_model_version(
+        return registry_call(uri, f"a version of {name!r}", lambda: client.create_model_version(
             name, source=source, run_id=run.info.run_id, tags=bundle_tags(bundle), description=description))
     finally:
         waiting.setLevel(level)
@@ -257,17 +244,17 @@ def register(uri: str, path: str | Path, name: str, *, description: str | None =
 
 def _run_holding(client: Any, uri: str, bundle: Bundle) -> Any:
     """The run that logged ``bundle`` with its files, or a new run that logs them."""
-    run = _call(uri, "the run of the bundle", lambda: run_of_bundle(client, bundle.digest))
+    run = registry_call(uri, "the run of the bundle", lambda: run_of_bundle(client, bundle.digest))
     if run is not None and _holds_bundle(client, uri, run.info.run_id, bundle):
         return run
     experiment_id = _register_experiment(client, uri, bundle.name)
     run_tags = {tags.ACTION: "register", **bundle_tags(bundle)}
     parent = None
     if bundle.lineage.parent:
-        parent = _call(uri, "the parent's run", lambda: run_of_bundle(client, str(bundle.lineage.parent)))
+        parent = registry_call(uri, "the parent's run", lambda: run_of_bundle(client, str(bundle.lineage.parent)))
     if parent is not None:
         run_tags[tags.PARENT_RUN_ID] = parent.info.run_id
-    run = _call(uri, "a new run", lambda: client.create_run(experiment_id, tags=run_tags,
+    run = registry_call(uri, "a new run", lambda: client.create_run(experiment_id, tags=run_tags,
                                                              run_name=f"register {bundle.name}"))
     try:
         with tempfile.TemporaryDirectory(prefix="modelmill-register-") as folder:
@@ -276,7 +263,7 @@ def _run_holding(client: Any, uri: str, bundle: Bundle) -> Any:
                 target = Path(folder) / listed
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(bundle.path / listed, target)
-            _call(uri, "the bundle's upload",
+            registry_call(uri, "the bundle's upload",
                   lambda: client.log_artifacts(run.info.run_id, folder, tags.BUNDLE_ARTIFACTS))
     except BaseException:
         try:  # a run left half-uploaded says so in MLflow, instead of running for ever
@@ -284,7 +271,7 @@ def _run_holding(client: Any, uri: str, bundle: Bundle) -> Any:
         except Exception:  # the server that failed the upload may fail this too: the first error tells
             pass
         raise
-    _call(uri, "the run's end", lambda: client.set_terminated(run.info.run_id))
+    registry_call(uri, "the run's end", lambda: client.set_terminated(run.info.run_id))
     return run
 
 
@@ -293,9 +280,9 @@ def _register_experiment(client: Any, uri: str, name: str) -> str:
     that one (MLflow keeps it, and no run can be made in it), ``NAME (registered)``. A deleted
     experiment is never restored behind the user's back."""
     for candidate in (name, f"{name} (registered)"):
-        experiment = _call(uri, f"experiment {candidate!r}", lambda: client.get_experiment_by_name(candidate))
+        experiment = registry_call(uri, f"experiment {candidate!r}", lambda: client.get_experiment_by_name(candidate))
         if experiment is None:
-            return str(_call(uri, f"a new experiment {candidate!r}", lambda: client.create_experiment(candidate)))
+            return str(registry_call(uri, f"a new experiment {candidate!r}", lambda: client.create_experiment(candidate)))
         if getattr(experiment, "lifecycle_stage", "active") != "deleted":
             return str(experiment.experiment_id)
         log.warning("registry: experiment %r is deleted; the register run goes to another experiment", candidate)
@@ -315,14 +302,14 @@ def _holds_bundle(client: Any, uri: str, run_id: str, bundle: Bundle) -> bool:
             return False
     name = f"{tags.BUNDLE_ARTIFACTS}/{MANIFEST}"
     with tempfile.TemporaryDirectory(prefix="modelmill-register-") as folder:
-        copy = Path(_call(uri, "the run's manifest", lambda: client.download_artifacts(run_id, name, folder)))
+        copy = Path(registry_call(uri, "the run's manifest", lambda: client.download_artifacts(run_id, name, folder)))
         return copy.read_bytes() == (bundle.path / MANIFEST).read_bytes()
 
 
 def _logged_sizes(client: Any, uri: str, run_id: str, folder: str, depth: int = 0) -> dict[str, int | None]:
     """Every file the run logged under ``folder``, with its size (the listing walked down)."""
     found: dict[str, int | None] = {}
-    items = _call(uri, "the run's artefacts", lambda: client.list_artifacts(run_id, folder))
+    items = registry_call(uri, "the run's artefacts", lambda: client.list_artifacts(run_id, folder))
     for item in items:
         if item.is_dir and depth < 20:
             found.update(_logged_sizes(client, uri, run_id, item.path, depth + 1))
@@ -339,128 +326,5 @@ def promote(uri: str, name: str, version: str, alias: str) -> str | None:
     model = registered_model(client, uri, name)
     get_version(client, uri, name, version)
     before = dict(getattr(model, "aliases", {}) or {}).get(alias)
-    _call(uri, f"alias {alias!r}", lambda: client.set_registered_model_alias(name, alias, version))
+    registry_call(uri, f"alias {alias!r}", lambda: client.set_registered_model_alias(name, alias, version))
     return None if before is None else str(before)
-
-
-# -------------------------------------------------------------------- fetch
-
-
-def cache_folder(uri: str, name: str) -> Path:
-    """Where the fetched versions of registered model ``name`` of the server ``uri`` are kept:
-    ``$MODELMILL_CACHE/registry/<server>/<name>/`` (the server as a hash of its URI without
-    credentials; a name that is no plain folder name gets a hash of its own)."""
-    base = Path(os.environ.get("MODELMILL_CACHE") or Path.home() / ".cache" / "modelmill").expanduser()
-    server = hashlib.sha256(redact(uri).encode()).hexdigest()[:16]
-    folder = name if _FOLDER.fullmatch(name) else (
-        re.sub(r"[^A-Za-z0-9._-]", "_", name)[:60].lstrip(".") + "-" + hashlib.sha256(name.encode()).hexdigest()[:12])
-    return base / "registry" / server / folder
-
-
-def fetch(uri: str, ref: ModelRef, client: Any | None = None, *, key: bytes | None = None) -> Path:
-    """The local, verified copy of the version ``ref`` names (fetched when not cached)."""
-    client = client or mlflow_client(uri)
-    return fetch_version(client, uri, resolve(client, ref, uri), key=key)
-
-
-def fetch_version(client: Any, uri: str, version: Any, *, key: bytes | None = None) -> Path:
-    """The folder holding ``version``'s bundle in the cache: downloaded, verified and renamed
-    into place, unless a copy is there that passes the same checks against the version as the
-    registry has it now (its ``modelmill.bundle_sha256`` tag). A copy that fails them (a
-    registered model deleted and made again with the same version numbers, a damaged file) is
-    moved aside and the version fetched again.
-
-    Raises:
-        TrackingError: the download failed, or the copy fails its checks (the file named).
-        EncryptionKeyError: a sealed bundle, and no key or another key (the process's problem).
-    """
-    number = str(version.version)
-    if not VERSION.fullmatch(number):
-        raise TrackingError(f"registered model {version.name!r} has a version named {number[:64]!r}, not a number")
-    target = cache_folder(uri, version.name) / number
-    if (target / MANIFEST).is_file():
-        try:
-            _verify(uri, version, target, key, keep=True)
-            return target
-        except TrackingError as exc:
-            log.warning("registry: the cached copy of %s version %s is not the registered one (%s); fetching it "
-                        "again", version.name, number, exc)
-            _discard(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target.parent)
-    staging = target.parent / f".{number}.{uuid.uuid4().hex[:12]}.partial"
-    try:
-        _download(uri, version, staging)
-        _verify(uri, version, staging / tags.BUNDLE_ARTIFACTS, key)
-        try:
-            os.rename(staging / tags.BUNDLE_ARTIFACTS, target)
-        except OSError:
-            if not (target / MANIFEST).is_file():  # not another process's verified copy: a real failure
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _discard(target: Path) -> None:
-    """Move ``target`` aside (a reader never sees it half deleted), then delete it."""
-    aside = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.discarded"
-    try:
-        os.rename(target, aside)
-    except OSError:
-        if target.exists():  # not gone already (another process discarded it first)
-            raise
-        return
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _remove_stale_partials(folder: Path) -> None:
-    """Staging folders of fetches that died (older than STALE_PARTIAL_S), and discarded copies."""
-    now = time.time()
-    for child in folder.iterdir():
-        if not (child.name.startswith(".") and child.name.endswith((".partial", ".discarded"))):
-            continue
-        try:
-            if now - child.stat().st_mtime > STALE_PARTIAL_S:
-                shutil.rmtree(child, ignore_errors=True)
-        except OSError:  # removed by another process meanwhile
-            pass
-
-
-def _download(uri: str, version: Any, staging: Path) -> None:
-    from mlflow.artifacts import download_artifacts
-
-    staging.mkdir()
-    where = f"version {version.version} of registered model {version.name!r}"
-    _call(uri, f"the download of {where}",
-          lambda: download_artifacts(artifact_uri=version.source, dst_path=str(staging), tracking_uri=uri))
-    if not (staging / tags.BUNDLE_ARTIFACTS / MANIFEST).is_file():
-        raise TrackingError(f"{where} holds no modelmill bundle (no {MANIFEST} in {redact(version.source)}). "
-                            "Fix: register a modelmill bundle with `modelmill register`")
-
-
-def _verify(uri: str, version: Any, folder: Path, key: bytes | None, *, keep: bool = False) -> Bundle:
-    """Every file against the manifest, and the manifest against the version's tag (``keep``:
-    a copy in the cache, which the caller discards, rather than a download nothing keeps)."""
-    where = f"registered model {version.name!r} version {version.version} (fetched from {redact(uri)})"
-    fate = "the cached copy is fetched again" if keep else "nothing was kept"
-    try:
-        bundle = read_bundle(folder, key=key)
-    except (BundleError, EncryptionError) as exc:
-        if isinstance(exc, EncryptionKeyError):  # no key, another key: the process's, not the version's
-            raise
-        message = str(exc).replace(f"{folder}/", "").replace(str(folder), "the bundle")
-        if isinstance(exc, EncryptionError):  # "FILE failed authentication: …", "FILE is damaged: …"
-            message = f"integrity check failed for {message.split(' ', 1)[0]}: {message}"
-        head, _, reason = message.partition(": ")  # "integrity check failed for FILE", "why"
-        message = f"{head} of {where}: {reason}" if reason else f"{message} — in {where}"
-        raise TrackingError(f"{message}; {fate}. Fix: register the bundle again from a good copy") from None
-    expected = dict(version.tags or {}).get(tags.BUNDLE_SHA256)
-    if expected is None:
-        raise TrackingError(f"{where} has no {tags.BUNDLE_SHA256} tag to verify its bundle against. Fix: register "
-                            "it with `modelmill register`")
-    if bundle.digest != expected:
-        raise TrackingError(f"integrity check failed for {MANIFEST} of {where}: its sha256 {bundle.digest[:16]}… "
-                            f"is not the {expected[:16]}… the version was registered with; {fate}. Fix: "
-                            "register the bundle again from a good copy")
-    return bundle
