@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from modelmill.cli_compression import TrackingUriOption
 from modelmill.cli_encryption import KeyFileOption, given_key
 
 out = Console()
@@ -24,14 +25,17 @@ def refresh(
     data: Annotated[str, typer.Argument(help="File or URL of the new interactions (the config's columns).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="New folder for the derived bundle.")],
     key_file: KeyFileOption = None,
+    tracking_uri_option: TrackingUriOption = None,
 ) -> None:
     """Add new interactions to the bundle's known items (new users added, items the model does not
     know dropped with a warning, interactions it knows already skipped, so the same export twice
     changes nothing): served lists leave them out, and the two-tower ranks from them. The model is
     not retrained; the derived bundle records its parent. The output folder is checked first."""
     from modelmill.bundle import read_bundle
+    from modelmill.cli_compression import derived_tracking, log_derived
     from modelmill.errors import BundleError
 
+    uri = derived_tracking(tracking_uri_option)  # a wrong URI fails here, before any work
     verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
     if verified.task != "recommend":
         raise BundleError(f"{bundle} is a `task: {verified.task}` bundle; refresh updates the known items of a "
@@ -41,6 +45,10 @@ def refresh(
 
     derived = refresh_bundle(verified, data, output)
     out.print(f"bundle: {derived}")
+    if uri is not None:  # a run of its own, whose tags link it to the run of the bundle it refreshed
+        name = Path(data.split("?", 1)[0]).name  # a signed URL's query holds its keys
+        log_derived(derived, action="refresh", run_name=f"refresh {name}", given=tracking_uri_option,
+                    params={"data": data})
 
 
 def register(app: typer.Typer) -> None:

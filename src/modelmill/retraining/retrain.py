@@ -34,6 +34,8 @@ from modelmill.retraining.challenge import Comparison, compare, judge
 from modelmill.retraining.data import Labelled, TrainingRows, check_learnable, labelled_records, training_rows
 from modelmill.retraining.promote import Service, VersionFolder
 from modelmill.retraining.registry_versions import RegistryVersions, open_versions
+from modelmill.retraining.tracked import challenger_run, log_challenger
+
 
 log = logging.getLogger("modelmill.retrain")
 Say = Callable[[str], None]
@@ -206,22 +208,38 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
         f"to learn from; {len(labelled.held_back)} newest labelled records and {len(rows.test)} original test rows "
         "to judge on")
     run_dir = new_run_dir(runs, config.name)
-    _train_challenger(pipeline, rows, run_dir, champion)
-    try:  # from here on a failure is a decision too: the audit (and watch's triggers) see it
-        decision = _judge(pipeline, champion, labelled, rows, run_dir, store, metric, settings, trigger, started)
-        if decision.outcome == "promote":
-            if isinstance(folder, RegistryVersions):
-                decision = folder.promote(decision, service, say, key=champion.bundle.key)
-            else:
-                decision = _promote(decision, folder, service, store, shadow_first, say)
-    except ModelmillError as exc:
-        decision = Decision("failed", f"the challenger was trained but {exc}", trigger, champion.version)
-    except (OSError, SQLAlchemyError) as exc:  # a full disk, a database gone: no traceback, and a decision
-        why = database_message(exc) if isinstance(exc, SQLAlchemyError) else f"{exc.strerror or exc}"
-        decision = Decision("failed", f"the challenger was trained but could not be written or promoted: {why}",
-                            trigger, champion.version)
-    if isinstance(folder, RegistryVersions):  # the audit names the registry the version numbers are of
-        decision.figures["registry"] = folder.describe(champion.version, decision.challenger)
+    tracked = challenger_run(config, config_path.parent, run_dir, champion.bundle, trigger)
+    if tracked is not None:  # the challenger's epochs go to MLflow as they end
+        pipeline.callbacks.append(tracked.callback())
+    try:
+        _train_challenger(pipeline, rows, run_dir, champion)
+        try:  # from here on a failure is a decision too: the audit (and watch's triggers) see it
+            decision = _judge(pipeline, champion, labelled, rows, run_dir, store, metric, settings, trigger, started)
+            log_challenger(tracked, decision.bundle, decision.figures, config)  # before a registry version: it reuses the run's files
+            if decision.outcome == "promote":
+                if isinstance(folder, RegistryVersions):
+                    decision = folder.promote(decision, service, say, key=champion.bundle.key)
+                else:
+                    decision = _promote(decision, folder, service, store, shadow_first, say)
+        except ModelmillError as exc:
+            decision = Decision("failed", f"the challenger was trained but {exc}", trigger, champion.version)
+        except (OSError, SQLAlchemyError) as exc:  # a full disk, a database gone: no traceback, and a decision
+            why = database_message(exc) if isinstance(exc, SQLAlchemyError) else f"{exc.strerror or exc}"
+            decision = Decision("failed", f"the challenger was trained but could not be written or promoted: {why}",
+                                trigger, champion.version)
+        if isinstance(folder, RegistryVersions):  # the audit names the registry the version numbers are of
+            decision.figures["registry"] = folder.describe(champion.version, decision.challenger)
+    except BaseException:
+        if tracked is not None:  # a run cut short says so in MLflow, instead of running for ever
+            tracked.finish("FAILED")
+        raise
+    if tracked is not None:
+        from modelmill.tracking import tags
+
+        tracked.set_tags({tags.DECISION: decision.outcome})
+        tracked.finish()
+        if tracked.url and tracked.down is None:
+            say(f"mlflow run: {tracked.url}")
     mark_latest(run_dir)
     return decision.record(store)
 

@@ -232,6 +232,7 @@ class TrackedRun:
 
     @_never_raises("tags")
     def set_tags(self, values: Mapping[str, str]) -> None:
+        self._ready()  # MLflow imported by the opening thread first (see log_metrics)
         from mlflow.entities import RunTag
 
         items = [RunTag(k, redact(str(v))[:5000]) for k, v in values.items()]
@@ -244,14 +245,14 @@ class TrackedRun:
         """Buffer ``metrics`` (numbers only; NaN and infinities are left out; names as MLflow takes
         them, see :func:`~modelmill.tracking.values.key`) at ``step``; sent at once with ``flush``,
         else when the buffer is a few seconds old and the run is open."""
-        from mlflow.entities import Metric
-
         now = max(int(time.time() * 1000), self._last_time + 1)  # later than any value before: MLflow's
         self._last_time = now                                     # latest value is this one at a tied step
         for name, value in metrics.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
-            self._buffer.append(Metric(key(name), float(value), now, 0 if step is None else int(step)))
+            # plain tuples: MLflow's classes are imported only once the run is open, never while the
+            # opening thread imports MLflow (two threads importing one package can see it half made)
+            self._buffer.append((key(name), float(value), now, 0 if step is None else int(step)))
         if flush or len(self._buffer) >= MAX_METRICS or time.monotonic() - self._flushed >= self.flush_seconds:
             self._flush(wait=flush)
 
@@ -263,8 +264,14 @@ class TrackedRun:
     def _flush(self, *, wait: bool) -> None:
         if not wait and self._opening():
             return  # an epoch never waits for the run to open: its values stay buffered until then
+        self._ready()
         pending, self._buffer = self._buffer, []
         self._flushed = time.monotonic()
+        if not pending:
+            return
+        from mlflow.entities import Metric
+
+        pending = [Metric(*values) for values in pending]
         for i in range(0, len(pending), MAX_METRICS):
             chunk = pending[i:i + MAX_METRICS]
             self._call("metric values", len(chunk), partial(self._send_batch, metrics=chunk))

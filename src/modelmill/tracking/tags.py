@@ -4,7 +4,8 @@ that names it find each other by the same names."""
 
 from __future__ import annotations
 
-ACTION = "modelmill.action"  # what the run did: train, compare, variant, tune, trial, evaluate, register
+ACTION = "modelmill.action"  # what the run did: train, compare, variant, tune, trial, evaluate, register,
+# compress, export, refresh (a derived bundle), retrain (a closed loop's challenger)
 TASK = "modelmill.task"  # the config's task: predict, forecast, recommend
 MODELMILL_VERSION = "modelmill.version"
 CONFIG_NAME = "modelmill.config_name"
@@ -20,6 +21,7 @@ TRIAL_STATE = "modelmill.trial_state"  # a tune trial's end: COMPLETE, PRUNED or
 BEST_TRIAL = "modelmill.best_trial"  # a tune's best trial number
 ERROR = "modelmill.error"  # why a trial or a compared variant failed (no credentials)
 REFUSED = "modelmill.refused"  # why a compressed variant was refused by its accuracy gate
+DECISION = "modelmill.decision"  # a retrain run's verdict on its challenger: promoted, refused, shadowing, failed
 GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag, which its UI shows with the run
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's nesting: a tune's trials, a compare's variants
 
