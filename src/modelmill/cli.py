@@ -297,7 +297,7 @@ def evaluate(
 
     pipeline = task_from_bundle(verified)
     from modelmill.tracking import tags
-    from modelmill.tracking.client import bundle_tracking_uri, redact
+    from modelmill.tracking.client import bundle_tracking_uri, redact, source_name
     from modelmill.tracking.run import tracking
 
     config = verified.task_config()
@@ -316,7 +316,7 @@ def evaluate(
     out_dir = output or Path("evaluations") / f"{pipeline.config.name}-{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"data": redact(str(data)), "bundle_sha256": verified.digest, "bundle": str(verified.path)}
-    with tracking(tracked_config, action="evaluate", run_dir=out_dir, run_name=redact(f"evaluate {Path(data).name}"),
+    with tracking(tracked_config, action="evaluate", run_dir=out_dir, run_name=f"evaluate {source_name(data)}",
                   params=params) as tracked:
         metrics = pipeline.evaluate(data, out_dir=out_dir)
         if tracked is not None:

@@ -75,9 +75,10 @@ def _links(uri: str | None, digests: list[str], *, explicit: bool) -> tuple[dict
     if uri is None:
         return None, ""
     from modelmill.errors import ConfigError, TrackingError
-    from modelmill.tracking.client import mlflow_client, redact
+    from modelmill.tracking.client import mlflow_client, quick_failure_defaults, redact
     from modelmill.tracking.lineage import mlflow_links
 
+    quick_failure_defaults()  # a look-up beside the local chain: a dead server is given up on quickly
     try:
         return mlflow_links(mlflow_client(uri), digests), ""
     except ConfigError as exc:  # MLflow not installed: an error when asked for by name, else a note

@@ -46,8 +46,9 @@ def refresh(
     derived = refresh_bundle(verified, data, output)
     out.print(f"bundle: {derived}")
     if uri is not None:  # a run of its own, whose tags link it to the run of the bundle it refreshed
-        name = Path(data.split("?", 1)[0]).name  # a signed URL's query holds its keys
-        log_derived(derived, action="refresh", run_name=f"refresh {name}", given=tracking_uri_option,
+        from modelmill.tracking.client import source_name
+
+        log_derived(derived, action="refresh", run_name=f"refresh {source_name(data)}", given=tracking_uri_option,
                     params={"data": data})
 
 

@@ -245,7 +245,6 @@ def test_children_of_a_run_whose_server_went_away_are_not_tried_again(
         own_tracking_server.stop()
         first.log_metrics({"valid_roc_auc": 0.8})
         first.finish()
-        parent.log_metrics({"best": 1.0})  # the parent learns the server is gone
         second = TrackedRun.start(config, action="trial", run_name="trial 1", parent=parent)
         assert second is not None and second.run_id is None and second.down is not None
         second.log_metrics({"valid_roc_auc": 0.9})
@@ -253,3 +252,21 @@ def test_children_of_a_run_whose_server_went_away_are_not_tried_again(
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("stopped answering" in w for w in warnings) == 2  # when it went, and the account at the end
     assert "of nested runs" in warnings[-1] and "cannot be reached" not in " ".join(warnings)
+    assert "the run of nested runs" not in warnings[-1]  # the second trial was never tried: nothing of it was lost
+
+
+def test_a_trial_that_finds_the_server_gone_spares_the_next_ones(own_tracking_server: MlflowServer) -> None:
+    from modelmill.tracking.run import TrackedRun
+
+    config = load_config(base_config(tracking={"uri": own_tracking_server.uri, "experiment": "gone-at-a-trial"}))
+    with tracking(config, action="tune") as parent:
+        assert parent is not None and parent.run_id is not None
+        own_tracking_server.stop()
+        first = TrackedRun.start(config, action="trial", run_name="trial 0", parent=parent)
+        assert first is not None and first.run_id is None  # its opening failed ...
+        assert parent.down is not None  # ... and told the parent
+        second = TrackedRun.start(config, action="trial", run_name="trial 1", parent=parent)
+        assert second is not None and second._starting is None  # never tried against the dead server
+        for trial in (first, second):
+            trial.finish()
+    assert parent.lost.get("the run of nested runs") == 1

@@ -25,9 +25,12 @@ def check_tracking_uri(uri: str) -> str:
 
 
 class TrackingConfig(Section):
-    """Experiment tracking in MLflow (an optional extra: ``pip install 'modelmill[tracking]'``): each run's
-    resolved config as params, its per-epoch metrics as steps, its test metrics, tags (data, config and
-    bundle hashes, the modelmill version, the git commit) and its report, plots and bundle as artefacts.
+    """Experiment tracking in MLflow (an optional extra: `pip install 'modelmill[tracking]'`).
+
+    Each run (train, compare, tune, evaluate; compress, export, refresh and the closed loop's
+    challenger) logs its resolved config as params, its per-epoch metrics as steps, its test
+    metrics, tags (data, config and bundle hashes, the modelmill version, the git commit) and its
+    report, plots and bundle as artefacts.
     Tracking never fails the work: a tracking server that cannot be reached is a warning, and what was not
     logged is said at the end. Credentials come from MLflow's variables (MLFLOW_TRACKING_TOKEN,
     MLFLOW_TRACKING_USERNAME / _PASSWORD), never from the config."""
@@ -37,8 +40,9 @@ class TrackingConfig(Section):
                             "databricks, sqlite:///mlflow.db. Default: MLFLOW_TRACKING_URI; with neither, nothing "
                             "is tracked (the runs/ folder keeps everything either way).")
     experiment: str | None = Field(None, description="The MLflow experiment (default: the config's name).")
-    log_bundle: bool = Field(True, description="Log the bundle as artefacts of the train run (bundle/), so that "
-                             "`modelmill register` can make a registered model version of the run itself.")
+    log_bundle: bool = Field(True, description="Log every bundle a run writes (train, a compared variant, tune's "
+                             "final fit, a derived bundle, a challenger) as artefacts under bundle/, so that "
+                             "`modelmill register` makes a registered model version of the run's own files.")
 
     @field_validator("uri")
     @classmethod

@@ -229,9 +229,9 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
                                 trigger, champion.version)
         if isinstance(folder, RegistryVersions):  # the audit names the registry the version numbers are of
             decision.figures["registry"] = folder.describe(champion.version, decision.challenger)
-    except BaseException:
+    except BaseException as exc:
         if tracked is not None:  # a run cut short says so in MLflow, instead of running for ever
-            tracked.finish("FAILED")
+            tracked.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     if tracked is not None:
         from modelmill.tracking import tags

@@ -1,8 +1,10 @@
 """Experiment tracking and the model registry, on MLflow (an optional extra).
 
 ``client``: where the server is, the lazily imported client, messages without credentials.
-``run``: one tracked run (train, compare, tune, evaluate) that never fails the work it records.
-``registry``: register a bundle as a registered model version, move aliases, fetch a version
-back with its hashes verified.
+``run``: one tracked run (train, compare, tune, evaluate, a derived bundle, a challenger) that
+never fails the work it records; ``values``: what it sends, in MLflow's terms.
+``tags``: the names of every tag modelmill puts on runs and versions.
+``registry``: register a bundle as a registered model version, move aliases.
+``fetch``: a version fetched back into the local cache, verified against its hash.
 ``lineage``: a bundle's chain of parents, and the MLflow runs that logged each.
 """

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +25,14 @@ URI_VARIABLE = "MLFLOW_TRACKING_URI"
 SECRET_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
                     "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
 # MLflow retries a failing request 7 times with a doubling back-off and waits 120 s for an answer:
-# minutes before a dead server is known dead. A run that must not be held up by its tracking gives
-# up sooner, unless the user set these variables.
+# minutes before a dead server is known dead. A tracked run, which must not be held up by its
+# tracking, gives up sooner, unless the user set these variables. (Not the registry's commands: a
+# register or a fetch exists for its transfer, which may take longer than this on a remote store.)
 QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-                 # our own messages say where a run is; MLflow's prints and progress bars would mix into
-                 # the command's output (stdout may be a table a script reads)
-                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# our own messages say where a run is; MLflow's prints and progress bars would mix into the
+# command's output (stdout may be a table a script reads)
+QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")  # to the last @: a password may hold one
 _QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")  # signed URLs carry their keys here
 
@@ -91,9 +94,10 @@ def import_mlflow() -> ModuleType:
 
 
 def mlflow_client(uri: str) -> Any:
-    """An ``MlflowClient`` for the tracking server (and model registry) at ``uri``, giving up on a
-    server that does not answer within seconds (see QUICK_FAILURE)."""
-    quick_failure_defaults()
+    """An ``MlflowClient`` for the tracking server (and model registry) at ``uri``, with MLflow quiet
+    on our output (QUIET). A tracked run, and ``lineage``'s look-up, set QUICK_FAILURE first."""
+    for name, value in QUIET.items():
+        os.environ.setdefault(name, value)
     import_mlflow()
     from mlflow.tracking import MlflowClient
 
@@ -116,6 +120,23 @@ def redact(text: str) -> str:
         if secret and len(secret) >= 4:  # a one-letter user name would blank every message
             text = text.replace(secret, "***")
     return text
+
+
+def source_name(data: str) -> str:
+    """The file name of a data path or URL, for a run's name: without the query or fragment, where
+    a signed URL keeps its keys, and without credentials."""
+    return redact(Path(re.split(r"[?#]", str(data), maxsplit=1)[0]).name)
+
+
+def server_key(uri: str) -> str:
+    """One spelling of a tracking server's URI, without credentials (for the cache and the lock of
+    its registered models): lower-case scheme and host, no default port, no trailing slash."""
+    parts = urlsplit(redact(uri).strip())
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port is not None and (parts.scheme.lower(), port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((parts.scheme.lower(), host, parts.path.rstrip("/"), parts.query, ""))
 
 
 def failure(exc: BaseException) -> str:

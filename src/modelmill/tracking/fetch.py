@@ -26,7 +26,7 @@ from typing import Any
 from modelmill.bundle import MANIFEST, Bundle, read_bundle
 from modelmill.errors import BundleError, EncryptionError, EncryptionKeyError, TrackingError
 from modelmill.tracking import tags
-from modelmill.tracking.client import mlflow_client, redact
+from modelmill.tracking.client import mlflow_client, redact, server_key
 
 from modelmill.tracking.registry import FOLDER_NAME, VERSION, ModelRef, registry_call, resolve
 
@@ -39,7 +39,7 @@ def cache_folder(uri: str, name: str) -> Path:
     ``$MODELMILL_CACHE/registry/<server>/<name>/`` (the server as a hash of its URI without
     credentials; a name that is no plain folder name gets a hash of its own)."""
     base = Path(os.environ.get("MODELMILL_CACHE") or Path.home() / ".cache" / "modelmill").expanduser()
-    server = hashlib.sha256(redact(uri).encode()).hexdigest()[:16]
+    server = hashlib.sha256(server_key(uri).encode()).hexdigest()[:16]  # one folder however the URI is spelt
     folder = name if FOLDER_NAME.fullmatch(name) else (
         re.sub(r"[^A-Za-z0-9._-]", "_", name)[:60].lstrip(".") + "-" + hashlib.sha256(name.encode()).hexdigest()[:12])
     return base / "registry" / server / folder

@@ -1,5 +1,5 @@
-"""One tracked run: a ``train``, ``compare``, ``tune`` or ``evaluate`` as an MLflow run that never
-fails the work it records.
+"""One tracked run: a ``train``, ``compare``, ``tune``, ``evaluate``, a derived bundle's command or
+the closed loop's challenger as an MLflow run that never fails the work it records.
 
 The run is opened in a background thread (MLflow's import and its first requests go on beside
 the work); the resolved config goes in as params then; per-epoch (per-round) metrics go in as
@@ -148,9 +148,13 @@ class TrackedRun:
             self._down = failure(exc)
             why = str(exc) if isinstance(exc, TrackingError) else (
                 f"MLflow at {redact(self.uri)} cannot be reached ({self._down})")
-            if self.parent is None:  # a child's failure is counted in its parent's account
+            if self.parent is None:
                 log.warning(f"tracking: {why}; this {action} goes on untracked: its params, metrics and "
                             "artefacts will not be in MLflow (the run folder keeps them all)")
+            else:  # counted in the parent's account; and the next children are not tried against a dead server
+                self._lose("the run", 1)
+                if getattr(exc, "error_code", None) not in REFUSALS:
+                    self.parent._mark_down(self._down)
         finally:
             self.background_seconds = time.perf_counter() - started
 
@@ -381,6 +385,17 @@ class TrackedRun:
             log.warning(f"tracking: MLflow at {redact(self.uri)} {why}; not logged to run {self.run_id}: {missing}. "
                         "The run folder keeps them all")
 
+    def _mark_down(self, reason: str) -> None:
+        """MLflow stopped answering: nothing more is sent by this run, its parent or their later
+        children (one warning, from the top run; the full account at :meth:`finish`)."""
+        with self._lock:
+            first, self._down = self._down is None, self._down or reason
+        if self.parent is not None:
+            self.parent._mark_down(reason)
+        elif first:
+            log.warning(f"tracking: MLflow at {redact(self.uri)} stopped answering ({reason}); the work goes on "
+                        "untracked from here")
+
     def _lose(self, what: str, count: int) -> None:
         with self._lock:
             self.lost[what] = self.lost.get(what, 0) + count
@@ -401,11 +416,7 @@ class TrackedRun:
             if getattr(exc, "error_code", None) in REFUSALS:
                 log.warning(f"tracking: MLflow refused the {what} ({reason}); the rest is still logged")
                 return False
-            with self._lock:
-                first, self._down = self._down is None, self._down or reason
-            if first and self.parent is None:
-                log.warning(f"tracking: MLflow at {redact(self.uri)} stopped answering ({reason}); the work goes on "
-                            "untracked from here")
+            self._mark_down(reason)
             return False
         finally:
             if timed and threading.current_thread() is not self._starting:
@@ -436,9 +447,12 @@ def check_tracking(config: TaskConfig, *, encrypted: bool = False) -> None:
     """Fail now, before any work or folder, on tracking settings that cannot be right.
 
     Raises:
-        ConfigError: MLFLOW_TRACKING_URI of a scheme MLflow cannot track to; an encrypted run with
-            tracking on (MLflow would hold its config, metrics and report in clear).
+        ConfigError: MLFLOW_TRACKING_URI of a scheme MLflow cannot track to; tracking.uri set and
+            MLflow not installed; an encrypted run with tracking on (MLflow would hold its config,
+            metrics and report in clear).
     """
+    if config.tracking.uri and config.tracking.enabled and importlib.util.find_spec("mlflow") is None:
+        import_mlflow()  # the install hint, before any folder is made
     if tracking_uri(config.tracking) is not None and encrypted:
         raise ConfigError("an encrypted run cannot be tracked: MLflow would hold its config, metrics and report "
                           "in clear. Fix: set tracking.enabled: false in the config (or unset MLFLOW_TRACKING_URI) "
