@@ -68,7 +68,7 @@ def train(
 
     checked = _with_training(load_task_config(config), backend, workers)  # a wrong config fails here, before imports
     key = run_key(encrypt, key_file)  # --key-file implies --encrypt; a missing key fails before any run folder
-    from modelmill.tracking.run import check_tracking, tracking
+    from modelmill.tracking.session import check_tracking, tracking
 
     check_tracking(checked, encrypted=key is not None)  # before any run folder too
     if checked.training.backend == "ray":  # refused or unreachable before a run folder exists
@@ -169,7 +169,7 @@ def compare(
 
         for method in methods:
             METHODS.get(method, path="--compress")
-    from modelmill.tracking.run import check_tracking, tracking
+    from modelmill.tracking.session import check_tracking, tracking
     from modelmill.tracking.values import flatten
 
     check_tracking(pipeline.config)  # a wrong MLFLOW_TRACKING_URI fails before a run folder exists
@@ -298,7 +298,7 @@ def evaluate(
     pipeline = task_from_bundle(verified)
     from modelmill.tracking import tags
     from modelmill.tracking.client import bundle_tracking_uri, redact, source_name
-    from modelmill.tracking.run import tracking
+    from modelmill.tracking.session import tracking
 
     config = verified.task_config()
     # where the evaluation is tracked: --tracking-uri or MLFLOW_TRACKING_URI, never a host the bundle's maker chose

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from modelmill.cli_compression import TrackingUriOption
+from modelmill.cli_tracking import TrackingUriOption
 from modelmill.cli_encryption import KeyFileOption, given_key
 
 out = Console()
@@ -32,7 +32,7 @@ def refresh(
     changes nothing): served lists leave them out, and the two-tower ranks from them. The model is
     not retrained; the derived bundle records its parent. The output folder is checked first."""
     from modelmill.bundle import read_bundle
-    from modelmill.cli_compression import derived_tracking, log_derived
+    from modelmill.cli_tracking import derived_tracking, log_derived
     from modelmill.errors import BundleError
 
     uri = derived_tracking(tracking_uri_option)  # a wrong URI fails here, before any work

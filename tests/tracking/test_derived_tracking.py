@@ -127,7 +127,7 @@ def test_a_wrong_tracking_uri_fails_before_any_work(trained: dict[str, Any]) -> 
 def test_a_retrained_challenger_is_a_run_linked_to_its_champions_run(
         tracking_server: MlflowServer, adult_loop: Loop, tmp_path: Path) -> None:  # noqa: F811
     from modelmill.retraining.retrain import retrain
-    from modelmill.tracking.run import tracking
+    from modelmill.tracking.session import tracking
     from tests.monitoring.filling import fill_log
 
     loop = adult_loop.copy(tmp_path)
@@ -160,7 +160,7 @@ def test_a_retrained_challenger_is_a_run_linked_to_its_champions_run(
 
 def test_a_refreshed_bundle_is_a_run_linked_to_its_parents_run(tracking_server: MlflowServer, tmp_path: Path) -> None:
     from modelmill.recommending.pipeline import RecommendPipeline
-    from modelmill.tracking.run import tracking
+    from modelmill.tracking.session import tracking
     from tests.recommending.test_pipeline import config, table
 
     parent = read_bundle(RecommendPipeline(config(tracking={"experiment": "derived-refresh"})).fit(table())

@@ -22,7 +22,7 @@ from modelmill.training import Callback
 from modelmill.training.callbacks import LoopState
 from modelmill.tracking import tags
 from modelmill.tracking.client import mlflow_client
-from modelmill.tracking.run import tracking
+from modelmill.tracking.session import tracking
 from modelmill.tracking.values import flatten
 from tests.conftest import base_config, make_frame
 from tests.mlflow_server import MlflowServer

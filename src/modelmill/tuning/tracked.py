@@ -51,7 +51,7 @@ def search_run(config: PipelineConfig, space: Space, *, study: str, backend: str
     closed FINISHED, FAILED or KILLED with the search."""
     if not track:
         return nullcontext(None)
-    from modelmill.tracking.run import tracking
+    from modelmill.tracking.session import tracking
 
     return tracking(config, action="tune", base_dir=base_dir, run_dir=folder, run_name=study,
                     params=search_params(config, space, study=study, backend=backend))
