@@ -1,5 +1,6 @@
-"""Recommendation: our default two-tower against the ``implicit`` package's ALS and BPR, with
-popularity as the floor, on movielens in the worked example's time-based holdout.
+"""Recommendation: our default (``model: auto``, which picks EASE on movielens) and our two-tower
+against the ``implicit`` package's ALS and BPR, with popularity as the floor, on movielens in the
+worked example's time-based holdout.
 
     .venv/bin/python -m pip install -e '.[dev]'                  # implicit is in the dev extra
     nice -n 10 .venv/bin/python benchmarks/recommend.py           # default + the peers' grids
@@ -12,7 +13,9 @@ split by modelmill's holdout (per user, by time: the latest 20% test, the 10% be
 Every model is fitted on the training part alone and scored by the same function
 (modelmill.recommending.metrics.evaluate_ranking): on the valid part with the training items as the
 user's history, on the test part with the training + valid items as history; the history is left out
-of every list. ALS re-solves each user's vector from that history (implicit's recalculate_user, as
+of every list. "ours" is the example's config as it is (model: auto → EASE, its L2 penalty
+searched on valid NDCG@10); "two_tower" is the example with the movies' genres and year as item
+features and model: two_tower (the default before EASE). ALS re-solves each user's vector from that history (implicit's recalculate_user, as
 our user tower computes it from the known items); BPR has no such step, so its user vectors stay the
 training ones. Each peer is tuned over the same small grid of factors × regularisation × iterations
 (12 points), selected on valid NDCG@10, and its selected point is reported on test.
@@ -37,7 +40,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for it: its 
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
 
-from modelmill.config.recommend import RecommendConfig  # noqa: E402
+from modelmill.config.recommend import RecommendConfig, TwoTowerConfig  # noqa: E402
 from modelmill.recommending.base import FitContext, Recommender, RecommenderState  # noqa: E402
 from modelmill.recommending.interactions import Interactions  # noqa: E402
 from modelmill.recommending.registered import RECOMMENDERS  # noqa: E402  (every model type registered)
@@ -72,8 +75,8 @@ class Result:
     grid: list[dict[str, Any]] | None = None
 
 
-def load() -> Case:
-    """Movielens read and held out as the worked example says."""
+def load(item_features: list[str] | None = None) -> Case:
+    """Movielens read and held out as the worked example says (with ``item_features``, also those)."""
     from modelmill.config.io import load_task_config
     from modelmill.data.sources import read_table
     from modelmill.recommending.read import read_interactions
@@ -82,6 +85,9 @@ def load() -> Case:
     config = load_task_config(EXAMPLE)
     if not isinstance(config, RecommendConfig):
         raise SystemExit(f"{EXAMPLE}: not a task: recommend config")
+    if item_features:
+        interactions = config.interactions.model_copy(update={"item_features": item_features})
+        config = config.model_copy(update={"interactions": interactions})
     frame = read_table(config.data, base_dir=EXAMPLE.parent)
     data, _ = read_interactions(frame, config, source=config.data.source)
     train, valid, test, _ = holdout_split(data, config.holdout, seed=config.training.seed)
@@ -177,6 +183,9 @@ def ours_config(case: Case, factors: int | None = None, weight_decay: float | No
 
 
 def run_ours(case: Case, config: RecommendConfig, name: str = "ours") -> tuple[Result, Recommender]:
+    from modelmill.recommending.auto import resolved
+
+    config, _ = resolved(config, case.train)  # model: auto → the model it picks, as the pipeline does
     model = RECOMMENDERS.get(config.model.type, path="model.type")(config)
     started = time.perf_counter()
     model.fit(case.train, case.valid, FitContext(seed=config.training.seed))
@@ -189,10 +198,10 @@ def run_ours(case: Case, config: RecommendConfig, name: str = "ours") -> tuple[R
 def tune_ours(case: Case, grid: dict[str, list[Any]]) -> Result:
     rows, best = [], None
     for factors, decay, epochs in itertools.product(*grid.values()):
-        result, _ = run_ours(case, ours_config(case, factors, decay, epochs), "ours_tuned")
+        result, _ = run_ours(case, ours_config(case, factors, decay, epochs), "two_tower_tuned")
         rows.append({"factors": factors, "regularization": decay, "iterations": epochs,
                      "fit_seconds": round(result.fit_seconds, 2), "valid_ndcg": result.valid[f"ndcg@{K}"]})
-        print(json.dumps({"model": "ours_tuned", **rows[-1]}), flush=True)
+        print(json.dumps({"model": "two_tower_tuned", **rows[-1]}), flush=True)
         if best is None or result.valid[f"ndcg@{K}"] > best.valid[f"ndcg@{K}"]:
             best = result
     assert best is not None
@@ -200,9 +209,11 @@ def tune_ours(case: Case, grid: dict[str, list[Any]]) -> Result:
     return best
 
 
-def other_seeds(case: Case, results: list[Result], seeds: int) -> dict[str, list[dict[str, float]]]:
+def other_seeds(cases: dict[str, Case], results: list[Result], seeds: int) -> dict[str, list[dict[str, float]]]:
     """Test metrics of our default and of each peer's selected point refitted with seeds 1 ..
-    seeds - 1 (seed 0 is the main run): how much of a gap is the draw of the initial weights."""
+    seeds - 1 (seed 0 is the main run): how much of a gap is the draw of the initial weights
+    (EASE draws nothing: its seeds repeat its figure)."""
+    case = cases["ours"]
     from implicit.als import AlternatingLeastSquares
     from implicit.bpr import BayesianPersonalizedRanking
 
@@ -210,10 +221,11 @@ def other_seeds(case: Case, results: list[Result], seeds: int) -> dict[str, list
     for result in results:
         runs = []
         for seed in range(1, seeds):
-            if result.name == "ours":
-                config = ours_config(case)
+            if result.name in ("ours", "two_tower"):
+                own = cases[result.name]
+                config = own.config if result.name == "two_tower" else ours_config(own)
                 config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
-                test = run_ours(case, config)[0].test
+                test = run_ours(own, config)[0].test
             elif result.name in ("als", "bpr"):
                 kind = AlternatingLeastSquares if result.name == "als" else BayesianPersonalizedRanking
                 peer = ImplicitPeer(case.config, kind(**result.params, random_state=seed, num_threads=2),
@@ -258,7 +270,7 @@ def table(results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> list[Result]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one grid point per peer (a smoke run)")
-    parser.add_argument("--tune-ours", action="store_true", help="also tune ours over its grid")
+    parser.add_argument("--tune-ours", action="store_true", help="also tune the two-tower over its grid")
     parser.add_argument("--seeds", type=int, default=1, help="also refit ours and the peers' selected points "
                         "with seeds 1 .. N-1 and report the means")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -270,12 +282,15 @@ def main(argv: list[str] | None = None) -> list[Result]:
     results = [run_ours(case, _popularity(case), "popularity")[0]]
     ours, model = run_ours(case, ours_config(case))
     results.append(ours)
+    towers = load(item_features=["genres", "year"])
+    towers.config = ours_config(towers).model_copy(update={"model": TwoTowerConfig()})
+    results.append(run_ours(towers, towers.config, "two_tower")[0])
     latency = one_user_latency_ms(model, case)
     if args.tune_ours:
         results.append(tune_ours(case, grids["ours"]))
     results += [run_peer(case, "als", grids["als"]), run_peer(case, "bpr", grids["bpr"])]
     print(table(results))
-    seeds = other_seeds(case, results, args.seeds) if args.seeds > 1 else {}
+    seeds = other_seeds({"ours": case, "two_tower": towers}, results, args.seeds) if args.seeds > 1 else {}
     for name, runs in seeds.items():
         first = next(r for r in results if r.name == name).test
         ndcg = [first[f"ndcg@{K}"]] + [r["ndcg"] for r in runs]

@@ -56,7 +56,7 @@ def test_negatives_take_a_count_or_all(negatives: int | str) -> None:
     ({"interactions": {"user": "customer", "item": "sku", "min_rating": 4}}, "min_rating needs a rating column"),
     ({"holdout": {"test": 0.5, "valid": 0.45}}, "leaves too little to train on"),
     ({"evaluation": {"k": [0]}}, "between 1 and 1000"),
-    ({"model": {"type": "als"}}, "valid: popularity, two_tower"),
+    ({"model": {"type": "als"}}, "valid: auto, ease, popularity, two_tower"),
 ])
 def test_bad_settings_are_clear_errors(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

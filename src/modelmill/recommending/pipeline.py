@@ -34,6 +34,7 @@ from modelmill.encryption import Key
 from modelmill.errors import ConfigError, DataError, ModelError
 from modelmill.evaluation.report import render_report
 from modelmill.files import atomic_write_bytes
+from modelmill.recommending.auto import resolved
 from modelmill.recommending.base import FitContext, Recommender, build_recommender
 from modelmill.recommending.interactions import Interactions
 from modelmill.recommending.metrics import evaluate_ranking, ranking_metrics
@@ -99,21 +100,24 @@ class RecommendPipeline:
         self.data_hash_ = data_hash(interactions)
         self.timings_["read"] = time.perf_counter() - started
         started = time.perf_counter()
+        config, picked = resolved(config, train)
+        if picked:  # the fitted config (the predictor's, the bundle's) names the model: training it refits the same
+            log.info(f"recommend: {picked}")
         checkpoints = run_dir / "checkpoints" if run_dir else None  # where `train --resume` looks for a run
         recommender = build_recommender(config).fit(train, valid if len(valid) else None, FitContext(
             checkpoint_dir=checkpoints, resume=resume, seed=config.training.seed))
         self.timings_["fit"] = time.perf_counter() - started
         log.info(f"recommend: {config.model.type} fitted in {self.timings_['fit']:.1f} s")
-        self._score(recommender, train, _union(train, valid), test)
+        self._score(recommender, config.model.type, train, _union(train, valid), test)
         self.predictor_ = RecommendPredictor(config, recommender, interactions.user_ids, interactions.item_ids,
                                              interactions.matrix(), fitted_users=interactions.n_users)
-        self.metrics_["model"] = recommender.describe()
+        self.metrics_["model"] = {**({"picked": picked} if picked else {}), **recommender.describe()}
         self.metrics_["interactions"] = {"train": len(train), "valid": len(valid), "test": len(test),
                                          "users": interactions.n_users, "items": interactions.n_items}
         self.fit_warnings_ = list(self.warnings_)
         return self
 
-    def _score(self, recommender: Recommender, train: Interactions, history: Interactions,
+    def _score(self, recommender: Recommender, model_type: str, train: Interactions, history: Interactions,
                test: Interactions) -> None:
         """Test metrics of the model and, beside them, of the popularity floor fitted on the same
         training part; both rank from ``history`` (train and valid) and leave it out of the lists.
@@ -121,7 +125,7 @@ class RecommendPipeline:
         started, ks = time.perf_counter(), self.config.evaluation.k
         metrics = _named(evaluate_ranking(recommender, history, test, ks))
         floor: dict[str, Any] | None = None
-        if self.config.model.type != "popularity":
+        if model_type != "popularity":
             popular = build_recommender(self.config.model_copy(update={"model": PopularityConfig()}))
             floor = _named(evaluate_ranking(popular.fit(train, None, FitContext(seed=self.config.training.seed)),
                                             history, test, ks))
@@ -130,7 +134,7 @@ class RecommendPipeline:
         if self.config.evaluation.plots:
             from modelmill.recommending.plots import ranking_plots  # matplotlib: only where a fit reports
 
-            self.plots_ = ranking_plots(metrics, floor, ks, model=self.config.model.type)
+            self.plots_ = ranking_plots(metrics, floor, ks, model=model_type)
 
     def _warn(self, warnings: list[str]) -> None:
         for warning in warnings:
@@ -232,7 +236,8 @@ class RecommendPipeline:
         """Write the bundle directory (atomically, never over an existing one); returns its path."""
         if key is not None:
             raise ConfigError(_ENCRYPTION)
-        parts, config = self.parts, self.config
+        parts = self.parts
+        config = parts.config  # the fitted one: model: auto is saved as the model it picked
         state = parts.recommender.state()
         artifacts = {KNOWN_FILE: known_bytes(parts.known)}
         if state.tensors:
@@ -249,7 +254,7 @@ class RecommendPipeline:
 
     def _sections(self) -> dict[str, Any]:
         sections: dict[str, Any] = {}
-        if self.config.model.type != "popularity":  # a popularity model is its own floor
+        if self.parts.config.model.type != "popularity":  # a popularity model is its own floor
             sections["Popularity floor"] = (f"The {FLOOR}* metrics rank the most interacted-with items for every "
                                             "user, scored on the same held-out interactions: the floor a "
                                             "recommender must beat.")

@@ -1,0 +1,201 @@
+"""``model.type: ease``: EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", 2019).
+
+An item-item weight matrix B with a zero diagonal, the closed-form minimiser of
+||X − XB||² + λ||B||² over the users' binary item vectors X: with P = (XᵀX + λI)⁻¹,
+B = I − P · diag(1 / diag(P)) (off the diagonal, −P_ij / P_jj). A user's scores are the sum of
+the rows of B of the items they have, so new known items (a refresh, or items a request sends)
+change the list without refitting, as the two-tower's user vector does.
+
+The fit is one Cholesky factorisation per λ tried (``l2: auto`` climbs a grid from 300 by the
+valid part's NDCG@k, the training items as history: 3-4 factorisations), in float32, of a matrix as large as the items
+squared: it models at most ``max_items`` items, those with the most training interactions.
+Interactions are binary here (the pairs a user has), as the two-tower's bags are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Self
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from modelmill.config.recommend import EaseConfig, RecommendConfig
+from modelmill.errors import BundleError, ModelError
+from modelmill.recommending.base import RECOMMENDERS, FitContext, Recommender, RecommenderState
+from modelmill.recommending.interactions import Interactions
+from modelmill.recommending.metrics import evaluate_ranking
+
+__all__ = ["L2_GRID", "Ease"]
+
+log = logging.getLogger("modelmill")
+
+L2_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)  # l2: auto searches these (steps of ~3×)
+START_L2 = 300.0  # where the search starts, and l2: auto with no valid part
+UNMODELLED = float(np.finfo(np.float32).min)  # below every modelled item's score, yet still listable
+
+
+class Ease(Recommender):
+    """The EASE recommender; learned state ends in ``_``."""
+
+    kind = "ease"
+    uses_history = True  # a user's list comes from their items, so a new user's sent items rank too
+
+    def __init__(self, config: RecommendConfig) -> None:
+        super().__init__(config)
+        self.weights_: np.ndarray | None = None  # (m, m) float32 B over the modelled items
+        self.modelled_: np.ndarray | None = None  # (m,) int64 catalogue codes of the modelled items
+        self.popularity_: np.ndarray | None = None  # (n_items,) float32 training counts: users with no modelled item
+        self.summary_: dict[str, Any] = {}
+
+    @property
+    def settings(self) -> EaseConfig:
+        if not isinstance(self.config.model, EaseConfig):
+            raise ModelError(f"the EASE recommender got a {self.config.model.type} model config")
+        return self.config.model
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, train: Interactions, valid: Interactions | None, context: FitContext) -> Self:
+        """B from the training interactions; with ``l2: auto`` and a valid part, λ of
+        :data:`L2_GRID` with the best valid NDCG@k (the first of ``evaluation.k``, the training
+        items as history); without a valid part, :data:`START_L2`."""
+        started = time.perf_counter()
+        settings = self.settings
+        counts = np.bincount(train.items, minlength=train.n_items)
+        with_interactions = np.flatnonzero(counts)
+        if len(with_interactions) > settings.max_items:  # the most interacted items, ties by code
+            order = np.lexsort((with_interactions, -counts[with_interactions]))
+            modelled = np.sort(with_interactions[order[:settings.max_items]])
+            log.warning(f"ease: {len(with_interactions):,} items have interactions, more than model.max_items "
+                        f"({settings.max_items:,}): the {settings.max_items:,} with the most are modelled, the "
+                        "others ranked after them (raise max_items, or use model.type: two_tower)")
+        else:
+            modelled = with_interactions
+        if len(modelled) == 0:
+            raise ModelError("ease: no item has a training interaction, so there is nothing to learn from")
+        self.modelled_ = modelled.astype(np.int64)
+        self.popularity_ = counts.astype(np.float32)
+        gram = _gram(train, modelled)
+        tried: dict[str, float] = {}
+        if settings.l2 != "auto":
+            l2 = float(settings.l2)
+            self.weights_ = _solve(gram, l2)
+        elif valid is None or not len(valid):
+            l2 = START_L2
+            self.weights_ = _solve(gram, l2)
+        else:
+            l2, tried = self._search(gram, train, valid)
+        self.summary_ = {"items_modelled": int(len(modelled)), "items_with_interactions": int(len(with_interactions)),
+                         "l2": l2, **({"valid_ndcg_by_l2": tried} if tried else {}),
+                         "fit_seconds": round(time.perf_counter() - started, 2)}
+        return self
+
+    def _search(self, gram: torch.Tensor, train: Interactions, valid: Interactions) -> tuple[float, dict[str, float]]:
+        """λ of :data:`L2_GRID` by valid NDCG@k, climbing from :data:`START_L2` towards the
+        better neighbour while it improves (the score is unimodal in log λ in practice; each step
+        is a factorisation, so the climb costs 3-4 of them, not one per grid point). Leaves the
+        best λ's weights in ``weights_``."""
+        k = self.config.evaluation.k[0]
+        tried: dict[float, float] = {}
+        best: tuple[float, np.ndarray] | None = None
+
+        def score(index: int) -> float:
+            nonlocal best
+            l2 = L2_GRID[index]
+            self.weights_ = _solve(gram, l2)
+            tried[l2] = evaluate_ranking(self, train, valid, [k])[f"ndcg@{k}"]
+            if best is None or tried[l2] > tried[best[0]]:
+                best = (l2, self.weights_)
+            return tried[l2]
+
+        current = L2_GRID.index(START_L2)
+        score(current)
+        while True:
+            steps = [i for i in (current - 1, current + 1) if 0 <= i < len(L2_GRID) and L2_GRID[i] not in tried]
+            for i in steps:
+                score(i)
+            assert best is not None
+            if best[0] == L2_GRID[current]:
+                break
+            current = L2_GRID.index(best[0])
+        assert best is not None
+        self.weights_ = best[1]
+        return best[0], {f"{l2:g}": round(value, 5) for l2, value in sorted(tried.items())}
+
+    # ------------------------------------------------------------------ scoring
+
+    def scores(self, users: np.ndarray, known: sparse.csr_matrix, user_features: Any = None) -> np.ndarray:
+        """(len(users), n_items) float32: the summed rows of the user's modelled items; items not
+        modelled score lowest (listed after every modelled one); a user with no modelled item gets
+        the training counts (the popular list). ``users`` is not needed: the items say it all."""
+        weights, modelled, popularity = self._fitted()
+        binary = sparse.csr_matrix(known, dtype=np.float32, copy=True)
+        binary.data[:] = 1.0
+        inputs = binary[:, modelled]
+        out = np.full((binary.shape[0], len(popularity)), UNMODELLED, dtype=np.float32)
+        out[:, modelled] = np.asarray(inputs @ weights, dtype=np.float32)
+        empty = np.diff(inputs.indptr) == 0
+        if empty.any():
+            out[empty] = popularity
+        return out
+
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.weights_ is None or self.modelled_ is None or self.popularity_ is None:
+            raise ModelError("the EASE recommender is used before it was fitted (or loaded)")
+        return self.weights_, self.modelled_, self.popularity_
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> RecommenderState:
+        weights, modelled, popularity = self._fitted()
+        return RecommenderState(json={"items": int(len(popularity)), "summary": self.summary_},
+                                tensors={"weights": torch.from_numpy(weights.copy()),
+                                         "modelled": torch.from_numpy(modelled.copy()),
+                                         "popularity": torch.from_numpy(popularity.copy())})
+
+    @classmethod
+    def from_state(cls, config: RecommendConfig, state: RecommenderState) -> Self:
+        recommender = cls(config)
+        tensors, items = state.tensors, int(state.json.get("items", -1))
+        weights, modelled, popularity = (tensors.get(name) for name in ("weights", "modelled", "popularity"))
+        m = -1 if modelled is None else int(modelled.shape[0])
+        if (weights is None or modelled is None or popularity is None or modelled.dim() != 1
+                or tuple(weights.shape) != (m, m) or tuple(popularity.shape) != (items,)
+                or (m and (int(modelled.min()) < 0 or int(modelled.max()) >= items))):
+            raise BundleError("the EASE recommender's state does not describe an item-item matrix over the "
+                              "catalogue's items. Fix: rebuild the bundle with `modelmill train`")
+        recommender.weights_ = weights.to(torch.float32).numpy().copy()
+        recommender.modelled_ = modelled.to(torch.int64).numpy().copy()
+        recommender.popularity_ = popularity.to(torch.float32).numpy().copy()
+        recommender.summary_ = dict(state.json.get("summary", {}))
+        return recommender
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.summary_)
+
+
+def _gram(train: Interactions, modelled: np.ndarray) -> torch.Tensor:
+    """XᵀX over the modelled items of the users' binary item vectors, dense float32."""
+    matrix = sparse.csr_matrix(train.matrix(), dtype=np.float32, copy=True)
+    matrix.data[:] = 1.0
+    columns = matrix[:, modelled]
+    return torch.from_numpy(np.asarray((columns.T @ columns).toarray(), dtype=np.float32))
+
+
+def _solve(gram: torch.Tensor, l2: float) -> np.ndarray:
+    """B = I − P · diag(1 / diag(P)), P = (G + λI)⁻¹, with a zero diagonal, through a Cholesky
+    factorisation (G + λI is symmetric positive definite for λ > 0)."""
+    regularised = gram.clone()
+    regularised.diagonal().add_(l2)
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(regularised))
+    weights = inverse / (-inverse.diagonal())  # column j divided by −P_jj
+    weights.diagonal().zero_()
+    # row-major: a user's scores sum rows (LAPACK hands the inverse back column-major, and scipy's
+    # sparse-times-dense would copy all of it on every call)
+    return np.ascontiguousarray(weights.numpy())
+
+
+RECOMMENDERS.add("ease", Ease, config=EaseConfig)
