@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     results.append(run_ours(towers, towers.config, "two_tower")[0])
     latency = one_user_latency_ms(model, case)
     if args.tune_ours:
-        results.append(tune_ours(case, grids["ours"]))
+        results.append(tune_ours(towers, grids["ours"]))
     results += [run_peer(case, "als", grids["als"]), run_peer(case, "bpr", grids["bpr"])]
     print(table(results))
     seeds = other_seeds({"ours": case, "two_tower": towers}, results, args.seeds) if args.seeds > 1 else {}

@@ -85,12 +85,14 @@ class InteractionsConfig(Section):
 class HoldoutConfig(Section):
     """Each user's latest interactions held out: the test part scores the model.
 
-    The valid part, just before it, stops the training early."""
+    The valid part, just before it, chooses the model's settings (EASE's L2 penalty, the
+    two-tower's early stopping)."""
 
     test: float = Field(0.2, gt=0, lt=1, description="Fraction of each user's latest interactions held out "
                         "for the test metrics.")
     valid: float = Field(0.1, ge=0, lt=1, description="Fraction of each user's interactions just before the "
-                         "test part, held out for early stopping (0: none; training runs all its epochs).")
+                         "test part, held out to choose the model's settings: EASE's L2 penalty, the two-tower's "
+                         "early stopping (0: none; l2: auto takes 300, training runs all its epochs).")
     min_interactions: int = Field(3, ge=2, description="Users with fewer interactions keep them all for training.")
 
     @model_validator(mode="after")
@@ -116,15 +118,16 @@ class EaseConfig(Section):
     is dense in items (memory and the bundle grow as the square of the items modelled: 10,000
     items take 400 MB), so it models at most ``max_items`` items, those with the most interactions;
     items with no interactions in training (or beyond ``max_items``) are ranked after every
-    modelled one, and a user none of whose items are modelled gets the popular list."""
+    modelled one (by their training counts), and a user none of whose items are modelled gets the
+    popular list."""
 
     type: Literal["ease"] = "ease"
-    l2: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+    l2: Annotated[float, Field(ge=1e-3, le=1e9)] | Literal["auto"] = Field(
         "auto", description="The L2 penalty on the item-item weights. auto: the value of 10, 30, 100, 300, "
         "1000, 3000, 10000 with the best valid NDCG@k, climbing from 300 (its right size grows with the "
         "interactions per item); 300 when nothing is held out for validation.")
     max_items: int = Field(10_000, ge=2, le=50_000, description="The most items modelled (those with the most "
-                           "interactions): the fit holds about 3 × max_items² floats.")
+                           "interactions): the fit holds up to 5 × max_items² float32 (10,000 items: 2 GB).")
 
 
 class AutoRecommendConfig(Section):

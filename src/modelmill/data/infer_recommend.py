@@ -395,7 +395,7 @@ def _holdout_lines(timed: bool, pairs: pd.DataFrame) -> list[str]:
     how = "each user's latest interactions" if timed else "a seeded random draw of each user's interactions"
     return [commented("# holdout:", f"the defaults: {how} held out (modelmill render-config shows all)"),
             commented(f"#   test: {defaults.test:g}", "share of each user's interactions held out for the test"),
-            commented(f"#   valid: {defaults.valid:g}", "the share before it, for early stopping"),
+            commented(f"#   valid: {defaults.valid:g}", "the share before it, to choose the model's settings"),
             commented(f"#   min_interactions: {defaults.min_interactions}",
                       f"users with fewer keep them all for training ({few:,} of {len(per_user):,} users here)")]
 

@@ -7,7 +7,7 @@ the rows of B of the items they have, so new known items (a refresh, or items a 
 change the list without refitting, as the two-tower's user vector does.
 
 The fit is one Cholesky factorisation per λ tried (``l2: auto`` climbs a grid from 300 by the
-valid part's NDCG@k, the training items as history: 3-4 factorisations), in float32, of a matrix as large as the items
+valid part's NDCG@k, the training items as history: 3 factorisations or more), in float32, of a matrix as large as the items
 squared: it models at most ``max_items`` items, those with the most training interactions.
 Interactions are binary here (the pairs a user has), as the two-tower's bags are.
 """
@@ -33,8 +33,8 @@ __all__ = ["L2_GRID", "Ease"]
 log = logging.getLogger("modelmill")
 
 L2_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)  # l2: auto searches these (steps of ~3×)
+LINALG_ERROR: type[Exception] = torch.linalg.LinAlgError  # type: ignore[attr-defined]
 START_L2 = 300.0  # where the search starts, and l2: auto with no valid part
-UNMODELLED = float(np.finfo(np.float32).min)  # below every modelled item's score, yet still listable
 
 
 class Ease(Recommender):
@@ -76,6 +76,9 @@ class Ease(Recommender):
             modelled = with_interactions
         if len(modelled) == 0:
             raise ModelError("ease: no item has a training interaction, so there is nothing to learn from")
+        if self.config.interactions.item_features:
+            log.warning("ease does not use item features (interactions.item_features): items no one has "
+                        "interacted with come last. Fix: model.type two_tower (or auto) ranks them by their features")
         self.modelled_ = modelled.astype(np.int64)
         self.popularity_ = counts.astype(np.float32)
         gram = _gram(train, modelled)
@@ -96,7 +99,7 @@ class Ease(Recommender):
     def _search(self, gram: torch.Tensor, train: Interactions, valid: Interactions) -> tuple[float, dict[str, float]]:
         """λ of :data:`L2_GRID` by valid NDCG@k, climbing from :data:`START_L2` towards the
         better neighbour while it improves (the score is unimodal in log λ in practice; each step
-        is a factorisation, so the climb costs 3-4 of them, not one per grid point). Leaves the
+        is a factorisation, so the climb costs 3 or more of them, not one per grid point). Leaves the
         best λ's weights in ``weights_``."""
         k = self.config.evaluation.k[0]
         tried: dict[float, float] = {}
@@ -129,14 +132,21 @@ class Ease(Recommender):
 
     def scores(self, users: np.ndarray, known: sparse.csr_matrix, user_features: Any = None) -> np.ndarray:
         """(len(users), n_items) float32: the summed rows of the user's modelled items; items not
-        modelled score lowest (listed after every modelled one); a user with no modelled item gets
-        the training counts (the popular list). ``users`` is not needed: the items say it all."""
+        modelled come after every modelled one, by their training counts (ties by code); a user
+        with no modelled item gets the training counts (the popular list). ``users`` is not
+        needed: the items say it all."""
         weights, modelled, popularity = self._fitted()
         binary = sparse.csr_matrix(known, dtype=np.float32, copy=True)
         binary.data[:] = 1.0
         inputs = binary[:, modelled]
-        out = np.full((binary.shape[0], len(popularity)), UNMODELLED, dtype=np.float32)
-        out[:, modelled] = np.asarray(inputs @ weights, dtype=np.float32)
+        ranked = np.asarray(inputs @ weights, dtype=np.float32)  # (n, m)
+        out = np.empty((binary.shape[0], len(popularity)), dtype=np.float32)
+        out[:, modelled] = ranked
+        rest = np.ones(len(popularity), dtype=bool)
+        rest[modelled] = False
+        if rest.any() and len(ranked):  # below the row's lowest modelled score, the most taken first
+            counts = popularity[rest]
+            out[:, rest] = ranked.min(axis=1, keepdims=True) - 2.0 + counts / (counts.max() + 1.0)
         empty = np.diff(inputs.indptr) == 0
         if empty.any():
             out[empty] = popularity
@@ -161,12 +171,12 @@ class Ease(Recommender):
         recommender = cls(config)
         tensors, items = state.tensors, int(state.json.get("items", -1))
         weights, modelled, popularity = (tensors.get(name) for name in ("weights", "modelled", "popularity"))
-        m = -1 if modelled is None else int(modelled.shape[0])
-        if (weights is None or modelled is None or popularity is None or modelled.dim() != 1
-                or tuple(weights.shape) != (m, m) or tuple(popularity.shape) != (items,)
-                or (m and (int(modelled.min()) < 0 or int(modelled.max()) >= items))):
-            raise BundleError("the EASE recommender's state does not describe an item-item matrix over the "
-                              "catalogue's items. Fix: rebuild the bundle with `modelmill train`")
+        if not (weights is not None and modelled is not None and popularity is not None and modelled.dim() == 1
+                and tuple(weights.shape) == (len(modelled), len(modelled)) and tuple(popularity.shape) == (items,)
+                and len(modelled) and int(modelled.min()) >= 0 and int(modelled.max()) < items
+                and bool(torch.isfinite(weights).all()) and bool(torch.isfinite(popularity).all())):
+            raise BundleError("the EASE recommender's state does not describe an item-item matrix of finite numbers "
+                              "over the catalogue's items. Fix: rebuild the bundle with `modelmill train`")
         recommender.weights_ = weights.to(torch.float32).numpy().copy()
         recommender.modelled_ = modelled.to(torch.int64).numpy().copy()
         recommender.popularity_ = popularity.to(torch.float32).numpy().copy()
@@ -187,15 +197,24 @@ def _gram(train: Interactions, modelled: np.ndarray) -> torch.Tensor:
 
 def _solve(gram: torch.Tensor, l2: float) -> np.ndarray:
     """B = I − P · diag(1 / diag(P)), P = (G + λI)⁻¹, with a zero diagonal, through a Cholesky
-    factorisation (G + λI is symmetric positive definite for λ > 0)."""
+    factorisation (G + λI is symmetric positive definite for λ > 0). At most three matrices of
+    the size of G are alive at once (G, the factor, P), P's division done in place."""
     regularised = gram.clone()
     regularised.diagonal().add_(l2)
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(regularised))
-    weights = inverse / (-inverse.diagonal())  # column j divided by −P_jj
-    weights.diagonal().zero_()
-    # row-major: a user's scores sum rows (LAPACK hands the inverse back column-major, and scipy's
-    # sparse-times-dense would copy all of it on every call)
-    return np.ascontiguousarray(weights.numpy())
+    try:
+        factor = torch.linalg.cholesky(regularised)
+    except LINALG_ERROR:  # λ too small for float32 against these counts
+        raise ModelError(f"ease: the item-item matrix with model.l2 = {l2:g} cannot be factorised in float32. Fix: "
+                         "raise model.l2 (or leave it to auto)") from None
+    del regularised
+    # P is symmetric: its transpose is the same matrix, row-major (LAPACK hands P back column-major,
+    # and a user's scores sum rows: column-major rows would be copied on every call)
+    inverse = torch.cholesky_inverse(factor).T
+    del factor
+    inverse.div_(-inverse.diagonal().clone())  # column j divided by −P_jj
+    inverse.diagonal().zero_()
+    weights = inverse.numpy()
+    return weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)
 
 
 RECOMMENDERS.add("ease", Ease, config=EaseConfig)

@@ -270,7 +270,7 @@ class RecommendPipeline:
         shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
         return render_report(title=title, metrics=shown, sections=sections,
                              plots={name.removesuffix(".png"): png for name, png in plots.items()},
-                             config_yaml=dump_config(self.config)).encode("utf-8")
+                             config_yaml=dump_config(self.parts.config)).encode("utf-8")  # the fitted one
 
 
 class ServedScorer(Recommender):

@@ -139,6 +139,10 @@ class RecommendPredictor:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BundleError(f"{bundle.path}: the {config.model.type} model's state does not load ({exc!r}). Fix: "
                               "rebuild the bundle with `modelmill train`") from None
+        if recommender_json.get("items", len(item_ids)) != len(item_ids):  # every model type states its catalogue
+            raise BundleError(f"{bundle.path}: the {config.model.type} model ranks {recommender_json['items']} items, "
+                              f"the bundle's catalogue has {len(item_ids)}. Fix: rebuild the bundle with "
+                              "`modelmill train`")
         return cls(config, recommender, user_ids, item_ids, known, fitted_users)
 
     # ------------------------------------------------------------ one user

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from modelmill.bundle.layout import MAIN_MODEL
 from modelmill.errors import ModelmillError, TrackingError
 from modelmill.tracking import tags
 from modelmill.tracking.client import failure, redact
@@ -37,6 +38,7 @@ def bundle_tags(bundle: Bundle) -> dict[str, str]:
         tags.BUNDLE_SHA256: bundle.digest,
         tags.CONFIG_NAME: bundle.name,
         tags.TASK: bundle.task,
+        tags.MODEL_TYPE: bundle.models[MAIN_MODEL].type if MAIN_MODEL in bundle.models else "",
         tags.CONFIG_SHA256: str(manifest.get("config_sha256", "")),
         tags.DATA_SHA256: str(manifest.get("data_sha256", "")),
         tags.DATA_SOURCE: data_source(bundle),

@@ -9,6 +9,7 @@ ACTION = "modelmill.action"  # what the run did: train, compare, variant, tune, 
 TASK = "modelmill.task"  # the config's task: predict, forecast, recommend
 MODELMILL_VERSION = "modelmill.version"
 CONFIG_NAME = "modelmill.config_name"
+MODEL_TYPE = "modelmill.model_type"  # the bundle's model type (what model: auto picked, where it did)
 CONFIG_SHA256 = "modelmill.config_sha256"  # the resolved config's hash, as in the bundle's manifest
 DATA_SHA256 = "modelmill.data_sha256"  # the training data's hash, as in the bundle's manifest
 DATA_SOURCE = "modelmill.data_source"  # where the data came from (a path or a URL without credentials)
