@@ -179,6 +179,12 @@ def test_an_ease_bundle_loads_to_identical_lists_and_ranks_from_refreshed_and_se
     sent = parts.recommend("someone", 5, items=["0", "2", "4"])  # an even taste: the first half's items
     assert sent.fallback == "history" and all(int(item) < 15 for item in sent.items)
     assert parts.recommend("someone", 5).fallback == "popular"
+    capped = RecommendPipeline(config({"type": "ease", "max_items": 6}, evaluation={"k": [5], "plots": False}))
+    parts = capped.fit(frame).parts
+    assert isinstance(parts.recommender, Ease) and parts.recommender.modelled_ is not None
+    left_out = next(item for item in parts.item_ids if parts.item_ids.index(item) not in parts.recommender.modelled_)
+    only_left_out = parts.recommend("someone", 5, items=[left_out])
+    assert only_left_out.fallback == "popular" and left_out not in only_left_out.items  # not ranked from it
 
 
 def test_an_ease_bundle_is_served_over_http_as_it_lists_in_memory(tmp_path: Path) -> None:

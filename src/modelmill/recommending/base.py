@@ -95,6 +95,11 @@ class Recommender(ABC):
         """What the fit did, for the report (epochs, best epoch, seconds …)."""
         return {}
 
+    def ranks_from(self, items: np.ndarray) -> bool:
+        """Whether a user the model was not fitted on, known by these item codes, is ranked from
+        them (False: their list would be a popular one, and is said to be)."""
+        return len(items) > 0
+
 
 RECOMMENDERS: Registry[type[Recommender]] = Registry("recommendation model type")
 

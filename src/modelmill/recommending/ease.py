@@ -152,6 +152,10 @@ class Ease(Recommender):
             out[empty] = popularity
         return out
 
+    def ranks_from(self, items: np.ndarray) -> bool:
+        """Only the modelled items rank a user: with none of them, the list is the popular one."""
+        return bool(np.isin(items, self._fitted()[1]).any())
+
     def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.weights_ is None or self.modelled_ is None or self.popularity_ is None:
             raise ModelError("the EASE recommender is used before it was fitted (or loaded)")

@@ -170,7 +170,7 @@ class RecommendPredictor:
         columns, weights = self._known_row(code, sent)
         row = _row(columns, weights, len(self.item_ids))
         model_code = code if code is not None and code < self.fitted_users else -1
-        if (model_code == -1 and not len(columns)) or (code is None and not self.uses_history):
+        if (model_code == -1 and not self.recommender.ranks_from(columns)) or (code is None and not self.uses_history):
             fallback: str | None = POPULAR
             scores = self.popularity[None, :]
         else:
