@@ -132,3 +132,17 @@ def test_outliers_clipped_and_counted_in_the_run_report() -> None:
     assert pipeline.cleaning_ is not None
     column = pipeline.cleaning_.columns["x"]
     assert column["outliers_clipped"] >= 1 and column["clip_bounds"][1] < 1e6
+
+
+def test_infinite_numbers_are_dropped_by_cleaning_with_their_rows_and_read_as_missing_in_predict() -> None:
+    frame = make_frame(300)
+    frame.loc[[4, 9], "x"] = [np.inf, -np.inf]
+    pipeline = modelmill.Pipeline(base_config()).fit(frame)
+    assert pipeline.cleaning_ is not None
+    column = pipeline.cleaning_.columns["x"]
+    assert column["bad_values"] == 2
+    assert [entry["reason"] for entry in column["bad_value_examples"]] == ["infinite value +inf", "infinite value -inf"]
+    x = next(feature for feature in pipeline.parts.features if feature.name == "x")
+    assert np.isfinite([x.state()["center"], x.state()["scale"], x.state()["fill"]]).all()  # fitted on finite values
+    predicted = pipeline.predict(frame.loc[[4, 9, 10]].drop(columns=["label"]))
+    assert predicted.notna().all().all()  # ±inf read as missing: every prediction is a number

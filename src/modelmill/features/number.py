@@ -99,6 +99,12 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     def validate(self, column: pd.Series) -> None:
         as_numbers(column, feature=self.name)
 
+    def unreadable(self, column: pd.Series) -> dict[int, str]:
+        """±inf cells: no scaling, bin or split can use them (inf − inf made the mean NaN), so
+        cleaning drops their rows and lists them; a file given to predict has them read as missing."""
+        values = as_numbers(column, feature=self.name)
+        return {int(p): f"infinite value {values[p]:+g}" for p in np.flatnonzero(np.isinf(values))}
+
     def fit(self, column: pd.Series) -> Self:
         values = as_numbers(column, feature=self.name)
         if np.isnan(values).all():
@@ -261,8 +267,9 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return None if numbers is None else self._encode(numbers)
 
     def _encode(self, values: np.ndarray) -> torch.Tensor:
-        """float64 values with NaN for missing → (rows, output_dim) float32."""
-        missing = np.isnan(values)
+        """float64 values with NaN for missing → (rows, output_dim) float32 (±inf read as missing:
+        training rows holding them were dropped by cleaning, and a prediction must stay a number)."""
+        missing = ~np.isfinite(values)
         if self.clip_:
             values = clip(values, self.clip_[0], self.clip_[1])
         scaled = self._scale(np.where(missing, self.fill_, values))
