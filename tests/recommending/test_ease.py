@@ -207,3 +207,12 @@ def test_an_ease_bundle_is_served_over_http_as_it_lists_in_memory(tmp_path: Path
         assert sent["fallback"] == "history" and all(int(entry["item"]) >= 15 for entry in sent["items"])
         assert http.post("/v1/recommend", json={"user": "u3", "k": 0}).status_code == 422
         assert http.post("/v1/recommend", json={"user": "u3", "exclude": "16"}).status_code == 422
+
+
+def test_user_features_are_read_but_said_to_be_unused() -> None:
+    frame = table().assign(segment=lambda f: f["uid"].str[1:].astype(int) % 2)
+    interactions_spec = {"user": "uid", "item": "iid", "rating": "stars", "min_rating": 4, "time": "when",
+                         "user_features": ["segment"]}
+    pipeline = RecommendPipeline(config({"type": "ease"}, interactions=interactions_spec,
+                                        evaluation={"k": [5], "plots": False})).fit(frame)
+    assert any("no model uses them yet" in warning for warning in pipeline.fit_warnings_)

@@ -50,7 +50,10 @@ def purchases(rows: int = 400) -> pd.DataFrame:
 
 def uncommented_item_features(text: str) -> RecommendConfig:
     """The inferred config with its commented item_features block switched on."""
-    lines = [re.sub(r"^  # (item_features:|  - )", r"  \1", line) for line in text.splitlines()]
+    lines, inside = [], False
+    for line in text.splitlines():
+        inside = line.startswith("  # item_features:") or (inside and line.startswith("  #   - "))
+        lines.append(re.sub(r"^  # ", "  ", line) if inside else line)
     return loaded("\n".join(lines) + "\n")
 
 
@@ -87,7 +90,7 @@ def test_purchases_customer_sku_quantity_features_and_duplicates() -> None:
     spec = config.interactions
     assert (spec.user, spec.item, spec.time, spec.weight, spec.rating) == (
         "customer_id", "sku", "order_date", "quantity", None)
-    assert spec.item_features == [] and spec.user_features == ["segment"]
+    assert spec.item_features == [] and spec.user_features == []  # found, written commented (see _feature_lines)
     assert uncommented_item_features(result.text).interactions.item_features == ["brand", "price"]
     assert config.name == "orders"
     repeated = int(frame.duplicated(["customer_id", "sku"]).sum())
@@ -96,7 +99,8 @@ def test_purchases_customer_sku_quantity_features_and_duplicates() -> None:
     assert re.search(r"^  #   product_name +# names each item \(25 distinct values for 25 items", result.text, re.M)
     assert re.search(r"^  #   channel +# .*varies within items and within users", result.text, re.M)
     assert re.search(r"^  #   note +# .*free text", result.text, re.M)
-    assert re.search(r"^    - segment +# category: 3 distinct values; constant per customer_id", result.text, re.M)
+    assert re.search(r"^  #   - segment +# category: 3 distinct values; constant per customer_id", result.text, re.M)
+    assert re.search(r"^  # user_features: +# .*no model uses user features yet", result.text, re.M)
     assert "retail" not in result.text  # a user column's values are never written
     interactions, _ = read_interactions(frame, config, source="data/orders.csv")
     assert interactions.n_users == 30 and interactions.n_items == 25

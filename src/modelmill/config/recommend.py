@@ -59,11 +59,13 @@ class InteractionsConfig(Section):
         "sum", description="Repeated (user, item) rows: sum (one interaction weighing the sum of the rows' weights, "
         "at the latest time; their number is reported) or refuse (a clear error naming the rows).")
     user_features: list[str] = Field(default_factory=list, description="Columns describing users (constant per "
-                                     "user): categories, numbers, or lists separated by vertical bars or commas. They let the model "
-                                     "recommend to a user it has not seen.")
+                                     "user): categories, numbers, or lists separated by vertical bars or commas. "
+                                     "Read and checked, but no model uses them yet (a fit says so): a user the "
+                                     "bundle does not know is ranked from the items a request sends, else gets "
+                                     "the popular list.")
     item_features: list[str] = Field(default_factory=list, description="Columns describing items (constant per "
-                                     "item: genres, brand, price, year): they let the model rank an item no one "
-                                     "has interacted with yet.")
+                                     "item: genres, brand, price, year): the two-tower ranks an item no one has "
+                                     "interacted with yet by them (model: auto picks it when they are set).")
 
     @model_validator(mode="after")
     def _columns_distinct(self) -> InteractionsConfig:

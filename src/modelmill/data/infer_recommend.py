@@ -378,9 +378,10 @@ def _rating_lines(rating: tuple[_Column, _Column] | None) -> list[str]:
 def _feature_lines(side: str, found: list[_Column]) -> list[str]:
     if not found:
         return []
-    if side == "user":
-        return [commented("  user_features:", "columns constant within each user: they let the model recommend "
-                          "to a user it has not seen"), *[commented(f"    - {scalar(c.name)}", c.comment) for c in found]]
+    if side == "user":  # commented: no model uses them yet
+        return [commented("  # user_features:", "columns constant within each user (read and checked, but no "
+                          "model uses user features yet)"), *[commented(f"  #   - {scalar(c.name)}", c.comment)
+                                                               for c in found]]
     # written commented: with item features model: auto picks the two-tower over EASE, which ranks
     # items with interactions better but cannot rank those with none (docs/benchmarks.md)
     return [commented("  # item_features:", "columns constant within each item: uncomment to rank items no one has "

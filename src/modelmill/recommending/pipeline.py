@@ -101,6 +101,9 @@ class RecommendPipeline:
         self.timings_["read"] = time.perf_counter() - started
         started = time.perf_counter()
         config, picked = resolved(config, train)
+        if config.interactions.user_features:
+            self._warn(["interactions.user_features are read and checked, but no model uses them yet: a user the "
+                        "bundle does not know is ranked from the items a request sends, else gets the popular list"])
         if picked:  # the fitted config (the predictor's, the bundle's) names the model: training it refits the same
             log.info(f"recommend: {picked}")
         checkpoints = run_dir / "checkpoints" if run_dir else None  # where `train --resume` looks for a run
