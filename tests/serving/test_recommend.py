@@ -433,9 +433,20 @@ def test_a_model_failure_is_the_servers_not_the_requests(fitted: Any, admin_toke
             raise ModelError("the model's tensors do not match its catalogue")
 
         monkeypatch.setattr(RecommendPredictor, "recommend", broken)
-        # uvicorn closes a connection whose request raised (after its 500): not kept alive here
-        crash = error_of(http.post("/v1/recommend", json={"user": 101}, headers={"Connection": "close"}), 500)
+        crash = error_of(http.post("/v1/recommend", json={"user": 101}), 500)
         assert crash["code"] == "internal" and "tensors" not in crash["message"]
+        address = urlparse(live.url)  # one socket: the connection stays open after a 500
+        connection = httplib.HTTPConnection(address.hostname, address.port, timeout=30)
+        try:
+            connection.request("POST", "/v1/recommend", body=json.dumps({"user": 101}),
+                               headers={**AUTH, "Content-Type": "application/json"})
+            first = connection.getresponse()
+            assert first.status == 500 and json.loads(first.read())["error"]["code"] == "internal"
+            connection.request("GET", "/v1/model", headers=AUTH)  # the same socket (http.client reconnects only
+            second = connection.getresponse()                      # when it was told the connection closes)
+            assert second.status == 200 and json.loads(second.read())["version"] == "2"
+        finally:
+            connection.close()
         reload = error_of(http.post("/v1/admin/reload", json={"version": "1"}), 409)
         assert reload["code"] == "load_failed" and "tensors do not match" in reload["message"], reload
         assert http.get("/v1/model").json()["version"] == "2"  # the old version serves on

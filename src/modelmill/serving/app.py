@@ -9,6 +9,7 @@ the request body of the OpenAPI docs. Every error answer has one shape,
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -356,18 +357,31 @@ class _Observed:
         scope.setdefault("state", {}).update(request_id=request_id, started=started)
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
-        status = 500
+        status, answered = 500, False
 
         async def observed_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, observed_send)
+        except Exception as exc:
+            # answered here rather than by Starlette's outermost handler, which re-raises after its
+            # answer: uvicorn then closes the kept-alive connection and the client's next request on
+            # it fails with "connection reset"
+            if answered:
+                raise
+            log.error("internal error on %s %s", scope.get("method"), path, exc_info=exc)
+            body = json.dumps(Problem(500, "internal", "internal error; the server log has the details")
+                              .body(request_id)).encode()
+            await observed_send({"type": "http.response.start", "status": 500,
+                                 "headers": [(b"content-type", b"application/json"),
+                                             (b"content-length", str(len(body)).encode())]})
+            await observed_send({"type": "http.response.body", "body": body})
         finally:
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
