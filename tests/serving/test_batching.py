@@ -19,12 +19,16 @@ async def _post_all(url: str, bodies: list[dict[str, Any]]) -> list[httpx.Respon
         return list(await asyncio.gather(*(client.post("/v1/predict", json=b) for b in bodies)))
 
 
-def _slow_model(live: LiveServer, seconds: float, release: threading.Event | None = None) -> None:
-    """Fault injection: the served model takes ``seconds`` (or hangs until ``release``)."""
+def _slow_model(live: LiveServer, seconds: float, release: threading.Event | None = None,
+                entered: threading.Event | None = None) -> None:
+    """Fault injection: the served model takes ``seconds`` (or hangs until ``release``); ``entered``
+    is set once a call has begun."""
     model = live.state.current
     real = model.predict
 
     def slow(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if entered is not None:
+            entered.set()
         if release is not None:
             release.wait(60)
         else:
@@ -83,14 +87,17 @@ def test_full_queue_answers_503_with_retry_after(trained_versions: Path) -> None
         with httpx.Client(base_url=url, timeout=60) as own:  # one connection each
             served.append(own.post("/v1/predict", json={"instances": [record()]}).status_code)
 
+    entered = threading.Event()
     with live_server(trained_versions, queue_size=2, max_batch_size=1, timeout_s=60) as live:
-        _slow_model(live, 0, release)
+        _slow_model(live, 0, release, entered)
         clients = [threading.Thread(target=post, args=(live.url,)) for _ in range(3)]
         try:
             for client in clients:  # one request in the (hanging) model, two queued
                 client.start()
             deadline = time.monotonic() + 30
-            while live.state.batcher.depth < 2:
+            # both: two queued while none is in the model yet would let the model take one and the
+            # request below be queued in its place (and one of the three refused instead)
+            while not entered.is_set() or live.state.batcher.depth < 2:
                 assert time.monotonic() < deadline, "the two requests never reached the queue"
                 time.sleep(0.01)
             with httpx.Client(base_url=live.url, timeout=60) as http:
