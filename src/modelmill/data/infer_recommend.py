@@ -403,7 +403,8 @@ def _holdout_lines(timed: bool, pairs: pd.DataFrame) -> list[str]:
 
 def _model_lines() -> list[str]:
     model = RecommendConfig.model_fields["model"].default_factory()  # type: ignore[call-arg, misc]
-    return [commented("# model:", "the default (modelmill render-config shows all); type: popularity is the "
-                      "floor every model must beat"),
+    return [commented("# model:", "the default, auto: EASE, or the two-tower when item features are set or "
+                      "more items than max_items have interactions; type: popularity is the floor every model must "
+                      "beat"),
             *[f"#   {key}: {str(value).lower() if isinstance(value, bool) else value}"
               for key, value in model.model_dump().items()]]
