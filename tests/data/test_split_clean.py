@@ -134,15 +134,29 @@ def test_outliers_clipped_and_counted_in_the_run_report() -> None:
     assert column["outliers_clipped"] >= 1 and column["clip_bounds"][1] < 1e6
 
 
-def test_infinite_numbers_are_dropped_by_cleaning_with_their_rows_and_read_as_missing_in_predict() -> None:
+def test_infinite_numbers_are_read_as_missing_in_training_and_predicting() -> None:
     frame = make_frame(300)
     frame.loc[[4, 9], "x"] = [np.inf, -np.inf]
+    frame.loc[[12], "x"] = np.nan
     pipeline = modelmill.Pipeline(base_config()).fit(frame)
     assert pipeline.cleaning_ is not None
-    column = pipeline.cleaning_.columns["x"]
-    assert column["bad_values"] == 2
-    assert [entry["reason"] for entry in column["bad_value_examples"]] == ["infinite value +inf", "infinite value -inf"]
+    assert pipeline.cleaning_.columns["x"]["missing"] == 3 and pipeline.cleaning_.rows_out == 300
     x = next(feature for feature in pipeline.parts.features if feature.name == "x")
     assert np.isfinite([x.state()["center"], x.state()["scale"], x.state()["fill"]]).all()  # fitted on finite values
-    predicted = pipeline.predict(frame.loc[[4, 9, 10]].drop(columns=["label"]))
-    assert predicted.notna().all().all()  # ±inf read as missing: every prediction is a number
+    rows = frame.loc[[4, 9]].drop(columns=["label"])
+    as_missing = rows.assign(x=np.nan)
+    pd.testing.assert_frame_equal(pipeline.predict(rows).reset_index(drop=True),
+                                  pipeline.predict(as_missing).reset_index(drop=True))
+
+
+def test_a_number_target_s_infinities_are_rows_without_a_target() -> None:
+    raw = base_config()
+    frame = make_frame(200)
+    raw["target"] = {"name": "x", "type": "number"}
+    raw["features"] = [f for f in raw["features"] if f["name"] != "x"]
+    frame.loc[[3, 7], "x"] = [np.inf, -np.inf]
+    config = parse_config(raw)
+    cleaned, report = clean_rows(frame, config, build_features(config))
+    assert report.target_missing_dropped == 2 and len(cleaned) == 198
+    with pytest.raises(DataError, match="column .x.: is empty \(every value is missing\)"):
+        modelmill.Pipeline(base_config()).fit(make_frame(200).assign(x=np.inf))

@@ -187,6 +187,23 @@ def test_an_ease_bundle_loads_to_identical_lists_and_ranks_from_refreshed_and_se
     assert only_left_out.fallback == "popular" and left_out not in only_left_out.items  # not ranked from it
 
 
+def test_a_fitted_user_with_no_modelled_item_is_said_to_get_the_popular_list_one_by_one_and_in_a_batch() -> None:
+    capped = RecommendPipeline(config({"type": "ease", "max_items": 2}, evaluation={"k": [5], "plots": False}))
+    parts = capped.fit(table()).parts
+    assert isinstance(parts.recommender, Ease) and parts.recommender.modelled_ is not None
+    modelled = set(parts.recommender.modelled_.tolist())
+    users = parts.user_ids[:parts.fitted_users]
+    batch = parts.recommend_many(users, 5)
+    labels = set()
+    for code, (user, listed) in enumerate(zip(users, batch, strict=True)):
+        single = parts.recommend(user, 5)
+        expected = None if set(parts.known[code].indices.tolist()) & modelled else "popular"
+        assert single.fallback == listed.fallback == expected, user
+        assert single.items == listed.items, user
+        labels.add(expected)
+    assert labels == {None, "popular"}  # both kinds of user are in the table
+
+
 def test_an_ease_bundle_is_served_over_http_as_it_lists_in_memory(tmp_path: Path) -> None:
     import httpx
 

@@ -61,8 +61,8 @@ class InteractionsConfig(Section):
     user_features: list[str] = Field(default_factory=list, description="Columns describing users (constant per "
                                      "user): categories, numbers, or lists separated by vertical bars or commas. "
                                      "Read and checked, but no model uses them yet (a fit says so): a user the "
-                                     "bundle does not know is ranked from the items a request sends, else gets "
-                                     "the popular list.")
+                                     "bundle does not know is ranked from the items a request sends (EASE, the "
+                                     "two-tower with history), else gets the popular list.")
     item_features: list[str] = Field(default_factory=list, description="Columns describing items (constant per "
                                      "item: genres, brand, price, year): the two-tower ranks an item no one has "
                                      "interacted with yet by them (model: auto picks it when they are set).")

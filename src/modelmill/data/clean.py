@@ -126,6 +126,9 @@ def clean_rows(frame: pd.DataFrame, config: PipelineConfig,
         report.duplicates_dropped = int(duplicated.sum())
         frame = frame.loc[~duplicated]
     no_target = missing_mask(frame[config.target.name])
+    if config.target.type == "number":  # ±inf is no target value either (read as missing by as_numbers)
+        numbers = pd.to_numeric(frame[config.target.name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        no_target = no_target | np.isinf(numbers)
     report.target_missing_dropped = int(no_target.sum())
     frame = frame.loc[~no_target]
     frame = drop_unreadable(frame, columns, report)

@@ -33,9 +33,11 @@ def plain_string(value: object) -> str | None:
 
 
 def as_numbers(column: pd.Series, *, feature: str) -> np.ndarray:
-    """Values as float64 with NaN for missing; words in a number column are a DataError."""
+    """Values as float64 with NaN for missing, ±inf read as missing too (no scaling, bin, split
+    or loss can use an infinity: inf − inf made a fitted mean NaN); words in a number column
+    are a DataError."""
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy(dtype="float64", na_value=np.nan)
+        return _finite(column.to_numpy(dtype="float64", na_value=np.nan))
     text = as_strings(column)
     numbers = pd.to_numeric(text, errors="coerce")
     bad = numbers.isna() & text.notna()
@@ -49,4 +51,13 @@ def as_numbers(column: pd.Series, *, feature: str) -> np.ndarray:
             column=feature,
             rows=rows.tolist(),
         )
-    return numbers.to_numpy(dtype="float64", na_value=np.nan)
+    return _finite(numbers.to_numpy(dtype="float64", na_value=np.nan))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``values`` with ±inf as NaN (in place when it is a copy already)."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        values = values.copy() if not values.flags.writeable or not values.flags.owndata else values
+        values[infinite] = np.nan
+    return values

@@ -49,7 +49,7 @@ def plain_numbers(values: list[Any]) -> np.ndarray | None:
         if value is None:
             out[i] = math.nan
         elif isinstance(value, (float, np.floating)):
-            out[i] = value
+            out[i] = value if math.isfinite(value) else math.nan  # ±inf read as missing, as as_numbers does
         elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
                 and -2**63 <= value < 2**63:
             out[i] = value
@@ -99,11 +99,9 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     def validate(self, column: pd.Series) -> None:
         as_numbers(column, feature=self.name)
 
-    def unreadable(self, column: pd.Series) -> dict[int, str]:
-        """±inf cells: no scaling, bin or split can use them (inf − inf made the mean NaN), so
-        cleaning drops their rows and lists them; a file given to predict has them read as missing."""
-        values = as_numbers(column, feature=self.name)
-        return {int(p): f"infinite value {values[p]:+g}" for p in np.flatnonzero(np.isinf(values))}
+    def missing(self, column: pd.Series) -> np.ndarray:
+        """Missing cells, ±inf among them (read as missing everywhere: see ``as_numbers``)."""
+        return np.isnan(as_numbers(column, feature=self.name))
 
     def fit(self, column: pd.Series) -> Self:
         values = as_numbers(column, feature=self.name)
@@ -267,8 +265,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return None if numbers is None else self._encode(numbers)
 
     def _encode(self, values: np.ndarray) -> torch.Tensor:
-        """float64 values with NaN for missing → (rows, output_dim) float32 (±inf read as missing:
-        training rows holding them were dropped by cleaning, and a prediction must stay a number)."""
+        """float64 values with NaN for missing (±inf too) → (rows, output_dim) float32."""
         missing = ~np.isfinite(values)
         if self.clip_:
             values = clip(values, self.clip_[0], self.clip_[1])

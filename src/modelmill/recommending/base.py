@@ -95,10 +95,10 @@ class Recommender(ABC):
         """What the fit did, for the report (epochs, best epoch, seconds …)."""
         return {}
 
-    def ranks_from(self, items: np.ndarray) -> bool:
-        """Whether a user the model was not fitted on, known by these item codes, is ranked from
-        them (False: their list would be a popular one, and is said to be)."""
-        return len(items) > 0
+    def ranks_from(self, items: np.ndarray, *, fitted: bool) -> bool:
+        """Whether the model ranks a user known by these item codes (``fitted``: a user it was
+        fitted on) from what it knows of them; False: the list is a popular one, and is said to be."""
+        return fitted or len(items) > 0
 
 
 RECOMMENDERS: Registry[type[Recommender]] = Registry("recommendation model type")

@@ -152,8 +152,8 @@ class Ease(Recommender):
             out[empty] = popularity
         return out
 
-    def ranks_from(self, items: np.ndarray) -> bool:
-        """Only the modelled items rank a user: with none of them, the list is the popular one."""
+    def ranks_from(self, items: np.ndarray, *, fitted: bool) -> bool:
+        """Only the modelled items rank a user (fitted on or not): with none, the list is the popular one."""
         return bool(np.isin(items, self._fitted()[1]).any())
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

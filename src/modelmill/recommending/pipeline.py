@@ -103,7 +103,8 @@ class RecommendPipeline:
         config, picked = resolved(config, train)
         if config.interactions.user_features:
             self._warn(["interactions.user_features are read and checked, but no model uses them yet: a user the "
-                        "bundle does not know is ranked from the items a request sends, else gets the popular list"])
+                        "bundle does not know is ranked from the items a request sends (EASE, the two-tower with "
+                        "history), else gets the popular list"])
         if picked:  # the fitted config (the predictor's, the bundle's) names the model: training it refits the same
             log.info(f"recommend: {picked}")
         checkpoints = run_dir / "checkpoints" if run_dir else None  # where `train --resume` looks for a run

@@ -170,11 +170,13 @@ class RecommendPredictor:
         columns, weights = self._known_row(code, sent)
         row = _row(columns, weights, len(self.item_ids))
         model_code = code if code is not None and code < self.fitted_users else -1
-        if (model_code == -1 and not self.recommender.ranks_from(columns)) or (code is None and not self.uses_history):
+        if (model_code == -1 and not len(columns)) or (code is None and not self.uses_history):
             fallback: str | None = POPULAR
             scores = self.popularity[None, :]
         else:
             fallback = HISTORY if code is None else None
+            if not self.recommender.ranks_from(columns, fitted=model_code >= 0):
+                fallback = POPULAR  # the model's own popular list (EASE: none of the user's items modelled)
             scores = self.recommender.scores(np.array([model_code], dtype=np.int64), row)
         dropped = np.union1d(columns, self._codes(_ids(exclude, "exclude"))[0])
         top = top_k(scores, k, _row(dropped, np.ones(len(dropped), np.float32), len(self.item_ids)))[0]
@@ -221,10 +223,13 @@ class RecommendPredictor:
             rows = self.known[codes[ranked]]
             model_codes = np.where(codes[ranked] < self.fitted_users, codes[ranked], -1)
             top, scores = recommend_codes(self.recommender, model_codes, rows, k)
-            for position, items, values in zip(np.flatnonzero(ranked), top, scores, strict=True):
+            for row, (position, items, values) in enumerate(zip(np.flatnonzero(ranked), top, scores, strict=True)):
                 keep = items >= 0
+                own = self.recommender.ranks_from(rows.indices[rows.indptr[row]:rows.indptr[row + 1]],
+                                                  fitted=bool(model_codes[row] >= 0))
                 results[position] = Recommendation(ids[position], [self.item_ids[c] for c in items[keep]],
-                                                   [float(s) for s in values[keep]], known_user=True, fallback=None)
+                                                   [float(s) for s in values[keep]], known_user=True,
+                                                   fallback=None if own else POPULAR)
         if not ranked.all():
             popular = top_k(self.popularity[None, :], k)[0]
             popular = popular[popular >= 0]

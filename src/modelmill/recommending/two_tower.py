@@ -160,6 +160,11 @@ class TwoTower(Recommender):
 
     # ------------------------------------------------------------------ state
 
+    def ranks_from(self, items: np.ndarray, *, fitted: bool) -> bool:
+        """A user's vector comes from their id (a fitted user, with ``user_id``) and their items (with ``history``)."""
+        settings = self.settings
+        return (fitted and settings.user_id) or (settings.history and len(items) > 0)
+
     def state(self) -> RecommenderState:
         user_vectors, history, items = self._fitted()
         return RecommenderState(
