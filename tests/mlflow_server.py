@@ -5,9 +5,11 @@ test may stop it and start it again on the same port and store (the server going
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -30,6 +32,24 @@ def server_python() -> Path | None:
     venv = _CACHE / f"mlflow-server-{SERVER_VERSION}"
     python = venv / "bin" / "python"
     return python if (venv / ".complete").is_file() and python.is_file() else None
+
+
+# An empty store, copied from the first server this process started once it answered (its schema
+# made, the Default experiment in it): the next servers start from a copy of it, as a server
+# restarted on its store does, instead of running every migration of the schema again (seconds each).
+_EMPTY_STORE: Path | None = None
+
+
+def _keep_empty_store(database: Path) -> None:
+    global _EMPTY_STORE
+    folder = Path(tempfile.mkdtemp(prefix="modelmill-mlflow-empty-"))
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / "mlflow.db"
+    with sqlite3.connect(database) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # consistent even while the server has the file open
+    source.close()
+    target.close()
+    _EMPTY_STORE = copy
 
 
 class MlflowServer:
@@ -87,6 +107,8 @@ def mlflow_server() -> Iterator[MlflowServer]:
             pytest.fail(f"no MLflow {SERVER_VERSION} server venv: scripts/mlflow-server.sh (run by ./test) failed")
         pytest.skip(f"no MLflow {SERVER_VERSION} server venv (bash scripts/mlflow-server.sh makes it; ./test runs it)")
     folder = Path(tempfile.mkdtemp(prefix="modelmill-mlflow-"))
+    if _EMPTY_STORE is not None:
+        shutil.copyfile(_EMPTY_STORE, folder / "mlflow.db")
     server = None
     try:
         for attempt in range(3):  # the free port probed may be taken by another test process before the server binds it
@@ -101,6 +123,8 @@ def mlflow_server() -> Iterator[MlflowServer]:
                 if attempt == 2:
                     raise
         assert server is not None
+        if _EMPTY_STORE is None:
+            _keep_empty_store(folder / "mlflow.db")
         yield server
     finally:
         if server is not None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from modelmill.config.monitoring import TriggerConfig
@@ -76,8 +77,9 @@ def test_labels_trigger_a_retraining_and_a_trigger_during_one_waits(adult_loop: 
         store.close()
 
 
-def test_the_watch_command_checks_and_stops_and_refuses_an_unreachable_service(adult_loop: Loop,
-                                                                                tmp_path: Path) -> None:
+def test_the_watch_command_checks_and_stops_and_refuses_an_unreachable_service(
+        adult_loop: Loop, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.commands import cli_here
     from tests.retraining.traffic import ENV, cli
     from tests.serving.conftest import free_port
 
@@ -88,6 +90,8 @@ def test_the_watch_command_checks_and_stops_and_refuses_an_unreachable_service(a
     quiet = cli("watch", *common, "--checks", "2", "--check-every", "1s", cwd=tmp_path, env=ENV)
     assert quiet.returncode == 0, quiet.stderr
     assert "watching" in quiet.stderr and "trigger" not in quiet.stderr  # 200 young rows: nothing fires
-    unreachable = cli("watch", *common, "--serve", f"http://127.0.0.1:{free_port()}", cwd=tmp_path, env=ENV)
-    assert unreachable.returncode == 2 and "--serve: the service does not answer" in unreachable.stderr
+    # the refusal through the command's entry point in this process (the watch above runs in its own)
+    code, _, said = cli_here("watch", *common, "--serve", f"http://127.0.0.1:{free_port()}", cwd=tmp_path, env=ENV,
+                             capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "--serve: the service does not answer" in said, said
     assert not (tmp_path / "runs").exists()

@@ -9,9 +9,6 @@ decision as a tag."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +19,12 @@ import yaml
 from modelmill.bundle import read_bundle
 from modelmill.tracking import tags
 from modelmill.tracking.client import mlflow_client
+from tests.commands import cli, cli_here, run_main
 from tests.conftest import base_config, make_frame
 from tests.mlflow_server import MlflowServer
 from tests.retraining.conftest import Loop, adult_loop  # noqa: F401  (the closed loop's fixture)
 
 EXPERIMENT = "derived-lineage"
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "modelmill.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def runs_of(server: MlflowServer) -> list[Any]:
@@ -43,24 +36,25 @@ def runs_of(server: MlflowServer) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def trained(tracking_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A tiny bundle whose train run is in MLflow (the config's tracking.uri)."""
+    """A tiny bundle whose train run is in MLflow (the config's tracking.uri): `modelmill train` in
+    this process (tests/tracking/test_train_tracking.py runs it in its own)."""
     folder = tmp_path_factory.mktemp("derived")
     make_frame().to_csv(folder / "data.csv", index=False)
     config = folder / "tiny.yaml"
     config.write_text(yaml.safe_dump(base_config(tracking={"uri": tracking_server.uri, "experiment": EXPERIMENT})))
-    done = cli("train", str(config), cwd=folder)
-    assert done.returncode == 0, done.stderr
+    assert run_main(["train", str(config), "--runs", str(folder / "runs")]) == 0
     (run,) = runs_of(tracking_server)
     return {"folder": folder, "bundle": next((folder / "runs" / "tiny").glob("*/bundle")), "run": run}
 
 
-def test_a_compressed_bundle_is_a_run_linked_to_its_parents_run(tracking_server: MlflowServer,
-                                                                 trained: dict[str, Any]) -> None:
+def test_a_compressed_bundle_is_a_run_linked_to_its_parents_run(tracking_server: MlflowServer, trained: dict[str, Any],
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     folder, parent = trained["folder"], read_bundle(trained["bundle"])
     out = folder / "half"
     env = {"MLFLOW_TRACKING_URI": tracking_server.uri}
     done = cli("compress", str(trained["bundle"]), "--method", "float16", "-o", str(out), cwd=folder, env=env)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr  # the real command, in its own process
     derived = read_bundle(out)
     (run,) = [r for r in runs_of(tracking_server) if r.data.tags.get(tags.ACTION) == "compress"]
     run_tags = run.data.tags
@@ -79,9 +73,10 @@ def test_a_compressed_bundle_is_a_run_linked_to_its_parents_run(tracking_server:
     assert run.info.run_id in done.stdout  # the run's page is printed
 
     # `modelmill lineage` finds both runs: the train run for the parent, the compress run for the bundle
-    shown = cli("lineage", str(out), "--json", cwd=folder, env=env)
-    assert shown.returncode == 0, shown.stderr
-    document = json.loads(shown.stdout)
+    code, shown, said = cli_here("lineage", str(out), "--json", cwd=folder, env=env, capsys=capsys,
+                                 monkeypatch=monkeypatch)
+    assert code == 0, said
+    document = json.loads(shown)
     assert document["mlflow"] is True
     first, second = document["chain"]
     assert (first["sha256"], first["mlflow"]["run"]["run_id"]) == (parent.digest, trained["run"].info.run_id)
@@ -89,12 +84,13 @@ def test_a_compressed_bundle_is_a_run_linked_to_its_parents_run(tracking_server:
     assert second["mlflow"]["run"]["parent_run_id"] == trained["run"].info.run_id
 
 
-def test_an_exported_bundle_is_a_run_linked_to_its_parents_run(tracking_server: MlflowServer,
-                                                               trained: dict[str, Any]) -> None:
+def test_an_exported_bundle_is_a_run_linked_to_its_parents_run(tracking_server: MlflowServer, trained: dict[str, Any],
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     folder = trained["folder"]
-    done = cli("export", str(trained["bundle"]), "-o", str(folder / "graph"), cwd=folder,
-               env={"MLFLOW_TRACKING_URI": tracking_server.uri})
-    assert done.returncode == 0, done.stderr
+    code, _, said = cli_here("export", str(trained["bundle"]), "-o", str(folder / "graph"), cwd=folder,
+                             env={"MLFLOW_TRACKING_URI": tracking_server.uri}, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, said
     (run,) = [r for r in runs_of(tracking_server) if r.data.tags.get(tags.ACTION) == "export"]
     assert run.data.tags[tags.BUNDLE_SHA256] == read_bundle(folder / "graph").digest
     assert run.data.tags[tags.PARENT_RUN_ID] == trained["run"].info.run_id
@@ -103,24 +99,28 @@ def test_an_exported_bundle_is_a_run_linked_to_its_parents_run(tracking_server: 
     assert "check.max_abs_diff" in run.data.metrics
 
 
-def test_without_mlflow_tracking_uri_compress_logs_nothing(tracking_server: MlflowServer,
-                                                          trained: dict[str, Any]) -> None:
+def test_without_mlflow_tracking_uri_compress_logs_nothing(tracking_server: MlflowServer, trained: dict[str, Any],
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     before = {r.info.run_id for r in runs_of(tracking_server)}
     folder = trained["folder"]
     # the bundle's config names the tracking server; a command that reads a bundle never goes there by itself
-    done = cli("compress", str(trained["bundle"]), "--method", "float16", "-o", str(folder / "untracked"), cwd=folder)
-    assert done.returncode == 0, done.stderr
+    code, shown, said = cli_here("compress", str(trained["bundle"]), "--method", "float16", "-o",
+                                 str(folder / "untracked"), cwd=folder, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, said
     assert read_bundle(folder / "untracked").lineage.action == "compressed"
     assert {r.info.run_id for r in runs_of(tracking_server)} == before
-    assert "mlflow run" not in done.stdout
+    assert "mlflow run" not in shown
 
 
-def test_a_wrong_tracking_uri_fails_before_any_work(trained: dict[str, Any]) -> None:
+def test_a_wrong_tracking_uri_fails_before_any_work(trained: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     folder = trained["folder"]
-    done = cli("compress", str(trained["bundle"]), "--method", "float16", "-o", str(folder / "never"), cwd=folder,
-               env={"MLFLOW_TRACKING_URI": "ftp://example.org/mlflow"})
-    assert done.returncode == 2
-    assert "tracking URI" in done.stderr and "Traceback" not in done.stderr
+    code, _, said = cli_here("compress", str(trained["bundle"]), "--method", "float16", "-o", str(folder / "never"),
+                             cwd=folder, env={"MLFLOW_TRACKING_URI": "ftp://example.org/mlflow"}, capsys=capsys,
+                             monkeypatch=monkeypatch)
+    assert code == 2
+    assert "tracking URI" in said and "Traceback" not in said
     assert not (folder / "never").exists()
 
 
@@ -182,7 +182,9 @@ def test_a_refreshed_bundle_is_a_run_linked_to_its_parents_run(tracking_server: 
     assert run.data.metrics["users_added"] == 1
 
 
-def test_an_encrypted_bundle_is_not_tracked_in_clear(tracking_server: MlflowServer, tmp_path: Path) -> None:
+def test_an_encrypted_bundle_is_not_tracked_in_clear(tracking_server: MlflowServer, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from modelmill.api import Pipeline
 
     key = "b" * 64
@@ -190,8 +192,9 @@ def test_an_encrypted_bundle_is_not_tracked_in_clear(tracking_server: MlflowServ
     raw = base_config(tracking={"experiment": "derived-encrypted"})
     Pipeline(raw, base_dir=tmp_path).fit().save(tmp_path / "sealed", key=key)
     env = {"MLFLOW_TRACKING_URI": tracking_server.uri, "MODELMILL_ENCRYPTION_KEY": key}
-    done = cli("compress", "sealed", "--method", "float16", "-o", "half", cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stderr
-    assert "the bundle is encrypted, so this compress is not tracked" in " ".join(done.stderr.split())
+    code, _, said = cli_here("compress", "sealed", "--method", "float16", "-o", "half", cwd=tmp_path, env=env,
+                             capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, said
+    assert "the bundle is encrypted, so this compress is not tracked" in said
     assert (tmp_path / "half" / "manifest.json").is_file()
     assert mlflow_client(tracking_server.uri).get_experiment_by_name("derived-encrypted") is None  # nothing sent

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +21,9 @@ from modelmill.tracking import tags
 from modelmill.tracking.client import mlflow_client
 from modelmill.tracking.session import tracking
 from modelmill.tracking.values import flatten
+from tests.commands import cli, cli_here
 from tests.conftest import base_config, make_frame
 from tests.mlflow_server import MlflowServer
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "modelmill.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def write_project(folder: Path, **overrides: Any) -> Path:
@@ -110,11 +103,13 @@ def test_artefacts_are_the_report_plots_and_bundle(tracked_train: dict[str, Any]
     assert read_bundle(fetched).digest == read_bundle(tracked_train["bundle"]).digest  # every file, intact
 
 
-def test_an_unreachable_server_is_a_warning_and_the_run_completes(tmp_path: Path) -> None:
+def test_an_unreachable_server_is_a_warning_and_the_run_completes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # in this process: test_credentials_never_show runs `modelmill train` against a dead server in its own
     with_dead_server = write_project(tmp_path, tracking={"uri": "http://127.0.0.1:9", "experiment": "gone"})
-    done = cli("train", str(with_dead_server), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "cannot be reached" in done.stderr and "untracked" in done.stderr
+    code, _, said = cli_here("train", str(with_dead_server), cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, said
+    assert "cannot be reached" in said and "untracked" in said
     assert list((tmp_path / "runs" / "tiny").glob("*/bundle/manifest.json"))
 
 
@@ -197,15 +192,17 @@ def test_flatten_names_features_and_keeps_lists_as_json() -> None:
     assert flat == {"a.b": "1", "a.c": "[1, 2]", "features.x.type": "number", "s": "t"}
 
 
-def test_a_forecast_run_is_tracked_like_any_other(tracking_server: MlflowServer, tmp_path: Path) -> None:
+def test_a_forecast_run_is_tracked_like_any_other(tracking_server: MlflowServer, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.serving.forecast_bundles import shop_config, shop_frame
 
     shop_frame().to_csv(tmp_path / "sales.csv", index=False)
     config = tmp_path / "shops.yaml"
     config.write_text(yaml.safe_dump({**shop_config(), "tracking": {"uri": tracking_server.uri,
                                                                     "experiment": "shops-forecast"}}))
-    done = cli("train", str(config), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    code, _, said = cli_here("train", str(config), cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, said
     bundle = next((tmp_path / "runs" / "shops").glob("*/bundle"))
     run = only_run(tracking_server, "shops-forecast")
     assert run.data.tags[tags.TASK] == "forecast" and run.data.tags[tags.BUNDLE_SHA256] == read_bundle(bundle).digest
