@@ -17,6 +17,7 @@ import modelmill
 from modelmill.bundle import derive, read_bundle
 from modelmill.tracking import tags
 from modelmill.tracking.lineage import bundle_tags, chain, describe, mlflow_links
+from tests.commands import run_main
 from tests.conftest import base_config, make_frame
 from tests.mlflow_server import MlflowServer
 
@@ -41,21 +42,6 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                      "--max-drop", "1"])
     assert code == 0
     return {"parent": parent, "child": folder / "child", "sealed": sealed, "key": folder / "key.hex", "data": data}
-
-
-def run_main(args: list[str]) -> int:
-    """The command line in this process (``main``: exit 2 for a user's error), its exit code."""
-    from modelmill.cli import main
-
-    saved = sys.argv
-    sys.argv = ["modelmill", *args]
-    try:
-        main()
-    except SystemExit as done:
-        return int(done.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
 
 
 def lineage(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -140,6 +126,7 @@ def test_mlflow_shows_the_run_that_logged_each_link_and_the_versions_holding_it(
     child_run = client.create_run(experiment, run_name="compress-tiny",
                                   tags={**bundle_tags(child), tags.PARENT_RUN_ID: parent_run.info.run_id})
     assert bundle_tags(child)[tags.PARENT_SHA256] == parent.digest
+    assert bundle_tags(parent)[tags.MODEL_TYPE] == parent.models["model"].type == "mlp"  # what auto picked, where it did
     client.create_registered_model("lineage-tiny")
     version = client.create_model_version("lineage-tiny", source=f"{child_run.info.artifact_uri}/bundle",
                                           run_id=child_run.info.run_id, tags=bundle_tags(child))
