@@ -15,9 +15,9 @@ Every model is fitted on the training part alone and scored by the same function
 user's history, on the test part with the training + valid items as history; the history is left out
 of every list. "ours" is the example's config as it is (model: auto → EASE, its L2 penalty
 searched on valid NDCG@10); "two_tower" is the example with the movies' genres and year as item
-features and model: two_tower (the default before EASE). ALS re-solves each user's vector from that history (implicit's recalculate_user, as
-our user tower computes it from the known items); BPR has no such step, so its user vectors stay the
-training ones. Each peer is tuned over the same small grid of factors × regularisation × iterations
+features and model: two_tower (the default before EASE). ALS re-solves each user's vector from
+that history (implicit's recalculate_user, as our models rank a user from their known items); BPR
+has no such step, so its user vectors stay the training ones. Each peer is tuned over the same small grid of factors × regularisation × iterations
 (12 points), selected on valid NDCG@10, and its selected point is reported on test.
 Fit seconds: the fit alone (the grid's total is reported too); latency: one user's top 10 in
 process (scores + top-k over the catalogue), the median of many calls.

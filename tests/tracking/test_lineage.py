@@ -126,7 +126,7 @@ def test_mlflow_shows_the_run_that_logged_each_link_and_the_versions_holding_it(
     child_run = client.create_run(experiment, run_name="compress-tiny",
                                   tags={**bundle_tags(child), tags.PARENT_RUN_ID: parent_run.info.run_id})
     assert bundle_tags(child)[tags.PARENT_SHA256] == parent.digest
-    assert bundle_tags(parent)[tags.MODEL_TYPE] == parent.models["model"].type == "mlp"  # what auto picked, where it did
+    assert bundle_tags(parent)[tags.MODEL_TYPE] == parent.models["model"].type == "mlp"  # auto's pick, where it picks
     client.create_registered_model("lineage-tiny")
     version = client.create_model_version("lineage-tiny", source=f"{child_run.info.artifact_uri}/bundle",
                                           run_id=child_run.info.run_id, tags=bundle_tags(child))

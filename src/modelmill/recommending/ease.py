@@ -7,8 +7,9 @@ the rows of B of the items they have, so new known items (a refresh, or items a 
 change the list without refitting, as the two-tower's user vector does.
 
 The fit is one Cholesky factorisation per λ tried (``l2: auto`` climbs a grid from 300 by the
-valid part's NDCG@k, the training items as history: 3 factorisations or more), in float32, of a matrix as large as the items
-squared: it models at most ``max_items`` items, those with the most training interactions.
+valid part's NDCG@k, the training items as history: 3 factorisations or more), in float32, of a
+matrix as large as the items squared: it models at most ``max_items`` items, those with the most
+training interactions.
 Interactions are binary here (the pairs a user has), as the two-tower's bags are.
 """
 
