@@ -49,3 +49,14 @@ def cli_here(*args: str, cwd: Path, capsys: pytest.CaptureFixture[str], monkeypa
     code = run_main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, " ".join(captured.err.split())
+
+
+def exit_and_said(*args: str, cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                  own_process: bool, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The command's exit code and its stderr (rich's wrapping undone), run in its own process
+    (``own_process``) or through the entry point in this one."""
+    if own_process:
+        result = cli(*args, cwd=cwd, env=env)
+        return result.returncode, " ".join(result.stderr.split())
+    code, _, said = cli_here(*args, cwd=cwd, capsys=capsys, monkeypatch=monkeypatch, env=env)
+    return code, said

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from modelmill.bundle import read_bundle
 from modelmill.monitoring.dashboard import build_app
 from modelmill.monitoring.export import open_log
-from tests.commands import cli_here
+from tests.commands import exit_and_said
 from tests.monitoring.service import start_server, stop_server
 from tests.retraining.conftest import Loop
 from tests.retraining.traffic import ENV, Load, cli, send_with_late_labels, wait_for_labels
@@ -119,11 +119,9 @@ def test_bad_input_is_a_clear_error_and_nothing_is_promoted(adult_loop: Loop, tm
         expected = "cannot be read: no such table: modelmill_decisions. Fix: check that the database runs"
     args = ["retrain", str(config), "--log", log_url, "--versions", str(versions), *extra, "--runs",
             str(tmp_path / "runs")]
-    if case == "unreachable":  # the real command in its own process; the other cases through its entry point here
-        result = cli(*args, cwd=tmp_path, env=ENV)
-        code, said = result.returncode, " ".join(result.stderr.split())
-    else:
-        code, _, said = cli_here(*args, cwd=tmp_path, env=ENV, capsys=capsys, monkeypatch=monkeypatch)
+    # the real command in its own process for one case; the other cases through its entry point here
+    code, said = exit_and_said(*args, cwd=tmp_path, env=ENV, capsys=capsys, monkeypatch=monkeypatch,
+                               own_process=case == "unreachable")
     assert code == 2, said
     assert expected in said, said
     assert "Traceback" not in said

@@ -25,7 +25,7 @@ from modelmill.tracking import registry, tags
 from modelmill.tracking.client import mlflow_client
 from modelmill.tracking.fetch import cache_folder
 from modelmill.tracking.registry import promote, register
-from tests.commands import cli_here
+from tests.commands import exit_and_said
 from tests.damage import flip_one_byte
 from tests.mlflow_server import MlflowServer
 from tests.monitoring.service import start_server, stop_server
@@ -160,11 +160,9 @@ def test_where_the_champion_is_must_be_said_once(adult_loop: Loop, tmp_path: Pat
         expected = "needs the MLflow tracking server that holds the model registry"
     args = ["retrain", str(config), "--log", log_url, *extra, "--runs", str(tmp_path / "runs")]
     env = {**ENV, "MLFLOW_TRACKING_URI": ""}
-    if case == "no server":  # the real command in its own process; the other cases through its entry point here
-        result = cli(*args, cwd=tmp_path, env=env)
-        code, said = result.returncode, " ".join(result.stderr.split())
-    else:
-        code, _, said = cli_here(*args, cwd=tmp_path, env=env, capsys=capsys, monkeypatch=monkeypatch)
+    # the real command in its own process for one case; the other cases through its entry point here
+    code, said = exit_and_said(*args, cwd=tmp_path, env=env, capsys=capsys, monkeypatch=monkeypatch,
+                               own_process=case == "no server")
     assert code == 2, said
     assert expected in said and "Traceback" not in said, said
     if case in ("both", "neither"):  # the message names both ways

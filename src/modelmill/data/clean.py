@@ -15,7 +15,7 @@ import pandas as pd
 
 from modelmill.config.schema import OutlierConfig, PipelineConfig
 from modelmill.data.image_values import hashable_frame
-from modelmill.data.values import as_strings
+from modelmill.data.values import as_numbers, as_strings
 
 
 @dataclass
@@ -125,10 +125,10 @@ def clean_rows(frame: pd.DataFrame, config: PipelineConfig,
         duplicated = duplicated_rows(hashable_frame(frame[names]))
         report.duplicates_dropped = int(duplicated.sum())
         frame = frame.loc[~duplicated]
-    no_target = missing_mask(frame[config.target.name])
-    if config.target.type == "number":  # ±inf is no target value either (read as missing by as_numbers)
-        numbers = pd.to_numeric(frame[config.target.name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        no_target = no_target | np.isinf(numbers)
+    target = frame[config.target.name]
+    # a number target is read as its feature reads numbers: ±inf is no target value either
+    no_target = np.isnan(as_numbers(target, feature=config.target.name)) if config.target.type == "number" \
+        else missing_mask(target)
     report.target_missing_dropped = int(no_target.sum())
     frame = frame.loc[~no_target]
     frame = drop_unreadable(frame, columns, report)

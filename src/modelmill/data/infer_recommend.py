@@ -376,16 +376,14 @@ def _rating_lines(rating: tuple[_Column, _Column] | None) -> list[str]:
 
 
 def _feature_lines(side: str, found: list[_Column]) -> list[str]:
+    """Written commented: item features make model: auto pick the two-tower over EASE, which ranks
+    items with interactions better but cannot rank those with none (docs/benchmarks.md); no model
+    uses user features yet."""
     if not found:
         return []
-    if side == "user":  # commented: no model uses them yet
-        return [commented("  # user_features:", "columns constant within each user (read and checked, but no "
-                          "model uses user features yet)"), *[commented(f"  #   - {scalar(c.name)}", c.comment)
-                                                               for c in found]]
-    # written commented: with item features model: auto picks the two-tower over EASE, which ranks
-    # items with interactions better but cannot rank those with none (docs/benchmarks.md)
-    return [commented("  # item_features:", "columns constant within each item: uncomment to rank items no one has "
-                      "interacted with yet by them (model: auto then picks the two-tower instead of EASE)"),
+    why = ("uncomment to rank items no one has interacted with yet by them (model: auto then picks the two-tower "
+           "instead of EASE)" if side == "item" else "read and checked, but no model uses user features yet")
+    return [commented(f"  # {side}_features:", f"columns constant within each {side}: {why}"),
             *[commented(f"  #   - {scalar(c.name)}", c.comment) for c in found]]
 
 

@@ -55,9 +55,6 @@ def as_numbers(column: pd.Series, *, feature: str) -> np.ndarray:
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
-    """``values`` with ±inf as NaN (in place when it is a copy already)."""
+    """``values`` with ±inf as NaN (a new array only when there is one: never the frame's own)."""
     infinite = np.isinf(values)
-    if infinite.any():
-        values = values.copy() if not values.flags.writeable or not values.flags.owndata else values
-        values[infinite] = np.nan
-    return values
+    return np.where(infinite, np.nan, values) if infinite.any() else values

@@ -104,30 +104,24 @@ class Ease(Recommender):
         best λ's weights in ``weights_``."""
         k = self.config.evaluation.k[0]
         tried: dict[float, float] = {}
-        best: tuple[float, np.ndarray] | None = None
 
-        def score(index: int) -> float:
-            nonlocal best
-            l2 = L2_GRID[index]
+        def score(l2: float) -> np.ndarray:
             self.weights_ = _solve(gram, l2)
             tried[l2] = evaluate_ranking(self, train, valid, [k])[f"ndcg@{k}"]
-            if best is None or tried[l2] > tried[best[0]]:
-                best = (l2, self.weights_)
-            return tried[l2]
+            return self.weights_
 
-        current = L2_GRID.index(START_L2)
-        score(current)
+        best, best_weights = START_L2, score(START_L2)
         while True:
-            steps = [i for i in (current - 1, current + 1) if 0 <= i < len(L2_GRID) and L2_GRID[i] not in tried]
-            for i in steps:
-                score(i)
-            assert best is not None
-            if best[0] == L2_GRID[current]:
+            at = L2_GRID.index(best)
+            for l2 in (L2_GRID[i] for i in (at - 1, at + 1) if 0 <= i < len(L2_GRID)):
+                if l2 not in tried:
+                    weights = score(l2)
+                    if tried[l2] > tried[best]:
+                        best, best_weights = l2, weights
+            if L2_GRID.index(best) == at:
                 break
-            current = L2_GRID.index(best[0])
-        assert best is not None
-        self.weights_ = best[1]
-        return best[0], {f"{l2:g}": round(value, 5) for l2, value in sorted(tried.items())}
+        self.weights_ = best_weights
+        return best, {f"{l2:g}": round(value, 5) for l2, value in sorted(tried.items())}
 
     # ------------------------------------------------------------------ scoring
 
