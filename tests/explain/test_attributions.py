@@ -129,6 +129,24 @@ def test_importance_ranks_the_two_signal_columns_first(model: dict[str, Any]) ->
                                                             if c not in ("c3", "c7"))
 
 
+@pytest.mark.parametrize("model", [{"type": "mlp", "hidden": [16]}, {"type": "gbdt", "trees": 30},
+                                   {"type": "auto", "folds": 0}], ids=["mlp", "gbdt", "auto"])
+def test_shuffling_a_columns_input_slots_is_shuffling_the_column(model: dict[str, Any]) -> None:
+    # importance shuffles the encoded tensors, not the column: the same thing only while every
+    # feature (and every view of it) transforms each row on its own
+    predictor = fitted(model, rows=300).parts
+    frame = make_frame(80, seed=3)[COLUMNS]
+    inputs = predictor.inputs(frame)
+    order = np.random.default_rng(0).permutation(len(frame))
+    for column, slots in zip(COLUMNS, predictor.input_slots(), strict=True):
+        shuffled = frame.copy()
+        shuffled[column] = frame[column].to_numpy()[order]
+        moved = [x[torch.from_numpy(order)] if i in slots else x for i, x in enumerate(inputs)]
+        expected = predictor.raw(shuffled)
+        torch.testing.assert_close(predictor.runtime.raw(moved, predictor.lengths(moved)), expected)
+        assert not torch.equal(expected, predictor.raw(frame)), column  # the shuffle changed something
+
+
 def test_missing_column_and_inapplicable_method_are_clear_errors(mlp: modelmill.Pipeline) -> None:
     with pytest.raises(DataError, match=r"missing column\(s\): 'colour'"):
         mlp.explain(make_frame(5).drop(columns=["colour"]))

@@ -125,6 +125,13 @@ class Predictor:
         raw = [feature.raw_view(frame[feature.name]) for feature in self.features] if view != "encoded" else []
         return encoded + raw
 
+    def input_slots(self) -> list[set[int]]:
+        """For each feature, in order, the positions of its tensors in what ``inputs`` returns
+        (its encoded view, its raw view, or both); every tensor there is row-first."""
+        count = len(self.features)
+        views = {"encoded": [0], "raw": [0]}.get(self.maker.view, [0, count])
+        return [{offset + i for offset in views} for i in range(count)]
+
     def lengths(self, inputs: list[torch.Tensor]) -> torch.Tensor | None:
         """Tokens per row over the sequence inputs (None when there is none)."""
         counts = [c for f, x in zip(self.features, inputs) if (c := f.sequence_lengths(x)) is not None]
