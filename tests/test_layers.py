@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "modelmill.errors": 1, "modelmill.files": 1, "modelmill.paths": 1, "modelmill.registry": 1,
     "modelmill._version": 1, "modelmill.machine": 1, "modelmill.encryption": 1,
     "modelmill.cluster": 1,  # connecting to a Ray cluster (Ray imported lazily)
+    "modelmill.quick_exit": 1,  # the console script's exit, without the interpreter's finalisation
     "modelmill.config": 2,
     "modelmill.bundle": 3, "modelmill.evaluation": 3,
     "modelmill.data": 4, "modelmill.privacy": 4,  # PII detectors (init) and the policy (predictor, serving)

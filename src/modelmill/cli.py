@@ -519,6 +519,19 @@ def main() -> None:
         sys.exit(1)
 
 
+def run() -> None:
+    """The console script's entry point: ``main``, then an exit that skips the interpreter's
+    slow finalisation (``modelmill.quick_exit``)."""
+    from modelmill.quick_exit import exit_quickly
+
+    code: str | int | None = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    exit_quickly(code)
+
+
 class _WarningsToConsole(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
@@ -537,4 +550,4 @@ register_registry_commands(app)
 register_lineage_command(app)
 
 if __name__ == "__main__":
-    main()
+    run()
