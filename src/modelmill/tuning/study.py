@@ -27,6 +27,7 @@ from modelmill.config import PipelineConfig, load_config, parse_config
 from modelmill.errors import ConfigError, ModelmillError
 from modelmill.evaluation.metrics import check_metric, default_metric, metric_direction
 from modelmill.features import build_features, build_target
+from modelmill.tuning.interrupts import interrupts_outside_database
 from modelmill.tuning.pruning import TrialPruning
 from modelmill.tuning.space import Override, Space, build_space
 from modelmill.tuning.tracked import trial_run
@@ -125,8 +126,9 @@ def run_study(config_source: PipelineConfig | str | Path, settings: TuneSettings
         seed = seed if created else seed + 1 + os.getpid()
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials)
         stop = _StopRules(optuna, trials, progress, metric)
-        study.optimize(objective, n_trials=None, timeout=settings.timeout or tune.timeout,
-                       callbacks=[stop], catch=(ModelmillError,), gc_after_trial=False)
+        with interrupts_outside_database():  # a Ctrl-C inside a database call would hang the study's writes
+            study.optimize(objective, n_trials=None, timeout=settings.timeout or tune.timeout,
+                           callbacks=[stop], catch=(ModelmillError,), gc_after_trial=False)
     return _outcome(optuna, study, space, metric, direction, time.perf_counter() - started)
 
 
