@@ -144,8 +144,9 @@ def test_checkpoint_round_trips_optimizer_state(tmp_path: Path) -> None:
 
 def _resume_config(tmp_path: Path) -> Path:
     make_frame(12_000, seed=1).to_csv(tmp_path / "data.csv", index=False)
+    # with a moving average of the weights: its state must come back from the checkpoint too
     config = base_config(training={"epochs": 5, "batch_size": 16, "deterministic": True, "progress": False,
-                                   "threads": 1, "early_stopping": {"enabled": False}})
+                                   "threads": 1, "early_stopping": {"enabled": False}, "ema": 0.99})
     config["data"]["source"] = "data.csv"
     config["model"] = {"type": "mlp", "hidden": [64, 64]}
     path = tmp_path / "tiny.yaml"

@@ -14,6 +14,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from modelmill.config.schema import TrainingConfig
 from modelmill.encoders.tuning import TunableEncoder, held_frozen
 from modelmill.errors import ModelError
 from modelmill.models import TabularNet, TensorData, TrainResult, predict_raw
+from modelmill.training.averaging import WeightAverage
 from modelmill.training.batches import BatchSampler, ShuffledBatches, batches, resolve_batch_size, steps_per_epoch
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
@@ -56,6 +58,7 @@ class TrainingRun:
     checkpoint: Path | None
     prepare_seconds: float
     batch_size: int = 1  # rows per step (the expected rows, for a sampler that draws them at random)
+    average: WeightAverage | None = None  # training.ema: the weights validated, kept and saved
 
     @property
     def finished(self) -> bool:
@@ -163,6 +166,8 @@ class Trainer:
         run = TrainingRun(model, train, valid, optimizer, schedule, self.sampler, LoopState(phase=phase),
                           copy.deepcopy(model.state_dict()), epochs, frozen, checkpoint, prepare_seconds,
                           self.batch_size)
+        if self.config.ema is not None:
+            run.average = WeightAverage(run.model, self.config.ema)
         if resume:
             self._restore(run)
         for callback in self.callbacks:
@@ -183,14 +188,15 @@ class Trainer:
             loss = self.step(run, inputs, target)
             total += loss * len(target)
             count += len(target)
-        row = self._validate(run, total / max(count, 1))
-        if run.schedule and run.schedule.step == "epoch":
-            run.schedule.scheduler.step()
-        elif run.schedule and run.schedule.step == "metric":
-            run.schedule.scheduler.step(row["valid_loss"])
-        state.elapsed += time.perf_counter() - started
-        row["seconds"] = state.elapsed
-        self._track_best(run, row)
+        with run.average.applied() if run.average else nullcontext():  # the weights validated and kept
+            row = self._validate(run, total / max(count, 1))
+            if run.schedule and run.schedule.step == "epoch":
+                run.schedule.scheduler.step()
+            elif run.schedule and run.schedule.step == "metric":
+                run.schedule.scheduler.step(row["valid_loss"])
+            state.elapsed += time.perf_counter() - started
+            row["seconds"] = state.elapsed
+            self._track_best(run, row)
         for callback in self.callbacks:
             callback.on_epoch_end(state, row)
         if run.checkpoint:
@@ -212,6 +218,8 @@ class Trainer:
         if self.config.grad_clip:
             nn.utils.clip_grad_norm_(run.model.parameters(), self.config.grad_clip)
         run.optimizer.step()
+        if run.average:
+            run.average.update()
         if run.schedule and run.schedule.step == "batch":
             run.schedule.scheduler.step()
         return float(loss.detach())
@@ -235,6 +243,8 @@ class Trainer:
         Poisson sampling assumes of every step (Opacus does the same for an empty batch)."""
         run.optimizer.zero_grad(set_to_none=True)
         run.optimizer.step()
+        if run.average:
+            run.average.update()
         if run.schedule and run.schedule.step == "batch":
             run.schedule.scheduler.step()
         return 0.0
@@ -282,7 +292,7 @@ class Trainer:
         save_checkpoint(run.checkpoint, {
             "model": run.model.state_dict(), "best": run.best, "optimizer": run.optimizer.state_dict(),
             "scheduler": run.schedule.scheduler.state_dict() if run.schedule else None,
-            "loop": asdict(run.state),
+            "loop": asdict(run.state), "average": run.average.state_dict() if run.average else None,
         }, key=self.checkpoint_key)
 
     def _restore(self, run: TrainingRun) -> None:
@@ -294,3 +304,5 @@ class Trainer:
         if run.schedule and parts["scheduler"] is not None:
             run.schedule.scheduler.load_state_dict(parts["scheduler"])
         run.state, run.best = LoopState(**parts["loop"]), parts["best"]
+        if run.average and parts.get("average") is not None:
+            run.average.load_state_dict(parts["average"])
