@@ -3,6 +3,7 @@ exit handlers, Python's and C's buffered output, non-daemon threads finished), i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,12 @@ ctypes.CDLL(None).printf(b"|c line without a newline")  # C's stdio buffer, not 
 """
 
 
+BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # output waits in buffers for the exit
+
+
 def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", PRELUDE + body, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env=BUFFERED)
 
 
 @pytest.mark.parametrize(("code", "status"), [("None", 0), ("3", 3), ("'went wrong'", 1)])
@@ -41,7 +45,9 @@ def test_a_running_non_daemon_thread_is_waited_for(tmp_path: Path) -> None:
     done = run_script(tmp_path, body)
     assert done.returncode == 4
     assert (tmp_path / "thread-done").read_text() == "yes" and (tmp_path / "handler-ran").exists()
-    assert done.stdout.endswith("|c line without a newline")
+    # the normal exit flushes C's buffer before Python's: both whole, in either order
+    python, c = "python line without a newline", "|c line without a newline"
+    assert done.stdout in (python + c, c + python)
 
 
 def test_the_console_script_exits_with_the_commands_status(tmp_path: Path) -> None:
@@ -51,3 +57,15 @@ def test_the_console_script_exits_with_the_commands_status(tmp_path: Path) -> No
     assert done.returncode == 2 and "does not exist" in done.stderr
     shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "Usage" in shown.stdout and shown.stdout.rstrip().endswith("─╯")
+
+
+def test_output_that_cannot_be_written_is_no_success(tmp_path: Path) -> None:
+    # stdout's reader is gone (as `modelmill … | head` after head ended): the flush fails
+    reader, writer = os.pipe()
+    os.close(reader)
+    script = ("import sys\nfrom modelmill.quick_exit import exit_quickly\n"
+              "try:\n    sys.stdout.write('lost')\nexcept BrokenPipeError:\n    pass\nexit_quickly(0)\n")
+    done = subprocess.run([sys.executable, "-c", script], stdout=writer, stderr=subprocess.PIPE, text=True,
+                          timeout=60, env=BUFFERED)
+    os.close(writer)
+    assert done.returncode == 120, done.stderr

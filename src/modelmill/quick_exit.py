@@ -31,11 +31,12 @@ def exit_quickly(code: str | int | None) -> NoReturn:
         sys.exit(code)  # the normal exit: it joins those threads (or this Python lacks the hook)
     status = _status(code)
     run_handlers()
-    for stream in (sys.stdout, sys.stderr):
+    for stream in dict.fromkeys((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)):
         try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):  # a closed pipe, a closed or replaced stream
-            pass
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # output lost (a closed pipe, a full disk): not a success
+            status = status or 120  # what CPython's own exit answers when its final flush fails
     _flush_c_streams()
     os._exit(status)
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import modelmill
+from modelmill.explain import importance
 from modelmill.data import image_stream, image_values
 from modelmill.data.image_stream import LazyImages
 from modelmill.features.image import ImageFeature
@@ -66,6 +67,9 @@ def test_streamed_training_equals_in_memory_training(tmp_path: Path, workers: in
                                   check_exact=False, atol=1e-6)
     bundle = streamed.save(tmp_path / "bundle")
     pd.testing.assert_frame_equal(modelmill.load(bundle).predict(frame.head(30)), streamed.predict(frame.head(30)))
+    if not workers:  # importance shuffles a streamed column's cells, not decoded pixels: the same figures
+        lazy, eager = importance(streamed.parts, frame, repeats=2), importance(in_memory.parts, frame, repeats=2)
+        assert lazy["image"] == pytest.approx(eager["image"]) and lazy["image"][0] > 0.1
 
 
 def test_auto_streams_past_the_memory_limit_and_decodes_a_batch_at_a_time(

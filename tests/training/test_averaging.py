@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 import modelmill
 from modelmill.config.schema import TrainingConfig
+from modelmill.errors import ModelError
 from modelmill.training.averaging import WARM_UP, WeightAverage
 from modelmill.training.callbacks import Callback, LoopState
 from tests.training.test_privacy import FAST, easy_config, easy_frame
@@ -39,6 +40,18 @@ def test_the_average_follows_its_formula_and_applied_swaps_back() -> None:
     restored = WeightAverage(torch.nn.Linear(2, 1), decay=0.9)
     restored.load_state_dict(average.state_dict())
     assert restored.steps == 5 and torch.equal(restored.average["weight"], average.average["weight"])
+
+
+def test_only_what_the_steps_change_is_averaged_and_a_foreign_average_is_refused() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1),
+                                torch.nn.BatchNorm1d(1))
+    for parameter in [*model[0].parameters(), *model[1].parameters()]:  # a frozen encoder, its norm too
+        parameter.requires_grad_(False)
+    average = WeightAverage(model, decay=0.9)
+    assert set(average.average) == {"2.weight", "2.bias", "3.weight", "3.bias", "3.running_mean", "3.running_var"}
+    other = WeightAverage(torch.nn.Linear(3, 1), decay=0.9)
+    with pytest.raises(ModelError, match="holds other weights than this model trains.*--resume"):
+        average.load_state_dict(other.state_dict())
 
 
 class Recorder(Callback):

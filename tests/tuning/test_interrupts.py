@@ -66,3 +66,32 @@ def test_outside_database_code_and_a_second_interrupt_raise_at_once() -> None:
 
         as_database_code(stuck)
     assert reached == ["held back"]
+
+
+def test_a_held_back_interrupt_is_raised_when_the_block_ends_first() -> None:
+    after: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_outside_database():
+            as_database_code(lambda: os.kill(os.getpid(), signal.SIGINT))  # held back, then the block ends at once
+        after.append("not reached")
+    assert after == []
+
+
+def test_other_signals_and_timers_are_left_alone() -> None:
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(KeyboardInterrupt), interrupts_outside_database():
+            def write() -> None:
+                os.kill(os.getpid(), signal.SIGINT)
+                busy(0.3)
+
+            as_database_code(write)
+            busy(2.0)
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0 or fired  # the caller's timer still runs
+        busy(0.6)
+        assert fired == [signal.SIGALRM]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -302,10 +302,12 @@ class TrainingConfig(Section):
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights.")
     l2: float = Field(0.0, ge=0, description="L2 penalty on weights (added to the loss).")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this.")
-    ema: float | None = Field(None, gt=0, lt=1, description="Decay of an exponential moving average of the "
-                              "weights, updated after every step, which is validated, kept and saved instead of "
-                              "the last step's weights (e.g. 0.999: about the last 1,000 steps); it evens out "
-                              "noisy steps, differential privacy's above all, at no privacy cost. null: off.")
+    ema: float | None = Field(None, gt=0, lt=1, description="Torch model types: decay of an exponential moving "
+                              "average of the trained weights, updated after every step, which is validated, kept "
+                              "and saved instead of the last step's weights (e.g. 0.999: about the last 1,000 "
+                              "steps, once ~10,000 steps are done; before, the decay ramps up as (1 + steps) / "
+                              "(10 + steps)); it evens out noisy steps, differential privacy's at no privacy "
+                              "cost. null: off.")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     time_budget: float | None = Field(None, gt=0, description="Wall-clock budget in seconds.")
     seed: int = 0

@@ -78,15 +78,24 @@ def importance(predictor: Predictor, frame: pd.DataFrame, *, repeats: int = 5, s
     # Every feature transforms each row on its own, so shuffling a column's rows and
     # shuffling the rows of its encoded tensors give the same inputs: the columns are encoded
     # once, not once per shuffle (75 columns × 3 shuffles re-encoded cost seconds per report).
-    inputs = predictor.inputs(known[names].reset_index(drop=True))
+    table = known[names].reset_index(drop=True)
+    inputs = predictor.inputs(table)
     slots = predictor.input_slots()
     baseline = score(inputs)
     rng = np.random.default_rng(seed)
     drops = np.empty((len(names), repeats))
     for column, positions in enumerate(slots):
+        # a streamed image column is read lazily (its cells, not its pixels): shuffled as a column
+        # and encoded again, as indexing it would decode every row at once
+        lazy = any(not isinstance(inputs[i], torch.Tensor) for i in positions)
         for repeat in range(repeats):
-            order = torch.from_numpy(rng.permutation(len(known)))
-            shuffled = [x[order] if i in positions else x for i, x in enumerate(inputs)]
+            order = rng.permutation(len(known))
+            if lazy:
+                moved = predictor.inputs(table.assign(**{names[column]: table[names[column]].to_numpy()[order]}))
+            else:
+                picked = torch.from_numpy(order)
+                moved = [x[picked] if i in positions else x for i, x in enumerate(inputs)]
+            shuffled = [moved[i] if i in positions else x for i, x in enumerate(inputs)]
             drops[column, repeat] = baseline - score(shuffled)
     means, stds = drops.mean(axis=1), drops.std(axis=1)
     pairs = {name: (float(mean), float(std)) for name, mean, std in zip(names, means, stds, strict=True)}

@@ -127,7 +127,8 @@ class Predictor:
 
     def input_slots(self) -> list[set[int]]:
         """For each feature, in order, the positions of its tensors in what ``inputs`` returns
-        (its encoded view, its raw view, or both); every tensor there is row-first."""
+        (its encoded view, its raw view, or both); each is row-first: a tensor, or a streamed
+        image column's lazy reader (``LazyImages``)."""
         count = len(self.features)
         views = {"encoded": [0], "raw": [0]}.get(self.maker.view, [0, count])
         return [{offset + i for offset in views} for i in range(count)]

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelmill.errors import ModelError
+
 WARM_UP = 10  # the decay ramps up as (1 + step) / (WARM_UP + step): early averages do not hold on to the init
 
 
@@ -27,8 +29,15 @@ class WeightAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.model, self.decay = model, decay
         self.steps = 0
-        # state_dict's tensors share their storage with the live weights: read in place each step
-        self._live = {name: t for name, t in model.state_dict().items() if t.is_floating_point()}
+        # What the steps can change: trainable parameters, and the float buffers (batch norm's
+        # statistics) of the modules that hold them; a frozen encoder is left out (averaging a
+        # transformer that never moves would cost more than the step). state_dict's tensors
+        # share their storage with the live weights: read in place each step.
+        changing = {name for name, p in model.named_parameters() if p.requires_grad}
+        for prefix, module in model.named_modules():
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                changing |= {f"{prefix}.{name}" if prefix else name for name, _ in module.named_buffers(recurse=False)}
+        self._live = {name: t for name, t in model.state_dict().items() if name in changing and t.is_floating_point()}
         self.average = {name: t.detach().clone() for name, t in self._live.items()}
 
     @torch.no_grad()
@@ -53,6 +62,13 @@ class WeightAverage:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's average; one of other weights (another model or another training.ema
+        setting) is a clear error."""
+        names = set(state["average"])
+        if names != set(self.average):
+            raise ModelError(f"the checkpoint's weight average holds other weights than this model trains "
+                             f"({len(names ^ set(self.average))} differ): it was written by another config. Fix: "
+                             "train without --resume, or resume with the config that started the run")
         self.steps = int(state["steps"])
         for name, tensor in state["average"].items():
             self.average[name].copy_(tensor)

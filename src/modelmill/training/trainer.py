@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -166,10 +166,11 @@ class Trainer:
         run = TrainingRun(model, train, valid, optimizer, schedule, self.sampler, LoopState(phase=phase),
                           copy.deepcopy(model.state_dict()), epochs, frozen, checkpoint, prepare_seconds,
                           self.batch_size)
-        if self.config.ema is not None:
+        restored_average = self._restore(run) if resume else None
+        if self.config.ema is not None:  # from the restored weights, or the checkpoint's own average
             run.average = WeightAverage(run.model, self.config.ema)
-        if resume:
-            self._restore(run)
+            if restored_average is not None:
+                run.average.load_state_dict(restored_average)
         for callback in self.callbacks:
             callback.on_prepare(run)
         for callback in self.callbacks:
@@ -295,7 +296,9 @@ class Trainer:
             "loop": asdict(run.state), "average": run.average.state_dict() if run.average else None,
         }, key=self.checkpoint_key)
 
-    def _restore(self, run: TrainingRun) -> None:
+    def _restore(self, run: TrainingRun) -> dict[str, Any] | None:
+        """The checkpoint's weights, optimiser, schedule and loop state into ``run``; returns its
+        weight average's state (None: it kept none)."""
         if run.checkpoint is None:
             raise ModelError("cannot resume: this run keeps no checkpoints")
         parts = load_checkpoint(run.checkpoint, key=self.checkpoint_key)
@@ -304,5 +307,5 @@ class Trainer:
         if run.schedule and parts["scheduler"] is not None:
             run.schedule.scheduler.load_state_dict(parts["scheduler"])
         run.state, run.best = LoopState(**parts["loop"]), parts["best"]
-        if run.average and parts.get("average") is not None:
-            run.average.load_state_dict(parts["average"])
+        average: dict[str, Any] | None = parts.get("average")
+        return average
