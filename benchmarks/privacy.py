@@ -50,7 +50,7 @@ def adult_config(epochs: int, epsilon: float | None) -> dict[str, Any]:
 
 def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str = "relu",
                  epoch_log: bool = False, lr: float = 0.15, schedule: str = "none",
-                 batch: int = 240, ema: float | None = None) -> tuple[dict[str, Any], int]:
+                 batch: int = 240, ema: float | None = None, valid: float = 0.05) -> tuple[dict[str, Any], int]:
     """Opacus's MNIST run as our config spells it. What still differs, and why:
 
     - 5% of the training file is held out for validation (57,000 rows train, not 60,000): the trainer
@@ -75,7 +75,7 @@ def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str 
         "name": "mnist-dp",
         "data": {"source": str(data / "train-images-idx3-ubyte"),
                  "split": {"method": "files", "test_source": str(data / "t10k-images-idx3-ubyte"),
-                           "valid": 0.05, "seed": 0}},
+                           "valid": valid, "seed": 0}},
         "cleaning": {"duplicates": "keep"},
         # SampleConvNet (opacus examples/mnist.py): (1, 28, 28) → conv → (16, 14, 14) → pool → (16, 13, 13)
         # → conv → (32, 5, 5) → pool → (32, 4, 4) → flatten → 512 → dense 32 → 10, ReLU throughout, PyTorch's
@@ -143,6 +143,9 @@ def main() -> None:
                         help="the MNIST arms' expected rows a batch (240: Opacus's sample rate 0.004)")
     parser.add_argument("--mnist-ema", type=float, default=None,
                         help="the MNIST arms' training.ema: a moving average of the weights (none: off, as Opacus)")
+    parser.add_argument("--mnist-valid", type=float, default=0.05,
+                        help="share of the MNIST training file held out for validation (0: all 60,000 train, as "
+                        "Opacus; the kept epoch is then chosen on the training rows)")
     parser.add_argument("--epoch-log", action="store_true",
                         help="one line per MNIST epoch (losses, validation accuracy) on stderr")
     parser.add_argument("--out", type=Path)
@@ -163,7 +166,8 @@ def main() -> None:
         epsilons: list[float | None] = [args.mnist_epsilon] if args.skip_mnist_baseline else [None, args.mnist_epsilon]
         for epsilon in epsilons:
             config, rows = mnist_config(args.mnist_epochs, epsilon, args.mnist_rows, args.activation, args.epoch_log,
-                                        args.mnist_lr, args.mnist_schedule, args.mnist_batch, args.mnist_ema)
+                                        args.mnist_lr, args.mnist_schedule, args.mnist_batch, args.mnist_ema,
+                                        args.mnist_valid)
             name = "mnist, not private" if epsilon is None else f"mnist, ε = {epsilon:g}"
             if args.activation != "relu":
                 name += f", {args.activation}"
@@ -171,6 +175,8 @@ def main() -> None:
                 name += f", lr {args.mnist_lr:g}"
             if args.mnist_batch != 240:
                 name += f", batch {args.mnist_batch}"
+            if args.mnist_valid != 0.05:
+                name += f", valid {args.mnist_valid:g}"
             if args.mnist_ema is not None:
                 name += f", ema {args.mnist_ema:g}"
             if args.mnist_schedule != "none":
