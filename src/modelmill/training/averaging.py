@@ -23,8 +23,8 @@ WARM_UP = 10  # the decay ramps up as (1 + step) / (WARM_UP + step): early avera
 
 
 class WeightAverage:
-    """The average of a model's floating-point parameters and buffers (batch norm's statistics
-    too), updated after each optimiser step."""
+    """The average of what a model's optimiser steps change (its trainable parameters, and the
+    float buffers of the modules that hold them), updated after each step."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.model, self.decay = model, decay

@@ -82,7 +82,10 @@ def interrupts_outside_database() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        held, deferring.pending = deferring.pending, False  # the watcher stops
-        if held and sys.exc_info()[0] is None:  # the block ended before the held-back Ctrl-C came back
+        try:
+            held, deferring.pending = deferring.pending, False  # the watcher hands nothing back from now on
+            in_flight = deferring.handing_back  # handed back already: raised by whichever handler it meets
+        finally:  # put back even when the handed-back Ctrl-C is raised right here
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if held and not in_flight and sys.exc_info()[0] is None:  # the block ended first: raised now
             raise KeyboardInterrupt
