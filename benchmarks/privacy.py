@@ -166,8 +166,8 @@ def main() -> None:
         epsilons: list[float | None] = [args.mnist_epsilon] if args.skip_mnist_baseline else [None, args.mnist_epsilon]
         for epsilon in epsilons:
             config, rows = mnist_config(args.mnist_epochs, epsilon, args.mnist_rows, args.activation, args.epoch_log,
-                                        args.mnist_lr, args.mnist_schedule, args.mnist_batch, args.mnist_ema,
-                                        args.mnist_valid)
+                                        lr=args.mnist_lr, schedule=args.mnist_schedule, batch=args.mnist_batch,
+                                        ema=args.mnist_ema, valid=args.mnist_valid)
             name = "mnist, not private" if epsilon is None else f"mnist, ε = {epsilon:g}"
             if args.activation != "relu":
                 name += f", {args.activation}"

@@ -91,11 +91,11 @@ def importance(predictor: Predictor, frame: pd.DataFrame, *, repeats: int = 5, s
         for repeat in range(repeats):
             order = rng.permutation(len(known))
             if lazy:
-                moved = predictor.inputs(table.assign(**{names[column]: table[names[column]].to_numpy()[order]}))
+                encoded = predictor.inputs(table.assign(**{names[column]: table[names[column]].to_numpy()[order]}))
+                shuffled = [encoded[i] if i in positions else x for i, x in enumerate(inputs)]
             else:
                 picked = torch.from_numpy(order)
-                moved = [x[picked] if i in positions else x for i, x in enumerate(inputs)]
-            shuffled = [moved[i] if i in positions else x for i, x in enumerate(inputs)]
+                shuffled = [x[picked] if i in positions else x for i, x in enumerate(inputs)]
             drops[column, repeat] = baseline - score(shuffled)
     means, stds = drops.mean(axis=1), drops.std(axis=1)
     pairs = {name: (float(mean), float(std)) for name, mean, std in zip(names, means, stds, strict=True)}
