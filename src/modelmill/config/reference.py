@@ -64,10 +64,12 @@ def _section(model: type[BaseModel], title: str, lines: list[str], seen: set[typ
     if model in seen:
         return
     seen.add(model)
-    doc = (model.__doc__ or "").strip().splitlines()
+    # the docstring's first paragraph, whole: its first line alone cut sentences in half
+    first = (model.__doc__ or "").strip().split("\n\n")[0]
+    summary = " ".join(line.strip() for line in first.splitlines())
     lines += [f"## {title}", ""]
-    if doc and not doc[0].startswith("Base"):
-        lines += [doc[0], ""]
+    if summary and not summary.startswith("Base"):
+        lines += [summary, ""]
     lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
     children: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():

@@ -82,7 +82,8 @@ class ProgressBar(Callback):
 
     def __init__(self, metric: str, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.keys = ["train_loss", "valid_loss", f"valid_{metric}"]
+        # dict.fromkeys: once each, where the monitored metric is the loss itself (valid_loss)
+        self.keys = list(dict.fromkeys(["train_loss", "valid_loss", f"valid_{metric}"]))
         self.progress = Progress(
             TextColumn("[bold]epoch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[metrics]}"), console=self.console, transient=False,
