@@ -1,4 +1,5 @@
-"""auto: candidates scored by held-out MASE through the registry, the best refitted."""
+"""auto: candidates scored by held-out MASE through the registry, refitted and weighed by it, the
+interval calibrated on the held-out horizons."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from modelmill.config import ForecastConfig, parse_task_config
 from modelmill.errors import ModelError
 from modelmill.forecasting import ets  # noqa: F401  (registers the ets candidate)
-from modelmill.forecasting.auto import AutoForecaster, candidate_config
+from modelmill.forecasting.auto import AutoForecaster, candidate_config, mean_forecast, rescaled
 from modelmill.forecasting.base import FORECASTERS, FitContext, ForecasterState, build_forecaster
 from modelmill.forecasting.naive import SeasonalNaive
 from modelmill.forecasting.panel import Panel, read_panel
@@ -45,38 +46,44 @@ def trend(steps: int, seed: int) -> np.ndarray:
     return -30 + 5.0 * np.arange(steps) + np.random.default_rng(seed).normal(scale=0.5, size=steps)
 
 
-def test_auto_chooses_the_clearly_better_candidate_and_reports_every_one() -> None:
+def test_auto_weighs_the_clearly_better_candidate_most_and_reports_every_one() -> None:
     cfg = config()
     panel = panel_of({"a": trend(17, 0), "b": trend(16, 1)}, cfg)
     model = build_forecaster(cfg).fit(panel, FitContext())
     described = model.describe()
-    assert described["chosen"] == "ets"
+    assert described["members"] == ["ets", "seasonal_naive"]  # the best first
     scores = described["candidates"]
     assert set(scores) == set(CANDIDATES) and all(s["seconds"] >= 0 for s in scores.values())
     assert scores["ets"]["mase"] < 0.5 < 0.8 < scores["seasonal_naive"]["mase"]
-    # the chosen type refitted on all the steps: the same forecasts as fitting it directly
-    direct = build_forecaster(candidate_config(cfg, "ets")).fit(panel, FitContext())
-    pd.testing.assert_frame_equal(model.forecast(panel, pd.DataFrame()), direct.forecast(panel, pd.DataFrame()))
+    assert described["weights"]["ets"] > 0.7
+    # each candidate refitted on all the steps: the same forecasts as fitting it directly, weighed,
+    # the interval scaled by what the held-out origins showed
+    direct = [build_forecaster(candidate_config(cfg, name)).fit(panel, FitContext()).forecast(panel, pd.DataFrame())
+              for name in described["members"]]
+    weights = [described["weights"][name] for name in described["members"]]
+    expected = rescaled(mean_forecast(direct, weights), described["interval_scale"])
+    pd.testing.assert_frame_equal(model.forecast(panel, pd.DataFrame()), expected)
+    assert described["interval_scale"] != 1.0
 
 
-def test_seasonal_naive_wins_on_a_strong_season_too_short_for_a_seasonal_ets() -> None:
+def test_seasonal_naive_leads_on_a_strong_season_too_short_for_a_seasonal_ets() -> None:
     cfg = config()
     rng = np.random.default_rng(5)
     pattern = np.tile([5.0, 40.0, 12.0, 60.0], 5)[:17] + rng.normal(scale=0.5, size=17)
     model = build_forecaster(cfg).fit(panel_of({"a": pattern}, cfg), FitContext())
     scores = model.describe()["candidates"]
     assert scores["seasonal_naive"]["mase"] < 2 < 10 < scores["ets"]["mase"]  # ETS has no season under 18 steps
-    assert model.describe()["chosen"] == "seasonal_naive"
+    assert model.describe()["members"][0] == "seasonal_naive" and model.describe()["weights"]["seasonal_naive"] > 0.95
 
 
-def test_state_round_trip_delegates_to_the_chosen_type() -> None:
+def test_state_round_trip_delegates_to_the_members() -> None:
     cfg = config()
     panel = panel_of({"a": trend(16, 2)}, cfg)
     model = build_forecaster(cfg).fit(panel, FitContext())
     state = model.state()
     again = AutoForecaster.from_state(cfg, ForecasterState(json=json.loads(json.dumps(state.json))))
     pd.testing.assert_frame_equal(again.forecast(panel, pd.DataFrame()), model.forecast(panel, pd.DataFrame()))
-    assert again.describe()["chosen"] == "ets" and again.describe()["candidates"].keys() == set(CANDIDATES)
+    assert again.describe() == model.describe() and again.describe()["candidates"].keys() == set(CANDIDATES)
 
 
 def test_candidates_are_built_through_the_registry() -> None:
@@ -108,3 +115,111 @@ def test_a_failing_candidate_is_reported_and_all_failing_is_a_clear_error() -> N
         assert model.describe()["chosen"] == "ets"
         with pytest.raises(ModelError, match="no candidate could be scored .*seasonal_naive: broken on purpose.*Fix:"):
             build_forecaster(config(["seasonal_naive"])).fit(panel, FitContext())
+
+
+class Shifted(SeasonalNaive):
+    """The seasonal naive forecast moved by ``shift`` (a forecaster with a known bias), its
+    interval as narrow as ``half_width``."""
+
+    shift, half_width = 0.0, 1.0
+
+    def forecast(self, history: Panel, future: pd.DataFrame) -> pd.DataFrame:
+        out = super().forecast(history, future)
+        out["forecast"] += self.shift
+        out["lower"], out["upper"] = out["forecast"] - self.half_width, out["forecast"] + self.half_width
+        return out
+
+
+def seasonal(steps: int, seed: int) -> np.ndarray:
+    """A season of 4 repeated exactly, plus noise: the seasonal naive forecast is right but for it."""
+    return np.tile([10.0, 40.0, 20.0, 60.0], steps // 4 + 1)[:steps] + np.random.default_rng(seed).normal(size=steps)
+
+
+def test_two_opposite_biases_are_weighed_by_held_out_mase_and_nearly_cancel() -> None:
+    class Above(Shifted):
+        shift = 8.0
+
+    class Below(Shifted):
+        shift = -8.0
+
+    cfg = config()
+    panel = panel_of({"a": seasonal(24, 6), "b": seasonal(24, 7)}, cfg)
+    with FORECASTERS.swapped("seasonal_naive", Above), FORECASTERS.swapped("ets", Below):
+        model = build_forecaster(cfg).fit(panel, FitContext())
+        described = model.describe()
+        members = described["members"]  # the best first: either bias may lead
+        assert sorted(members) == ["ets", "seasonal_naive"] and described["chosen"] == "+".join(members)
+        mase = {name: described["candidates"][name]["mase"] for name in members}
+        weights = described["weights"]
+        assert weights[members[0]] >= weights[members[1]] > 0.3
+        assert weights["ets"] / weights["seasonal_naive"] == pytest.approx((mase["seasonal_naive"] / mase["ets"]) ** 2)
+        assert described["held_out_mase"] < 0.5 * min(mase.values())  # the biases cancel on the held-out steps
+        forecast = model.forecast(panel, pd.DataFrame())
+        plain = SeasonalNaive(candidate_config(cfg, "seasonal_naive")).fit(panel, FitContext())
+        shift = 8.0 * (weights["seasonal_naive"] - weights["ets"])
+        np.testing.assert_allclose(forecast["forecast"], plain.forecast(panel, pd.DataFrame())["forecast"] + shift)
+        state = model.state()
+        again = AutoForecaster.from_state(cfg, ForecasterState(json=json.loads(json.dumps(state.json))))
+        pd.testing.assert_frame_equal(again.forecast(panel, pd.DataFrame()), forecast)
+        assert again.describe()["members"] == members and again.describe()["weights"] == weights
+
+
+def test_mase_weights_are_inverse_squares_summing_to_one() -> None:
+    from modelmill.forecasting.auto import mase_weights
+
+    assert mase_weights([0.5, 1.5]) == pytest.approx([0.9, 0.1])
+    assert mase_weights([2.0]) == [1.0]
+    assert mase_weights([0.0, 1.0, 0.0]) == [0.5, 0.0, 0.5]  # perfect candidates take all the weight
+
+
+def test_the_interval_is_scaled_to_cover_the_held_out_points() -> None:
+    class TooNarrow(Shifted):
+        half_width = 0.01  # the noise has σ = 1: an interval of ± 0.01 covers almost nothing
+
+    cfg = config(["seasonal_naive"])
+    series = {"a": seasonal(40, 8), "b": seasonal(40, 9), "c": seasonal(40, 10)}
+    panel = panel_of(series, cfg)
+    with FORECASTERS.swapped("seasonal_naive", TooNarrow):
+        model = build_forecaster(cfg).fit(panel, FitContext())
+        described = model.describe()
+        assert described["held_out_coverage"]["before"] < 0.1
+        assert 0.8 <= described["held_out_coverage"]["after"] < 0.95  # the conformal quantile: at least 80%
+        assert described["interval_scale"] > 50
+        forecast = model.forecast(panel, pd.DataFrame())
+        half = forecast["upper"] - forecast["forecast"]
+        np.testing.assert_allclose(half, 0.01 * described["interval_scale"])
+        np.testing.assert_allclose(forecast["forecast"] - forecast["lower"], half)
+
+
+def test_interval_scale_is_the_conformal_quantile_of_each_sides_ratio() -> None:
+    from modelmill.forecasting.auto import interval_scale
+
+    # forecast 0, bounds −1 and +2; actual values at ratios 0.5 (below), 1.5 (above: 3 / 2), 3, 0, 4
+    scored = pd.DataFrame({"forecast": 0.0, "lower": -1.0, "upper": 2.0,
+                           "actual": [-0.5, 3.0, -3.0, 0.0, 8.0]})
+    # n = 5, coverage 0.6: the ⌈6 · 0.6⌉ = 4th smallest of [0, 0.5, 1.5, 3, 4] is 3
+    assert interval_scale(scored, 0.6) == 3.0
+    # coverage 0.8: ⌈6 · 0.8⌉ = 5th, the largest ratio
+    assert interval_scale(scored, 0.8) == 4.0
+    wider = rescaled(scored, 3.0)
+    assert wider["lower"].tolist() == [-3.0] * 5 and wider["upper"].tolist() == [6.0] * 5
+    # no half-width to scale: left as it is
+    assert interval_scale(scored.assign(lower=0.0, upper=0.0), 0.8) == 1.0
+
+
+def test_a_bundle_saved_before_combining_still_loads() -> None:
+    cfg = config()
+    panel = panel_of({"a": trend(16, 11)}, cfg)
+    ets_model = build_forecaster(candidate_config(cfg, "ets")).fit(panel, FitContext())
+    old = ForecasterState(json={"chosen": "ets", "state": json.loads(json.dumps(ets_model.state().json)),
+                                "describe": {"chosen": "ets", "origins": 2, "candidates": {
+                                    "ets": {"mase": 0.2, "seconds": 1.0}, "seasonal_naive": {"mase": 1.1,
+                                                                                             "seconds": 0.0}}}})
+    again = AutoForecaster.from_state(cfg, old)
+    assert again.describe()["chosen"] == "ets" and again.describe()["interval_scale"] == 1.0
+    pd.testing.assert_frame_equal(again.forecast(panel, pd.DataFrame()), ets_model.forecast(panel, pd.DataFrame()))
+    with pytest.raises(ModelError, match="malformed"):
+        AutoForecaster.from_state(cfg, ForecasterState(json={"members": ["ets"], "states": {}}))
+    saved = json.loads(json.dumps(build_forecaster(cfg).fit(panel, FitContext()).state().json))
+    with pytest.raises(ModelError, match="malformed"):
+        AutoForecaster.from_state(cfg, ForecasterState(json={**saved, "weights": [1.0] * (len(saved["members"]) + 1)}))
