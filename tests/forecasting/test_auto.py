@@ -223,3 +223,37 @@ def test_a_bundle_saved_before_combining_still_loads() -> None:
     saved = json.loads(json.dumps(build_forecaster(cfg).fit(panel, FitContext()).state().json))
     with pytest.raises(ModelError, match="malformed"):
         AutoForecaster.from_state(cfg, ForecasterState(json={**saved, "weights": [1.0] * (len(saved["members"]) + 1)}))
+
+
+def test_a_backtest_fits_each_candidate_once_per_history_and_forecasts_as_without_the_memo(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelmill.forecasting.backtest import run_backtest
+    from modelmill.forecasting.base import ForecastMemo
+
+    fitted: list[int] = []
+
+    class Counted(SeasonalNaive):
+        def fit(self, train: Panel, context: FitContext) -> Any:
+            fitted.append(len(train.frame))
+            return super().fit(train, context)
+
+    class Above(Shifted):  # in place of ETS, whose forms on 40 seasonal steps take minutes
+        shift, half_width = 3.0, 5.0
+
+    raw = config().model_dump(mode="json", exclude_unset=True)
+    cfg = parse_task_config({**raw, "backtest": {"cutoffs": 3}})
+    assert isinstance(cfg, ForecastConfig)
+    panel = panel_of({"a": seasonal(40, 12) + np.arange(40.0), "b": seasonal(40, 13)}, cfg)
+    with FORECASTERS.swapped("seasonal_naive", Counted), FORECASTERS.swapped("ets", Above):
+        with_memo = run_backtest(cfg, panel)
+        reused = [c["model"]["candidates"]["ets"].get("reused", 0) for c in with_memo.per_cutoff]
+        fits_with_memo = len(fitted)
+        fitted.clear()
+        monkeypatch.setattr(ForecastMemo, "get", lambda *args: None)  # nothing reused: every fit made again
+        without = run_backtest(cfg, panel)
+    # cut-off 1: three held-out fits and the refit; then each cut-off's held-out histories are the
+    # earlier cut-offs' (fitted held out, or refitted to forecast them): only the refit is new
+    assert fits_with_memo == 4 + 1 + 1 and len(fitted) == 3 * 4
+    assert reused == [0, 3, 3]
+    pd.testing.assert_frame_equal(with_memo.scored, without.scored)
+    assert with_memo.metrics == without.metrics

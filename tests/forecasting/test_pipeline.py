@@ -169,3 +169,14 @@ def test_one_series_of_integer_years_forecasts_its_kept_history(tmp_path: Path) 
     pipeline = ForecastPipeline(raw, base_dir=tmp_path).fit(years)
     forecasts = pipeline.forecast()
     assert forecasts["year"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01")]
+
+
+def test_the_final_auto_fit_reuses_the_backtests_fits_of_its_held_out_horizons(tmp_path: Path) -> None:
+    cfg = config("auto", evaluation={"plots": False, "report": False})
+    cfg["model"]["candidates"] = ["seasonal_naive"]
+    pipeline = ForecastPipeline(cfg, base_dir=tmp_path).fit(shops())
+    # the latest cut-off is a horizon before the end: the final fit's three held-out histories
+    # are the three cut-offs', already fitted
+    assert pipeline.metrics_["model"]["candidates"]["seasonal_naive"]["reused"] == 3
+    assert [c["model"]["candidates"]["seasonal_naive"].get("reused", 0) for c in pipeline.metrics_["cutoffs"]] \
+        == [0, 3, 3]

@@ -41,7 +41,8 @@ import pandas as pd
 
 from modelmill.config.forecast import SERIES_ID, TIME, VALUE, AutoForecastConfig, ForecastConfig
 from modelmill.errors import ModelError, ModelmillError
-from modelmill.forecasting.base import FORECAST, FORECASTERS, LOWER, UPPER, FitContext, Forecaster, ForecasterState
+from modelmill.forecasting.base import (FORECAST, FORECASTERS, LOWER, UPPER, FitContext, ForecastMemo, Forecaster,
+                                        ForecasterState)
 from modelmill.forecasting.metrics import ACTUAL, accuracy, naive_scales
 from modelmill.forecasting.panel import Panel, horizon_frame
 
@@ -85,6 +86,7 @@ class Score:
     seconds: float = 0.0
     error: str | None = None
     held_out: list[HeldOut] = field(default_factory=list, repr=False)
+    reused: int = 0  # held-out forecasts taken from the run's memo, not fitted again
 
 
 class AutoForecaster(Forecaster):
@@ -104,6 +106,8 @@ class AutoForecaster(Forecaster):
         self.held_out_mase_: float = math.nan
         self.coverage_: dict[str, float] = {}
         self.origins_used_: int = 0
+        # (memo, seed, key of the fitted history) until the first forecast, which the memo keeps
+        self.recording_: tuple[ForecastMemo, int, str] | None = None
 
     @property
     def settings(self) -> AutoForecastConfig:
@@ -151,6 +155,7 @@ class AutoForecaster(Forecaster):
         self.models_ = [self._build(name).fit(train, FitContext(
             checkpoint_dir=_sub(context, name, "final"), resume=context.resume, seed=context.seed,
             label=f"{context.label}: {name}")) for name in self.members_]
+        self.recording_ = (context.memo, context.seed, context.memo.key_of(train)) if context.memo else None
         return self
 
     def _build(self, name: str) -> Forecaster:
@@ -158,22 +163,29 @@ class AutoForecaster(Forecaster):
 
     def _score(self, name: str, train: Panel, context: FitContext) -> Score:
         """Mean MASE of ``name`` over the held-out origins, each fitted on the steps before it."""
-        started, held_out = time.perf_counter(), []
+        started, held_out, reused, memo = time.perf_counter(), [], 0, context.memo
         try:
             for origin in range(1, self.origins_used_ + 1):
                 past = _without_last(train, origin * self.horizon)
-                sub = FitContext(checkpoint_dir=_sub(context, name, f"origin-{origin}"), resume=context.resume,
-                                 seed=context.seed, label=f"{context.label}: {name}, held-out origin {origin}")
-                forecaster = self._build(name).fit(past, sub)
-                future = horizon_frame(past, train.frame, self.horizon, source="auto's held-out horizon")
-                forecasts = forecaster.forecast(past, future)
+                key = memo.key_of(past) if memo else ""
+                forecasts = memo.get(name, context.seed, key) if memo else None
+                if forecasts is not None:
+                    reused += 1
+                else:
+                    sub = FitContext(checkpoint_dir=_sub(context, name, f"origin-{origin}"), resume=context.resume,
+                                     seed=context.seed, label=f"{context.label}: {name}, held-out origin {origin}")
+                    forecaster = self._build(name).fit(past, sub)
+                    future = horizon_frame(past, train.frame, self.horizon, source="auto's held-out horizon")
+                    forecasts = forecaster.forecast(past, future)
+                    if memo:
+                        memo.put(name, context.seed, key, forecasts)
                 actual = train.frame[[SERIES_ID, TIME, VALUE]].rename(columns={VALUE: ACTUAL})
                 scored = forecasts.merge(actual, on=[SERIES_ID, TIME], how="inner")  # the held-out steps
                 held_out.append(HeldOut(scored, naive_scales(past.frame, train.season)))
         except ModelmillError as exc:  # a candidate the data does not suit; the others still compete
             log.warning(f"auto: candidate {name} failed: {exc}")
             return Score(seconds=time.perf_counter() - started, error=str(exc))
-        return Score(_mean_mase(held_out), time.perf_counter() - started, held_out=held_out)
+        return Score(_mean_mase(held_out), time.perf_counter() - started, held_out=held_out, reused=reused)
 
     def _blended(self, members: list[str], weights: list[float]) -> list[HeldOut]:
         """The held-out origins of the weighted mean of ``members``' forecasts."""
@@ -186,8 +198,16 @@ class AutoForecaster(Forecaster):
         return self.models_
 
     def forecast(self, history: Panel, future: pd.DataFrame) -> pd.DataFrame:
-        """The members' weighted mean forecast, its interval calibrated."""
+        """The members' weighted mean forecast, its interval calibrated. The first forecast
+        after a fit with a memo, where it is of the fitted history (a backtest's cut-off), is
+        kept there for the next cut-offs' held-out horizons."""
         forecasts = [model.forecast(history, future) for model in self._models()]
+        if self.recording_ is not None:
+            memo, seed, key = self.recording_
+            self.recording_ = None
+            if memo.key_of(history) == key:
+                for name, forecast in zip(self.members_, forecasts, strict=True):
+                    memo.put(name, seed, key, forecast)
         return rescaled(mean_forecast(forecasts, self.weights_), self.scale_)
 
     def needed_history(self) -> int:
@@ -234,7 +254,8 @@ class AutoForecaster(Forecaster):
                                                                                   inner[name]) for name in members]
         made.origins_used_ = int(described.get("origins", 0))
         made.scores_ = {n: Score(float(s["mase"]) if s["mase"] is not None else math.nan, float(s["seconds"]),
-                                 s.get("error")) for n, s in described.get("candidates", {}).items()}
+                                 s.get("error"), reused=int(s.get("reused", 0)))
+                        for n, s in described.get("candidates", {}).items()}
         held = described.get("held_out_mase")
         made.held_out_mase_ = float(held) if held is not None else math.nan
         made.coverage_ = {str(k): float(v) for k, v in described.get("held_out_coverage", {}).items()}
@@ -246,6 +267,7 @@ class AutoForecaster(Forecaster):
             "members": list(self.members_),
             "origins": self.origins_used_,
             "candidates": {n: {"mase": s.mase if math.isfinite(s.mase) else None, "seconds": round(s.seconds, 2),
+                               **({"reused": s.reused} if s.reused else {}),
                                **({"error": s.error} if s.error else {})} for n, s in self.scores_.items()},
             "weights": dict(zip(self.members_, self.weights_, strict=True)),
             # of the weighted mean, before its interval is scaled

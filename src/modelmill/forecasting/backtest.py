@@ -23,7 +23,7 @@ from modelmill.config.forecast import SERIES_ID, TIME, VALUE, ForecastConfig
 from modelmill.config.io import dump_config
 from modelmill.errors import DataError
 from modelmill.files import atomic_write_bytes
-from modelmill.forecasting.base import FORECAST, LOWER, UPPER, FitContext, build_forecaster
+from modelmill.forecasting.base import FORECAST, LOWER, UPPER, FitContext, ForecastMemo, build_forecaster
 from modelmill.forecasting.metrics import ACTUAL, CUTOFF, accuracy, naive_scales
 from modelmill.forecasting.panel import Panel, future_steps, horizon_frame
 
@@ -77,9 +77,11 @@ def cutoff_times(panel: Panel, config: ForecastConfig, *, source: str = "the dat
 
 
 def run_backtest(config: ForecastConfig, panel: Panel, *, run_dir: Path | None = None, resume: bool = False,
-                 source: str = "the data") -> BacktestResult:
-    """Fit and forecast at every cut-off (each on the past alone) and score the forecasts."""
+                 source: str = "the data", memo: ForecastMemo | None = None) -> BacktestResult:
+    """Fit and forecast at every cut-off (each on the past alone) and score the forecasts.
+    ``memo``: the run's forecasts, shared with the fits after the backtest (a new one if None)."""
     started = time.perf_counter()
+    memo = memo if memo is not None else ForecastMemo()
     scored, per_cutoff, scales = [], [], []
     cutoffs = cutoff_times(panel, config, source=source)
     for index, cutoff in enumerate(cutoffs, start=1):
@@ -90,7 +92,7 @@ def run_backtest(config: ForecastConfig, panel: Panel, *, run_dir: Path | None =
         if done is None:
             done = _one_cutoff(config, panel, train, cutoff, FitContext(
                 checkpoint_dir=folder, resume=resume, seed=config.training.seed, label=f"cut-off {index} of "
-                f"{len(cutoffs)}"))
+                f"{len(cutoffs)}", memo=memo))
             if folder:
                 _save_done(folder, done, fingerprint)
         forecasts, info = done

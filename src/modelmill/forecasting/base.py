@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -21,8 +22,8 @@ from modelmill.config.forecast import ForecastConfig
 from modelmill.forecasting.panel import Panel
 from modelmill.registry import Registry
 
-__all__ = ["FORECASTERS", "FORECAST", "LOWER", "UPPER", "FitContext", "Forecaster", "ForecasterState",
-           "build_forecaster", "forecast_columns"]
+__all__ = ["FORECASTERS", "FORECAST", "LOWER", "UPPER", "FitContext", "ForecastMemo", "Forecaster",
+           "ForecasterState", "build_forecaster", "forecast_columns"]
 
 # The columns of a forecast frame, after unique_id and ds: the point forecast (the median where
 # the model gives quantiles) and the bounds of the interval of coverage backtest.interval.
@@ -44,6 +45,41 @@ class ForecasterState:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+class ForecastMemo:
+    """The forecasts one run has made, by model type, seed and the exact history the model was
+    fitted on (its content, hashed), so that the run fits each model type once per history.
+
+    A backtest of ``auto`` needs it: each cut-off scores every candidate on the three horizons
+    before it, and with cut-offs a horizon apart, cut-off k's held-out history j is the history
+    of cut-off k − j, on which the same candidate was fitted (held out, or as the refit that
+    forecast cut-off k − j itself). With the memo a backtest of c cut-offs fits each candidate
+    3 + c times, not 4c, and the final fit after it reuses the latest cut-offs' fits too.
+
+    It holds forecasts, never fitted models, and belongs to one run: one config (the forecasts
+    of a history depend on the model's settings) and one data set (the covariates of the steps
+    after a history are those of that data).
+    """
+
+    def __init__(self) -> None:
+        self._forecasts: dict[tuple[str, int, str], pd.DataFrame] = {}
+        self.reused = 0
+
+    @staticmethod
+    def key_of(history: Panel) -> str:
+        """The history's content, hashed (its rows in order, its frequency and season)."""
+        rows = pd.util.hash_pandas_object(history.frame, index=False).to_numpy().tobytes()
+        return sha256(rows + f"{history.frequency}|{history.season}".encode()).hexdigest()
+
+    def get(self, kind: str, seed: int, history_key: str) -> pd.DataFrame | None:
+        found = self._forecasts.get((kind, seed, history_key))
+        if found is not None:
+            self.reused += 1
+        return None if found is None else found.copy()
+
+    def put(self, kind: str, seed: int, history_key: str, forecasts: pd.DataFrame) -> None:
+        self._forecasts[(kind, seed, history_key)] = forecasts.copy()
+
+
 @dataclass
 class FitContext:
     """What a fit may use besides the data.
@@ -53,12 +89,15 @@ class FitContext:
         resume: Continue from the checkpoint there.
         seed: The seed of every random draw of the fit.
         label: What is being fitted, for logs (``cut-off 2 of 3``, ``final``).
+        memo: The run's forecasts so far, where a model type is fitted on the same history
+            more than once in it (``auto``'s held-out horizons); None: nothing is reused.
     """
 
     checkpoint_dir: Path | None = None
     resume: bool = False
     seed: int = 0
     label: str = "final"
+    memo: ForecastMemo | None = None
 
 
 class Forecaster(ABC):

@@ -28,7 +28,7 @@ from modelmill.evaluation.report import render_report
 from modelmill.files import atomic_write_bytes
 from modelmill.config.forecast import SERIES_ID, TIME, VALUE
 from modelmill.forecasting.backtest import BacktestResult, run_backtest
-from modelmill.forecasting.base import FitContext, build_forecaster
+from modelmill.forecasting.base import FitContext, ForecastMemo, build_forecaster
 from modelmill.forecasting.metrics import ACTUAL, accuracy, naive_scales
 from modelmill.forecasting.panel import Panel, check_history, horizon_frame, read_panel
 from modelmill.forecasting.predictor import WEIGHTS_FILE, ForecastPredictor, history_state
@@ -97,11 +97,13 @@ class ForecastPipeline:
                                  .to_numpy().tobytes())
         self.timings_["read"] = time.perf_counter() - started
         checkpoints = run_dir / "checkpoints" if run_dir else None  # where `train --resume` looks for a run
+        memo = ForecastMemo()  # the final fit reuses the latest cut-offs' fits where it can
         if evaluate:
-            self._backtest(panel, checkpoints, resume)
+            self._backtest(panel, checkpoints, resume, memo)
         started = time.perf_counter()
         forecaster = build_forecaster(config).fit(panel, FitContext(
-            checkpoint_dir=checkpoints / "final" if checkpoints else None, resume=resume, seed=config.training.seed))
+            checkpoint_dir=checkpoints / "final" if checkpoints else None, resume=resume, seed=config.training.seed,
+            memo=memo))
         self.timings_["final fit"] = time.perf_counter() - started
         keep = max(config.series.keep, forecaster.history_to_keep())
         self.predictor_ = ForecastPredictor(config, forecaster, panel.tail(keep))
@@ -109,8 +111,8 @@ class ForecastPipeline:
         log.info(f"forecast: final fit in {self.timings_['final fit']:.1f} s")
         return self
 
-    def _backtest(self, panel: Panel, checkpoints: Path | None, resume: bool) -> None:
-        result = run_backtest(self.config, panel, run_dir=checkpoints, resume=resume, source=self.source_)
+    def _backtest(self, panel: Panel, checkpoints: Path | None, resume: bool, memo: ForecastMemo) -> None:
+        result = run_backtest(self.config, panel, run_dir=checkpoints, resume=resume, source=self.source_, memo=memo)
         self.backtest_ = result
         self.timings_["backtest"] = result.seconds
         self.metrics_ = {**result.metrics, "cutoffs": result.per_cutoff}
