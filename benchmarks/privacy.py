@@ -50,7 +50,8 @@ def adult_config(epochs: int, epsilon: float | None) -> dict[str, Any]:
 
 def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str = "relu",
                  epoch_log: bool = False, lr: float = 0.15, schedule: str = "none",
-                 batch: int = 240, ema: float | None = None, valid: float = 0.05) -> tuple[dict[str, Any], int]:
+                 batch: int = 240, ema: float | None = None, valid: float = 0.05, momentum: float = 0.0,
+                 clip: float = 1.0) -> tuple[dict[str, Any], int]:
     """Opacus's MNIST run as our config spells it. What still differs, and why:
 
     - 5% of the training file is held out for validation (57,000 rows train, not 60,000): the trainer
@@ -67,10 +68,10 @@ def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str 
     data = ROOT / "examples/mnist/data"
     training: dict[str, Any] = {
         "epochs": epochs, "batch_size": batch, "progress": epoch_log, "threads": 2,
-        "optimizer": {"type": "sgd", "lr": lr, "momentum": 0.0}, "scheduler": {"type": schedule},
+        "optimizer": {"type": "sgd", "lr": lr, "momentum": momentum}, "scheduler": {"type": schedule},
         "early_stopping": {"enabled": False}, "ema": ema}
     if epsilon is not None:
-        training["privacy"] = {"epsilon": epsilon, "delta": 1e-5, "max_grad_norm": 1.0, "accountant": "rdp"}
+        training["privacy"] = {"epsilon": epsilon, "delta": 1e-5, "max_grad_norm": clip, "accountant": "rdp"}
     return {
         "name": "mnist-dp",
         "data": {"source": str(data / "train-images-idx3-ubyte"),
@@ -146,6 +147,10 @@ def main() -> None:
     parser.add_argument("--mnist-valid", type=float, default=0.05,
                         help="share of the MNIST training file held out for validation (0: all 60,000 train, as "
                         "Opacus; the kept epoch is then chosen on the training rows)")
+    parser.add_argument("--mnist-momentum", type=float, default=0.0,
+                        help="the MNIST arms' SGD momentum (0: Opacus's)")
+    parser.add_argument("--mnist-clip", type=float, default=1.0,
+                        help="the private MNIST arm's max_grad_norm, the per-example clipping norm (1: Opacus's)")
     parser.add_argument("--epoch-log", action="store_true",
                         help="one line per MNIST epoch (losses, validation accuracy) on stderr")
     parser.add_argument("--out", type=Path)
@@ -167,7 +172,8 @@ def main() -> None:
         for epsilon in epsilons:
             config, rows = mnist_config(args.mnist_epochs, epsilon, args.mnist_rows, args.activation, args.epoch_log,
                                         lr=args.mnist_lr, schedule=args.mnist_schedule, batch=args.mnist_batch,
-                                        ema=args.mnist_ema, valid=args.mnist_valid)
+                                        ema=args.mnist_ema, valid=args.mnist_valid,
+                                        momentum=args.mnist_momentum, clip=args.mnist_clip)
             name = "mnist, not private" if epsilon is None else f"mnist, ε = {epsilon:g}"
             if args.activation != "relu":
                 name += f", {args.activation}"
@@ -179,6 +185,10 @@ def main() -> None:
                 name += f", valid {args.mnist_valid:g}"
             if args.mnist_ema is not None:
                 name += f", ema {args.mnist_ema:g}"
+            if args.mnist_momentum:
+                name += f", momentum {args.mnist_momentum:g}"
+            if args.mnist_clip != 1.0 and epsilon is not None:
+                name += f", clip {args.mnist_clip:g}"
             if args.mnist_schedule != "none":
                 name += f", {args.mnist_schedule} schedule"
             records.append(run_arm(name, config, ROOT, "accuracy", rows))
