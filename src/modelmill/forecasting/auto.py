@@ -23,7 +23,11 @@ actual takings in a backtest, and ETS's covered 99.8% of Bikeshare's hours. So t
 scaled about the forecast by the factor that makes it cover ``backtest.interval`` of the
 held-out points, the conformal quantile of how far outside (or inside) each actual value fell,
 relative to the interval's half-width on its side (split conformal prediction: Vovk et al.
-2005; Stankeviciute et al. 2021 for forecasts).
+2005; Stankeviciute et al. 2021 for forecasts). The factor is each held-out origin's own, the
+largest of them: the points of one horizon are not independent draws (a holiday, a break in
+the trend moves all of them), and the next horizon is rarely calmer than the last three. On
+the candidates' replayed backtests the factor of the pooled points covered 73% and 81% of
+aus_accommodation's and Bikeshare's values, the largest per-origin factor 80% and 88%.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class AutoForecaster(Forecaster):
         held_out = self._blended(self.members_, self.weights_)
         self.held_out_mase_ = _mean_mase(held_out)
         points = pd.concat([part.scored for part in held_out], ignore_index=True)
-        self.scale_ = interval_scale(points, self.interval)
+        # the largest of the origins' own factors: each held-out horizon covered, not their pool
+        self.scale_ = max(interval_scale(part.scored, self.interval) for part in held_out)
         self.coverage_ = {"before": _coverage(points), "after": _coverage(rescaled(points, self.scale_))}
         weighed = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(self.members_, self.weights_, strict=True))
         log.info(f"auto: weights {weighed} (held-out MASE {self.held_out_mase_:.3f}; interval × {self.scale_:.2f}: "
