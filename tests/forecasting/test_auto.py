@@ -4,6 +4,7 @@ interval calibrated on the held-out horizons."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -186,8 +187,7 @@ def test_the_interval_is_scaled_to_cover_the_held_out_points() -> None:
         assert described["held_out_coverage"]["after"] >= 0.8  # the conformal quantile: at least 80% at each origin
         assert described["interval_scale"] > 50
         # each held-out origin's own factor, the largest of them
-        from modelmill.forecasting.auto import interval_scale
-        per_origin = [interval_scale(part.scored, 0.8) for part in model.scores_["seasonal_naive"].held_out]
+        per_origin = described["interval_scales_by_origin"]
         assert len(per_origin) == 3 and described["interval_scale"] == max(per_origin) > min(per_origin)
         forecast = model.forecast(panel, pd.DataFrame())
         half = forecast["upper"] - forecast["forecast"]
@@ -207,8 +207,8 @@ def test_interval_scale_is_the_conformal_quantile_of_each_sides_ratio() -> None:
     assert interval_scale(scored, 0.8) == 4.0
     wider = rescaled(scored, 3.0)
     assert wider["lower"].tolist() == [-3.0] * 5 and wider["upper"].tolist() == [6.0] * 5
-    # no half-width to scale: left as it is
-    assert interval_scale(scored.assign(lower=0.0, upper=0.0), 0.8) == 1.0
+    # no half-width to scale: no factor (auto then leaves the interval as it is)
+    assert math.isnan(interval_scale(scored.assign(lower=0.0, upper=0.0), 0.8))
 
 
 def test_a_bundle_saved_before_combining_still_loads() -> None:
@@ -261,3 +261,26 @@ def test_a_backtest_fits_each_candidate_once_per_history_and_forecasts_as_withou
     assert reused == [0, 3, 3]
     pd.testing.assert_frame_equal(with_memo.scored, without.scored)
     assert with_memo.metrics == without.metrics
+
+
+def test_a_candidate_failing_only_on_all_the_steps_is_left_out_and_the_others_reweighed() -> None:
+    class FailsOnAll(SeasonalNaive):
+        def fit(self, train: Panel, context: FitContext) -> Any:
+            if len(train.frame) == 2 * 24:  # the whole panel, not a held-out history
+                raise ModelError("too much data on purpose")
+            return super().fit(train, context)
+
+    class Above(Shifted):
+        shift = 2.0
+
+    cfg = config()
+    panel = panel_of({"a": seasonal(24, 14), "b": seasonal(24, 15)}, cfg)
+    with FORECASTERS.swapped("seasonal_naive", FailsOnAll), FORECASTERS.swapped("ets", Above):
+        model = build_forecaster(cfg).fit(panel, FitContext())
+    described = model.describe()
+    assert described["members"] == ["ets"] and described["weights"] == {"ets": 1.0}
+    assert "too much data on purpose" in described["candidates"]["seasonal_naive"]["error"]
+    assert described["candidates"]["seasonal_naive"]["mase"] is not None  # it was scored, then failed
+    with FORECASTERS.swapped("seasonal_naive", FailsOnAll), \
+            pytest.raises(ModelError, match="no candidate could be fitted on all the steps.*too much data"):
+        build_forecaster(config(["seasonal_naive"])).fit(panel, FitContext())

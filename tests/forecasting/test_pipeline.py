@@ -3,6 +3,7 @@ frame and from the kept history, resume, and the errors a user meets."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,7 @@ def test_the_final_auto_fit_reuses_the_backtests_fits_of_its_held_out_horizons(t
     assert pipeline.metrics_["model"]["candidates"]["seasonal_naive"]["reused"] == 3
     assert [c["model"]["candidates"]["seasonal_naive"].get("reused", 0) for c in pipeline.metrics_["cutoffs"]] \
         == [0, 3, 3]
+    # the run's memo is not kept alive by the fitted model (it only refers to it weakly)
+    gc.collect()
+    recording = pipeline.parts.forecaster.recording_  # type: ignore[attr-defined]
+    assert recording is None or recording[0]() is None

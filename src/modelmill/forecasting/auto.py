@@ -36,6 +36,7 @@ import importlib.util
 import logging
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -65,6 +66,10 @@ log = logging.getLogger("modelmill")
 # A series too short for three keeps fewer.
 HELD_OUT_ORIGINS = 3
 _NEEDS = {"gbdt": "lightgbm"}  # a candidate left out where its library is not installed
+# The interval is never narrowed below a tenth of the models' own: where most held-out values
+# fell exactly on the forecast (a run of zeros forecast as zeros), the conformal factor is 0 and
+# would collapse every interval onto its forecast.
+MIN_SCALE = 0.1
 
 
 def candidate_config(config: ForecastConfig, name: str) -> ForecastConfig:
@@ -109,9 +114,10 @@ class AutoForecaster(Forecaster):
         self.scores_: dict[str, Score] = {}
         self.held_out_mase_: float = math.nan
         self.coverage_: dict[str, float] = {}
+        self.origin_scales_: list[float] = []
         self.origins_used_: int = 0
         # (memo, seed, key of the fitted history) until the first forecast, which the memo keeps
-        self.recording_: tuple[ForecastMemo, int, str] | None = None
+        self.recording_: tuple[weakref.ref[ForecastMemo], int, str] | None = None
 
     @property
     def settings(self) -> AutoForecastConfig:
@@ -145,23 +151,42 @@ class AutoForecaster(Forecaster):
             failures = "; ".join(f"{n}: {s.error or 'no finite MASE'}" for n, s in self.scores_.items())
             raise ModelError(f"model.type auto: no candidate could be scored ({failures}). Fix: check the data, or "
                              "set model.type to one model type")
-        self.members_ = sorted(scored, key=lambda n: (scored[n], names.index(n)))  # the best first
-        self.weights_ = mase_weights([scored[name] for name in self.members_])
+        fitted: dict[str, Forecaster] = {}
+        for name in sorted(scored, key=lambda n: (scored[n], names.index(n))):  # the best first
+            try:
+                fitted[name] = self._build(name).fit(train, FitContext(
+                    checkpoint_dir=_sub(context, name, "final"), resume=context.resume, seed=context.seed,
+                    label=f"{context.label}: {name}"))
+            except ModelmillError as exc:  # the others still forecast, weighed among themselves
+                log.warning(f"auto: candidate {name} failed on all the steps, left out: {exc}")
+                self.scores_[name].error = f"the fit on all the steps failed: {exc}"
+        if not fitted:
+            failures = "; ".join(f"{n}: {self.scores_[n].error}" for n in scored)
+            raise ModelError(f"model.type auto: no candidate could be fitted on all the steps ({failures}). Fix: "
+                             "check the data, or set model.type to one model type")
+        self.members_, self.models_ = list(fitted), list(fitted.values())
+        self._weigh([scored[name] for name in self.members_])
+        for score in self.scores_.values():
+            score.held_out = []  # only the weighing needed them
+        # a weak reference: the memo belongs to the run (a backtest), not to the fitted model
+        self.recording_ = (weakref.ref(context.memo), context.seed, context.memo.key_of(train)) \
+            if context.memo else None
+        return self
+
+    def _weigh(self, mases: list[float]) -> None:
+        """The members' weights, and the interval's factor from their weighted mean's held-out
+        horizons: the largest of the origins' own factors (each horizon covered, not their pool)."""
+        self.weights_ = mase_weights(mases)
         held_out = self._blended(self.members_, self.weights_)
         self.held_out_mase_ = _mean_mase(held_out)
+        self.origin_scales_ = [interval_scale(part.scored, self.interval) for part in held_out]
+        usable = [scale for scale in self.origin_scales_ if math.isfinite(scale)]
+        self.scale_ = max(MIN_SCALE, *usable) if usable else 1.0
         points = pd.concat([part.scored for part in held_out], ignore_index=True)
-        # the largest of the origins' own factors: each held-out horizon covered, not their pool
-        self.scale_ = max(interval_scale(part.scored, self.interval) for part in held_out)
         self.coverage_ = {"before": _coverage(points), "after": _coverage(rescaled(points, self.scale_))}
         weighed = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(self.members_, self.weights_, strict=True))
         log.info(f"auto: weights {weighed} (held-out MASE {self.held_out_mase_:.3f}; interval × {self.scale_:.2f}: "
-                 f"held-out coverage {self.coverage_['before']:.2f} → {self.coverage_['after']:.2f}); refitting on "
-                 "all steps")
-        self.models_ = [self._build(name).fit(train, FitContext(
-            checkpoint_dir=_sub(context, name, "final"), resume=context.resume, seed=context.seed,
-            label=f"{context.label}: {name}")) for name in self.members_]
-        self.recording_ = (context.memo, context.seed, context.memo.key_of(train)) if context.memo else None
-        return self
+                 f"held-out coverage {self.coverage_['before']:.2f} → {self.coverage_['after']:.2f})")
 
     def _build(self, name: str) -> Forecaster:
         return FORECASTERS.get(name, path="model.candidates")(candidate_config(self.config, name))
@@ -208,9 +233,10 @@ class AutoForecaster(Forecaster):
         kept there for the next cut-offs' held-out horizons."""
         forecasts = [model.forecast(history, future) for model in self._models()]
         if self.recording_ is not None:
-            memo, seed, key = self.recording_
+            reference, seed, key = self.recording_
             self.recording_ = None
-            if memo.key_of(history) == key:
+            memo = reference()
+            if memo is not None and memo.key_of(history) == key:
                 for name, forecast in zip(self.members_, forecasts, strict=True):
                     memo.put(name, seed, key, forecast)
         return rescaled(mean_forecast(forecasts, self.weights_), self.scale_)
@@ -248,22 +274,24 @@ class AutoForecaster(Forecaster):
                 inner = {members[0]: ForecasterState(json=dict(state.json["state"]), tensors=state.tensors,
                                                      files=state.files)}
             described = state.json.get("describe", {})
-            if not members or len(weights) != len(members) or not all(w >= 0 for w in weights) or sum(weights) <= 0 \
-                    or not math.isfinite(made.scale_) or made.scale_ < 0:
+            if not members or len(weights) != len(members) or not all(math.isfinite(w) and w >= 0 for w in weights) \
+                    or sum(weights) <= 0 or not math.isfinite(made.scale_) or made.scale_ < 0:
                 raise ValueError(f"members {members}, weights {weights}, interval scale {made.scale_}")
-        except (KeyError, TypeError, ValueError) as exc:
+            made.origins_used_ = int(described.get("origins", 0))
+            made.scores_ = {n: Score(float(s["mase"]) if s["mase"] is not None else math.nan, float(s["seconds"]),
+                                     s.get("error"), reused=int(s.get("reused", 0)))
+                            for n, s in described.get("candidates", {}).items()}
+            held = described.get("held_out_mase")
+            made.held_out_mase_ = float(held) if held is not None else math.nan
+            made.coverage_ = {str(k): float(v) for k, v in described.get("held_out_coverage", {}).items()}
+            made.origin_scales_ = [float(v) if v is not None else math.nan
+                                   for v in described.get("interval_scales_by_origin", [])]
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"the saved auto state is malformed ({exc!r}). Fix: refit and save the bundle again") \
                 from None
         made.members_, made.weights_ = members, weights
         made.models_ = [FORECASTERS.get(name, path="model.candidates").from_state(candidate_config(config, name),
                                                                                   inner[name]) for name in members]
-        made.origins_used_ = int(described.get("origins", 0))
-        made.scores_ = {n: Score(float(s["mase"]) if s["mase"] is not None else math.nan, float(s["seconds"]),
-                                 s.get("error"), reused=int(s.get("reused", 0)))
-                        for n, s in described.get("candidates", {}).items()}
-        held = described.get("held_out_mase")
-        made.held_out_mase_ = float(held) if held is not None else math.nan
-        made.coverage_ = {str(k): float(v) for k, v in described.get("held_out_coverage", {}).items()}
         return made
 
     def describe(self) -> dict[str, Any]:
@@ -278,6 +306,7 @@ class AutoForecaster(Forecaster):
             # of the weighted mean, before its interval is scaled
             "held_out_mase": self.held_out_mase_ if math.isfinite(self.held_out_mase_) else None,
             "interval_scale": self.scale_,
+            "interval_scales_by_origin": [v if math.isfinite(v) else None for v in self.origin_scales_],
             "held_out_coverage": dict(self.coverage_),
             "model": {name: model.describe() for name, model in zip(self.members_, self.models_, strict=True)}
             if len(self.models_) > 1 else self.models_[0].describe() if self.models_ else {},
@@ -304,10 +333,11 @@ def mean_forecast(frames: list[pd.DataFrame], weights: list[float]) -> pd.DataFr
     for column in (FORECAST, LOWER, UPPER):
         values = [first[column].to_numpy(dtype="float64")]
         for other in frames[1:]:
-            aligned = other.set_index([SERIES_ID, TIME])[column].reindex(keys)
-            if aligned.isna().any():
+            indexed = other.set_index([SERIES_ID, TIME])[column]
+            positions = indexed.index.get_indexer(keys)
+            if len(other) != len(first) or (positions < 0).any():
                 raise ModelError("auto: the combined forecasters forecast different steps. Fix: report this as a bug")
-            values.append(aligned.to_numpy(dtype="float64"))
+            values.append(indexed.to_numpy(dtype="float64")[positions])
         out[column] = np.average(values, axis=0, weights=weights)
     return out
 
@@ -316,7 +346,7 @@ def interval_scale(scored: pd.DataFrame, coverage: float) -> float:
     """The factor by which the interval's half-widths (each side apart, about the forecast) must
     be multiplied to hold ``coverage`` of the actual values in ``scored``: the conformal
     quantile — the ⌈(n + 1) · coverage⌉-th smallest of the n points (the largest, if fewer) — of
-    each point's distance from the forecast over the half-width on its side. 1 where no point
+    each point's distance from the forecast over the half-width on its side. NaN where no point
     has a half-width to scale."""
     forecast, actual = scored[FORECAST].to_numpy(dtype="float64"), scored[ACTUAL].to_numpy(dtype="float64")
     above = actual >= forecast
@@ -324,7 +354,7 @@ def interval_scale(scored: pd.DataFrame, coverage: float) -> float:
                      forecast - scored[LOWER].to_numpy(dtype="float64"))
     usable = np.isfinite(width) & (width > 0) & np.isfinite(actual)
     if not usable.any():
-        return 1.0
+        return math.nan
     ratios = np.sort(np.abs(actual - forecast)[usable] / width[usable])
     rank = min(len(ratios), math.ceil((len(ratios) + 1) * coverage))  # the rank-th smallest ratio
     return float(ratios[rank - 1])
