@@ -60,7 +60,7 @@ class Arm:
     scored: pd.DataFrame  # unique_id, ds, cutoff, forecast, lower, upper, actual
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
-    chosen: list[str] = field(default_factory=list)  # ours: the model type forecasting at each cut-off
+    chosen: list[str] = field(default_factory=list)  # ours: auto's members at each cut-off, heaviest first ("ets+gbdt+…")
     described: list[dict[str, Any]] = field(default_factory=list)  # ours: what each fit chose, in full
 
 

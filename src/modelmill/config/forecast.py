@@ -154,8 +154,8 @@ _CANDIDATES: tuple[CandidateType, ...] = ("seasonal_naive", "ets", "gbdt", "deep
 class AutoForecastConfig(Section):
     """Every candidate is scored by its mean MASE on the latest three horizons before the forecast
     origin, each fitted on the steps before it; all are refitted on every step and forecast as
-    their mean weighted by 1 / MASE², its interval scaled to cover `backtest.interval` of those
-    held-out values."""
+    their mean weighted by 1 / MASE², its interval scaled so that each of those held-out horizons
+    would have had at least `backtest.interval` of its values inside."""
 
     type: Literal["auto"] = "auto"
     candidates: list[CandidateType] = Field(

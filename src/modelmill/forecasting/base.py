@@ -62,7 +62,6 @@ class ForecastMemo:
 
     def __init__(self) -> None:
         self._forecasts: dict[tuple[str, int, str], pd.DataFrame] = {}
-        self.reused = 0
 
     @staticmethod
     def key_of(history: Panel) -> str:
@@ -72,8 +71,6 @@ class ForecastMemo:
 
     def get(self, kind: str, seed: int, history_key: str) -> pd.DataFrame | None:
         found = self._forecasts.get((kind, seed, history_key))
-        if found is not None:
-            self.reused += 1
         return None if found is None else found.copy()
 
     def put(self, kind: str, seed: int, history_key: str, forecasts: pd.DataFrame) -> None:
@@ -159,7 +156,7 @@ class Forecaster(ABC):
         """A fitted forecaster from :meth:`state`'s output."""
 
     def describe(self) -> dict[str, Any]:
-        """What the fit chose, for the report (the ETS form per series, the candidate chosen …)."""
+        """What the fit chose, for the report (the ETS form per series, `auto`'s candidates and weights …)."""
         return {}
 
 
