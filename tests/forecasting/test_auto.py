@@ -14,7 +14,8 @@ import pytest
 from modelmill.config import ForecastConfig, parse_task_config
 from modelmill.errors import ModelError
 from modelmill.forecasting import ets  # noqa: F401  (registers the ets candidate)
-from modelmill.forecasting.auto import AutoForecaster, candidate_config, mean_forecast, rescaled
+from modelmill.forecasting.auto import AutoForecaster, candidate_config
+from modelmill.forecasting.combining import mean_forecast, rescaled
 from modelmill.forecasting.base import FORECASTERS, FitContext, ForecasterState, build_forecaster
 from modelmill.forecasting.naive import SeasonalNaive
 from modelmill.forecasting.panel import Panel, read_panel
@@ -166,7 +167,7 @@ def test_two_opposite_biases_are_weighed_by_held_out_mase_and_nearly_cancel() ->
 
 
 def test_mase_weights_are_inverse_squares_summing_to_one() -> None:
-    from modelmill.forecasting.auto import mase_weights
+    from modelmill.forecasting.combining import mase_weights
 
     assert mase_weights([0.5, 1.5]) == pytest.approx([0.9, 0.1])
     assert mase_weights([2.0]) == [1.0]
@@ -196,7 +197,7 @@ def test_the_interval_is_scaled_to_cover_the_held_out_points() -> None:
 
 
 def test_interval_scale_is_the_conformal_quantile_of_each_sides_ratio() -> None:
-    from modelmill.forecasting.auto import interval_scale
+    from modelmill.forecasting.combining import interval_scale
 
     # forecast 0, bounds −1 and +2; actual values at ratios 0.5 (below), 1.5 (above: 3 / 2), 3, 0, 4
     scored = pd.DataFrame({"forecast": 0.0, "lower": -1.0, "upper": 2.0,
