@@ -4,6 +4,7 @@ signal, Pipeline.explain from a bundle, the CLI's files, and the errors for bad 
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,22 @@ def test_shuffling_a_columns_input_slots_is_shuffling_the_column(model: dict[str
         expected = predictor.raw(shuffled)
         torch.testing.assert_close(predictor.runtime.raw(moved, predictor.lengths(moved)), expected)
         assert not torch.equal(expected, predictor.raw(frame)), column  # the shuffle changed something
+
+
+def test_importance_is_the_same_whatever_number_of_shuffles_share_a_pass(mlp: modelmill.Pipeline,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("modelmill.explain.importance")  # the package's name is its function's
+
+    frame = make_frame(90, seed=4)
+    def flat(ranking: dict[str, tuple[float, float]]) -> dict[str, float]:
+        return {f"{column} {part}": value for column, pair in ranking.items() for part, value in zip("ms", pair)}
+
+    stacked = flat(importance(mlp.parts, frame, repeats=3, seed=0))
+    assert any(value != 0 for value in stacked.values())
+    per_row = sum(x[:1].numel() for x in mlp.parts.inputs(frame[COLUMNS]))
+    for copies in (1, 2, 7):  # passes that split the 15 shuffles evenly, unevenly, and one at a time
+        monkeypatch.setattr(module, "STACKED_VALUES", copies * per_row * len(frame))
+        assert flat(importance(mlp.parts, frame, repeats=3, seed=0)) == pytest.approx(stacked, rel=1e-5, abs=1e-7)
 
 
 def test_missing_column_and_inapplicable_method_are_clear_errors(mlp: modelmill.Pipeline) -> None:

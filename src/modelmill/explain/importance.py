@@ -4,7 +4,7 @@ by drops when a column's values are shuffled across the rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -17,20 +17,25 @@ from modelmill.predictor import Predictor
 # Evaluation and scoring are imported where importance is computed: a server that explains
 # records (this package's attributions) imports neither.
 
+STACKED_VALUES = 8_000_000  # input values of the shuffled copies scored in one pass, at most
 
-def _scorer(predictor: Predictor, metric: str, truth: np.ndarray) -> Callable[[list[torch.Tensor]], float]:
-    """The metric of the model's outputs on encoded inputs, larger always better."""
+
+def _scorer(predictor: Predictor, metric: str, truth: np.ndarray) -> Callable[[torch.Tensor], float]:
+    """The metric of the model's raw outputs on the scored rows, larger always better."""
     from modelmill.evaluation.metrics import metric_direction
     from modelmill.scoring import metrics_of
 
     sign = 1.0 if metric_direction(metric) == "max" else -1.0
 
-    def score(inputs: list[torch.Tensor]) -> float:
-        value = metrics_of(predictor.target, predictor.runtime.raw(inputs, predictor.lengths(inputs)),
-                           truth).get(metric)
+    def score(raw: torch.Tensor) -> float:
+        value = metrics_of(predictor.target, raw, truth).get(metric)
         return sign * float(value) if value is not None else float("nan")
 
     return score
+
+
+def _raw(predictor: Predictor, inputs: list[torch.Tensor]) -> torch.Tensor:
+    return predictor.runtime.raw(inputs, predictor.lengths(inputs))
 
 
 def chosen_metric(predictor: Predictor) -> str:
@@ -81,22 +86,47 @@ def importance(predictor: Predictor, frame: pd.DataFrame, *, repeats: int = 5, s
     table = known[names].reset_index(drop=True)
     inputs = predictor.inputs(table)
     slots = predictor.input_slots()
-    baseline = score(inputs)
+    baseline = score(_raw(predictor, inputs))
     rng = np.random.default_rng(seed)
+    orders = [[rng.permutation(len(known)) for _ in range(repeats)] for _ in slots]
     drops = np.empty((len(names), repeats))
-    for column, positions in enumerate(slots):
-        # a streamed image column is read lazily (its cells, not its pixels): shuffled as a column
-        # and encoded again, as indexing it would decode every row at once
-        lazy = any(not isinstance(inputs[i], torch.Tensor) for i in positions)
-        for repeat in range(repeats):
-            order = rng.permutation(len(known))
-            if lazy:
-                encoded = predictor.inputs(table.assign(**{names[column]: table[names[column]].to_numpy()[order]}))
-                shuffled = [encoded[i] if i in positions else x for i, x in enumerate(inputs)]
-            else:
-                picked = torch.from_numpy(order)
-                shuffled = [x[picked] if i in positions else x for i, x in enumerate(inputs)]
-            drops[column, repeat] = baseline - score(shuffled)
+    if inputs and all(isinstance(x, torch.Tensor) for x in inputs):
+        for (column, repeat), raw in _shuffled_outputs(predictor, inputs, slots, orders):
+            drops[column, repeat] = baseline - score(raw)
+    else:
+        # a streamed image column is read lazily (its cells, not its pixels): shuffled as a
+        # column and encoded again, as indexing it would decode every row at once; the other
+        # columns are shuffled as tensors beside it, one shuffle a pass
+        for column, positions in enumerate(slots):
+            lazy = any(not isinstance(inputs[i], torch.Tensor) for i in positions)
+            for repeat, order in enumerate(orders[column]):
+                if lazy:
+                    encoded = predictor.inputs(table.assign(**{names[column]: table[names[column]].to_numpy()[order]}))
+                    shuffled = [encoded[i] if i in positions else x for i, x in enumerate(inputs)]
+                else:
+                    picked = torch.from_numpy(order)
+                    shuffled = [x[picked] if i in positions else x for i, x in enumerate(inputs)]
+                drops[column, repeat] = baseline - score(_raw(predictor, shuffled))
     means, stds = drops.mean(axis=1), drops.std(axis=1)
     pairs = {name: (float(mean), float(std)) for name, mean, std in zip(names, means, stds, strict=True)}
     return dict(sorted(pairs.items(), key=lambda item: -item[1][0]))
+
+
+def _shuffled_outputs(predictor: Predictor, inputs: list[torch.Tensor], slots: list[set[int]],
+                      orders: list[list[np.ndarray]]) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
+    """The model's outputs for each (column, repeat) shuffle, many shuffles stacked into one
+    pass: a pass costs the model's per-call work (a module per feature) whatever its rows, so
+    225 small passes cost several times a few large ones. The stacked copies are bounded in
+    values, so a wide input (tokens) stacks fewer of them."""
+    rows = int(inputs[0].shape[0])
+    per_copy = max(1, sum(x[:1].numel() for x in inputs)) * rows
+    at_once = max(1, STACKED_VALUES // per_copy)
+    jobs = [(column, repeat) for column in range(len(slots)) for repeat in range(len(orders[column]))]
+    for start in range(0, len(jobs), at_once):
+        chunk = jobs[start:start + at_once]
+        picks = [torch.from_numpy(orders[column][repeat]) for column, repeat in chunk]
+        stacked = [torch.cat([x[pick] if i in slots[column] else x for (column, _), pick in zip(chunk, picks)])
+                   for i, x in enumerate(inputs)]
+        raw = _raw(predictor, stacked)
+        for j, job in enumerate(chunk):
+            yield job, raw[j * rows:(j + 1) * rows]
