@@ -41,6 +41,7 @@ from modelmill.evaluation.metrics import Task, check_metric, default_metric, met
 from modelmill.evaluation.report import render_report
 from modelmill.explain import Explanation, attributions
 from modelmill.features import Feature, Target, build_features, build_target
+from modelmill.models import Learner
 from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.predictor.output import prediction_profile
@@ -50,6 +51,7 @@ from modelmill.training import Callback, TensorData, TrainResult
 from modelmill.training.decision import decide, needs_held_out, total_cost
 from modelmill.training.ensemble import fit_ensemble
 from modelmill.training.fitting import FitSettings, fit_model
+from modelmill.training.learners import ignored_settings
 from modelmill.training.privacy import DifferentialPrivacy
 
 log = logging.getLogger("modelmill")
@@ -156,6 +158,9 @@ class Pipeline:
         features = build_features(config)  # unfitted, they already answer for their columns
         maker = model_maker(config)  # imports the model type's library (LightGBM for gbdt)
         maker.check(features)  # a model type that cannot take a column fails before any reading
+        if isinstance(maker, Learner) and (ignored := ignored_settings(config.training)):
+            log.warning(f"model type {config.model.type!r} fits by its own solver and ignores {', '.join(ignored)} "
+                        "(settings of the torch trainer). Fix: remove them; its own settings are under model:")
         clock.lap("model type")
         frame = policy.once(self._read(data))
         if valid is not None:  # validated and cleaned with the rest (a duplicate across the two goes)

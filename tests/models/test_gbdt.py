@@ -59,6 +59,19 @@ def test_categories_go_in_natively_and_boosting_stops_early() -> None:
     assert len(result.history) == result.epochs_run and "valid_roc_auc" in result.history[0]
 
 
+def test_settings_of_the_torch_trainer_are_named_as_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    config = gbdt_config(trees=20)
+    config["training"] = {"progress": False, "epochs": 20}  # the defaults, as `init` writes them: no warning
+    with caplog.at_level("WARNING", logger="modelmill"):
+        modelmill.Pipeline(config).fit(make_frame(200))
+    assert "ignores" not in caplog.text
+    config["training"].update(ema=0.99, grad_clip=1.0, batch_size=64)
+    with caplog.at_level("WARNING", logger="modelmill"):
+        modelmill.Pipeline(config).fit(make_frame(200))
+    assert "model type 'gbdt' fits by its own solver and ignores training.batch_size, training.grad_clip, " \
+           "training.ema" in caplog.text
+
+
 def test_class_weights_trade_precision_for_recall_on_a_rare_class() -> None:
     frame = make_frame(1200)
     frame["label"] = np.where(frame["x"] > 1.3, "good", "bad")  # ~10% positives

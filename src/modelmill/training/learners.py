@@ -16,6 +16,15 @@ from modelmill.training.callbacks import Callback, LoopState
 from modelmill.training.runtime import process_settings
 from modelmill.training.trainer import Scorer
 
+# training settings that steer the shared torch trainer, which a learner's own solver never reads
+TRAINER_ONLY = ("epochs", "batch_size", "optimizer", "scheduler", "l1", "l2", "grad_clip", "ema", "precision")
+
+
+def ignored_settings(training: TrainingConfig) -> list[str]:
+    """The trainer-only settings ``training`` changes from their defaults: a learner would ignore them."""
+    default = TrainingConfig()
+    return [f"training.{name}" for name in TRAINER_ONLY if getattr(training, name) != getattr(default, name)]
+
 
 def fit_learner(learner: Learner[Any], module: nn.Module, train: TensorData, valid: TensorData,
                 target: Target[Any], training: TrainingConfig, scorer: Scorer, monitor: str,
