@@ -72,6 +72,16 @@ def test_settings_of_the_torch_trainer_are_named_as_ignored(caplog: pytest.LogCa
            "training.ema" in caplog.text
 
 
+def test_on_the_ray_backend_gbdt_fits_here_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    config = gbdt_config(trees=20)
+    config["training"] = {"progress": False, "backend": "ray"}
+    with caplog.at_level("INFO", logger="modelmill"):
+        pipeline = modelmill.Pipeline(config).fit(make_frame(200))  # no cluster needed: nothing goes to Ray
+    assert pipeline.metrics_["roc_auc"] > 0.5
+    assert "this learner fits on this machine; not on LightGBM's distributed mode: each of its workers listens " \
+           "for the others on every network interface, unauthenticated" in caplog.text
+
+
 def test_class_weights_trade_precision_for_recall_on_a_rare_class() -> None:
     frame = make_frame(1200)
     frame["label"] = np.where(frame["x"] > 1.3, "good", "bad")  # ~10% positives

@@ -40,6 +40,11 @@ class FitSettings:
     a pruned model's fine-tuning)."""
 
 
+# Why gbdt does not fit through Ray Train's LightGBMTrainer (LightGBM binds its peers' socket to 0.0.0.0).
+LIGHTGBM_ON_RAY = ("each of its workers listens for the others on every network interface, unauthenticated, which "
+                   "a cluster kept to loopback or to a private network with token authentication must not open")
+
+
 def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid: TensorData, settings: FitSettings,
               *, checkpoint_dir: Path | None = None, resume: bool = False,
               checkpoint_key: bytes | None = None) -> TrainResult:
@@ -47,8 +52,10 @@ def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid
     on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out."""
     if isinstance(maker, Learner):
         if settings.training.backend != "local":  # a learner has its own solver, not the trainer's epochs
+            why = f"; not on LightGBM's distributed mode: {LIGHTGBM_ON_RAY}" \
+                if getattr(maker.config, "type", None) == "gbdt" else ""
             log.info(f"training.backend: {settings.training.backend} drives torch models; this learner fits on "
-                     "this machine")
+                     f"this machine{why}")
         result = fit_learner(maker, module, train, valid, settings.target, settings.training, settings.scorer,
                              settings.monitor, settings.callbacks)
     else:
