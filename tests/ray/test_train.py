@@ -124,12 +124,13 @@ def test_a_killed_worker_is_replaced_and_training_resumes_from_its_checkpoint(ru
     killed_pid = int((runs / "killed.pid").read_text())
     rank1 = sorted((runs / "markers").glob("rank1-*"))
     pids = {int(m.name.rsplit("pid", 1)[1]) for m in rank1}
-    assert killed_pid in pids and len(pids) == 2, "the killed worker was not replaced"
+    seen = f"killed {killed_pid}; rank 1's markers: {[m.name for m in rank1]}"  # what a failure needs to be read
+    assert killed_pid in pids and len(pids) == 2, f"the killed worker was not replaced once: {seen}"
     (replacement,) = pids - {killed_pid}
     epochs = sorted(int(m.name.split("-")[1].removeprefix("epoch")) for m in rank1
                     if m.name.endswith(f"pid{replacement}"))
-    assert epochs[0] > 1, f"the replacement started over at epoch {epochs[0]} instead of resuming"
-    assert epochs[-1] == EPOCHS
+    assert epochs[0] > 1, f"the replacement started over at epoch {epochs[0]} instead of resuming: {seen}"
+    assert epochs[-1] == EPOCHS, seen
     killed, plain = bundle_metrics(runs, "killed"), bundle_metrics(runs, "ray")
     print(f"test ROC-AUC: uninterrupted {plain['roc_auc']:.5f}, killed and resumed {killed['roc_auc']:.5f}")
     assert abs(killed["roc_auc"] - plain["roc_auc"]) <= 0.005, (killed["roc_auc"], plain["roc_auc"])
