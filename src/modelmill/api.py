@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Self, TypeAlias
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -36,7 +35,7 @@ from modelmill.encryption import Key, as_key, seal_if
 from modelmill.files import atomic_write_bytes
 from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError, ModelmillError
-from modelmill.evaluation.card import ModelCard, TrainingCard, bootstrap_intervals, model_card
+from modelmill.evaluation.card import ModelCard, TrainingCard, model_card
 from modelmill.evaluation.metrics import Task, check_metric, default_metric, metric_direction
 from modelmill.evaluation.report import render_report
 from modelmill.explain import Explanation, attributions
@@ -46,9 +45,9 @@ from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.predictor.output import prediction_profile
 from modelmill.privacy.policy import PrivacyPolicy
-from modelmill.scoring import metrics_of, score
+from modelmill.scoring import candidate_scores, class_rows, decision_metrics, metric_intervals, metrics_of, score
 from modelmill.training import Callback, TensorData, TrainResult
-from modelmill.training.decision import decide, needs_held_out, total_cost
+from modelmill.training.decision import decide, needs_held_out
 from modelmill.training.ensemble import fit_ensemble
 from modelmill.training.fitting import FitSettings, fit_model
 from modelmill.training.learners import ignored_settings
@@ -226,7 +225,7 @@ class Pipeline:
         raw = parts.raw(test)
         self.metrics_.update(decision_metrics(parts.target, raw, test))
         self.intervals_ = metric_intervals(parts.target, raw, test, seed=self.config.training.seed)
-        candidates = self._candidate_scores(parts, test)
+        candidates = candidate_scores(parts, self.result_.members, test, self._monitor(parts.target.task))
         if candidates:
             self.metrics_["candidates"] = candidates
         if self.config.evaluation.explain and self.config.evaluation.report:
@@ -351,23 +350,6 @@ class Pipeline:
             raise ConfigError(_NO_HELD_OUT, path="target")
         where = "the out-of-fold predictions" if isinstance(parts.maker, Weighted) else "the validation split"
         return decide(parts.target, result.held_out_raw, result.held_out_target, where=where)
-
-    def _candidate_scores(self, parts: Predictor, test: pd.DataFrame) -> list[dict[str, Any]]:
-        """An ensemble's record per candidate, with each fitted one's test score alone."""
-        if self.result_ is None or not self.result_.members or not isinstance(parts.maker, Weighted):
-            return []
-        known = test.loc[parts.target.labelled(test[parts.target.name])]
-        inputs = parts.inputs(known)
-        truth = parts.target.codes(known[parts.target.name])
-        metric = self._monitor(parts.target.task)
-        raws = parts.maker.predict_members(parts.model, inputs)
-        records = []
-        for record in self.result_.members:
-            record = dict(record)
-            if record["name"] in raws:
-                record["test"] = metrics_of(parts.target, raws[record["name"]], truth).get(metric)
-            records.append(record)
-        return records
 
     # ------------------------------------------------------ using a fitted one
 
@@ -521,48 +503,6 @@ def _read_card(bundle: Bundle) -> ModelCard | None:
 _NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
                 "rows out: set data.split.valid above 0, or use model type auto or ensemble (which predict "
                 "every row out of fold on small tables)")
-
-
-def decision_metrics(target: Any, raw: torch.Tensor, test: pd.DataFrame) -> dict[str, Any]:
-    """Test-split figures of the decision: the total cost at the chosen threshold and at 0.5
-    when costs are configured."""
-    costs = getattr(target.config, "costs", None)
-    if target.task != "binary" or costs is None:
-        return {}
-    known = target.labelled(test[target.name])
-    truth = target.codes(test[target.name])[known]
-    positive = target.positive_probability(raw[torch.from_numpy(known)])
-    return {"threshold": target.threshold_,
-            "cost": total_cost(positive, truth, target.threshold_, costs.false_positive, costs.false_negative),
-            "cost_at_0.5": total_cost(positive, truth, 0.5, costs.false_positive, costs.false_negative)}
-
-
-def class_rows(target: Target[Any], frame: pd.DataFrame) -> dict[str, int]:
-    """Rows per class of ``frame`` (in class order; empty for a number target)."""
-    names = list(target.class_names)
-    if not names:
-        return {}
-    codes = target.codes(frame[target.name])
-    counts = np.bincount(codes[codes >= 0], minlength=len(names))
-    return {str(name): int(count) for name, count in zip(names, counts)}
-
-
-INTERVAL_ROWS = 20_000
-
-
-def metric_intervals(target: Target[Any], raw: torch.Tensor, test: pd.DataFrame, *,
-                     seed: int) -> dict[str, tuple[float, float]]:
-    """Bootstrap intervals of the test metrics, over the labelled test rows (at most
-    ``INTERVAL_ROWS`` of them, drawn once: 200 resamples of a million rows would cost minutes)."""
-    known = target.labelled(test[target.name])
-    if known.sum() > INTERVAL_ROWS:
-        chosen = np.random.default_rng(seed).choice(np.flatnonzero(known), INTERVAL_ROWS, replace=False)
-        known = np.zeros_like(known)
-        known[chosen] = True
-    truth = target.codes(test[target.name])[known]
-    labelled = raw[torch.from_numpy(known)].detach().cpu().numpy()  # numpy's gather: ~100× torch's here
-    return bootstrap_intervals(lambda rows: metrics_of(target, torch.from_numpy(labelled[rows]), truth[rows]),
-                               len(truth), seed=seed)
 
 
 def _trained_parameters(parts: Predictor) -> int | None:

@@ -1,9 +1,10 @@
 """Scoring a fitted predictor on labelled rows: the metrics of the target's task and the
-evaluation plots. Used by ``Pipeline`` (test split, ``evaluate``) and, through a scorer,
-by the trainer's validation."""
+evaluation plots, the decision's cost, bootstrap intervals of the metrics. Used by
+``Pipeline`` (test split, ``evaluate``) and, through a scorer, by the trainer's validation."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,12 @@ import torch
 from modelmill.encryption import seal_if
 from modelmill.errors import DataError
 from modelmill.files import atomic_write_bytes
+from modelmill.evaluation.card import bootstrap_intervals
 from modelmill.evaluation.metrics import compute_metrics
 from modelmill.features import Target
+from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor
+from modelmill.training.decision import total_cost
 
 
 def metrics_of(target: Target[Any], raw: torch.Tensor, truth: np.ndarray) -> dict[str, Any]:
@@ -60,3 +64,63 @@ def write_files(folder: Path, files: dict[str, bytes], key: bytes | None) -> Non
     """Write ``files`` into ``folder`` atomically, each sealed as ``FOLDER/NAME`` with ``key``."""
     for name, data in files.items():
         atomic_write_bytes(folder / name, seal_if(data, key, f"{folder.name}/{name}"))
+
+
+def decision_metrics(target: Any, raw: torch.Tensor, test: pd.DataFrame) -> dict[str, Any]:
+    """Test-split figures of the decision: the total cost at the chosen threshold and at 0.5
+    when costs are configured."""
+    costs = getattr(target.config, "costs", None)
+    if target.task != "binary" or costs is None:
+        return {}
+    known = target.labelled(test[target.name])
+    truth = target.codes(test[target.name])[known]
+    positive = target.positive_probability(raw[torch.from_numpy(known)])
+    return {"threshold": target.threshold_,
+            "cost": total_cost(positive, truth, target.threshold_, costs.false_positive, costs.false_negative),
+            "cost_at_0.5": total_cost(positive, truth, 0.5, costs.false_positive, costs.false_negative)}
+
+
+def class_rows(target: Target[Any], frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per class of ``frame`` (in class order; empty for a number target)."""
+    names = list(target.class_names)
+    if not names:
+        return {}
+    codes = target.codes(frame[target.name])
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    return {str(name): int(count) for name, count in zip(names, counts)}
+
+
+INTERVAL_ROWS = 20_000
+
+
+def metric_intervals(target: Target[Any], raw: torch.Tensor, test: pd.DataFrame, *,
+                     seed: int) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of the test metrics, over the labelled test rows (at most
+    ``INTERVAL_ROWS`` of them, drawn once: 200 resamples of a million rows would cost minutes)."""
+    known = target.labelled(test[target.name])
+    if known.sum() > INTERVAL_ROWS:
+        chosen = np.random.default_rng(seed).choice(np.flatnonzero(known), INTERVAL_ROWS, replace=False)
+        known = np.zeros_like(known)
+        known[chosen] = True
+    truth = target.codes(test[target.name])[known]
+    labelled = raw[torch.from_numpy(known)].detach().cpu().numpy()  # numpy's gather: ~100× torch's here
+    return bootstrap_intervals(lambda rows: metrics_of(target, torch.from_numpy(labelled[rows]), truth[rows]),
+                               len(truth), seed=seed)
+
+
+def candidate_scores(parts: Predictor, members: Sequence[Mapping[str, Any]], test: pd.DataFrame,
+                     metric: str) -> list[dict[str, Any]]:
+    """An ensemble's record per candidate (``members``, from its fit), with each fitted one's
+    ``metric`` on the labelled test rows alone."""
+    if not members or not isinstance(parts.maker, Weighted):
+        return []
+    known = test.loc[parts.target.labelled(test[parts.target.name])]
+    truth = parts.target.codes(known[parts.target.name])
+    raws = parts.maker.predict_members(parts.model, parts.inputs(known))
+    records = []
+    for record in members:
+        record = dict(record)
+        if record["name"] in raws:
+            record["test"] = metrics_of(parts.target, raws[record["name"]], truth).get(metric)
+        records.append(record)
+    return records
