@@ -158,8 +158,8 @@ class Pipeline:
         maker = model_maker(config)  # imports the model type's library (LightGBM for gbdt)
         maker.check(features)  # a model type that cannot take a column fails before any reading
         if isinstance(maker, Learner) and (ignored := ignored_settings(config.training)):
-            log.warning(f"model type {config.model.type!r} fits by its own solver and ignores {', '.join(ignored)} "
-                        "(settings of the torch trainer). Fix: remove them; its own settings are under model:")
+            log.warning(f"model type {config.model.type!r} fits by its own solver: {', '.join(ignored)} (settings "
+                        "of the torch trainer, for torch model types) do not apply to it; its own are under model:")
         clock.lap("model type")
         frame = policy.once(self._read(data))
         if valid is not None:  # validated and cleaned with the rest (a duplicate across the two goes)

@@ -64,12 +64,12 @@ def test_settings_of_the_torch_trainer_are_named_as_ignored(caplog: pytest.LogCa
     config["training"] = {"progress": False, "epochs": 20}  # the defaults, as `init` writes them: no warning
     with caplog.at_level("WARNING", logger="modelmill"):
         modelmill.Pipeline(config).fit(make_frame(200))
-    assert "ignores" not in caplog.text
+    assert "own solver" not in caplog.text
     config["training"].update(ema=0.99, grad_clip=1.0, batch_size=64)
     with caplog.at_level("WARNING", logger="modelmill"):
         modelmill.Pipeline(config).fit(make_frame(200))
-    assert "model type 'gbdt' fits by its own solver and ignores training.batch_size, training.grad_clip, " \
-           "training.ema" in caplog.text
+    assert "model type 'gbdt' fits by its own solver: training.batch_size, training.grad_clip, training.ema " \
+           "(settings of the torch trainer, for torch model types) do not apply to it" in caplog.text
 
 
 def test_on_the_ray_backend_gbdt_fits_here_and_says_why(caplog: pytest.LogCaptureFixture) -> None:

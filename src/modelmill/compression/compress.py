@@ -322,8 +322,7 @@ def compress(bundle_path: str | Path, output: str | Path, *, method: str, option
 
 def _metrics(predictor: Predictor, rows: Rows, parent: Bundle) -> dict[str, Any]:
     """The compressed model's test metrics (as training reports them) on the gate's rows."""
-    from modelmill.scoring import decision_metrics
-    from modelmill.scoring import score
+    from modelmill.scoring import decision_metrics, score
 
     metrics, _ = score(predictor, rows.frame, plots=False, plots_dir=None, history=[])
     metrics.update(decision_metrics(predictor.target, predictor.raw(rows.frame), rows.frame))

@@ -13,6 +13,7 @@ import torch
 from modelmill.data.validate import check_columns
 from modelmill.errors import DataError
 from modelmill.predictor import Predictor
+from modelmill.predictor.runtime import TorchRuntime
 
 # Evaluation and scoring are imported where importance is computed: a server that explains
 # records (this package's attributions) imports neither.
@@ -90,7 +91,9 @@ def importance(predictor: Predictor, frame: pd.DataFrame, *, repeats: int = 5, s
     rng = np.random.default_rng(seed)
     orders = [[rng.permutation(len(known)) for _ in range(repeats)] for _ in slots]
     drops = np.empty((len(names), repeats))
-    if inputs and all(isinstance(x, torch.Tensor) for x in inputs):
+    # stacked passes only where a row's output is its own: a torch module in eval mode (an
+    # ONNX graph quantised to int8 scales its activations by the whole run's range)
+    if isinstance(predictor.runtime, TorchRuntime) and inputs and all(isinstance(x, torch.Tensor) for x in inputs):
         for (column, repeat), raw in _shuffled_outputs(predictor, inputs, slots, orders):
             drops[column, repeat] = baseline - score(raw)
     else:
@@ -125,8 +128,9 @@ def _shuffled_outputs(predictor: Predictor, inputs: list[torch.Tensor], slots: l
     for start in range(0, len(jobs), at_once):
         chunk = jobs[start:start + at_once]
         picks = [torch.from_numpy(orders[column][repeat]) for column, repeat in chunk]
-        stacked = [torch.cat([x[pick] if i in slots[column] else x for (column, _), pick in zip(chunk, picks)])
-                   for i, x in enumerate(inputs)]
+        copies = [[x[pick] if i in slots[column] else x for (column, _), pick in zip(chunk, picks)]
+                  for i, x in enumerate(inputs)]
+        stacked = [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in copies]  # one: no copy
         raw = _raw(predictor, stacked)
         for j, job in enumerate(chunk):
             yield job, raw[j * rows:(j + 1) * rows]
