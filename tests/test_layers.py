@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "modelmill.compare": 12, "modelmill.tuning": 12, "modelmill.retraining": 12, "modelmill.compression": 12,  # they fit whole pipelines
     "modelmill.cli": 12, "modelmill.cli_init": 12, "modelmill.cli_monitoring": 12, "modelmill.cli_build": 12, "modelmill.cli_compression": 12, "modelmill.cli_explain": 12, "modelmill.cli_encryption": 12,
     "modelmill.cli_recommend": 12, "modelmill.cli_registry": 12, "modelmill.cli_lineage": 12, "modelmill.cli_tracking": 12,
+    "modelmill.cli_search": 12, "modelmill.cli_output": 12,
     "modelmill": 13,  # the package face (modelmill/__init__.py)
 }
 FEATURE_TYPES = {"number", "category", "binary", "date", "text", "image"}

@@ -7,20 +7,15 @@ Exit codes: 0 done, 2 the user's input was wrong (one clear message, no tracebac
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from modelmill.cli_build import register as register_build_command
 from modelmill.cli_compression import Runtime, register as register_compression_commands
@@ -30,8 +25,10 @@ from modelmill.cli_lineage import register as register_lineage_command
 from modelmill.cli_encryption import (KeyFileOption, export_key_file, given_key,
                                       register as register_encryption_commands, run_key)
 from modelmill.cli_monitoring import register as register_monitoring_commands
+from modelmill.cli_output import err, log_to, out, summary
 from modelmill.cli_recommend import register as register_recommend_commands
 from modelmill.cli_registry import register as register_registry_commands
+from modelmill.cli_search import register as register_search_commands
 from modelmill.errors import ConfigError, ModelmillError
 
 if TYPE_CHECKING:
@@ -43,8 +40,6 @@ datasets_app = typer.Typer(no_args_is_help=True, help="Public data sets that shi
 app.add_typer(datasets_app, name="datasets")
 log_app = typer.Typer(no_args_is_help=True, help="The prediction log: export it as a table, add labels, read the retraining decisions.")
 app.add_typer(log_app, name="log")
-out = Console()
-err = Console(stderr=True)
 register_init_command(app)  # first in --help: where a project starts
 
 
@@ -87,7 +82,7 @@ def train(
         check_resume(run_dir, encrypted=key is not None)
     err.print(f"run {run_dir}" + (" (encrypted)" if key else ""))
     try:
-        with _log_to(run_dir / "train.log", key), tracking(checked, action="train", base_dir=config.parent,
+        with log_to(run_dir / "train.log", key), tracking(checked, action="train", base_dir=config.parent,
                                                              run_dir=run_dir, encrypted=key is not None) as tracked:
             callbacks = getattr(pipeline, "callbacks", None)  # a predict pipeline's: epochs logged as they end
             if tracked is not None and isinstance(callbacks, list):
@@ -105,7 +100,7 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     mark_latest(run_dir)
-    _summary(pipeline.metrics_, title=_TRAIN_TITLES.get(checked.task, "{name}: test metrics (valid_: the held-out rows "
+    summary(pipeline.metrics_, title=_TRAIN_TITLES.get(checked.task, "{name}: test metrics (valid_: the held-out rows "
                                                          "the fit was chosen on)").format(name=name))
     r = getattr(pipeline, "result_", None)
     if r is not None:
@@ -139,144 +134,7 @@ def _with_training(config: TaskConfig, backend: str | None, workers: int | None)
     return parse_task_config(raw, origin="the config with --backend/--workers")
 
 
-@app.command()
-def compare(
-    config: Annotated[Path, typer.Argument(help="The pipeline's YAML config.")],
-    models: Annotated[str | None, typer.Option(
-        "--models", "-m", help="Comma-separated variants: config, tfidf_lr, linear, mlp, gbdt, bag, cnn, rnn, "
-        "transformer (from scratch), frozen, finetune, lora, full (the pretrained encoder). Default: "
-        "compare.models of the config, else tfidf_lr,cnn,frozen,finetune for text.")] = None,
-    runs: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
-    compress: Annotated[str | None, typer.Option(
-        help="Comma-separated compression methods (int8, float16, bfloat16, prune): each variant compressed "
-        "too, behind the default accuracy gate, as variants NAME+METHOD.")] = None,
-) -> None:
-    """Train several model variants on the same split; one table of test metrics, times,
-    latency and size (also written as comparison.json/.csv and report.html)."""
-    from modelmill.config import load_config
-
-    checked = load_config(config)  # a wrong config fails here, before the heavy imports
-    from modelmill.api import Pipeline
-    from modelmill.compare import compare as run_compare, default_variants, table_rows, variant_configs
-    from modelmill.runs import new_run_dir
-
-    pipeline = Pipeline(checked, base_dir=config.parent)
-    names = [m.strip() for m in models.split(",") if m.strip()] if models else default_variants(pipeline.config)
-    configs = variant_configs(pipeline.config, names)  # a typo fails before a run folder exists
-    methods = [m.strip() for m in compress.split(",") if m.strip()] if compress else []
-    if methods:
-        from modelmill.compression.compress import METHODS
-
-        for method in methods:
-            METHODS.get(method, path="--compress")
-    from modelmill.tracking.session import check_tracking, tracking
-    from modelmill.tracking.values import flatten
-
-    check_tracking(pipeline.config)  # a wrong MLFLOW_TRACKING_URI fails before a run folder exists
-    out_dir = new_run_dir(runs, f"{pipeline.config.name}-compare")
-    err.print(f"comparing {', '.join(names)} in {out_dir}")
-    params = {**flatten(pipeline.config.model_dump(mode="json")), "compare.variants": ",".join(names),
-              "compare.compress": ",".join(methods)}
-    with _log_to(out_dir / "compare.log"), tracking(pipeline.config, action="compare", base_dir=config.parent,
-                                                    run_dir=out_dir, run_name=out_dir.name, params=params) as tracked:
-        rows = run_compare(pipeline.config, configs, out_dir, base_dir=pipeline.base_dir, compress=methods,
-                           progress=lambda message: err.print(escape(message), highlight=False), tracked=tracked)
-    headings, cells = table_rows(pipeline.config.target.type, rows)
-    table = Table(title=f"{pipeline.config.name}: model variants on the same split")
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i == 0 else "right")
-    for cells_of_row in cells:
-        table.add_row(*(escape(c) for c in cells_of_row))
-    needed = sum(max(len(h), *(len(c[i]) for c in cells)) + 3 for i, h in enumerate(headings)) + 1
-    # the table at its natural width even past the terminal's: cut cells would hide the numbers
-    Console(file=out.file, width=max(out.width, needed)).print(table)
-    out.print(f"report: {out_dir / 'report.html'}")
-    if tracked is not None and tracked.url and tracked.down is None:
-        out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
-    if any("error" in row for row in rows):
-        raise typer.Exit(2)
-
-
-class TuneBackend(str, Enum):
-    """Where the trials of a search run: one after another in this process, or side by side on a Ray cluster."""
-
-    local = "local"
-    ray = "ray"
-
-
-@app.command()
-def tune(
-    config: Annotated[Path, typer.Argument(help="The pipeline's YAML config (its tune: section, if any).")],
-    trials: Annotated[int | None, typer.Option(min=1, help="Finished trials the study should hold "
-                                               "(default: tune.trials, 50).")] = None,
-    timeout: Annotated[str | None, typer.Option(help="Time to start trials in: 90s, 10m, 1h30m or seconds "
-                                                "(default: tune.timeout, none).")] = None,
-    study: Annotated[str | None, typer.Option(help="Study name (default: the config's name); the same name "
-                                              "resumes the study or joins another process on it.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the best config "
-                                                "(default: RUNS/tune/STUDY/best.yaml).")] = None,
-    runs: Annotated[Path, typer.Option(help="Folder of the runs; the study goes to RUNS/tune/STUDY/.")] = Path("runs"),
-    storage: Annotated[str | None, typer.Option(help="Database of the study, a SQLAlchemy URL "
-                                                "(default: sqlite:///RUNS/tune/STUDY/study.db).")] = None,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep every trial's bundle (validation scores only).")] = False,
-    final: Annotated[bool, typer.Option("--final/--no-final", help="Train the best config once more and score "
-                                        "it on the test split.")] = True,
-    pruning: Annotated[bool | None, typer.Option("--pruning/--no-pruning", help="Stop bad trials early "
-                                                 "(default: tune.pruning).")] = None,
-    backend: Annotated[TuneBackend, typer.Option(
-        help="local: trials one after another here, the study in a database (resumable, shareable); ray: trials "
-        "side by side on RAY_ADDRESS's cluster, or a private one, through Ray Tune (ASHA stops bad trials early; "
-        "not resumable).")] = TuneBackend.local,
-) -> None:
-    """Search hyper-parameters (Optuna's TPE, pruning on validation curves) and write the best config."""
-    from modelmill.config import load_config
-
-    checked = load_config(config)  # a wrong config fails here, before the heavy imports
-    from modelmill.tuning import tune as run_tune
-
-    name = study or checked.name
-    try:
-        result = run_tune(checked, base_dir=config.parent, trials=trials,
-                          timeout=_duration(timeout) if timeout is not None else None, study=study, runs=runs,
-                          storage=storage, output=output, keep=keep, final=final, pruning=pruning,
-                          backend=backend.value, progress=lambda message: err.print(escape(message), highlight=False),
-                          track=True)
-    except KeyboardInterrupt:
-        if backend is TuneBackend.ray:  # Ray Tune's experiment is not resumed: see tuning/ray_search.py
-            err.print(f"interrupted: the ray search of study {name!r} stopped; its trials are under "
-                      f"{runs / 'tune' / name / 'ray'}, and a new command starts a new search")
-        else:
-            err.print(f"interrupted: study {name!r} keeps its finished trials, and the one cut short runs again; "
-                      "the same command resumes it")
-        raise typer.Exit(130) from None
-    outcome = result.outcome
-    if result.final is not None:
-        if not result.repeatable:
-            err.print(f"[yellow]warning:[/] the best config scored validation {outcome.metric} "
-                      f"{result.final.metrics_.get(f'valid_{outcome.metric}')} when trained again, not "
-                      f"{outcome.best_value:.6g} (a run that is not repeatable: see training.deterministic)")
-        _summary(result.final.metrics_, title=f"{name}: the best config on the test split")
-    counts = outcome.counts
-    untuned = f" (the untuned config: {outcome.untuned_value:.4f})" if outcome.untuned_value is not None else ""
-    err.print(f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} "
-              f"failed; best trial {outcome.best_number}: validation {outcome.metric} {outcome.best_value:.4f}{untuned}")
-    out.print(f"best config: {result.best_path}")
-    out.print(f"report: {result.report_path}")
-    tracked = result.tracked
-    if tracked is not None and tracked.url and tracked.down is None:
-        out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m``."""
-    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ConfigError(f"--timeout {text!r} is not a duration; write it as 90s, 10m, 1h30m or a number of seconds")
-    hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + secs
-    if total <= 0:
-        raise ConfigError(f"--timeout {text!r} must be above 0")
-    return total
+register_search_commands(app)  # compare, tune: after train in --help, as before
 
 
 @app.command()
@@ -338,7 +196,7 @@ def evaluate(
             for name in ("metrics.json", "report.html"):
                 tracked.log_file(out_dir / name)
             tracked.log_folder(out_dir / "plots", "plots")
-    _summary(metrics, title=f"{pipeline.config.name} on {data}")
+    summary(metrics, title=f"{pipeline.config.name} on {data}")
     out.print(f"report: {out_dir / 'report.html'}")
     if tracked is not None and tracked.url and tracked.down is None:
         out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
@@ -476,33 +334,6 @@ def fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")
     out.print(str(fetch_dataset(name)))
 
 
-
-
-def _summary(metrics: dict[str, Any], *, title: str) -> None:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        if isinstance(value, float):
-            table.add_row(key, f"{value:.4f}")
-    out.print(table)
-
-
-@contextmanager
-def _log_to(path: Path, key: bytes | None = None) -> Iterator[None]:
-    """The ``modelmill`` logger's lines into ``path`` too (a sealed log with ``key``)."""
-    from modelmill.encryption import SealedLogHandler
-
-    handler = SealedLogHandler(path, key, path.name) if key is not None else logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("modelmill")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def main() -> None:
