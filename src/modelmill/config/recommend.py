@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from modelmill.config.schema import NAME_PATTERN, AdamWConfig, DataConfig, EarlyStoppingConfig, SplitConfig, \
-    TrainingConfig
+from modelmill.config.optimizers import AdamWConfig
+from modelmill.config.schema import NAME_PATTERN, DataConfig, EarlyStoppingConfig, SplitConfig, TrainingConfig
 from modelmill.config.section import Section
 from modelmill.config.tracking import TrackingConfig
 from modelmill.config.serving import ServingConfig
