@@ -49,6 +49,21 @@ def test_int8_replaces_the_weights_by_an_int8_graph_and_records_the_figures(int8
     assert len(loaded.predict(frame)) == 50
 
 
+def test_the_int8_bundles_importance_is_the_definitions(int8_bundle: Path) -> None:
+    # an int8 graph scales its activations by the whole run's range, so rows scored together
+    # change each other's outputs: importance must score each shuffle in a pass of its own
+    from modelmill.explain import importance
+    from tests.explain.test_attributions import by_definition
+
+    predictor = modelmill.load(int8_bundle).parts
+    frame = make_frame(rows=120, seed=9)
+    frame = frame.loc[predictor.target.labelled(frame["label"])].reset_index(drop=True)
+    found = importance(predictor, frame, repeats=2, seed=0)
+    expected = by_definition(predictor, frame, repeats=2, seed=0)
+    assert any(mean != 0 for mean, _ in expected.values())
+    assert {c: pytest.approx(v, rel=1e-5, abs=1e-7) for c, v in expected.items()} == found
+
+
 def test_the_int8_bundle_serves_on_onnxruntime_only(int8_bundle: Path) -> None:
     with pytest.raises(Exception, match="runs on onnxruntime only"):
         modelmill.load(int8_bundle, runtime="torch")
