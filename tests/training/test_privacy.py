@@ -231,6 +231,45 @@ def test_batch_norm_models_train_privately_and_their_bundles_load_without_opacus
         assert found[name]["labels"] == pipeline.predict(frame).iloc[:, 0].astype(str).tolist(), name
 
 
+class _RowGradientCheck(Callback):
+    """Before each of a private run's first steps clips anything: how far the mean of Opacus's
+    per-row gradients is from the batch gradient autograd computed (relative, per weight tensor)."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+
+    def on_prepare(self, run: TrainingRun) -> None:
+        self.run = run  # the callbacks given to Pipeline run before privacy's own
+
+    def on_train_start(self, state: LoopState, total_epochs: int) -> None:
+        optimizer = self.run.optimizer  # privacy's DPOptimizer by now
+        original = optimizer.pre_step
+
+        def pre_step(closure: Any = None) -> Any:
+            if len(self.gaps) < 40:
+                self.gaps += [float((p.grad - p.grad_sample.mean(0)).norm() / p.grad.norm())
+                              for p in optimizer.params if p.grad is not None and p.grad_sample is not None
+                              and len(p.grad_sample) and float(p.grad.norm()) > 0]
+            return original(closure)
+
+        optimizer.pre_step = pre_step
+
+
+def test_a_private_cnn_gets_each_rows_true_gradient() -> None:
+    """The image encoder runs its convolutions channels-last; Opacus's per-row gradients of such a
+    convolution are wrong (the second convolution's rows' mean was 99% of the batch gradient's norm
+    away from it), so a private model is built in the default layout: every per-row gradient then
+    averages to the batch gradient autograd computes."""
+    images, labels = make_images(160)
+    check = _RowGradientCheck()
+    config = _image_config()
+    config["features"][0]["encoder"] = [{"type": "conv", "filters": 8}, {"type": "pool"},
+                                        {"type": "conv", "filters": 8}, {"type": "flatten"}]
+    assert config["features"][0].get("channels_last", True)  # the default, the layout that broke it
+    modelmill.Pipeline(config, callbacks=[check]).fit(frame_of(images, labels), evaluate=False)
+    assert len(check.gaps) >= 8 and max(check.gaps) < 1e-4, check.gaps
+
+
 def test_frozen_pretrained_encoder_is_cached_and_trains_privately(tmp_path: Path) -> None:
     model = tiny_sentence_model(tmp_path / "tiny")
     config = text_config({"type": "pretrained", "model": str(model)},
