@@ -56,7 +56,7 @@ def test_every_model_gives_one_output_per_target_unit(model_type: str, target: d
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
-@pytest.mark.parametrize("init", ["gaussian", "xavier", "kaiming", "zeros"])
+@pytest.mark.parametrize("init", ["gaussian", "xavier", "kaiming", "zeros", "torch"])
 def test_mlp_options(activation: str, init: str) -> None:
     parts = fitted_parts({"type": "mlp", "hidden": [8, 4], "activation": activation, "init": init,
                           "dropout": 0.2, "batch_norm": True})
@@ -67,6 +67,20 @@ def test_mlp_options(activation: str, init: str) -> None:
         assert all(float(layer.weight.detach().abs().sum()) == 0.0 for layer in layers)
     else:
         assert all(float(layer.weight.detach().abs().sum()) > 0.0 for layer in layers)
+
+
+def test_mlp_torch_init_is_pytorchs_own_linear_init() -> None:
+    """init: torch leaves weights and biases as nn.Linear draws them: uniform within 1/sqrt(fan_in),
+    biases included (every other scheme starts biases at zero); kaiming's bound is sqrt(6/fan_in)."""
+    parts = fitted_parts({"type": "mlp", "hidden": [64], "init": "torch", "batch_norm": False})
+    parts_kaiming = fitted_parts({"type": "mlp", "hidden": [64], "init": "kaiming", "batch_norm": False})
+    for layer, other in zip((m for m in parts.model.modules() if isinstance(m, torch.nn.Linear)),
+                            (m for m in parts_kaiming.model.modules() if isinstance(m, torch.nn.Linear))):
+        bound = 1 / layer.in_features ** 0.5
+        assert float(layer.weight.abs().max()) <= bound
+        assert float(layer.bias.abs().max()) > 0.0
+        assert float(other.weight.abs().max()) > bound  # kaiming's wider range: the two differ
+        assert float(other.bias.abs().max()) == 0.0
 
 
 def test_linear_is_a_single_affine_layer() -> None:

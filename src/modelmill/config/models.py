@@ -21,7 +21,9 @@ class MLPModelConfig(Section):
     activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
     dropout: float = Field(0.1, ge=0, lt=1)
     batch_norm: bool = True
-    init: Literal["gaussian", "xavier", "kaiming", "zeros"] = "kaiming"
+    init: Literal["gaussian", "xavier", "kaiming", "zeros", "torch"] = Field(
+        "kaiming", description="Initial dense weights (biases start at zero): gaussian (std 0.01), xavier "
+        "(Glorot uniform), kaiming (He uniform), zeros, or torch's own nn.Linear default (its biases too).")
 
 
 class TfidfLogisticModelConfig(Section):

@@ -17,8 +17,12 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def initialise(module: nn.Module, scheme: str, activation: str) -> None:
-    """Weight init of every Linear layer; biases start at zero."""
+    """Weight init of every Linear layer; biases start at zero (``torch``: PyTorch's own init of
+    weights and biases, as a freshly built nn.Linear has them)."""
     if not isinstance(module, nn.Linear):
+        return
+    if scheme == "torch":
+        module.reset_parameters()
         return
     nonlinearity: Literal["relu", "tanh", "sigmoid"] = (
         "relu" if activation in ("relu", "gelu") else "tanh" if activation == "tanh" else "sigmoid"
