@@ -14,7 +14,12 @@ differs is listed in mnist_config.
     .venv/bin/python examples/mnist/fetch.py            # once
     nice -n 10 .venv/bin/python benchmarks/privacy.py [--adult-epochs 20] [--mnist-epochs 60]
         [--mnist-rows 60000] [--skip-mnist] [--skip-mnist-baseline] [--activation relu|tanh]
-        [--epoch-log] [--out results.json]
+        [--opacus-peer] [--epoch-log] [--out results.json]
+
+--opacus-peer also runs the peer, Opacus's own MNIST example written out in plain PyTorch
+(benchmarks/peers/opacus_mnist.py), in the same run and at the private arm's settings: as many
+training images (a seeded sample), σ calibrated for the same ε over the same epochs, the same
+batch, learning rate, momentum, clipping norm and activation.
 
 --activation tanh puts tanh in place of every ReLU of the MNIST network (both convolutions and the
 dense layer), the only change: Papernot et al., "Tempered Sigmoid Activations for Deep Learning with
@@ -29,6 +34,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +59,7 @@ def adult_config(epochs: int, epsilon: float | None) -> dict[str, Any]:
 def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str = "relu",
                  epoch_log: bool = False, lr: float = 0.15, schedule: str = "none",
                  batch: int = 240, ema: float | None = None, valid: float = 0.05, momentum: float = 0.0,
-                 clip: float = 1.0) -> tuple[dict[str, Any], int]:
+                 clip: float = 1.0, dense_init: str = "torch") -> tuple[dict[str, Any], int]:
     """Opacus's MNIST run as our config spells it. What still differs, and why:
 
     - 5% of the training file is held out for validation (57,000 rows train, not 60,000): the trainer
@@ -62,8 +70,9 @@ def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str 
     - σ is calibrated here for ε = 3 by Opacus's current RDP accountant (≈ 1.0), not fixed at 1.1: its
       2020 accountant turned RDP into ε by the looser ε = RDP − log δ / (α − 1), which put σ = 1.1 at 3.01;
       today's (Balle et al. 2020) conversion spends less per σ, so less noise reaches ε = 3.
-    - The dense layers are the `mlp` model's, whose weights start from its `kaiming` init (biases 0),
-      not PyTorch's default (the mlp config has no `torch` init); the convolutions do start from PyTorch's.
+    - Nothing else: the dense layers start from PyTorch's own init (`init: torch`, the default of
+      --mnist-dense-init) as the convolutions do. Runs before 2026-12-03's evening started them from the
+      `mlp`'s `kaiming` init (biases 0), which the mlp config had no alternative to then.
     """
     data = ROOT / "examples/mnist/data"
     training: dict[str, Any] = {
@@ -88,7 +97,8 @@ def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str 
             {"type": "pool", "size": 2, "stride": 1},
             {"type": "flatten"}]}],
         "target": {"name": "label", "type": "category"},
-        "model": {"type": "mlp", "hidden": [32], "dropout": 0.0, "batch_norm": False, "activation": activation},
+        "model": {"type": "mlp", "hidden": [32], "dropout": 0.0, "batch_norm": False, "activation": activation,
+                  "init": dense_init},
         "training": training,
         "evaluation": {"plots": False, "report": False, "explain": 0},
     }, rows
@@ -113,6 +123,20 @@ def run_arm(name: str, config: dict[str, Any], base_dir: Path, metric: str, rows
               "sample_rate": privacy.get("sample_rate"), "steps": privacy.get("steps"),
               # the validation figure of the epoch the trainer kept: what a setting is chosen by (never the test's)
               "best_epoch": result.best_epoch, "best_valid": result.best_value}
+    print(json.dumps(record), flush=True)
+    return record
+
+
+def opacus_peer(args: argparse.Namespace, rows: int) -> dict[str, Any]:
+    """The peer's private arm at our private arm's settings (``rows`` training images), in a process of its own."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "peer.json"
+        subprocess.run([sys.executable, str(ROOT / "benchmarks/peers/opacus_mnist.py"), "--epochs",
+                        str(args.mnist_epochs), "--epsilon", str(args.mnist_epsilon), "--rows", str(rows),
+                        "--batch", str(args.mnist_batch), "--lr", str(args.mnist_lr), "--momentum",
+                        str(args.mnist_momentum), "--clip", str(args.mnist_clip), "--activation", args.activation,
+                        "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+        record: dict[str, Any] = json.loads(out.read_text())
     print(json.dumps(record), flush=True)
     return record
 
@@ -151,6 +175,11 @@ def main() -> None:
                         help="the MNIST arms' SGD momentum (0: Opacus's)")
     parser.add_argument("--mnist-clip", type=float, default=1.0,
                         help="the private MNIST arm's max_grad_norm, the per-example clipping norm (1: Opacus's)")
+    parser.add_argument("--mnist-dense-init", choices=["torch", "kaiming"], default="torch",
+                        help="the MNIST network's dense layers' init (torch: PyTorch's, as SampleConvNet; kaiming: "
+                        "the mlp's default, what runs before this option had)")
+    parser.add_argument("--opacus-peer", action="store_true",
+                        help="also run Opacus's own MNIST example at the private arm's settings (the peer)")
     parser.add_argument("--epoch-log", action="store_true",
                         help="one line per MNIST epoch (losses, validation accuracy) on stderr")
     parser.add_argument("--out", type=Path)
@@ -165,6 +194,10 @@ def main() -> None:
         for epsilon in args.epsilons:
             records.append(run_arm(f"adult, ε = {epsilon:g}", adult_config(args.adult_epochs, epsilon), adult_dir,
                                    "roc_auc"))
+    if args.opacus_peer and (args.mnist_schedule != "none" or args.mnist_ema is not None
+                             or args.mnist_dense_init != "torch" or args.skip_mnist):
+        raise SystemExit("--opacus-peer runs Opacus's example beside the MNIST arms: no --mnist-schedule, "
+                         "--mnist-ema or --mnist-dense-init kaiming (it has none of them), and no --skip-mnist")
     if not args.skip_mnist:
         if not (ROOT / "examples/mnist/data/train-labels-idx1-ubyte").is_file():
             raise SystemExit("MNIST is not fetched. Fix: .venv/bin/python examples/mnist/fetch.py")
@@ -173,7 +206,8 @@ def main() -> None:
             config, rows = mnist_config(args.mnist_epochs, epsilon, args.mnist_rows, args.activation, args.epoch_log,
                                         lr=args.mnist_lr, schedule=args.mnist_schedule, batch=args.mnist_batch,
                                         ema=args.mnist_ema, valid=args.mnist_valid,
-                                        momentum=args.mnist_momentum, clip=args.mnist_clip)
+                                        momentum=args.mnist_momentum, clip=args.mnist_clip,
+                                        dense_init=args.mnist_dense_init)
             name = "mnist, not private" if epsilon is None else f"mnist, ε = {epsilon:g}"
             if args.activation != "relu":
                 name += f", {args.activation}"
@@ -189,9 +223,13 @@ def main() -> None:
                 name += f", momentum {args.mnist_momentum:g}"
             if args.mnist_clip != 1.0 and epsilon is not None:
                 name += f", clip {args.mnist_clip:g}"
+            if args.mnist_dense_init != "torch":
+                name += f", dense init {args.mnist_dense_init}"
             if args.mnist_schedule != "none":
                 name += f", {args.mnist_schedule} schedule"
             records.append(run_arm(name, config, ROOT, "accuracy", rows))
+        if args.opacus_peer:
+            records.append(opacus_peer(args, int(records[-1]["train_rows"])))
     summary = {"machine": machine(), "torch": torch.__version__, "mnist_activation": args.activation,
                "records": records}
     if args.out:
