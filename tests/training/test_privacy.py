@@ -255,17 +255,23 @@ class _RowGradientCheck(Callback):
         optimizer.pre_step = pre_step
 
 
-def test_a_private_cnn_gets_each_rows_true_gradient() -> None:
-    """The image encoder runs its convolutions channels-last; Opacus's per-row gradients of such a
-    convolution are wrong (the second convolution's rows' mean was 99% of the batch gradient's norm
-    away from it), so a private model is built in the default layout: every per-row gradient then
-    averages to the batch gradient autograd computes."""
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_private_cnn_gets_each_rows_true_gradient(channels: int) -> None:
+    """The image encoder runs its convolutions channels-last; Opacus's per-row gradients of a
+    convolution with a channels-last input are wrong (the second convolution's rows' mean was 99%
+    of the batch gradient's norm away from it), so a private model is built in the default layout:
+    every per-row gradient then averages to the batch gradient autograd computes. Colour images
+    given as (h, w, 3) arrays arrive channels-last already, at the first convolution."""
+    from modelmill.config.images import ImageFeatureBase
+
     images, labels = make_images(160)
+    if channels == 3:
+        images = np.stack([images, images // 2, 255 - images], axis=-1)
     check = _RowGradientCheck()
     config = _image_config()
     config["features"][0]["encoder"] = [{"type": "conv", "filters": 8}, {"type": "pool"},
                                         {"type": "conv", "filters": 8}, {"type": "flatten"}]
-    assert config["features"][0].get("channels_last", True)  # the default, the layout that broke it
+    assert ImageFeatureBase.model_fields["channels_last"].default  # the default, the layout that broke it
     modelmill.Pipeline(config, callbacks=[check]).fit(frame_of(images, labels), evaluate=False)
     assert len(check.gaps) >= 8 and max(check.gaps) < 1e-4, check.gaps
 

@@ -70,7 +70,8 @@ class ScalePixels(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.mean) * self.inverse_std  # (batch, c, h, w)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        # the layout is set either way: stacked (h, w, c) arrays arrive channels-last already
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
 
 class Augment(nn.Module):

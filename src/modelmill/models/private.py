@@ -52,12 +52,14 @@ def out_of_place(module: nn.Module) -> None:
 
 def contiguous_layout(module: nn.Module) -> None:
     """The image encoder's convolutions back in PyTorch's default memory layout (it runs them
-    channels-last, a CPU speed-up). Opacus's per-row gradients of a convolution whose input and
-    weights are channels-last are wrong (Opacus 1.6, torch 2.13): on a 16-channel input their mean
-    differs from the batch's own gradient by 99% of its norm, so clipping and noise would act on
-    gradients of nothing. Same numbers in the forward; only slower on a CPU."""
+    channels-last, a CPU speed-up). Opacus's per-row gradients of a convolution whose input is
+    channels-last are wrong (Opacus 1.6: its ``unfold2d`` walks the input with the strides of the
+    default layout): on a 16-channel input their mean was 99% of the batch gradient's norm away
+    from it, so clipping and noise would act on wrong gradients. The images go in in the default
+    layout (``ScalePixels``), and so do the weights: channels-last weights make a CPU convolution's
+    output, the next one's input, channels-last. Same numbers in the forward; only slower on a CPU."""
     for layer in module.modules():
-        if isinstance(layer, ScalePixels):  # it turns the images channels-last on the way in
+        if isinstance(layer, ScalePixels):  # it hands the images on channels-last otherwise
             layer.channels_last = False
     module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
