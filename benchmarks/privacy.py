@@ -64,7 +64,7 @@ def mnist_config(epochs: int, epsilon: float | None, rows: int, activation: str 
 
     - 5% of the training file is held out for validation (57,000 rows train, not 60,000): the trainer
       keeps the weights of the best validation epoch, so it needs a validation split (not the test file).
-    - 240 expected rows a batch over 57,000 rows: q = 0.0042 and 14,250 steps in 60 epochs; Opacus's
+    - 240 expected rows a batch over 57,000 rows: q = 0.0042 and 14,280 steps in 60 epochs (238 an epoch); Opacus's
       published run (April 2020, pytorch-dp) took shuffled batches of 250 (q = 0.0042, 14,400 steps),
       its README now says -sr=0.004 (240 of 60,000). Ours are Poisson-sampled, as the accounting assumes.
     - σ is calibrated here for ε = 3 by Opacus's current RDP accountant (≈ 1.0), not fixed at 1.1: its
@@ -187,6 +187,10 @@ def main() -> None:
                         help="one line per MNIST epoch (losses, validation accuracy) on stderr")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.opacus_peer and (args.mnist_schedule != "none" or args.mnist_ema is not None
+                             or args.mnist_dense_init != "torch" or args.skip_mnist):
+        raise SystemExit("--opacus-peer runs Opacus's example beside the MNIST arms: no --mnist-schedule, "
+                         "--mnist-ema or --mnist-dense-init kaiming (it has none of them), and no --skip-mnist")
     import torch
 
     torch.set_num_threads(2)
@@ -197,10 +201,6 @@ def main() -> None:
         for epsilon in args.epsilons:
             records.append(run_arm(f"adult, ε = {epsilon:g}", adult_config(args.adult_epochs, epsilon), adult_dir,
                                    "roc_auc"))
-    if args.opacus_peer and (args.mnist_schedule != "none" or args.mnist_ema is not None
-                             or args.mnist_dense_init != "torch" or args.skip_mnist):
-        raise SystemExit("--opacus-peer runs Opacus's example beside the MNIST arms: no --mnist-schedule, "
-                         "--mnist-ema or --mnist-dense-init kaiming (it has none of them), and no --skip-mnist")
     if not args.skip_mnist:
         if not (ROOT / "examples/mnist/data/train-labels-idx1-ubyte").is_file():
             raise SystemExit("MNIST is not fetched. Fix: .venv/bin/python examples/mnist/fetch.py")

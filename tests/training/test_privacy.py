@@ -232,8 +232,9 @@ def test_batch_norm_models_train_privately_and_their_bundles_load_without_opacus
 
 
 class _RowGradientCheck(Callback):
-    """Before each of a private run's first steps clips anything: how far the mean of Opacus's
-    per-row gradients is from the batch gradient autograd computed (relative, per weight tensor)."""
+    """At a private run's first steps, before each step clips and noises anything: how far the mean
+    of Opacus's per-row gradients is from the batch gradient autograd computed (relative, per weight
+    tensor)."""
 
     def __init__(self) -> None:
         self.gaps: list[float] = []
@@ -258,8 +259,8 @@ class _RowGradientCheck(Callback):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_a_private_cnn_gets_each_rows_true_gradient(channels: int) -> None:
     """The image encoder runs its convolutions channels-last; Opacus's per-row gradients of a
-    convolution with a channels-last input are wrong (the second convolution's rows' mean was 99%
-    of the batch gradient's norm away from it), so a private model is built in the default layout:
+    convolution with a channels-last input are wrong (in Opacus's MNIST network the second
+    convolution's rows' mean was 94% of the batch gradient's norm away from it), so a private model is built in the default layout:
     every per-row gradient then averages to the batch gradient autograd computes. Colour images
     given as (h, w, 3) arrays arrive channels-last already, at the first convolution."""
     from modelmill.config.images import ImageFeatureBase
@@ -273,7 +274,7 @@ def test_a_private_cnn_gets_each_rows_true_gradient(channels: int) -> None:
                                         {"type": "conv", "filters": 8}, {"type": "flatten"}]
     assert ImageFeatureBase.model_fields["channels_last"].default  # the default, the layout that broke it
     modelmill.Pipeline(config, callbacks=[check]).fit(frame_of(images, labels), evaluate=False)
-    assert len(check.gaps) >= 8 and max(check.gaps) < 1e-4, check.gaps
+    assert len(check.gaps) >= 8 and max(check.gaps) < 1e-3, check.gaps  # float32 rounding only; the bug: > 0.9
 
 
 def test_frozen_pretrained_encoder_is_cached_and_trains_privately(tmp_path: Path) -> None:

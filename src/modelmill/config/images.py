@@ -127,4 +127,5 @@ class ImageFeatureBase(Section):
         "auto: in memory when the decoded pixels fit in memory_limit_mb.")
     memory_limit_mb: int = Field(4096, ge=1, description="The most decoded pixels held in memory (auto).")
     channels_last: bool = Field(True, description="Run the convolutions in channels-last memory "
-                                "format (faster on CPUs).")
+                                "format (faster on CPUs). A differentially private model runs them in the "
+                                "default layout whatever this says (Opacus's per-row gradients need it).")

@@ -57,7 +57,8 @@ def contiguous_layout(module: nn.Module) -> None:
     default layout): on a 16-channel input their mean was 99% of the batch gradient's norm away
     from it, so clipping and noise would act on wrong gradients. The images go in in the default
     layout (``ScalePixels``), and so do the weights: channels-last weights make a CPU convolution's
-    output, the next one's input, channels-last. Same numbers in the forward; only slower on a CPU."""
+    output, the next one's input, channels-last. The same function in the forward; only slower
+    on a CPU."""
     for layer in module.modules():
         if isinstance(layer, ScalePixels):  # it hands the images on channels-last otherwise
             layer.channels_last = False
