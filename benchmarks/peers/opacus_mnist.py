@@ -122,7 +122,8 @@ def main() -> None:
         correct = sum(int((model(test_x[i:i + 2048]).argmax(1) == test_y[i:i + 2048]).sum())
                       for i in range(0, len(test_x), 2048))
     record = {"arm": "Opacus examples/mnist.py on this machine", "accuracy": round(correct / len(test_x), 4),
-              "epsilon_spent": round(engine.get_epsilon(args.delta), 4), "accountant": "rdp", "noise_multiplier": optimizer.noise_multiplier,
+              "epsilon_spent": round(engine.get_epsilon(args.delta), 4), "accountant": "rdp",
+              "noise_multiplier": optimizer.noise_multiplier,
               "sample_rate": round(float(loader.sample_rate), 6), "steps": steps, "train_rows": len(train_x),
               "epochs": args.epochs, "seconds_per_epoch": round(seconds / args.epochs, 2),
               "activation": args.activation, "lr": args.lr, "momentum": args.momentum, "clip": args.clip,

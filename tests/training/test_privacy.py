@@ -260,9 +260,10 @@ class _RowGradientCheck(Callback):
 def test_a_private_cnn_gets_each_rows_true_gradient(channels: int) -> None:
     """The image encoder runs its convolutions channels-last; Opacus's per-row gradients of a
     convolution with a channels-last input are wrong (in Opacus's MNIST network the second
-    convolution's rows' mean was 94% of the batch gradient's norm away from it), so a private model is built in the default layout:
-    every per-row gradient then averages to the batch gradient autograd computes. Colour images
-    given as (h, w, 3) arrays arrive channels-last already, at the first convolution."""
+    convolution's rows' mean was 94% of the batch gradient's norm away from it), so a private
+    model is built in the default layout: every per-row gradient then averages to the batch
+    gradient autograd computes. Colour images given as (h, w, 3) arrays arrive channels-last
+    already, at the first convolution."""
     from modelmill.config.images import ImageFeatureBase
 
     images, labels = make_images(160)
