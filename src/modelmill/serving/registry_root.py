@@ -5,7 +5,8 @@ root's path. Unlike a folder of versions it never falls back: a server asked for
 alias names serves that version or does not start, never silently an older one.
 
 Resolving an alias and fetching a version talk to the tracking server: callers on the event
-loop run them in a thread (see :meth:`ServerState._switch`).
+loop run them in a thread (see :meth:`ServerState._switch`), and a registry that never answers
+fails them in bounded time (``tracking.client.SERVING_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from modelmill.errors import KEY_ERRORS, ModelmillError, TrackingError
 from modelmill.serving.problem import Problem, without_paths
 from modelmill.serving.versions import ModelRoot, is_version_dir, version_order
 from modelmill.tracking import tags
-from modelmill.tracking.client import URI_VARIABLE, failure, mlflow_client, redact, tracking_uri
+from modelmill.tracking.client import (URI_VARIABLE, failure, mlflow_client, redact, serving_timeout_default,
+                                       tracking_uri)
 from modelmill.tracking.fetch import cache_folder, fetch_version
 from modelmill.tracking.registry import (VERSION, ModelRef, NotRegistered, get_version,
                                         parse_model_uri, resolve)
@@ -32,6 +34,7 @@ def open_model_root(path: str | Path) -> ModelRoot:
     from modelmill.tracking.registry import is_model_uri
 
     if isinstance(path, str) and is_model_uri(path):
+        serving_timeout_default()
         return RegistryRoot(parse_model_uri(path))
     return ModelRoot(Path(path))
 

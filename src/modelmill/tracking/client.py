@@ -35,6 +35,12 @@ QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BA
 # refuses connections is retried twice, not for minutes (the answer's timeout stays MLflow's).
 QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
          "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+# A server of a registered model (``serve models:/NAME@ALIAS``) asks the registry at start, on a
+# reload and on a rollback: a registry that takes a request and never answers would hold that call
+# for MLflow's 120 s on each of its three tries. 15 s of silence is taken as a failure (a reload
+# answers 409 and the served version stays), unless the user set the variable. It bounds each wait
+# for bytes, not a whole download, so a large bundle still arrives.
+SERVING_TIMEOUT = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")  # to the last @: a password may hold one
 _QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")  # signed URLs carry their keys here
 
@@ -110,6 +116,13 @@ def quick_failure_defaults() -> None:
     """MLflow's request settings of QUICK_FAILURE, where the user set none (called on the calling
     thread, before any thread of ours starts: the environment is not changed while others read it)."""
     for name, value in QUICK_FAILURE.items():
+        os.environ.setdefault(name, value)
+
+
+def serving_timeout_default() -> None:
+    """MLflow's answer timeout of SERVING_TIMEOUT, where the user set none (called as a server opens
+    its registered model, before the server's threads start)."""
+    for name, value in SERVING_TIMEOUT.items():
         os.environ.setdefault(name, value)
 
 
