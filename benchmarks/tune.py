@@ -91,6 +91,15 @@ def main() -> None:
           f"seeds {mean(r['untuned_spread'] for r in rows):.4f}), tuned {mean(r['tuned_test'] for r in rows):.4f}; "
           f"gain {mean(r['tuned_test'] - r['untuned_median'] for r in rows):+.4f}; pruned share "
           f"{mean(r['pruned_share'] for r in rows):.2f} over {len(rows)} split(s)", flush=True)
+    if len(rows) > 1:  # the means over splits, per training seed: the noise of a mean over splits is their spread
+        means = [mean(r["untuned"][i]["test"] for r in rows) for i in range(3)]
+        gains = [r["tuned_test"] - r["untuned_median"] for r in rows]
+        tuned = mean(r["tuned_test"] for r in rows)
+        print(f"{args.table}: untuned auto's mean over the splits per training seed "
+              f"{' / '.join(f'{m:.4f}' for m in means)} (spread {max(means) - min(means):.4f}); tuned's mean "
+              f"{tuned:.4f}, gain {tuned - statistics.median(means):+.4f} over their median; the gain per split "
+              f"{', '.join(f'{g:+.4f}' for g in gains)} "
+              f"(standard error of its mean {statistics.stdev(gains) / len(gains) ** 0.5:.4f})", flush=True)
 
 
 if __name__ == "__main__":
