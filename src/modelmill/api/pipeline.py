@@ -1,14 +1,6 @@
-"""The Python face of modelmill: ``Pipeline`` and ``load``.
-
-    pipeline = Pipeline.from_yaml("income.yaml").fit()
-    pipeline.evaluate("test.csv")
-    pipeline.predict(frame)
-    pipeline.save("bundle/")
-    modelmill.load("bundle/").predict(frame)
-
-Custom training callbacks (``modelmill.training.Callback``) go in with
-``Pipeline(config, callbacks=[...])``.
-"""
+"""``Pipeline``: one config, the whole way from raw data to an evaluated bundle (fit, predict,
+explain, evaluate, save). Its training stage is in ``api.training``, what it writes about
+itself in ``api.documents``, loading a bundle in ``api.loading``."""
 
 from __future__ import annotations
 
@@ -18,12 +10,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Self, TypeAlias
+from typing import Any, Self, TypeAlias
 
 import pandas as pd
 import torch
 
-from modelmill.bundle import Bundle, Contents, Lineage, read_bundle, sha256, write_contents
+from modelmill.api.documents import fitted_card, report_html, run_sections
+from modelmill.api.training import NO_HELD_OUT, decide_threshold, monitored_metric, private_training, train_model
+from modelmill.bundle import Contents, Lineage, sha256, write_contents
 from modelmill.config import PipelineConfig, dump_config, load_config
 from modelmill.config.schema import DataConfig
 from modelmill.data.clean import CleaningReport, clean_rows, drop_outlier_rows
@@ -32,24 +26,20 @@ from modelmill.data.sources import read_table
 from modelmill.data.split import SplitRecord, split_frame, split_rest
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.encryption import Key, as_key, seal_if
-from modelmill.files import atomic_write_bytes
-from modelmill.config.models import AutoModelConfig
 from modelmill.errors import ConfigError, DataError, ModelError, ModelmillError
-from modelmill.evaluation.card import ModelCard, TrainingCard, model_card
-from modelmill.evaluation.metrics import Task, check_metric, default_metric, metric_direction
-from modelmill.evaluation.report import render_report
+from modelmill.evaluation.card import ModelCard
+from modelmill.evaluation.metrics import check_metric
 from modelmill.explain import Explanation, attributions
-from modelmill.features import Feature, Target, build_features, build_target
+from modelmill.features import Feature, build_features, build_target
+from modelmill.files import atomic_write_bytes
 from modelmill.models import Learner
 from modelmill.models.ensemble import Weighted
 from modelmill.predictor import Predictor, model_maker, prediction_frame
 from modelmill.predictor.output import prediction_profile
 from modelmill.privacy.policy import PrivacyPolicy
-from modelmill.scoring import candidate_scores, class_rows, decision_metrics, metric_intervals, metrics_of, score
-from modelmill.training import Callback, TensorData, TrainResult
-from modelmill.training.decision import decide, needs_held_out
-from modelmill.training.ensemble import fit_ensemble
-from modelmill.training.fitting import FitSettings, fit_model
+from modelmill.scoring import candidate_scores, class_rows, decision_metrics, metric_intervals, score
+from modelmill.training import Callback, TrainResult
+from modelmill.training.decision import needs_held_out
 from modelmill.training.learners import ignored_settings
 from modelmill.training.privacy import DifferentialPrivacy
 
@@ -183,7 +173,7 @@ class Pipeline:
                                      rows={"train": len(train), "valid": len(valid), "test": len(test)})
         clock.lap("split")
         if needs_held_out(config.target) and not len(valid) and config.model.type not in ("auto", "ensemble"):
-            raise ConfigError(_NO_HELD_OUT, path="target")  # before any fitting
+            raise ConfigError(NO_HELD_OUT, path="target")  # before any fitting
         train = drop_outlier_rows(train, config, features, report)
         learned = pd.concat([train, valid], ignore_index=True) if maker.refits and len(valid) else train
         for treated in (train, valid, test, learned):  # whatever cleaning and splitting kept of the mark:
@@ -194,8 +184,13 @@ class Pipeline:
         train_data = parts.tensors(train)
         valid_data = parts.tensors(valid) if len(valid) else replace(train_data, held_out=False)
         clock.lap("fit features")
-        self.result_ = self._train(parts, train_data, valid_data, run_dir, resume)
-        self.decision_ = self._decide(parts, self.result_)
+        self.privacy_ = None  # the metric is checked first, as it always was; then privacy's own check
+        check_metric(parts.target.task, monitored_metric(config, parts.target.task), "training.early_stopping.metric")
+        self.privacy_ = private_training(config, parts.target)
+        callbacks = [*self.callbacks, *([self.privacy_] if self.privacy_ is not None else [])]
+        self.result_ = train_model(config, parts, train_data, valid_data, callbacks=callbacks, run_dir=run_dir,
+                                   resume=resume, key=self.key_)
+        self.decision_ = decide_threshold(config, parts, self.result_)
         clock.lap("fit the model")
         self.predictor_, self.cleaning_ = parts, report
         self.profile_ = parts.profile(learned)  # the rows the kept model learned from
@@ -210,7 +205,7 @@ class Pipeline:
             self.metrics_["privacy"] = self.privacy_.summary()
         held_out = bool(len(valid)) or isinstance(parts.maker, Weighted)  # an ensemble's folds hold rows out
         if held_out and self.result_.best_value is not None:  # the score the fit was chosen by
-            self.metrics_[f"valid_{self._monitor(parts.target.task)}"] = float(self.result_.best_value)
+            self.metrics_[f"valid_{monitored_metric(config, parts.target.task)}"] = float(self.result_.best_value)
         clock.lap("evaluate")
         self.timings_ = clock.laps
         log.info("seconds: " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
@@ -225,7 +220,8 @@ class Pipeline:
         raw = parts.raw(test)
         self.metrics_.update(decision_metrics(parts.target, raw, test))
         self.intervals_ = metric_intervals(parts.target, raw, test, seed=self.config.training.seed)
-        candidates = candidate_scores(parts, self.result_.members, test, self._monitor(parts.target.task))
+        candidates = candidate_scores(parts, self.result_.members, test,
+                                      monitored_metric(self.config, parts.target.task))
         if candidates:
             self.metrics_["candidates"] = candidates
         if self.config.evaluation.explain and self.config.evaluation.report:
@@ -299,58 +295,6 @@ class Pipeline:
         torch.manual_seed(config.training.seed)  # the initial weights are part of a repeatable run
         return Predictor.build(config, features, target)
 
-    def _train(self, parts: Predictor, train: TensorData, valid: TensorData,
-               run_dir: Path | None, resume: bool) -> TrainResult:
-        task = parts.target.task
-        monitor = self._monitor(task)
-        check_metric(task, monitor, "training.early_stopping.metric")
-        mode: Literal["max", "min"] = "min" if monitor == "loss" else metric_direction(monitor)
-        target = parts.target
-
-        def scorer(raw: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-            metrics = metrics_of(target, raw, target.untransform(truth))
-            return {k: v for k, v in metrics.items() if isinstance(v, float)}
-
-        callbacks = [*self.callbacks, *self._private_training(target)]
-        settings = FitSettings(self.config.training, target, scorer, monitor, mode, callbacks,
-                               persist_cache=self.key_ is None)
-        if isinstance(parts.maker, Weighted):
-            model = self.config.model
-            return fit_ensemble(parts.maker, parts.model, train, valid, settings, features=parts.features,
-                                time_split=self.config.data.split.method == "time",
-                                time_budget=(model.time_budget or "sized") if isinstance(model, AutoModelConfig)
-                                else None)
-        return fit_model(parts.maker, parts.model, train, valid, settings,
-                         checkpoint_dir=run_dir / "checkpoints" if run_dir else None, resume=resume,
-                         checkpoint_key=self.key_)
-
-    def _private_training(self, target: Target[Any]) -> list[Callback]:
-        """With ``training.privacy``: the DP-SGD callback, kept in ``privacy_`` for what it spent."""
-        self.privacy_ = None
-        settings = self.config.training.privacy
-        if settings is None:
-            return []
-        if target.class_weights is not None:  # a weighted mean divides by the batch's total weight: rows not apart
-            raise ConfigError("class weights cannot be combined with training.privacy: the weighted loss divides by "
-                              "the weight of the whole batch, so one row's gradient depends on the others and DP-SGD "
-                              "cannot bound it. Fix: class_weights: none", path="target.class_weights")
-        self.privacy_ = DifferentialPrivacy(settings, seed=self.config.training.seed)
-        return [self.privacy_]
-
-    def _monitor(self, task: Task) -> str:
-        """The metric early stopping watches, and ensembles are weighed and reported by."""
-        metric = self.config.training.early_stopping.metric
-        return default_metric(task) if metric == "auto" else metric
-
-    def _decide(self, parts: Predictor, result: TrainResult) -> dict[str, Any]:
-        """The target's threshold and calibration, chosen on the held-out predictions."""
-        if not needs_held_out(self.config.target):
-            return {}
-        if result.held_out_raw is None or result.held_out_target is None:
-            raise ConfigError(_NO_HELD_OUT, path="target")
-        where = "the out-of-fold predictions" if isinstance(parts.maker, Weighted) else "the validation split"
-        return decide(parts.target, result.held_out_raw, result.held_out_target, where=where)
-
     # ------------------------------------------------------ using a fitted one
 
     @property
@@ -386,13 +330,19 @@ class Pipeline:
                                plots_dir=out_dir / "plots" if out_dir else None, history=[], key=self.key_)
         if out_dir:
             card = self.card_ if self.result_ is None else self.model_card()
-            report = self._report_html(f"{self.config.name}: evaluation on {source}", metrics, plots, {}, card)
+            report = report_html(self.config, f"{self.config.name}: evaluation on {source}", metrics, plots, {},
+                                 card)
             for name, content in {"metrics.json": json.dumps(metrics, indent=2).encode(), "report.html": report}.items():
                 # atomic: a reader (or a crash) never sees half a report
                 atomic_write_bytes(out_dir / name, seal_if(content, self.key_, name))
         return metrics
 
     # ------------------------------------------------------------------ saving
+
+    def model_card(self) -> ModelCard:
+        """The model card (Mitchell et al. 2019) of the latest fit, or the card a loaded bundle
+        holds; with the columns' importance once ``importance_`` is set."""
+        return fitted_card(self)
 
     def save(self, path: str | Path, *, lineage: Lineage | None = None, key: Key | None = None) -> Path:
         """Write the bundle directory (atomically, never over an existing one); returns its path.
@@ -410,107 +360,9 @@ class Pipeline:
             cleaning=self.cleaning_.as_dict() if self.cleaning_ is not None else None,
             history=self.result_.history if self.result_ is not None else None,
             split=self.split_.as_json() if self.split_ is not None else None, model_card=card.as_json(),
-            report=self._report_html(f"{config.name}: test-set report", self.metrics_, self.plots_,
-                                     self._run_sections(), card) if config.evaluation.report else None)
+            report=report_html(config, f"{config.name}: test-set report", self.metrics_, self.plots_,
+                               run_sections(self), card) if config.evaluation.report else None)
         return write_contents(Path(path), contents, lineage, key=as_key(key) if key is not None else self.key_)
-
-    def model_card(self) -> ModelCard:
-        """The model card (Mitchell et al. 2019) of the latest fit, or the card a loaded bundle
-        holds; with the columns' importance once ``importance_`` is set."""
-        parts = self.parts
-        if self.result_ is None and self.card_ is not None:  # loaded: the card of its training
-            card = self.card_
-        else:
-            result, task = self.result_, parts.target.task
-            training = None if result is None else TrainingCard(
-                epochs_run=result.epochs_run, best_epoch=result.best_epoch, seconds=round(result.seconds, 2),
-                stop_reason=result.stop_reason, monitored=self._monitor(task), best_value=result.best_value)
-            view = parts.maker.view
-            card = model_card(
-                config=self.config, task=task, source=self.source_ or self.config.data.source,
-                data_sha256=self.data_hash_,
-                cleaning=self.cleaning_.as_dict() if self.cleaning_ is not None else None,
-                split_rows=self.split_.rows if self.split_ else None, class_rows=self.class_rows_,
-                widths=None if view == "raw" else {f.name: f.output_dim for f in parts.features}, inputs=view,
-                parameters=_trained_parameters(parts), training=training, metrics=self.metrics_,
-                intervals=self.intervals_, profile=self.profile_, warnings=self.warnings_,
-                privacy_columns=parts.privacy.describe())
-        if self.importance_ is not None:
-            card = card.with_importance(self.importance_, method="permutation on the test split")
-        return card
-
-    def _run_sections(self) -> dict[str, Any]:
-        """Cleaning, training and warnings, as sections of the run's report."""
-        sections: dict[str, Any] = {}
-        if self.cleaning_ is not None:
-            report = self.cleaning_.as_dict()
-            sections["Cleaning"] = {k: v for k, v in report.items() if k != "columns"}
-            sections["Cleaning per column"] = report["columns"]
-        if self.result_ is not None:
-            sections["Training"] = {"epochs run": self.result_.epochs_run, "best epoch": self.result_.best_epoch,
-                                    "seconds": round(self.result_.seconds, 2), "stopped": self.result_.stop_reason}
-        if self.metrics_.get("candidates"):
-            sections["Candidates (held-out and test scores, seconds, weight in the ensemble)"] = \
-                self.metrics_["candidates"]
-        if self.decision_:
-            sections["Threshold and calibration"] = self.decision_
-        sections.update(self.explained_)
-        if self.warnings_:
-            sections["Warnings"] = self.warnings_
-        return sections
-
-    def _report_html(self, title: str, metrics: dict[str, Any], pngs: dict[str, bytes],
-                     sections: dict[str, Any], card: ModelCard | None = None) -> bytes:
-        plots = {name.removesuffix(".png"): png for name, png in pngs.items()}
-        return render_report(title=title, metrics=metrics, plots=plots, sections=sections,
-                             config_yaml=dump_config(self.config), card=card).encode("utf-8")
-
-
-def load(path: str | Path, *, runtime: str | None = None, key: Key | None = None) -> Pipeline:
-    """A fitted pipeline from a bundle (or a run) directory; every file's hash is verified.
-    ``runtime``: what runs the model (``torch``, ``onnxruntime``; None: what the bundle names).
-    ``key``: an encrypted bundle's (bytes, hex or base64 text, or a key file as a ``pathlib.Path``; by
-    default the environment's, ``MODELMILL_ENCRYPTION_KEY[_FILE]``); it is decrypted in memory."""
-    return from_bundle(read_bundle(path, as_key(key) if key is not None else None), runtime=runtime)
-
-
-def from_bundle(bundle: Bundle, *, runtime: str | None = None) -> Pipeline:
-    """A fitted pipeline from a bundle already read and verified (so it is read once)."""
-    pipeline = Pipeline(bundle.config(), base_dir=bundle.path)
-    pipeline.predictor_ = Predictor.from_bundle(bundle, runtime)
-    pipeline.metrics_ = bundle.metrics()
-    pipeline.profile_ = bundle.profile()
-    split = bundle.split()
-    pipeline.split_ = SplitRecord.from_json(split) if split else None
-    pipeline.card_ = _read_card(bundle)
-    pipeline.key_ = bundle.key
-    return pipeline
-
-
-def _read_card(bundle: Bundle) -> ModelCard | None:
-    """The bundle's model card; None for a bundle written before bundles held one, or whose
-    card this version cannot read (the rest of the bundle still serves)."""
-    data = bundle.model_card()
-    if data is None:
-        return None
-    try:
-        return ModelCard.model_validate(data)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        log.warning(f"{bundle.path}: model_card.json left out: {exc}")
-        return None
-
-
-_NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
-                "rows out: set data.split.valid above 0, or use model type auto or ensemble (which predict "
-                "every row out of fold on small tables)")
-
-
-def _trained_parameters(parts: Predictor) -> int | None:
-    """The model's trained parameters; None when its runtime holds no torch module (ONNX)."""
-    try:
-        return parts.maker.trained_parameters(parts.model)
-    except ModelError:
-        return None
 
 
 class _Stopwatch:
