@@ -37,10 +37,12 @@ QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFA
          "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 # A server of a registered model (``serve models:/NAME@ALIAS``) asks the registry at start, on a
 # reload and on a rollback: a registry that takes a request and never answers would hold that call
-# for MLflow's 120 s on each of its three tries. 15 s of silence is taken as a failure (a reload
-# answers 409 and the served version stays), unless the user set the variable. It bounds each wait
-# for bytes, not a whole download, so a large bundle still arrives.
-SERVING_TIMEOUT = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+# for MLflow's 120 s on each of its three tries. 60 s of silence is taken as a failure (a reload
+# answers 409 and the served version stays), unless the user set the variable. Not shorter: it
+# bounds each wait for bytes, and a server proxying its artefact store fetches a whole file
+# before it sends the first one (MLflow's artefact proxy does), which for a large bundle on S3 may
+# take tens of seconds.
+SERVING_TIMEOUT = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")  # to the last @: a password may hold one
 _QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*)\?[^\s#]*")  # signed URLs carry their keys here
 
@@ -121,7 +123,8 @@ def quick_failure_defaults() -> None:
 
 def serving_timeout_default() -> None:
     """MLflow's answer timeout of SERVING_TIMEOUT, where the user set none (called as a server opens
-    its registered model, before the server's threads start)."""
+    its registered model, before the server's threads start). It holds for the rest of the
+    process, as QUIET does."""
     for name, value in SERVING_TIMEOUT.items():
         os.environ.setdefault(name, value)
 

@@ -121,8 +121,11 @@ def registry_call(uri: str, what: str, call: Callable[[], _T], expected: tuple[s
                     "INVALID_STATE", "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED"):
             raise TrackingError(f"{what}: the MLflow server at {redact(uri)} refused it ({code}): {failure(exc)}. "
                                 "Fix: correct what it names, or check your MLflow permissions") from None
-        raise TrackingError(f"{what}: the MLflow server at {redact(uri)} {_why(exc)}. Fix: check that the server "
-                            "runs and the URI is right (--tracking-uri or MLFLOW_TRACKING_URI)") from None
+        why = _why(exc)
+        slow = ("; or, if it is only slow (an artefact proxy fetches a whole file before it answers), allow it "
+                "more seconds with MLFLOW_HTTP_REQUEST_TIMEOUT") if "timed out" in why else ""
+        raise TrackingError(f"{what}: the MLflow server at {redact(uri)} {why}. Fix: check that the server "
+                            f"runs and the URI is right (--tracking-uri or MLFLOW_TRACKING_URI){slow}") from None
     except OSError as exc:
         raise TrackingError(f"{what}: the MLflow server at {redact(uri)} did not answer: {failure(exc)}. Fix: check "
                             "that the server runs and the URI is right (--tracking-uri or MLFLOW_TRACKING_URI)") from None
