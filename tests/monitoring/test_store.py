@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from modelmill.errors import ServingError
 from modelmill.monitoring import store as store_module
-from modelmill.monitoring.store import LogStore, ModelIdentity
+from modelmill.monitoring.identity import ModelIdentity
+from modelmill.monitoring.store import LogStore
 
 IDENTITY = ModelIdentity("credit", {"age": "number", "job": "category"},
                          {"name": "risk", "type": "binary", "classes": ["bad", "good"]})

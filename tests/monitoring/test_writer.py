@@ -195,7 +195,8 @@ def test_identity_is_the_inputs_and_target(predictor: Any) -> None:
 
 def test_line_separators_inside_values_do_not_split_a_record(tmp_path: Path) -> None:
     """JSON leaves U+2028, U+0085 and friends unescaped; the spool splits on newlines only."""
-    from modelmill.monitoring.store import LogStore, ModelIdentity
+    from modelmill.monitoring.identity import ModelIdentity
+    from modelmill.monitoring.store import LogStore
 
     class TextLike:
         name = "note"

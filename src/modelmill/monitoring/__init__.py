@@ -9,7 +9,8 @@ from typing import Any
 from modelmill.config.serving import LogConfig
 from modelmill.monitoring.records import RecordEncoder
 from modelmill.monitoring.spool import Spool, default_spool_folder
-from modelmill.monitoring.store import LogStore, ModelIdentity, policy_identity
+from modelmill.monitoring.identity import ModelIdentity, policy_identity
+from modelmill.monitoring.store import LogStore
 from modelmill.monitoring.writer import Count, PredictionLog
 from modelmill.privacy.keys import key_fingerprint, pii_key
 from modelmill.privacy.policy import PrivacyPolicy

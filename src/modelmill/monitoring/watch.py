@@ -23,7 +23,8 @@ from modelmill.evaluation.metrics import check_metric, metric_direction
 from modelmill.features import DriftResult, DriftConfig
 from modelmill.monitoring import decay
 from modelmill.monitoring.export import log_frame, open_log
-from modelmill.monitoring.store import LogStore, ModelIdentity, database_message, display_url
+from modelmill.monitoring.identity import ModelIdentity
+from modelmill.monitoring.store import LogStore, database_message, display_url
 from modelmill.monitoring.summary import (Alarm, ColumnDrift, LogInfo, ModelInfo, Performance, Ranked, Realised,
                                           Settings, Skipped, Summary, Window)
 from modelmill.predictor import Predictor

@@ -28,7 +28,8 @@ from modelmill.errors import ConfigError, ModelmillError, ServingError
 from modelmill.evaluation.metrics import check_metric
 from modelmill.monitoring import identity_of
 from modelmill.monitoring.export import open_log
-from modelmill.monitoring.store import LogStore, ModelIdentity, database_message, display_url, policy_identity
+from modelmill.monitoring.identity import ModelIdentity, policy_identity
+from modelmill.monitoring.store import LogStore, database_message, display_url
 from modelmill.predictor import Predictor
 from modelmill.retraining.challenge import Comparison, compare, judge
 from modelmill.retraining.data import Labelled, TrainingRows, check_learnable, labelled_records, training_rows
