@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import modelmill.encryption as encryption
+import modelmill.encryption.seals as seals
 from modelmill.encryption import (KEY_ENVIRONMENT, KEY_FILE_ENVIRONMENT, MAX_RECORD, SealedLog, SealedLogHandler,
                                   as_key, find_name, generate_key, is_sealed, key_fingerprint, key_from_environment,
                                   parse_key, read_log, seal, unseal, write_key_file)
+from modelmill.encryption.logs import _length_check
 from modelmill.errors import EncryptionError, ModelmillError
 
 KEY = bytes(range(32))
@@ -74,7 +75,7 @@ def test_a_flipped_header_byte_fails_and_says_what_is_likely(offset: int, messag
 
 
 def test_sizes_over_what_aes_gcm_takes_are_refused_naming_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encryption, "MAX_PLAINTEXT", 64)  # 2 GiB in the real world
+    monkeypatch.setattr(seals, "MAX_PLAINTEXT", 64)  # 2 GiB in the real world
     with pytest.raises(EncryptionError, match=r"run/weights.safetensors is too large to encrypt: 65 bytes, over the "
                                               r"64 bytes \(2 GiB\) that one AES-GCM seal holds"):
         seal(b"w" * 65, KEY, "weights.safetensors", "run/weights.safetensors")
@@ -190,7 +191,7 @@ def test_an_impossible_length_is_damage(tmp_path: Path) -> None:
     data = bytearray(_log(tmp_path / "train.log", [b"a" * 20]))
     size = 12 + MAX_RECORD + 16 + 1
     header = bytes(data[:40])
-    data[40:48] = size.to_bytes(4, "big") + encryption._length_check(KEY, header, 0, size)
+    data[40:48] = size.to_bytes(4, "big") + _length_check(KEY, header, 0, size)
     with pytest.raises(EncryptionError, match=r"damaged at record 0: its length field reads 1,048,605 bytes, not "
                                               r"a length a record can have"):
         read_log(bytes(data), KEY, "train.log", "train.log")
