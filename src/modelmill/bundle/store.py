@@ -1,4 +1,4 @@
-"""Reading and writing bundles (deriving one from another: :mod:`modelmill.bundle.derive`).
+"""Reading and writing bundles (deriving one from another: :mod:`modelmill.bundle.deriving`).
 
 ``manifest.json`` lists the sha256 of every other file; reading verifies every hash up
 front and never unpickles or executes anything, and members are parsed only when a
