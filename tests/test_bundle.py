@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,18 @@ def test_loaded_bundle_predicts_exactly_like_the_pipeline(fitted: tuple[modelmil
     pipeline, path = fitted
     frame = make_frame(200, seed=7)
     pd.testing.assert_frame_equal(modelmill.load(path).predict(frame), pipeline.predict(frame))
+
+
+def test_every_save_of_one_fit_writes_the_same_card_and_report(fitted: tuple[modelmill.Pipeline, Path],
+                                                               tmp_path: Path) -> None:
+    """The card's time is the fit's, not the save's: a save a second later (an encrypted copy, say)
+    holds the very same card and report, so their hashes in the manifest agree."""
+    pipeline, first = fitted
+    time.sleep(1.1)  # past the second the card's time is written to
+    again = pipeline.save(tmp_path / "again")
+    for name in ("model_card.json", "report.html"):
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+    assert json.loads((first / "model_card.json").read_text())["created_at"] == pipeline.fitted_at_
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "features.json", WEIGHTS, "profile.json"])

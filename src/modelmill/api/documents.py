@@ -38,7 +38,7 @@ def fitted_card(pipeline: Pipeline) -> ModelCard:
             widths=None if view == "raw" else {f.name: f.output_dim for f in parts.features}, inputs=view,
             parameters=trained_parameters(parts), training=training, metrics=pipeline.metrics_,
             intervals=pipeline.intervals_, profile=pipeline.profile_, warnings=pipeline.warnings_,
-            privacy_columns=parts.privacy.describe())
+            privacy_columns=parts.privacy.describe(), created_at=pipeline.fitted_at_)
     if pipeline.importance_ is not None:
         card = card.with_importance(pipeline.importance_, method="permutation on the test split")
     return card

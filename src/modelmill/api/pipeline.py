@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Self, TypeAlias
 
@@ -75,6 +76,8 @@ class Pipeline:
         self.card_: ModelCard | None = None  # the card a loaded bundle holds
         self.privacy_: DifferentialPrivacy | None = None  # the latest fit's DP-SGD, with training.privacy
         self.key_: bytes | None = None  # an encrypted run's or bundle's key: whatever it writes is sealed
+        # when the latest fit ended (UTC, ISO): its card's time, so that every save of one fit writes the same card
+        self.fitted_at_: str | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
@@ -208,6 +211,7 @@ class Pipeline:
             self.metrics_[f"valid_{monitored_metric(config, parts.target.task)}"] = float(self.result_.best_value)
         clock.lap("evaluate")
         self.timings_ = clock.laps
+        self.fitted_at_ = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.info("seconds: " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
         return self
 
