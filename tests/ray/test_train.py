@@ -206,6 +206,24 @@ def test_the_shards_cover_every_row_with_the_same_count_on_every_rank() -> None:
     assert set(torch.cat([part.target for part in parts]).tolist()) == set(range(11))
 
 
+def test_each_rank_is_sent_its_own_shard_not_the_whole_split() -> None:
+    import types
+
+    import torch
+
+    from modelmill.models import TensorData
+    from modelmill.training.ray_backend import _put_shards
+    from modelmill.training.ray_worker import shard
+
+    data = TensorData([torch.arange(10).unsqueeze(1).float()], torch.arange(10))
+    training = load_config({**base_config(), "training": {"backend": "ray", "workers": 2, "seed": 3}}).training
+    put: list[TensorData] = []
+    refs = _put_shards(types.SimpleNamespace(put=lambda value: put.append(value) or len(put) - 1), data, training)
+    assert refs == [0, 1] and [len(part) for part in put] == [5, 5]  # what the object store holds: two halves
+    for rank, part in enumerate(put):
+        assert torch.equal(part.target, shard(data, rank, 2, seed=3).target)
+
+
 def test_differential_privacy_is_refused_with_the_fix() -> None:
     config = load_config({**base_config(), "training": {"backend": "ray", "privacy": {"epsilon": 3.0}}})
     with pytest.raises(ConfigError, match=r"training.backend: differentially private .* Fix: backend: local"):

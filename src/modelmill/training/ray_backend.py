@@ -1,9 +1,10 @@
 """``training.backend: ray``: the same config trained data-parallel by Ray Train's TorchTrainer.
 
-The driver (this module) puts the module and the tensors into the cluster's object store,
-starts ``training.workers`` workers (:mod:`modelmill.training.ray_worker`: the trainer's own
-epoch and step code, the model in DDP, each worker on its shard), and gets back the last
-epoch's checkpoint, in the trainer's own format: the best weights go into the module, the
+The driver (this module) puts the module, each worker's shard of the training rows and the
+validation rows into the cluster's object store, starts ``training.workers`` workers
+(:mod:`modelmill.training.ray_worker`: the trainer's own epoch and step code, the model in
+DDP, each worker fetching and holding its own shard only), and gets back the last epoch's
+checkpoint, in the trainer's own format: the best weights go into the module, the
 loop state becomes the :class:`TrainResult`, as the local backend's. A worker that dies is
 replaced and the group resumes from the last epoch's checkpoint, ``training.max_failures``
 times (Ray Train's FailureConfig). ``train --resume`` starts the workers from the run's newest
@@ -35,7 +36,7 @@ from modelmill.models import TensorData, TrainResult
 from modelmill.training.batches import resolve_batch_size
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
-from modelmill.training.ray_worker import MARKERS_ENV, WorkerJob, train_worker
+from modelmill.training.ray_worker import MARKERS_ENV, WorkerJob, shard, train_worker
 from modelmill.training.trainer import CHECKPOINT_NAME, Trainer
 from modelmill.training.tuning import warm_up_encoders
 
@@ -90,7 +91,7 @@ class RayBackend:
             # still see one (Ray does not hide it), and device: auto would put every worker on it
             config = config.model_copy(update={"device": "cuda" if use_gpu else "cpu"})
             job = WorkerJob(config, trainer.loss, trainer.scorer, trainer.monitor, trainer.mode,
-                            ray.put(model.cpu()), ray.put(train.to(CPU)), ray.put(valid.to(CPU)),
+                            ray.put(model.cpu()), _put_shards(ray, train.to(CPU), config), ray.put(valid.to(CPU)),
                             batch_size, trainer.persist_cache,
                             initial=initial.read_bytes() if initial else None,
                             markers=os.environ.get(MARKERS_ENV) or None)
@@ -107,6 +108,12 @@ class RayBackend:
         _replay(trainer, state)
         return TrainResult(state.history, state.best_epoch, state.best_value, state.epoch, state.elapsed,
                            state.stop_reason or "all epochs done", prepare_seconds)
+
+
+def _put_shards(ray: Any, train: TensorData, config: TrainingConfig) -> list[Any]:
+    """Each rank's rows in the object store on their own, so that a worker fetches and holds its
+    shard only, not the whole training split (a replaced worker of the same rank fetches the same)."""
+    return [ray.put(shard(train, rank, config.workers, config.seed)) for rank in range(config.workers)]
 
 
 def _finished(state: LoopState, epochs: int) -> bool:

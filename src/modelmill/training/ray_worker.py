@@ -42,7 +42,7 @@ class WorkerJob:
     monitor: str
     mode: Literal["max", "min"]
     model: Any  # ray ObjectRef of the nn.Module
-    train: Any  # ray ObjectRef of the training TensorData
+    shards: list[Any]  # ray ObjectRefs of each rank's TensorData of training rows (``shard``), by rank
     valid: Any  # ray ObjectRef of the validation TensorData
     batch_size: int  # the whole step's rows, shared out among the workers
     persist_cache: bool
@@ -121,7 +121,7 @@ def train_worker(job_config: dict[str, Any]) -> None:
             trainer.batch_size = max(1, job.batch_size // world)
             model: nn.Module = ray.get(job.model).to(trainer.device)
             trainer.loss.to(trainer.device)
-            train = shard(ray.get(job.train), rank, world, config.seed).to(trainer.device)
+            train = ray.get(job.shards[rank]).to(trainer.device)  # this rank's rows only
             valid = ray.get(job.valid).to(trainer.device)
             path = folder / CHECKPOINT_NAME
             resuming = _restore_into(path, job.initial)
