@@ -1,7 +1,9 @@
 """Data-parallel training on Ray against the local backend, in one run: the same config fitted
 by `training.backend: local` and by `training.backend: ray` with N workers (Ray Train's
-TorchTrainer, DDP), the same split and seed; the test metric of both and their difference, and
-the seconds of the fit.
+TorchTrainer, DDP), the same split and seed; the test metric of both and their difference, the
+seconds of the fit, and the peak resident memory: of this process after the local fit, and
+of the largest Ray worker (what each worker holds: its shard of the training rows, all the
+validation rows, the model).
 
     .venv/bin/python benchmarks/ray_train.py                       # adult, 2 workers
     .venv/bin/python benchmarks/ray_train.py adult mnist --workers 2
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +50,14 @@ def fit(path: Path, backend: str, workers: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     result = pipeline.result_
     assert result is not None
+    peak = result.worker_peak_rss if backend == "ray" else _own_peak_rss()
     return {"metrics": pipeline.metrics_, "seconds": seconds, "epoch_seconds": result.seconds,
-            "epochs": result.epochs_run, "best_epoch": result.best_epoch}
+            "epochs": result.epochs_run, "best_epoch": result.best_epoch, "peak_mib": (peak or 0) / 2**20}
+
+
+def _own_peak_rss() -> int:
+    """This process's peak resident memory in bytes so far (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main() -> None:
@@ -71,16 +80,19 @@ def main() -> None:
                "difference": ray["metrics"][metric] - local["metrics"][metric],
                "local_fit_s": local["seconds"], "ray_fit_s": ray["seconds"],
                "local_epochs": local["epochs"], "ray_epochs": ray["epochs"],
-               "local_epoch_s": local["epoch_seconds"], "ray_epoch_s": ray["epoch_seconds"]}
+               "local_epoch_s": local["epoch_seconds"], "ray_epoch_s": ray["epoch_seconds"],
+               "local_peak_mib": local["peak_mib"], "ray_worker_peak_mib": ray["peak_mib"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    print("| table | metric | local | ray × workers | difference | local fit s | ray fit s | ratio | epochs local/ray |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| table | metric | local | ray × workers | difference | local fit s | ray fit s | ratio | epochs local/ray "
+          "| peak MiB: local process / largest ray worker |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['table']} | test {r['metric']} | {r['local']:.4f} | {r['ray']:.4f} × {r['workers']} | "
               f"{r['difference']:+.4f} | {r['local_fit_s']:.1f} | {r['ray_fit_s']:.1f} | "
-              f"{r['ray_fit_s'] / r['local_fit_s']:.2f}× | {r['local_epochs']}/{r['ray_epochs']} |")
+              f"{r['ray_fit_s'] / r['local_fit_s']:.2f}× | {r['local_epochs']}/{r['ray_epochs']} | "
+              f"{r['local_peak_mib']:,.0f} / {r['ray_worker_peak_mib']:,.0f} |")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 

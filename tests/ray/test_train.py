@@ -110,6 +110,16 @@ def test_ray_backend_trains_a_bundle_that_loads_predicts_and_scores_like_local(r
     assert list((bundle.parent / "checkpoints" / "ray").glob("*/checkpoint_*"))
 
 
+def test_the_workers_peak_memory_is_reported(runs: Path) -> None:
+    import re
+
+    log = (runs / "runs" / "ray" / "latest" / "train.log").read_text()
+    found = re.search(r"the workers' peak memory ([\d,]+) MiB", log)
+    assert found, log[-2000:]
+    # a worker process holds Python, torch and Ray's libraries (hundreds of MiB) and its shard
+    assert 100 < int(found[1].replace(",", "")) < 8192, found[0]
+
+
 def test_the_history_has_the_local_backends_rows_so_the_report_draws_its_curves(runs: Path) -> None:
     local = json.loads((runs / "local-history.json").read_text())
     run = runs / "runs" / "ray" / "latest"

@@ -58,6 +58,8 @@ class TrainResult:
     held_out_target: torch.Tensor | None = None
     members: list[dict[str, Any]] = field(default_factory=list)
     """An ensemble's candidates: name, folds, seconds, held-out score, weight, what became of it."""
+    worker_peak_rss: int | None = None
+    """Training on Ray: the largest peak resident memory of any worker process, in bytes."""
 
 
 def _cat_rows(a: torch.Tensor, b: torch.Tensor, pad: int) -> torch.Tensor:

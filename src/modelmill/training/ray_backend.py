@@ -73,7 +73,7 @@ class RayBackend:
         kept = _storage(config, trainer.checkpoint_path)
         initial = _resume_from(trainer.checkpoint_path, own=config.storage is None) if resume else None
         parts = load_checkpoint(initial) if initial is not None else None
-        prepare_seconds = 0.0
+        prepare_seconds, peak_rss = 0.0, None
         if parts is not None and _finished(LoopState(**parts["loop"]), config.epochs):
             log.info(f"the checkpoint {initial} ends a finished training: resuming from it without Ray")
         else:
@@ -97,7 +97,7 @@ class RayBackend:
                             markers=os.environ.get(MARKERS_ENV) or None)
             storage = kept or tempfile.mkdtemp(prefix="modelmill-ray-storage-")
             try:
-                parts, prepare_seconds = _run(ray, job, storage, use_gpu=use_gpu)
+                parts, prepare_seconds, peak_rss = _run(ray, job, storage, use_gpu=use_gpu)
             finally:
                 if kept is None:
                     shutil.rmtree(storage, ignore_errors=True)
@@ -107,7 +107,7 @@ class RayBackend:
         state = LoopState(**parts["loop"])
         _replay(trainer, state)
         return TrainResult(state.history, state.best_epoch, state.best_value, state.epoch, state.elapsed,
-                           state.stop_reason or "all epochs done", prepare_seconds)
+                           state.stop_reason or "all epochs done", prepare_seconds, worker_peak_rss=peak_rss)
 
 
 def _put_shards(ray: Any, train: TensorData, config: TrainingConfig) -> list[Any]:
@@ -230,8 +230,9 @@ def _resume_from(checkpoint: Path | None, *, own: bool) -> Path | None:
     return max(found, key=lambda path: path.stat().st_mtime, default=None)
 
 
-def _run(ray: Any, job: WorkerJob, storage: str, *, use_gpu: bool) -> tuple[dict[str, Any], float]:
-    """Ray Train's fit; the last checkpoint's parts and the workers' preparation seconds."""
+def _run(ray: Any, job: WorkerJob, storage: str, *, use_gpu: bool) -> tuple[dict[str, Any], float, int | None]:
+    """Ray Train's fit; the last checkpoint's parts, the workers' preparation seconds and their
+    largest peak resident memory (bytes)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -259,7 +260,10 @@ def _run(ray: Any, job: WorkerJob, storage: str, *, use_gpu: bool) -> tuple[dict
     with result.checkpoint.as_directory() as directory:
         parts = load_checkpoint(Path(directory) / CHECKPOINT_NAME)
     metrics = result.metrics or {}
-    return parts, float(metrics.get("prepare_seconds", 0.0))
+    peak = int(metrics["worker_peak_rss"]) if metrics.get("worker_peak_rss") else None
+    if peak:
+        log.info(f"training on Ray: the workers' peak memory {peak / 2**20:,.0f} MiB (the largest of any worker)")
+    return parts, float(metrics.get("prepare_seconds", 0.0)), peak
 
 
 def _replay(trainer: Trainer, state: LoopState) -> None:

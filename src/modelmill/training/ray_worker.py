@@ -155,31 +155,33 @@ def _loop(trainer: Trainer, run: TrainingRun, path: Path, rank: int, markers: st
     and reported to Ray Train by every rank (Ray Train counts a report once all have made it)."""
     import ray.train
 
-    def report(row: dict[str, float]) -> None:
+    def report(row: dict[str, float], peak_rss: int) -> None:
         checkpoint = None
         if rank == 0:
             run.checkpoint = path
             trainer.save_checkpoint(run)  # the trainer's own format, which its prepare(resume=True) reads
             run.checkpoint = None
             checkpoint = ray.train.Checkpoint.from_directory(str(path.parent))
-        ray.train.report({**row, "prepare_seconds": run.prepare_seconds}, checkpoint=checkpoint)
+        ray.train.report({**row, "prepare_seconds": run.prepare_seconds, "worker_peak_rss": peak_rss},
+                         checkpoint=checkpoint)
 
     if run.finished and run.state.history:  # resumed from a checkpoint whose training had ended
-        report(dict(run.state.history[-1]))  # the driver still gets it back as the fit's result
+        report(dict(run.state.history[-1]), _peak_rss())  # the driver still gets it back as the fit's result
     while not run.finished:
         row = trainer.epoch(run)
-        _agree(run, row)
-        report(row)
+        peak_rss = _agree(run, row)
+        report(row, peak_rss)
         if markers:
             Path(markers, f"rank{rank}-epoch{run.state.epoch}-pid{os.getpid()}").touch()
     run.model = run.model.module if isinstance(run.model, Replicated) else run.model
 
 
-def _agree(run: TrainingRun, row: dict[str, float]) -> None:
+def _agree(run: TrainingRun, row: dict[str, float]) -> int:
     """After an epoch, every rank takes rank 0's view: its stop decision and clock (early
     stopping and the time budget decide on each rank, and a rank that stopped alone would
     leave the others waiting in DDP forever), and the training loss averaged over all ranks'
-    shards. Validation runs on every rank over all validation rows."""
+    shards. Validation runs on every rank over all validation rows. Returns the largest peak
+    resident memory of the ranks so far, in bytes."""
     import torch.distributed as dist
 
     state = run.state
@@ -191,3 +193,15 @@ def _agree(run: TrainingRun, row: dict[str, float]) -> None:
                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(loss)
     row["train_loss"] = float(loss) / dist.get_world_size()
+    peak = torch.tensor([_peak_rss()], dtype=torch.float64, device=loss.device)
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    return int(peak)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes (Linux counts ``ru_maxrss`` in KiB, macOS in bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
