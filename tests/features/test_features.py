@@ -24,7 +24,7 @@ from modelmill.config.schema import (
 from modelmill.config.images import ConvLayer, GlobalPoolLayer
 from modelmill.errors import DataError, ModelError
 from modelmill.features import FEATURES
-from modelmill.features.number import NumberFeature
+from modelmill.features.number import NumberFeature, Standardize
 from tests.conftest import make_frame
 
 CONFIGS: dict[str, Any] = {
@@ -149,9 +149,31 @@ def test_number_piecewise_encoding() -> None:
     column = pd.Series(np.arange(100, dtype="float64"))
     config = NumberFeatureConfig(name="v", encoding="piecewise", bins=4, normalization="none")
     feature = NumberFeature(config).fit(column)
-    encoded = feature.transform(pd.Series([0.0, 50.0, 99.0, 500.0])).numpy()
+    values = pd.Series([0.0, 50.0, 99.0, 500.0])
+    assert feature.transform(values).shape == (4, 1)  # the tensors hold the value; the encoder makes the bins
+    encoded = feature.encoder()(feature.transform(values)).numpy()
     assert encoded.shape == (4, 4) and feature.output_dim == 4
     np.testing.assert_allclose(encoded[0], [0, 0, 0, 0], atol=1e-6)  # the lowest value: nothing filled
     np.testing.assert_allclose(encoded[2], [1, 1, 1, 1], atol=1e-6)  # the highest: every bin full
     assert 0 < encoded[1, 2] < 1 and encoded[1, 1] == 1 and encoded[1, 3] == 0  # inside the third bin
     assert encoded[3, 3] > 1  # beyond the training range the last bin extends linearly
+
+
+@pytest.mark.parametrize("indicator", [False, True])
+def test_a_bundle_from_before_still_encodes_the_bins_in_transform_and_both_agree(indicator: bool) -> None:
+    """A fitted state without ``piecewise_in_encoder`` (saved before the encoding moved into the
+    model) gives the bins from transform, as its weights and any exported ONNX graph expect; the
+    model-side encoding gives the same values."""
+    rng = np.random.default_rng(0)
+    column = pd.Series(np.concatenate([rng.lognormal(size=2000), [np.nan] * 20]))
+    config = NumberFeatureConfig(name="v", bins=16, missing={"indicator": indicator})
+    feature = NumberFeature(config).fit(column)
+    before = NumberFeature.from_state(config, {k: v for k, v in feature.state().items() if k != "piecewise_in_encoder"})
+    probe = pd.Series(np.concatenate([rng.normal(size=500) * 4, [0.0, 1e308, -1e308, np.nan]]))
+    old = before.transform(probe)
+    assert old.shape == (len(probe), 16 + indicator) and isinstance(before.encoder(), Standardize)
+    new = feature.encoder()(feature.transform(probe))
+    assert new.shape == old.shape
+    inside = old.abs() <= 1  # beyond the training range values reach 1e4 / a bin's width: compare relatively there
+    torch.testing.assert_close(new[inside], old[inside], atol=1e-6, rtol=0)
+    torch.testing.assert_close(new[~inside], old[~inside], rtol=1e-5, atol=0)

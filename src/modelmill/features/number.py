@@ -19,6 +19,7 @@ from modelmill.data.clean import outlier_bounds
 from modelmill.data.values import as_numbers
 from modelmill.features.base import FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target
 from modelmill.features.partials import Moments, Partial, Sketch, expect
+from modelmill.features.piecewise import PiecewiseLinear
 from modelmill.features.request import json_or_text, number_type
 from modelmill.features.stats import DEFAULT_DRIFT, DriftResult, distribution_drift, distribution_profile
 
@@ -88,6 +89,10 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     """A numeric column: outliers clipped (if asked), missing values filled, then scaled."""
 
     raw_kind = "number"
+    piecewise_in_encoder_ = False
+    """Where the piecewise encoding runs: in the encoder module, per batch (every fit since it
+    could: the tensors hold one value per number), or in ``transform`` (bundles from before,
+    whose fitted state does not say; an exported ONNX graph of theirs takes the bins as input)."""
 
     def outliers(self, column: pd.Series, config: OutlierConfig) -> np.ndarray | None:
         values = as_numbers(column, feature=self.name)
@@ -117,6 +122,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         filled = np.where(np.isnan(values), self.fill_, values)
         self.center_, self.scale_ = self._scaling(filled)
         self.edges_ = self._bin_edges(filled) if self.config.encoding == "piecewise" else None
+        self.piecewise_in_encoder_ = True
         self.fitted_ = True
         return self
 
@@ -154,6 +160,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         self.center_, self.scale_ = self._scaling_from(filled, merged, exact_moments=not self.clipped_)
         self.edges_ = self._edges(filled.mapped(self._scale).quantile(self._levels())) \
             if self.config.encoding == "piecewise" else None
+        self.piecewise_in_encoder_ = True
         self.fitted_ = True
         return self
 
@@ -265,17 +272,21 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return None if numbers is None else self._encode(numbers)
 
     def _encode(self, values: np.ndarray) -> torch.Tensor:
-        """float64 values with NaN for missing (±inf too) → (rows, output_dim) float32."""
+        """float64 values with NaN for missing (±inf too) → (rows, 1 or 2) float32: the scaled
+        value, then the missing indicator if asked (or the bins and the indicator, for a bundle
+        that encodes in ``transform``)."""
         missing = ~np.isfinite(values)
         if self.clip_:
             values = clip(values, self.clip_[0], self.clip_[1])
         scaled = self._scale(np.where(missing, self.fill_, values))
-        encoded = self._piecewise(scaled) if self.edges_ else scaled[:, None]
+        encoded = self._piecewise(scaled) if self.edges_ and not self.piecewise_in_encoder_ else scaled[:, None]
         if self.config.missing.indicator:
             encoded = np.concatenate([encoded, missing[:, None]], axis=1)
-        return torch.from_numpy(encoded.astype("float32"))  # (rows, output_dim)
+        return torch.from_numpy(encoded.astype("float32"))  # (rows, width)
 
     def encoder(self) -> nn.Module:
+        if self.edges_ and self.piecewise_in_encoder_:
+            return PiecewiseLinear(self.edges_, indicator=self.config.missing.indicator)
         return Standardize()
 
     @property
@@ -305,11 +316,12 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     def state(self) -> dict[str, Any]:
         self._check_fitted()
         return {"fill": self.fill_, "center": self.center_, "scale": self.scale_, "clip": self.clip_,
-                "edges": self.edges_}
+                "edges": self.edges_, "piecewise_in_encoder": self.piecewise_in_encoder_}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.fill_, self.center_, self.scale_ = state["fill"], state["center"], state["scale"]
         self.clip_, self.edges_ = state["clip"], state["edges"]
+        self.piecewise_in_encoder_ = bool(state.get("piecewise_in_encoder", False))  # absent: from before
         self.clipped_ = 0  # a count of the training split, known only right after fitting
 
     def request_type(self, *, strict_values: bool) -> Any:
