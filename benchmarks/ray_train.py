@@ -7,12 +7,14 @@ validation rows, the model).
 
     .venv/bin/python benchmarks/ray_train.py                       # adult, 2 workers
     .venv/bin/python benchmarks/ray_train.py adult mnist --workers 2
+    .venv/bin/python benchmarks/ray_train.py numbers --rows 2000000
 
-Tables: adult (examples/adult/adult.yaml: the UCI rows shipped in PyPI's mglearn, test ROC-AUC)
-and mnist (examples/mnist/fast.yaml, test accuracy; fetch it first with
-`.venv/bin/python examples/mnist/fetch.py`). The Ray run uses the cluster at RAY_ADDRESS, else
-a private one that modelmill starts on this machine (its start-up is not in the figures: the
-first fit on it is). "fit" is the wall clock of fitting the model (for Ray: putting the data into
+Tables: adult (examples/adult/adult.yaml: the UCI rows shipped in PyPI's mglearn, test ROC-AUC),
+mnist (examples/mnist/fast.yaml, test accuracy; fetch it first with
+`.venv/bin/python examples/mnist/fetch.py`) and numbers (generated: `--rows` rows of 32 numbers,
+one epoch of an mlp, test ROC-AUC; a table whose memory is its numbers). The Ray run uses the
+cluster at RAY_ADDRESS, else a private one that modelmill starts on this machine (its start-up
+is not in the figures: the first fit on it is). "fit" is the wall clock of fitting the model (for Ray: putting the data into
 the object store, starting the workers, the epochs, the checkpoints, getting the weights back);
 "epochs" is the time of the epochs alone, as the trainer counts it (on Ray: rank 0's).
 """
@@ -33,8 +35,35 @@ from modelmill.config import load_config
 from modelmill.config.schema import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "benchmarks" / ".cache"
+NUMBERS = 32
 TABLES = {"adult": (ROOT / "examples/adult/adult.yaml", "roc_auc"),
-          "mnist": (ROOT / "examples/mnist/fast.yaml", "accuracy")}
+          "mnist": (ROOT / "examples/mnist/fast.yaml", "accuracy"),
+          "numbers": (CACHE / "numbers.yaml", "roc_auc")}
+
+
+def numbers_table(rows: int) -> None:
+    """A generated table of ``rows`` × 32 numbers and a binary target (a noisy sum of four of
+    them), as Parquet, with a config that trains an mlp on it for one epoch: a table whose
+    memory is its numbers."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    CACHE.mkdir(exist_ok=True)
+    data = CACHE / f"numbers-{rows}.parquet"
+    if not data.exists():
+        rng = np.random.default_rng(0)
+        values = rng.normal(size=(rows, NUMBERS)).astype("float32")
+        frame = pd.DataFrame(values, columns=[f"n{i}" for i in range(NUMBERS)])
+        frame["y"] = np.where(values[:, :4].sum(axis=1) + rng.normal(size=rows) > 0, "yes", "no")
+        frame.to_parquet(data)
+    config = {"name": "numbers", "data": {"source": data.name, "split": {"test": 0.1, "valid": 0.02, "seed": 0}},
+              "features": [{"name": f"n{i}", "type": "number"} for i in range(NUMBERS)],
+              "target": {"name": "y", "type": "binary"}, "model": {"type": "mlp", "hidden": [32]},
+              "cleaning": {"duplicates": "keep"}, "training": {"epochs": 1, "batch_size": 4096},
+              "evaluation": {"explain": 0}}
+    (CACHE / "numbers.yaml").write_text(yaml.safe_dump(config))
 
 
 def with_backend(config: PipelineConfig, backend: str, workers: int) -> PipelineConfig:
@@ -64,12 +93,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tables", nargs="*", default=["adult"], choices=sorted(TABLES))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=2_000_000, help="Rows of the generated numbers table.")
     parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
     args = parser.parse_args()
     if not os.environ.get("RAY_ADDRESS"):  # start the private cluster before any timing
         from modelmill.cluster import connect
 
         connect()
+    if "numbers" in args.tables:
+        numbers_table(args.rows)
     rows = []
     for table in args.tables:
         path, metric = TABLES[table]
