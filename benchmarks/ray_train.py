@@ -14,9 +14,13 @@ mnist (examples/mnist/fast.yaml, test accuracy; fetch it first with
 `.venv/bin/python examples/mnist/fetch.py`) and numbers (generated: `--rows` rows of 32 numbers,
 one epoch of an mlp, test ROC-AUC; a table whose memory is its numbers). The Ray run uses the
 cluster at RAY_ADDRESS, else a private one that modelmill starts on this machine (its start-up
-is not in the figures: the first fit on it is). "fit" is the wall clock of fitting the model (for Ray: putting the data into
-the object store, starting the workers, the epochs, the checkpoints, getting the weights back);
-"epochs" is the time of the epochs alone, as the trainer counts it (on Ray: rank 0's).
+is not in the figures: the first fit on it is). "fit" is the wall clock of fitting the model
+(for Ray: putting the data into the object store, starting the workers, the epochs, the
+checkpoints, getting the weights back); "epochs" is the time of the epochs alone, as the
+trainer counts it (on Ray: rank 0's). The peaks are high-water marks since each process
+started: this process's includes whatever ran before in it (the earlier tables of the same
+command, generating the numbers table when it is not cached yet), so take one table per
+command for a clean figure.
 """
 
 from __future__ import annotations

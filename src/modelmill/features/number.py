@@ -90,9 +90,10 @@ class NumberFeature(Feature[NumberFeatureConfig]):
 
     raw_kind = "number"
     piecewise_in_encoder_ = False
-    """Where the piecewise encoding runs: in the encoder module, per batch (every fit since it
-    could: the tensors hold one value per number), or in ``transform`` (bundles from before,
-    whose fitted state does not say; an exported ONNX graph of theirs takes the bins as input)."""
+    """Where the piecewise encoding runs: in the encoder module, per batch, for every fit now (so
+    that the tensors hold one value per number, not one per bin), or in ``transform`` for a
+    bundle saved before the encoder could (its state does not say; its weights are the same,
+    but an ONNX graph exported from it takes the bins as its input)."""
 
     def outliers(self, column: pd.Series, config: OutlierConfig) -> np.ndarray | None:
         values = as_numbers(column, feature=self.name)
@@ -122,7 +123,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         filled = np.where(np.isnan(values), self.fill_, values)
         self.center_, self.scale_ = self._scaling(filled)
         self.edges_ = self._bin_edges(filled) if self.config.encoding == "piecewise" else None
-        self.piecewise_in_encoder_ = True
+        self.piecewise_in_encoder_ = self.edges_ is not None
         self.fitted_ = True
         return self
 
@@ -160,7 +161,7 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         self.center_, self.scale_ = self._scaling_from(filled, merged, exact_moments=not self.clipped_)
         self.edges_ = self._edges(filled.mapped(self._scale).quantile(self._levels())) \
             if self.config.encoding == "piecewise" else None
-        self.piecewise_in_encoder_ = True
+        self.piecewise_in_encoder_ = self.edges_ is not None
         self.fitted_ = True
         return self
 
@@ -221,12 +222,18 @@ class NumberFeature(Feature[NumberFeatureConfig]):
     def _piecewise(self, scaled: np.ndarray) -> np.ndarray:
         """(rows,) → (rows, bins): 1 for bins left of the value, the position inside its own
         bin, 0 right of it; the outer bins extend linearly beyond the training range."""
-        edges, bins = self._edge_array()
-        index = clip(np.searchsorted(edges, scaled, side="right") - 1, 0, len(bins) - 1)  # (rows,)
-        position = (scaled - edges[index]) / (edges[index + 1] - edges[index])
+        index, position = self._bin_coordinates(scaled)
+        bins = self._edge_array()[1]
         encoded = (bins[None, :] < index[:, None]).astype("float32")  # (rows, bins)
         encoded[np.arange(len(scaled)), index] = position
         return encoded
+
+    def _bin_coordinates(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows,) → each value's bin and its position inside it (0 at the left edge, 1 at the
+        right; below 0 or past 1 beyond the training range, in the outer bins), in float64."""
+        edges, bins = self._edge_array()
+        index = clip(np.searchsorted(edges, scaled, side="right") - 1, 0, len(bins) - 1)  # (rows,)
+        return index, (scaled - edges[index]) / (edges[index + 1] - edges[index])
 
     def _edge_array(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted edges as an array and the bin numbers, made once per fitted state."""
@@ -272,21 +279,28 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return None if numbers is None else self._encode(numbers)
 
     def _encode(self, values: np.ndarray) -> torch.Tensor:
-        """float64 values with NaN for missing (±inf too) → (rows, 1 or 2) float32: the scaled
-        value, then the missing indicator if asked (or the bins and the indicator, for a bundle
-        that encodes in ``transform``)."""
+        """float64 values with NaN for missing (±inf too) → (rows, 1 or 2) float32, then the
+        missing indicator if asked: the scaled value, or with bins its bin coordinate (the bin's
+        number + the position inside it), which the encoder turns into the piecewise encoding;
+        the bins themselves for a bundle that encodes in ``transform``. The coordinate is taken
+        in float64 here: the scaled value in float32 would merge close values of a column whose
+        spread a few huge values inflate, and the model would see them in one place."""
         missing = ~np.isfinite(values)
         if self.clip_:
             values = clip(values, self.clip_[0], self.clip_[1])
         scaled = self._scale(np.where(missing, self.fill_, values))
-        encoded = self._piecewise(scaled) if self.edges_ and not self.piecewise_in_encoder_ else scaled[:, None]
+        if self.edges_ and self.piecewise_in_encoder_:
+            index, position = self._bin_coordinates(scaled)
+            encoded = (index + position)[:, None]
+        else:
+            encoded = self._piecewise(scaled) if self.edges_ else scaled[:, None]
         if self.config.missing.indicator:
             encoded = np.concatenate([encoded, missing[:, None]], axis=1)
         return torch.from_numpy(encoded.astype("float32"))  # (rows, width)
 
     def encoder(self) -> nn.Module:
         if self.edges_ and self.piecewise_in_encoder_:
-            return PiecewiseLinear(self.edges_, indicator=self.config.missing.indicator)
+            return PiecewiseLinear(len(self.edges_) - 1, indicator=self.config.missing.indicator)
         return Standardize()
 
     @property

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from modelmill.config.schema import TrainingConfig
+from modelmill.errors import ModelError
 from modelmill.models import TensorData
 from modelmill.training.runtime import keep_freed_memory, pick_device, process_settings, resolve_precision
 from modelmill.training.trainer import CHECKPOINT_NAME, Scorer, Trainer, TrainingRun
@@ -109,6 +110,8 @@ def train_worker(job_config: dict[str, Any]) -> None:
     job: WorkerJob = job_config["job"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    if world != len(job.shards):  # Ray Train starts config.workers workers, one per shard
+        raise ModelError(f"Ray Train started {world} workers for the {len(job.shards)} shards of the training rows")
     config = job.config
     trainer = Trainer(config.model_copy(update={"progress": False}), loss=job.loss, scorer=job.scorer,
                       monitor=job.monitor, mode=job.mode, persist_cache=job.persist_cache)
