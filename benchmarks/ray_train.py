@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 from modelmill.api import Pipeline
 from modelmill.config import load_config
 from modelmill.config.schema import PipelineConfig
+from modelmill.training.runtime import peak_rss
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -83,14 +83,10 @@ def fit(path: Path, backend: str, workers: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     result = pipeline.result_
     assert result is not None
-    peak = result.worker_peak_rss if backend == "ray" else _own_peak_rss()
+    peak = result.worker_peak_rss if backend == "ray" else peak_rss()
     return {"metrics": pipeline.metrics_, "seconds": seconds, "epoch_seconds": result.seconds,
-            "epochs": result.epochs_run, "best_epoch": result.best_epoch, "peak_mib": (peak or 0) / 2**20}
-
-
-def _own_peak_rss() -> int:
-    """This process's peak resident memory in bytes so far (Linux: ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+            "peak_mib": peak / 2**20 if peak else None}
 
 
 def main() -> None:
@@ -128,9 +124,13 @@ def main() -> None:
         print(f"| {r['table']} | test {r['metric']} | {r['local']:.4f} | {r['ray']:.4f} × {r['workers']} | "
               f"{r['difference']:+.4f} | {r['local_fit_s']:.1f} | {r['ray_fit_s']:.1f} | "
               f"{r['ray_fit_s'] / r['local_fit_s']:.2f}× | {r['local_epochs']}/{r['ray_epochs']} | "
-              f"{r['local_peak_mib']:,.0f} / {r['ray_worker_peak_mib']:,.0f} |")
+              f"{_mib(r['local_peak_mib'])} / {_mib(r['ray_worker_peak_mib'])} |")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from modelmill.config.images import ConvLayer, GlobalPoolLayer
 from modelmill.errors import DataError, ModelError
 from modelmill.features import FEATURES
 from modelmill.features.number import NumberFeature, Standardize
+from modelmill.features.piecewise import PiecewiseLinear
 from tests.conftest import make_frame
 
 CONFIGS: dict[str, Any] = {
@@ -159,7 +160,7 @@ def test_number_piecewise_encoding() -> None:
     assert encoded[3, 3] > 1  # beyond the training range the last bin extends linearly
 
 
-COLUMNS = {  # a plain one, and two whose spread a few huge values inflate (float32 would merge their values)
+PROBE_COLUMNS = {  # a plain one, and two whose spread a few huge values inflate (float32 would merge values)
     "normal": np.random.default_rng(0).normal(size=2000),
     "heavy tail": np.random.default_rng(0).lognormal(sigma=7, size=2000),
     "a sentinel": np.concatenate([np.tile(np.arange(100.0), 20), [1e12]]),
@@ -167,12 +168,12 @@ COLUMNS = {  # a plain one, and two whose spread a few huge values inflate (floa
 
 
 @pytest.mark.parametrize("indicator", [False, True])
-@pytest.mark.parametrize("name", sorted(COLUMNS))
+@pytest.mark.parametrize("name", sorted(PROBE_COLUMNS))
 def test_a_bundle_from_before_still_encodes_the_bins_in_transform_and_both_agree(name: str, indicator: bool) -> None:
     """A fitted state without ``piecewise_in_encoder`` (saved before the encoding moved into the
     model) gives the bins from transform, as its weights and any exported ONNX graph expect; the
     model-side encoding gives the same values, on every bin edge too."""
-    values = COLUMNS[name]
+    values = PROBE_COLUMNS[name]
     config = NumberFeatureConfig(name="v", bins=16, missing={"indicator": indicator})
     feature = NumberFeature(config).fit(pd.Series(np.concatenate([values, [np.nan] * 20])))
     before = NumberFeature.from_state(config, {k: v for k, v in feature.state().items() if k != "piecewise_in_encoder"})
@@ -186,3 +187,13 @@ def test_a_bundle_from_before_still_encodes_the_bins_in_transform_and_both_agree
     inside = old.abs() <= 1  # beyond the training range values reach 1e4 / a bin's width: compare relatively there
     torch.testing.assert_close(new[inside], old[inside], atol=2e-6, rtol=0)
     torch.testing.assert_close(new[~inside], old[~inside], rtol=1e-5, atol=0)
+
+
+def test_a_saved_state_keeps_the_encoding_in_the_model_and_a_scalar_one_says_it_has_none() -> None:
+    column = pd.Series(np.random.default_rng(1).normal(size=500))
+    piecewise = NumberFeatureConfig(name="v", bins=8)
+    loaded = NumberFeature.from_state(piecewise, json.loads(json.dumps(NumberFeature(piecewise).fit(column).state())))
+    assert isinstance(loaded.encoder(), PiecewiseLinear) and loaded.transform(column).shape == (500, 1)
+    assert loaded.encoder()(loaded.transform(column)).shape == (500, loaded.output_dim) == (500, 8)
+    scalar = NumberFeatureConfig(name="v", encoding="scalar")
+    assert NumberFeature(scalar).fit(column).state()["piecewise_in_encoder"] is False

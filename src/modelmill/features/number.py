@@ -279,12 +279,12 @@ class NumberFeature(Feature[NumberFeatureConfig]):
         return None if numbers is None else self._encode(numbers)
 
     def _encode(self, values: np.ndarray) -> torch.Tensor:
-        """float64 values with NaN for missing (±inf too) → (rows, 1 or 2) float32, then the
-        missing indicator if asked: the scaled value, or with bins its bin coordinate (the bin's
-        number + the position inside it), which the encoder turns into the piecewise encoding;
-        the bins themselves for a bundle that encodes in ``transform``. The coordinate is taken
-        in float64 here: the scaled value in float32 would merge close values of a column whose
-        spread a few huge values inflate, and the model would see them in one place."""
+        """float64 values with NaN for missing (±inf too) → (rows, width) float32: the scaled
+        value; with bins, its bin coordinate (the bin's number + the position inside it), which
+        the encoder turns into the piecewise encoding, or the bins themselves for a bundle that
+        encodes in ``transform``; then the missing-indicator column if asked. The coordinate is
+        taken in float64 here: the scaled value in float32 would merge close values of a column
+        whose spread a few huge values inflate, and the model would see them in one place."""
         missing = ~np.isfinite(values)
         if self.clip_:
             values = clip(values, self.clip_[0], self.clip_[1])

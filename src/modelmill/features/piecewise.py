@@ -4,8 +4,8 @@ value, its position inside its own bin, 0 right of it; the outer bins extend lin
 the training range).
 
 The encoding runs per batch inside the model rather than in ``transform``, so that the
-tensors of a table hold one value per number, not one per bin: 16 times less memory with
-the default 16 bins, on the machine that trains and in a cluster's object store.
+tensors of a table hold one value per number, not one per bin (16 by default): that much
+less memory on the machine that trains and in a cluster's object store.
 
 ``transform`` gives the coordinate ``u`` = the bin's number + the position inside it, found
 in float64 by the bin search. Bin ``j``'s value is then ``clamp(u - j, lower, upper)``, with

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ModelError
 from modelmill.models import TensorData
-from modelmill.training.runtime import keep_freed_memory, pick_device, process_settings, resolve_precision
+from modelmill.training.runtime import keep_freed_memory, peak_rss, pick_device, process_settings, resolve_precision
 from modelmill.training.trainer import CHECKPOINT_NAME, Scorer, Trainer, TrainingRun
 
 MARKERS_ENV = "MODELMILL_RAY_TRAIN_MARKERS"
@@ -110,8 +110,10 @@ def train_worker(job_config: dict[str, Any]) -> None:
     job: WorkerJob = job_config["job"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    if world != len(job.shards):  # Ray Train starts config.workers workers, one per shard
-        raise ModelError(f"Ray Train started {world} workers for the {len(job.shards)} shards of the training rows")
+    if world != len(job.shards):  # a rank without its shard, or a shard no rank trains on, would go unnoticed
+        raise ModelError(f"Ray Train started {world} workers for the {len(job.shards)} shards of the training rows "
+                         "(one per training.workers). Fix: start the fit again; if it repeats, report it with "
+                         "the Ray version")
     config = job.config
     trainer = Trainer(config.model_copy(update={"progress": False}), loss=job.loss, scorer=job.scorer,
                       monitor=job.monitor, mode=job.mode, persist_cache=job.persist_cache)
@@ -169,22 +171,21 @@ def _loop(trainer: Trainer, run: TrainingRun, path: Path, rank: int, markers: st
                          checkpoint=checkpoint)
 
     if run.finished and run.state.history:  # resumed from a checkpoint whose training had ended
-        report(dict(run.state.history[-1]), _peak_rss())  # the driver still gets it back as the fit's result
+        report(dict(run.state.history[-1]), _largest_peak_rss())  # the driver still gets it back as the fit's result
     while not run.finished:
         row = trainer.epoch(run)
-        peak_rss = _agree(run, row)
-        report(row, peak_rss)
+        _agree(run, row)
+        report(row, _largest_peak_rss())
         if markers:
             Path(markers, f"rank{rank}-epoch{run.state.epoch}-pid{os.getpid()}").touch()
     run.model = run.model.module if isinstance(run.model, Replicated) else run.model
 
 
-def _agree(run: TrainingRun, row: dict[str, float]) -> int:
+def _agree(run: TrainingRun, row: dict[str, float]) -> None:
     """After an epoch, every rank takes rank 0's view: its stop decision and clock (early
     stopping and the time budget decide on each rank, and a rank that stopped alone would
     leave the others waiting in DDP forever), and the training loss averaged over all ranks'
-    shards. Validation runs on every rank over all validation rows. Returns the largest peak
-    resident memory of the ranks so far, in bytes."""
+    shards. Validation runs on every rank over all validation rows."""
     import torch.distributed as dist
 
     state = run.state
@@ -196,15 +197,13 @@ def _agree(run: TrainingRun, row: dict[str, float]) -> int:
                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(loss)
     row["train_loss"] = float(loss) / dist.get_world_size()
-    peak = torch.tensor([_peak_rss()], dtype=torch.float64, device=loss.device)
+
+
+def _largest_peak_rss() -> int:
+    """The largest peak resident memory of the ranks so far, in bytes (a collective call: every
+    rank makes it at the same point)."""
+    import torch.distributed as dist
+
+    peak = torch.tensor([peak_rss()], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(peak, op=dist.ReduceOp.MAX)
     return int(peak)
-
-
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes (Linux counts ``ru_maxrss`` in KiB, macOS in bytes)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)

@@ -112,3 +112,13 @@ def keep_freed_memory() -> None:
         libc.mallopt(_M_TOP_PAD, 64 * 2**20)
     except (OSError, AttributeError):  # a libc without mallopt: keep its defaults
         return
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory since it started, in bytes (``ru_maxrss``: KiB on
+    Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
