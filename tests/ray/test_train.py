@@ -208,7 +208,7 @@ def test_the_shards_cover_every_row_with_the_same_count_on_every_rank() -> None:
     import torch
 
     from modelmill.models import TensorData
-    from modelmill.training.ray_worker import shard
+    from modelmill.training.ray_backend import shard
 
     data = TensorData([torch.arange(11).unsqueeze(1).float()], torch.arange(11))
     parts = [shard(data, rank, 3, seed=0) for rank in range(3)]
@@ -223,7 +223,7 @@ def test_each_rank_is_sent_its_own_shard_not_the_whole_split() -> None:
 
     from modelmill.models import TensorData
     from modelmill.training.ray_backend import _put_shards
-    from modelmill.training.ray_worker import shard
+    from modelmill.training.ray_backend import shard
 
     data = TensorData([torch.arange(10).unsqueeze(1).float()], torch.arange(10))
     training = load_config({**base_config(), "training": {"backend": "ray", "workers": 2, "seed": 3}}).training

@@ -7,7 +7,7 @@ from typing import Any
 
 from modelmill.config.monitoring import DriftConfig
 from modelmill.config.schema import PipelineConfig
-from modelmill.features import binary, category, date, image, number, text  # noqa: F401  (registration)
+from modelmill.features import binary, category, date, image, number, number_target, text  # noqa: F401  (registration)
 from modelmill.features.base import (FEATURES, TARGETS, Feature, FitReport, Predictions, RawColumn, Target,
                                      TokenSpace)
 from modelmill.features.stats import DriftResult

@@ -36,7 +36,7 @@ from modelmill.models import TensorData, TrainResult
 from modelmill.training.batches import resolve_batch_size
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
-from modelmill.training.ray_worker import MARKERS_ENV, WorkerJob, shard, train_worker
+from modelmill.training.ray_worker import MARKERS_ENV, WorkerJob, train_worker
 from modelmill.training.trainer import CHECKPOINT_NAME, Trainer
 from modelmill.training.tuning import warm_up_encoders
 
@@ -114,6 +114,22 @@ def _put_shards(ray: Any, train: TensorData, config: TrainingConfig) -> list[Any
     """Each rank's rows in the object store on their own, so that a worker fetches and holds its
     shard only, not the whole training split (a replaced worker of the same rank fetches the same)."""
     return [ray.put(shard(train, rank, config.workers, config.seed)) for rank in range(config.workers)]
+
+
+def shard(data: TensorData, rank: int, world: int, seed: int) -> TensorData:
+    """This rank's rows: every ``world``-th row of a seeded permutation, the same number on every
+    rank, so that every rank takes the same number of steps (DDP waits for all of them at each
+    step). As torch's DistributedSampler does, the permutation is padded with its own first
+    ``-rows % world`` rows: every row is trained on, a few of them twice an epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=generator)
+    padding = -len(order) % world
+    if padding:
+        order = torch.cat([order, order.repeat(padding // max(len(order), 1) + 1)[:padding]])
+    mine = order[rank::world].sort().values
+    inputs, target = data.take(mine)
+    lengths = data.lengths[mine] if data.lengths is not None else None
+    return TensorData(inputs, target, lengths, held_out=data.held_out)
 
 
 def _finished(state: LoopState, epochs: int) -> bool:

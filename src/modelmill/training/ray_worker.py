@@ -23,7 +23,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ModelError
-from modelmill.models import TensorData
 from modelmill.training.runtime import keep_freed_memory, peak_rss, pick_device, process_settings, resolve_precision
 from modelmill.training.trainer import CHECKPOINT_NAME, Scorer, Trainer, TrainingRun
 
@@ -84,22 +83,6 @@ class Replicated(DistributedDataParallel):
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         return self.module.load_state_dict(state_dict, strict, assign)
-
-
-def shard(data: TensorData, rank: int, world: int, seed: int) -> TensorData:
-    """This rank's rows: every ``world``-th row of a seeded permutation, the same number on every
-    rank, so that every rank takes the same number of steps (DDP waits for all of them at each
-    step). As torch's DistributedSampler does, the permutation is padded with its own first
-    ``-rows % world`` rows: every row is trained on, a few of them twice an epoch."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(data), generator=generator)
-    padding = -len(order) % world
-    if padding:
-        order = torch.cat([order, order.repeat(padding // max(len(order), 1) + 1)[:padding]])
-    mine = order[rank::world].sort().values
-    inputs, target = data.take(mine)
-    lengths = data.lengths[mine] if data.lengths is not None else None
-    return TensorData(inputs, target, lengths, held_out=data.held_out)
 
 
 def train_worker(job_config: dict[str, Any]) -> None:
@@ -193,8 +176,7 @@ def _agree(run: TrainingRun, row: dict[str, float]) -> None:
     dist.broadcast_object_list(shared, src=0)
     state.stop_reason, state.elapsed = shared
     row["seconds"] = state.elapsed
-    loss = torch.tensor([row["train_loss"]], dtype=torch.float64,
-                        device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    loss = torch.tensor([row["train_loss"]], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(loss)
     row["train_loss"] = float(loss) / dist.get_world_size()
 
@@ -204,6 +186,13 @@ def _largest_peak_rss() -> int:
     rank makes it at the same point)."""
     import torch.distributed as dist
 
-    peak = torch.tensor([peak_rss()], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    peak = torch.tensor([peak_rss()], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(peak, op=dist.ReduceOp.MAX)
     return int(peak)
+
+
+def _collective_device() -> str:
+    """Where a tensor for a collective call must live: NCCL reduces GPU tensors only, gloo CPU ones."""
+    import torch.distributed as dist
+
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
