@@ -72,6 +72,10 @@ def train(
 
         check_ray_training(checked.training, encrypted=key is not None)
         connect(what=WHAT)
+    if getattr(getattr(checked, "data", None), "shards", False):  # a predict config's; a forecast has none
+        from modelmill.api.sharded import check_sharded
+
+        check_sharded(checked)  # type: ignore[arg-type]
     from modelmill.runs import check_resume, mark_latest, new_run_dir, resumable_run
     from modelmill.tasks import pipeline_for
 

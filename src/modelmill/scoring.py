@@ -44,7 +44,15 @@ def score(predictor: Predictor, frame: pd.DataFrame, *, plots: bool, plots_dir: 
     if not known.any():
         raise DataError("no row has a known target value to evaluate against", column=target.name)
     frame = frame.loc[known]
-    raw = predictor.raw(frame)
+    return score_outputs(target, predictor.raw(frame), frame, plots=plots, plots_dir=plots_dir, history=history,
+                         key=key)
+
+
+def score_outputs(target: Target[Any], raw: torch.Tensor, frame: pd.DataFrame, *, plots: bool,
+                  plots_dir: Path | None, history: list[dict[str, float]],
+                  key: bytes | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """:func:`score` of raw model outputs already made, for labelled rows whose target values
+    ``frame`` holds (the outputs of rows in shards, say)."""
     truth = target.codes(frame[target.name])
     metrics = metrics_of(target, raw, truth)
     pngs: dict[str, bytes] = {}

@@ -23,6 +23,7 @@ from modelmill.training.decision import decide, needs_held_out
 from modelmill.training.ensemble import fit_ensemble
 from modelmill.training.fitting import FitSettings, fit_model
 from modelmill.training.privacy import DifferentialPrivacy
+from modelmill.training.streams import StreamedRows
 
 NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
                "rows out: set data.split.valid above 0, or use model type auto or ensemble (which predict "
@@ -51,7 +52,7 @@ def private_training(config: PipelineConfig, target: Target[Any]) -> Differentia
     return DifferentialPrivacy(settings, seed=config.training.seed)
 
 
-def train_model(config: PipelineConfig, parts: Predictor, train: TensorData, valid: TensorData, *,
+def train_model(config: PipelineConfig, parts: Predictor, train: TensorData | StreamedRows, valid: TensorData, *,
                 callbacks: Sequence[Callback], run_dir: Path | None, resume: bool,
                 key: bytes | None) -> TrainResult:
     """``parts.model`` fitted on ``train`` (chosen on ``valid``), with the caller's ``callbacks``;
@@ -69,6 +70,10 @@ def train_model(config: PipelineConfig, parts: Predictor, train: TensorData, val
     settings = FitSettings(config.training, target, scorer, monitor, mode, list(callbacks),
                            persist_cache=key is None)
     if isinstance(parts.maker, Weighted):
+        if isinstance(train, StreamedRows):
+            raise ConfigError(f"model type {config.model.type!r} fits several candidates on all training rows at "
+                              "once, which rows in shards (data.shards) never are. Fix: a torch model type (mlp, "
+                              "linear), or data.shards: false", path="model.type")
         model = config.model
         return fit_ensemble(parts.maker, parts.model, train, valid, settings, features=parts.features,
                             time_split=config.data.split.method == "time",

@@ -79,6 +79,14 @@ class DataConfig(Section):
     header: bool | None = Field(None, description="Whether a CSV has a header row (default: sniffed).")
     columns: list[str] | None = Field(None, description="Column names for a file without a header.")
     split: SplitConfig = Field(default_factory=SplitConfig)
+    shards: bool = Field(
+        False, description="With training.backend: ray: the source (a Parquet or CSV file, folder or glob) is read, "
+        "cleaned, split, fitted on and transformed in shards on the cluster and streamed to the training workers, "
+        "so the table is never whole on one machine. The split is by a seeded hash of each row's position (not "
+        "the rows a split on one machine draws; stratified splits are random here), rows are shuffled within a "
+        "buffer, and the checks and the drift profile take a sample of 100,000 training rows. Torch model types "
+        "(mlp, linear) only; no text or image features, privacy policy, outliers.action: drop, time, column or "
+        "files split.")
 
 
 # ------------------------------------------------------------------------- cleaning

@@ -59,7 +59,10 @@ class TrainResult:
     members: list[dict[str, Any]] = field(default_factory=list)
     """An ensemble's candidates: name, folds, seconds, held-out score, weight, what became of it."""
     worker_peak_rss: int | None = None
-    """Training on Ray: the largest peak resident memory of any worker process, in bytes."""
+    """Training on Ray: the largest peak resident memory of any worker process, in bytes (with the
+    shared pages of Ray's object store it mapped)."""
+    worker_peak_private: int | None = None
+    """Training on Ray: the largest private resident memory sampled in any worker, in bytes."""
 
 
 def _cat_rows(a: torch.Tensor, b: torch.Tensor, pad: int) -> torch.Tensor:

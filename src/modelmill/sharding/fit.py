@@ -41,10 +41,19 @@ def fit_features(shards: Shards, features: Sequence[C]) -> list[C]:
     """``features`` (input features, and the target too if given) fitted from the merged
     partials of every shard; a type that cannot be fitted so (text, images) refuses before
     any work on the cluster."""
-    for feature in features:  # a type without partials says so on an empty column, before any work
-        feature.partial(_empty(feature), np.empty(0, dtype=np.int64))
+    check_partials(features)
     merged = partials_of(shards, features)
     return [feature.fit_from(merge_all(partials)) for feature, partials in zip(features, merged)]
+
+
+def check_partials(features: Sequence[Component[Any]]) -> None:
+    """Refuse a type that cannot be fitted from shards: it says so on an empty column.
+
+    Raises:
+        ModelError: naming the feature and its type.
+    """
+    for feature in features:
+        feature.partial(_empty(feature), np.empty(0, dtype=np.int64))
 
 
 def _empty(feature: Component[Any]) -> pd.Series:

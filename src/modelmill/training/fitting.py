@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from modelmill.config.schema import TrainingConfig
+from modelmill.errors import ConfigError
 from modelmill.features import Target
 from modelmill.models import Learner, ModelType, TensorData, TrainResult, predict_raw
 from modelmill.training.backends import BACKENDS
 from modelmill.training.callbacks import Callback
 from modelmill.training.learners import fit_learner
+from modelmill.training.streams import StreamedRows
 from modelmill.training.trainer import Scorer, Trainer
 
 log = logging.getLogger("modelmill")
@@ -45,12 +47,17 @@ LIGHTGBM_ON_RAY = ("each of its workers listens for the others on every network 
                    "a cluster kept to loopback or to a private network with token authentication must not open")
 
 
-def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData, valid: TensorData, settings: FitSettings,
-              *, checkpoint_dir: Path | None = None, resume: bool = False,
+def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData | StreamedRows, valid: TensorData,
+              settings: FitSettings, *, checkpoint_dir: Path | None = None, resume: bool = False,
               checkpoint_key: bytes | None = None) -> TrainResult:
     """Fit ``module`` in place. The result's ``held_out_raw`` is the fitted model's raw outputs
-    on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out."""
+    on ``valid`` (as they were before a learner's refit on those rows), when ``valid`` is held out.
+    ``train`` streamed from the cluster (:class:`StreamedRows`) trains torch models on Ray only."""
     if isinstance(maker, Learner):
+        if isinstance(train, StreamedRows):
+            raise ConfigError(f"model type {getattr(maker.config, 'type', '?')!r} fits by its own solver on all "
+                              "training rows at once, which rows in shards (data.shards) never are. Fix: a torch "
+                              "model type (mlp, linear), or data.shards: false", path="model.type")
         if settings.training.backend != "local":  # a learner has its own solver, not the trainer's epochs
             why = f"; not on LightGBM's distributed mode: {LIGHTGBM_ON_RAY}" \
                 if getattr(maker.config, "type", None) == "gbdt" else ""

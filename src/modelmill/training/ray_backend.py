@@ -37,6 +37,7 @@ from modelmill.training.batches import resolve_batch_size
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
 from modelmill.training.ray_worker import MARKERS_ENV, WorkerJob, train_worker
+from modelmill.training.streams import StreamedRows
 from modelmill.training.trainer import CHECKPOINT_NAME, Trainer
 from modelmill.training.tuning import warm_up_encoders
 
@@ -65,7 +66,7 @@ def check_ray_training(training: TrainingConfig, *, encrypted: bool) -> None:
 class RayBackend:
     """Ray Train's TorchTrainer driving the shared epoch/step code with DDP on N workers."""
 
-    def fit(self, trainer: Trainer, model: nn.Module, train: TensorData, valid: TensorData, *,
+    def fit(self, trainer: Trainer, model: nn.Module, train: TensorData | StreamedRows, valid: TensorData, *,
             resume: bool) -> TrainResult:
         config = trainer.config
         check_ray_training(config, encrypted=trainer.checkpoint_key is not None)
@@ -73,7 +74,8 @@ class RayBackend:
         kept = _storage(config, trainer.checkpoint_path)
         initial = _resume_from(trainer.checkpoint_path, own=config.storage is None) if resume else None
         parts = load_checkpoint(initial) if initial is not None else None
-        prepare_seconds, peak_rss = 0.0, None
+        prepare_seconds = 0.0
+        peaks: tuple[int | None, int | None] = (None, None)  # the workers' resident and private memory
         if parts is not None and _finished(LoopState(**parts["loop"]), config.epochs):
             log.info(f"the checkpoint {initial} ends a finished training: resuming from it without Ray")
         else:
@@ -91,13 +93,16 @@ class RayBackend:
             # still see one (Ray does not hide it), and device: auto would put every worker on it
             config = config.model_copy(update={"device": "cuda" if use_gpu else "cpu"})
             job = WorkerJob(config, trainer.loss, trainer.scorer, trainer.monitor, trainer.mode,
-                            ray.put(model.cpu()), _put_shards(ray, train.to(CPU), config), ray.put(valid.to(CPU)),
-                            batch_size, trainer.persist_cache,
+                            ray.put(model.cpu()),
+                            [] if isinstance(train, StreamedRows) else _put_shards(ray, train.to(CPU), config),
+                            ray.put(valid.to(CPU)), batch_size, trainer.persist_cache,
                             initial=initial.read_bytes() if initial else None,
-                            markers=os.environ.get(MARKERS_ENV) or None)
+                            markers=os.environ.get(MARKERS_ENV) or None,
+                            stream=train.spec if isinstance(train, StreamedRows) else None)
             storage = kept or tempfile.mkdtemp(prefix="modelmill-ray-storage-")
             try:
-                parts, prepare_seconds, peak_rss = _run(ray, job, storage, use_gpu=use_gpu)
+                datasets = {"train": train.dataset} if isinstance(train, StreamedRows) else None
+                parts, prepare_seconds, peaks = _run(ray, job, storage, use_gpu=use_gpu, datasets=datasets)
             finally:
                 if kept is None:
                     shutil.rmtree(storage, ignore_errors=True)
@@ -107,7 +112,8 @@ class RayBackend:
         state = LoopState(**parts["loop"])
         _replay(trainer, state)
         return TrainResult(state.history, state.best_epoch, state.best_value, state.epoch, state.elapsed,
-                           state.stop_reason or "all epochs done", prepare_seconds, worker_peak_rss=peak_rss)
+                           state.stop_reason or "all epochs done", prepare_seconds, worker_peak_rss=peaks[0],
+                           worker_peak_private=peaks[1])
 
 
 def _put_shards(ray: Any, train: TensorData, config: TrainingConfig) -> list[Any]:
@@ -246,15 +252,17 @@ def _resume_from(checkpoint: Path | None, *, own: bool) -> Path | None:
     return max(found, key=lambda path: path.stat().st_mtime, default=None)
 
 
-def _run(ray: Any, job: WorkerJob, storage: str, *, use_gpu: bool) -> tuple[dict[str, Any], float, int | None]:
-    """Ray Train's fit; the last checkpoint's parts, the workers' preparation seconds and their
-    largest peak resident memory (bytes)."""
+def _run(ray: Any, job: WorkerJob, storage: str, *, use_gpu: bool,
+         datasets: dict[str, Any] | None = None) -> tuple[dict[str, Any], float, tuple[int | None, int | None]]:
+    """Ray Train's fit (``datasets``: streamed training rows, split among the workers by Ray
+    Train); the last checkpoint's parts, the workers' preparation seconds and their largest
+    peak resident memory and private memory (bytes)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer
 
     config = job.config
     trainer = TorchTrainer(
-        train_worker, train_loop_config={"job": job},
+        train_worker, train_loop_config={"job": job}, datasets=datasets,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": config.cpus_per_worker}),
@@ -277,9 +285,12 @@ def _run(ray: Any, job: WorkerJob, storage: str, *, use_gpu: bool) -> tuple[dict
         parts = load_checkpoint(Path(directory) / CHECKPOINT_NAME)
     metrics = result.metrics or {}
     peak = int(metrics["worker_peak_rss"]) if metrics.get("worker_peak_rss") else None
+    private = int(metrics["worker_peak_private"]) if metrics.get("worker_peak_private") else None
     if peak:
-        log.info(f"training on Ray: the workers' peak memory {peak / 2**20:,.0f} MiB (the largest of any worker)")
-    return parts, float(metrics.get("prepare_seconds", 0.0)), peak
+        own = f"; their private memory at most {private / 2**20:,.0f} MiB" if private else ""
+        log.info(f"training on Ray: the workers' peak memory {peak / 2**20:,.0f} MiB (the largest of any worker; "
+                 f"resident memory, with the pages of Ray's object store a worker reads){own}")
+    return parts, float(metrics.get("prepare_seconds", 0.0)), (peak, private)
 
 
 def _replay(trainer: Trainer, state: LoopState) -> None:

@@ -23,7 +23,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ModelError
-from modelmill.training.runtime import keep_freed_memory, peak_rss, pick_device, process_settings, resolve_precision
+from modelmill.training.runtime import (PrivatePeak, keep_freed_memory, peak_rss, pick_device, process_settings,
+                                        resolve_precision)
+from modelmill.models import TensorData
+from modelmill.training.streams import ShardStream, StreamSpec
 from modelmill.training.trainer import CHECKPOINT_NAME, Scorer, Trainer, TrainingRun
 
 MARKERS_ENV = "MODELMILL_RAY_TRAIN_MARKERS"
@@ -48,6 +51,7 @@ class WorkerJob:
     persist_cache: bool
     initial: bytes | None = None  # the run's own checkpoint, for `train --resume`
     markers: str | None = None
+    stream: StreamSpec | None = None  # training rows streamed from Ray Train's "train" dataset (no shards)
 
 
 class Replicated(DistributedDataParallel):
@@ -93,7 +97,7 @@ def train_worker(job_config: dict[str, Any]) -> None:
     job: WorkerJob = job_config["job"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    if world != len(job.shards):  # a rank without its shard, or a shard no rank trains on, would go unnoticed
+    if job.stream is None and world != len(job.shards):  # a rank without its shard would go unnoticed
         raise ModelError(f"Ray Train started {world} workers for the {len(job.shards)} shards of the training rows "
                          "(one per training.workers). Fix: start the fit again; if it repeats, report it with "
                          "the Ray version")
@@ -102,14 +106,20 @@ def train_worker(job_config: dict[str, Any]) -> None:
                       monitor=job.monitor, mode=job.mode, persist_cache=job.persist_cache)
     folder = Path(tempfile.mkdtemp(prefix="modelmill-ray-train-"))
     try:
-        with process_settings(config.threads or config.cpus_per_worker, config.deterministic):
+        with process_settings(config.threads or config.cpus_per_worker, config.deterministic), \
+                PrivatePeak() as private:
             keep_freed_memory()
             trainer.device = pick_device(config.device)
             trainer.precision = resolve_precision(config.precision, trainer.device)
             trainer.batch_size = max(1, job.batch_size // world)
             model: nn.Module = ray.get(job.model).to(trainer.device)
             trainer.loss.to(trainer.device)
-            train = ray.get(job.shards[rank]).to(trainer.device)  # this rank's rows only
+            train: TensorData | ShardStream
+            if job.stream is not None:  # this rank's share of the stream, batch by batch
+                train = ShardStream(ray.train.get_dataset_shard("train"), job.stream, rank=rank, world=world,
+                                    seed=config.seed)
+            else:
+                train = ray.get(job.shards[rank]).to(trainer.device)  # this rank's rows only
             valid = ray.get(job.valid).to(trainer.device)
             path = folder / CHECKPOINT_NAME
             resuming = _restore_into(path, job.initial)
@@ -117,7 +127,7 @@ def train_worker(job_config: dict[str, Any]) -> None:
             run.model = Replicated(run.model, device_ids=[trainer.device.index] if trainer.device.type == "cuda"
                                    else None)
             run.checkpoint = None  # written below, once the ranks agree on the epoch's row
-            _loop(trainer, run, path, rank, job.markers)
+            _loop(trainer, run, path, rank, job.markers, private)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -138,27 +148,28 @@ def _restore_into(path: Path, initial: bytes | None) -> bool:
     return False
 
 
-def _loop(trainer: Trainer, run: TrainingRun, path: Path, rank: int, markers: str | None) -> None:
+def _loop(trainer: Trainer, run: TrainingRun, path: Path, rank: int, markers: str | None,
+          private: PrivatePeak) -> None:
     """The epochs: each one run by the trainer, agreed on by the ranks, checkpointed by rank 0
     and reported to Ray Train by every rank (Ray Train counts a report once all have made it)."""
     import ray.train
 
-    def report(row: dict[str, float], peak_rss: int) -> None:
+    def report(row: dict[str, float], peaks: tuple[int, int]) -> None:
         checkpoint = None
         if rank == 0:
             run.checkpoint = path
             trainer.save_checkpoint(run)  # the trainer's own format, which its prepare(resume=True) reads
             run.checkpoint = None
             checkpoint = ray.train.Checkpoint.from_directory(str(path.parent))
-        ray.train.report({**row, "prepare_seconds": run.prepare_seconds, "worker_peak_rss": peak_rss},
-                         checkpoint=checkpoint)
+        ray.train.report({**row, "prepare_seconds": run.prepare_seconds, "worker_peak_rss": peaks[0],
+                          "worker_peak_private": peaks[1]}, checkpoint=checkpoint)
 
     if run.finished and run.state.history:  # resumed from a checkpoint whose training had ended
-        report(dict(run.state.history[-1]), _largest_peak_rss())  # the driver still gets it back as the fit's result
+        report(dict(run.state.history[-1]), _largest_peaks(private))  # the driver still gets it as the fit's result
     while not run.finished:
         row = trainer.epoch(run)
         _agree(run, row)
-        report(row, _largest_peak_rss())
+        report(row, _largest_peaks(private))
         if markers:
             Path(markers, f"rank{rank}-epoch{run.state.epoch}-pid{os.getpid()}").touch()
     run.model = run.model.module if isinstance(run.model, Replicated) else run.model
@@ -181,14 +192,15 @@ def _agree(run: TrainingRun, row: dict[str, float]) -> None:
     row["train_loss"] = float(loss) / dist.get_world_size()
 
 
-def _largest_peak_rss() -> int:
-    """The largest peak resident memory of the ranks so far, in bytes (a collective call: every
-    rank makes it at the same point)."""
+def _largest_peaks(private: PrivatePeak) -> tuple[int, int]:
+    """The largest peak resident memory of the ranks so far and the largest private memory
+    sampled, in bytes; 0 where unknown (a collective call: every rank makes it at the same point)."""
     import torch.distributed as dist
 
-    peak = torch.tensor([peak_rss()], dtype=torch.float64, device=_collective_device())
-    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
-    return int(peak)
+    private._take()
+    peaks = torch.tensor([peak_rss(), private.peak or 0], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(peaks, op=dist.ReduceOp.MAX)
+    return int(peaks[0]), int(peaks[1])
 
 
 def _collective_device() -> str:

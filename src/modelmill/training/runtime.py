@@ -122,3 +122,49 @@ def peak_rss() -> int:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class PrivatePeak:
+    """The largest private resident memory of this process (Linux's ``RssAnon``: its own pages,
+    not the shared ones it maps, such as the blocks of Ray's object store a worker reads, which
+    ``peak_rss`` counts), sampled every ``interval`` seconds by a daemon thread while in the
+    ``with`` block. ``peak`` is None where /proc/self/status has no such line (not Linux)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import threading
+
+        self.interval, self.peak = interval, private_rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="modelmill-private-peak", daemon=True)
+
+    def __enter__(self) -> PrivatePeak:
+        if self.peak is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._take()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._take()
+
+    def _take(self) -> None:
+        now = private_rss()
+        if now is not None and self.peak is not None:
+            self.peak = max(self.peak, now)
+
+
+def private_rss() -> int | None:
+    """This process's private resident memory now, in bytes (``RssAnon``), or None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

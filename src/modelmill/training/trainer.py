@@ -31,6 +31,7 @@ from modelmill.training.batches import BatchSampler, ShuffledBatches, batches, r
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
 from modelmill.training.optim import OPTIMIZERS, SCHEDULERS, Schedule
+from modelmill.training.streams import ShardStream
 from modelmill.training.runtime import autocast, keep_freed_memory, pick_device, process_settings, resolve_precision
 from modelmill.training.tuning import cache_frozen, frozen_encoders, parameter_groups, warm_up_encoders
 
@@ -46,7 +47,7 @@ class TrainingRun:
     (differential privacy needs all three)."""
 
     model: nn.Module
-    train: TensorData
+    train: TensorData | ShardStream
     valid: TensorData
     optimizer: torch.optim.Optimizer
     schedule: Schedule | None
@@ -148,13 +149,17 @@ class Trainer:
 
     # ---------------------------------------------------------------- the steps
 
-    def prepare(self, model: nn.Module, train: TensorData, valid: TensorData, *, epochs: int, resume: bool,
-                checkpoint: Path | None, phase: str = "train") -> TrainingRun:
+    def prepare(self, model: nn.Module, train: TensorData | ShardStream, valid: TensorData, *, epochs: int,
+                resume: bool, checkpoint: Path | None, phase: str = "train") -> TrainingRun:
         """Everything before the first epoch: frozen encoders run once over the data, the
-        optimiser and schedule built, a checkpoint's state restored; then ``on_prepare``."""
+        optimiser and schedule built, a checkpoint's state restored; then ``on_prepare``.
+        ``train`` streamed from the cluster is taken in the order it comes: no sampler, no cache."""
         started = time.perf_counter()
         frozen = frozen_encoders(model)
-        if frozen and isinstance(model, TabularNet):  # frozen encoders run once per data set, not per epoch
+        if frozen and isinstance(train, ShardStream):
+            raise ModelError("frozen encoders cache their outputs over all training rows, which a stream from "
+                             "the cluster never holds (data.shards takes no text or image features)")
+        if frozen and isinstance(model, TabularNet) and isinstance(train, TensorData):  # once per data set
             train = cache_frozen(model, train, frozen, persist=self.persist_cache)
             valid = cache_frozen(model, valid, frozen, persist=self.persist_cache)
             model.use_cached(frozen)
@@ -182,10 +187,14 @@ class Trainer:
         the callbacks and the checkpoint. Returns the epoch's history row."""
         state = run.state
         started = time.perf_counter()
-        indices = run.sampler(run.train, state.epoch, self.batch_size)
+        if isinstance(run.train, ShardStream):  # rows streamed from the cluster, in the order they arrive
+            pairs = run.train.batches(state.epoch, self.batch_size)
+        else:
+            pairs = batches(run.train, run.sampler(run.train, state.epoch, self.batch_size),
+                            self.config.loader_workers)
         run.model.train()
         total, count = 0.0, 0
-        for inputs, target in batches(run.train, indices, self.config.loader_workers):
+        for inputs, target in pairs:
             loss = self.step(run, inputs, target)
             total += loss * len(target)
             count += len(target)

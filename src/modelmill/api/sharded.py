@@ -1,0 +1,178 @@
+"""``Pipeline.fit`` with ``data.shards: true``: the same stages on a table that never comes
+whole to one machine. The source is read as shards on the Ray cluster (``sharding``),
+cleaned there by the single-machine rules, split by a seeded hash, the features fitted from
+merged per-shard statistics, the training rows turned into tensors on the cluster and
+streamed to Ray Train's workers; the validation rows come to the driver (every worker
+validates on them, as without shards), the test rows are scored on the cluster and only
+their outputs and target values come back.
+
+What needs the whole table at once is refused before any work (learners and ensembles,
+text and image features, a privacy policy, dropped outlier rows, a time split, an encrypted
+run), and what describes the table is taken from a seeded sample of its training rows (the
+data checks and the profile that drift monitoring compares against)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+
+from modelmill.api.training import decide_threshold, monitored_metric, train_model
+from modelmill.config import PipelineConfig
+from modelmill.data.validate import check_columns, validate_frame
+from modelmill.errors import ConfigError, DataError
+from modelmill.evaluation.metrics import check_metric
+from modelmill.features import Feature, Target, build_features, build_target
+from modelmill.models import Learner, TensorData
+from modelmill.models.ensemble import Weighted
+from modelmill.predictor import Predictor, model_maker
+from modelmill.predictor.output import prediction_profile
+from modelmill.privacy.policy import PrivacyPolicy
+from modelmill.scoring import decision_metrics, metric_intervals, score_outputs
+
+if TYPE_CHECKING:
+    from modelmill.api.pipeline import Pipeline
+
+log = logging.getLogger("modelmill")
+SAMPLE_ROWS = 100_000  # training rows drawn for the data checks and the profile
+
+
+def check_sharded(config: PipelineConfig) -> None:
+    """Refuse, before any reading, what a fit in shards cannot do (with the fix).
+
+    Raises:
+        ConfigError: the backend is not ray, or a setting needs the whole table at once.
+    """
+    from modelmill.sharding.split import check_split
+
+    fix = "or data.shards: false"
+    if config.training.backend != "ray":
+        raise ConfigError("data.shards streams the rows to Ray Train's workers: it needs training.backend: ray "
+                          "(or --backend ray)", path="data.shards")
+    if PrivacyPolicy.from_config(config, hash_key=False).active:
+        raise ConfigError("a privacy policy (privacy:) is not applied to rows in shards yet: its treated values "
+                          f"would be read on the cluster in clear. Fix: remove privacy.columns, {fix}",
+                          path="privacy")
+    outliers = config.cleaning.outliers
+    if outliers.method != "none" and outliers.action == "drop":
+        raise ConfigError("outliers.action: drop needs bounds fitted on the training split before its rows are "
+                          f"dropped, a second pass this path does not make. Fix: action: clip, {fix}",
+                          path="cleaning.outliers.action")
+    check_split(config.data.split)
+
+
+def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path | None, resume: bool,
+                  evaluate: bool) -> None:
+    """Fit ``pipeline`` on ``source`` (a relative path starts at ``base``) in shards (see the
+    module); sets what ``Pipeline.fit`` sets."""
+    from modelmill.sharding import fit_features, read_shards
+    from modelmill.sharding.fit import check_partials
+    from modelmill.sharding.clean import clean_shards
+    from modelmill.sharding.collect import fingerprint, sample_frame, whole_frame
+    from modelmill.sharding.split import split_shards
+    from modelmill.sharding.tensors import class_rows_of, outputs_of, tensor_rows
+
+    config = pipeline.config
+    check_sharded(config)
+    laps: dict[str, float] = {}
+    started = last = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal last
+        laps[stage], last = time.perf_counter() - last, time.perf_counter()
+
+    features = build_features(config)
+    maker = model_maker(config)
+    maker.check(features)
+    if isinstance(maker, (Learner, Weighted)):
+        raise ConfigError(f"model type {config.model.type!r} fits on all training rows at once, which rows in "
+                          "shards never are. Fix: model type mlp or linear, or data.shards: false",
+                          path="model.type")
+    check_partials([*features, build_target(config)])  # text and images: refused before any reading
+    if config.evaluation.explain:
+        log.info("a fit in shards explains no test records (evaluation.explain): `modelmill explain` the bundle "
+                 "on a sample of rows instead")
+    shards = read_shards(source, base=base)
+    check_columns(_columns(shards),
+                  [f.name for f in config.features] + [config.target.name], source=source)
+    pipeline.source_, pipeline.data_hash_ = source, fingerprint(shards)
+    lap("read")
+    read = shards.rows
+    cleaned, report = clean_shards(shards, config, features)
+    del shards  # each stage's copy leaves the object store once the next one is materialised
+    lap("validate and clean")
+    parts = split_shards(cleaned, config.data.split)
+    kept = cleaned.rows
+    del cleaned
+    rows = {part: shards.rows for part, shards in parts.items()}
+    log.info(f"rows in shards: {read:,} read, {kept:,} after cleaning; " +
+             ", ".join(f"{part} {count:,}" for part, count in rows.items()))
+    if not rows["train"]:
+        raise DataError("no training rows are left after cleaning and the split", source=source)
+    if evaluate and not rows["test"]:
+        raise DataError("the test split is empty; use more rows or a larger data.split.test", source=source)
+    lap("split")
+    sample = sample_frame(parts["train"], SAMPLE_ROWS, seed=config.training.seed)
+    pipeline.warnings_ = validate_frame(sample, config, features, source=f"{source} (a sample of training rows)")
+    for warning in pipeline.warnings_:
+        log.warning(warning)
+    fitted = fit_features(parts["train"], [*features, build_target(config)])  # one pass over the shards
+    features, target = [cast(Feature[Any], f) for f in fitted[:-1]], cast(Target[Any], fitted[-1])
+    _note_features(features, report)
+    torch.manual_seed(config.training.seed)  # the initial weights are part of a repeatable run
+    predictor = Predictor.build(config, features, target)
+    pipeline.class_rows_ = class_rows_of(parts["train"], predictor)
+    train = tensor_rows(parts.pop("train"), predictor)  # the training rows are kept as tensors alone
+    valid_frame = whole_frame(parts["valid"]) if rows["valid"] else sample
+    valid = predictor.tensors(valid_frame)
+    if not rows["valid"]:  # no held-out rows: the sample stands in, as the training rows do on one machine
+        valid = TensorData(valid.inputs, valid.target, valid.lengths, held_out=False)
+    lap("fit features")
+    check_metric(target.task, monitored_metric(config, target.task), "training.early_stopping.metric")
+    pipeline.privacy_ = None
+    pipeline.result_ = result = train_model(config, predictor, train, valid, callbacks=pipeline.callbacks,
+                                            run_dir=run_dir, resume=resume, key=None)
+    pipeline.decision_ = decide_threshold(config, predictor, result)
+    lap("fit the model")
+    pipeline.predictor_, pipeline.cleaning_, pipeline.split_ = predictor, report, None
+    pipeline.profile_ = predictor.profile(sample)
+    pipeline.metrics_, pipeline.plots_, pipeline.intervals_ = {}, {}, {}
+    if evaluate:
+        raw, truth = outputs_of(parts["test"], predictor)
+        pipeline.metrics_, pipeline.plots_ = score_outputs(
+            target, raw, truth, plots=config.evaluation.plots, plots_dir=run_dir / "plots" if run_dir else None,
+            history=result.history)
+        pipeline.metrics_.update(decision_metrics(target, raw, truth))
+        pipeline.intervals_ = metric_intervals(target, raw, truth, seed=config.training.seed)
+        pipeline.profile_["prediction"] = prediction_profile(target.task, target.postprocess(raw))
+    else:
+        pipeline.profile_["prediction"] = prediction_profile(target.task, predictor.predict(valid_frame))
+    pipeline.metrics_["rows"] = rows
+    if rows["valid"] and result.best_value is not None:
+        pipeline.metrics_[f"valid_{monitored_metric(config, target.task)}"] = float(result.best_value)
+    lap("evaluate")
+    pipeline.timings_ = laps
+    pipeline.fitted_at_ = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    log.info(f"seconds ({time.perf_counter() - started:.1f} in all): " +
+             ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in laps.items()))
+
+
+def _columns(shards: Any) -> Any:
+    """An empty frame with the shards' columns, for the single-machine column check."""
+    import pandas as pd
+
+    from modelmill.sharding import ROW
+
+    return pd.DataFrame(columns=[name for name in shards.dataset.schema().names if name != ROW])
+
+
+def _note_features(features: list[Feature[Any]], report: Any) -> None:
+    for feature in features:
+        notes = feature.report()
+        report.column(feature.name).update(notes.entries)
+        for warning in notes.warnings:
+            log.warning(warning)

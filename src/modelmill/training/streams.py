@@ -1,0 +1,94 @@
+"""Training rows that stay on the cluster (``data.shards``): the driver holds a
+:class:`StreamedRows` (a Ray Dataset of the model's inputs and target, one column each), Ray
+Train splits it among the workers (``streaming_split`` with ``equal=True``: every rank gets
+the same number of rows, so the same number of steps), and each worker's trainer iterates
+its share batch by batch (:class:`ShardStream`), never holding more than a shuffle buffer of
+it. Rows are shuffled within that buffer, not over the whole table as one machine does.
+
+Ray is imported inside the methods: this module is imported where Ray may be missing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+TARGET = "target"
+SHUFFLE_ROWS = 50_000  # rows a worker shuffles among: ~7 MB for 32 numbers
+
+
+def input_column(position: int) -> str:
+    return f"input_{position}"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a worker needs to read its share (the dataset itself reaches it through Ray Train)."""
+
+    rows: int  # in the whole stream
+    inputs: int  # model inputs per row
+    shuffle_rows: int = SHUFFLE_ROWS
+
+
+@dataclass(frozen=True)
+class StreamedRows:
+    """The training rows as a materialised Ray Dataset with the columns ``input_0`` ... and
+    ``target``; stands where a :class:`TensorData` of training rows goes (the ray backend)."""
+
+    dataset: Any
+    spec: StreamSpec
+    held_out: bool = True
+
+    def __len__(self) -> int:
+        return self.spec.rows
+
+    def to(self, device: torch.device) -> StreamedRows:
+        return self  # its batches go to the device one at a time, in the trainer's step
+
+
+class ShardStream:
+    """One worker's share of a stream, batch by batch, as the trainer's epoch takes them."""
+
+    def __init__(self, iterator: Any, spec: StreamSpec, *, rank: int, world: int, seed: int) -> None:
+        self.iterator, self.spec = iterator, spec
+        self.rank, self.world, self.seed = rank, world, seed
+
+    def __len__(self) -> int:
+        return self.spec.rows // self.world  # equal=True: the remainder of the division is left out
+
+    def to(self, device: torch.device) -> ShardStream:
+        return self
+
+    def batches(self, epoch: int, batch_size: int) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
+        """This epoch's batches: ``batch_size`` rows each (the last one fewer), shuffled within
+        a buffer with a seed of the epoch and rank. Every rank takes as many steps as the one
+        with the fewest batches (a check per step: a rank that stepped alone would leave the
+        others waiting in DDP forever); what a rank has left is read to the end, unused, so
+        that the split's next epoch starts on every rank alike."""
+        batches = self.iterator.iter_torch_batches(
+            batch_size=batch_size, local_shuffle_buffer_size=min(self.spec.shuffle_rows, max(len(self), 1)),
+            local_shuffle_seed=self.seed + epoch * self.world + self.rank, drop_last=False)
+        names = [input_column(i) for i in range(self.spec.inputs)]
+        found = iter(batches)
+        for batch in found:
+            if not _all_have(True):
+                break
+            yield [batch[name] for name in names], batch[TARGET]
+        else:
+            _all_have(False)
+            return
+        for _ in found:  # another rank ran out first
+            pass
+
+
+def _all_have(mine: bool) -> bool:
+    """Whether every rank has a batch (a collective call)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return mine
+    flag = torch.tensor([1.0 if mine else 0.0], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
