@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
@@ -136,6 +137,15 @@ def test_what_needs_the_whole_table_is_refused_before_any_reading(tmp_path: Path
     trees["model"] = {"type": "gbdt"}
     with pytest.raises(ConfigError, match="'gbdt' fits on all training rows at once"):
         Pipeline(trees).fit()
+    semicolons = config(nowhere)
+    semicolons["data"]["delimiter"] = ";"
+    with pytest.raises(ConfigError, match="data.delimiter: ';': shards are read as Parquet, or as comma-separated"):
+        check_sharded(load_config(semicolons))
+    unheld = config(nowhere)
+    unheld["data"]["split"]["valid"] = 0
+    unheld["target"]["threshold"] = "auto"
+    with pytest.raises(ConfigError, match="holds no rows out: set data.split.valid above 0"):
+        check_sharded(load_config(unheld))
     with pytest.raises(ConfigError, match="a frame in memory"):
         Pipeline(config(nowhere)).fit(table())
     words = config(nowhere)
@@ -153,3 +163,20 @@ def test_the_cli_refuses_shards_without_ray_training_before_a_run_folder(tmp_pat
     assert done.returncode == 2, done.stderr
     assert "data.shards streams the rows to Ray Train's workers" in done.stderr + done.stdout
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("rows", [1_000, 1_025, 1_024])  # 1,025 = 32 batches of 32 and 1 row
+def test_a_stream_takes_the_steps_the_schedule_counts(ray_cluster: TestCluster, rows: int) -> None:
+    import ray
+
+    from modelmill.training.batches import steps_per_epoch
+    from modelmill.training.streams import TARGET, ShardStream, StreamSpec, input_column
+
+    dataset = ray.data.from_items([{input_column(0): float(i), TARGET: i} for i in range(rows)]).materialize()
+    stream = ShardStream(dataset.iterator(), StreamSpec(rows=rows, inputs=1), rank=0, world=1, seed=0)
+    for epoch in (0, 1):
+        batches = list(stream.batches(epoch, 32))
+        assert len(batches) == steps_per_epoch(rows, 32)  # never a step more than OneCycle was sized for
+        seen = np.concatenate([target.numpy() for _, target in batches])
+        assert len(seen) == rows - (1 if rows % 32 == 1 else 0) and len(set(seen.tolist())) == len(seen)
+        assert all(torch.equal(inputs[0].long(), target) for inputs, target in batches)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from modelmill.api.training import decide_threshold, monitored_metric, train_model
+from modelmill.api.training import NO_HELD_OUT, decide_threshold, monitored_metric, train_model
 from modelmill.config import PipelineConfig
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.errors import ConfigError, DataError
@@ -33,6 +33,7 @@ from modelmill.predictor import Predictor, model_maker
 from modelmill.predictor.output import prediction_profile
 from modelmill.privacy.policy import PrivacyPolicy
 from modelmill.scoring import decision_metrics, metric_intervals, score_outputs
+from modelmill.training.decision import needs_held_out
 
 if TYPE_CHECKING:
     from modelmill.api.pipeline import Pipeline
@@ -63,6 +64,18 @@ def check_sharded(config: PipelineConfig) -> None:
                           f"dropped, a second pass this path does not make. Fix: action: clip, {fix}",
                           path="cleaning.outliers.action")
     check_split(config.data.split)
+    data = config.data
+    readers = {"format": (data.format, ("auto", "csv", "parquet")), "delimiter": (data.delimiter, (None, ",")),
+               "header": (data.header, (None, True)), "columns": (data.columns, (None,)),
+               "encoding": (data.encoding, ("auto", "utf-8")), "query": (data.query, (None,)),
+               "sheet": (data.sheet, (None,))}
+    odd = [f"data.{name}: {value!r}" for name, (value, usual) in readers.items() if value not in usual]
+    if odd:
+        raise ConfigError(f"{', '.join(odd)}: shards are read as Parquet, or as comma-separated UTF-8 CSV with a "
+                          f"header row, and nothing else. Fix: convert the files (Parquet keeps the types), {fix}",
+                          path="data")
+    if needs_held_out(config.target) and not data.split.valid:
+        raise ConfigError(NO_HELD_OUT.split(", or use model type")[0], path="data.split.valid")
 
 
 def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path | None, resume: bool,
@@ -93,6 +106,8 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
                           "shards never are. Fix: model type mlp or linear, or data.shards: false",
                           path="model.type")
     check_partials([*features, build_target(config)])  # text and images: refused before any reading
+    if config.data.split.method == "stratified":
+        log.info("data.shards: the stratified split is random here (by a seeded hash of each row's position)")
     if config.evaluation.explain:
         log.info("a fit in shards explains no test records (evaluation.explain): `modelmill explain` the bundle "
                  "on a sample of rows instead")
@@ -113,6 +128,9 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
              ", ".join(f"{part} {count:,}" for part, count in rows.items()))
     if not rows["train"]:
         raise DataError("no training rows are left after cleaning and the split", source=source)
+    if needs_held_out(config.target) and not rows["valid"]:  # before any fitting, as on one machine
+        raise DataError("the validation split is empty, and threshold: auto or calibration are chosen on it. Fix: "
+                        "more rows or a larger data.split.valid", source=source)
     if evaluate and not rows["test"]:
         raise DataError("the test split is empty; use more rows or a larger data.split.test", source=source)
     lap("split")

@@ -48,7 +48,8 @@ def split_shards(shards: Shards, split: SplitConfig) -> dict[str, Shards]:
 
 def part_of(keys: np.ndarray, split: SplitConfig) -> np.ndarray:
     """Each key's part (0 train, 1 valid, 2 test): a uniform draw from the key and the seed."""
-    draw = _mix(keys.astype(np.uint64) ^ _mix(np.array([split.seed], dtype=np.uint64))[0])
+    seed = _mix(np.array([split.seed % 2**64], dtype=np.uint64))[0]  # a negative seed too
+    draw = _mix(keys.astype(np.uint64) ^ seed)
     uniform = (draw >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     part = np.zeros(len(keys), dtype=np.int8)
     part[uniform < split.test + (1 - split.test) * split.valid] = 1

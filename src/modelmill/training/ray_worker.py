@@ -197,7 +197,7 @@ def _largest_peaks(private: PrivatePeak) -> tuple[int, int]:
     sampled, in bytes; 0 where unknown (a collective call: every rank makes it at the same point)."""
     import torch.distributed as dist
 
-    private._take()
+    private.take()
     peaks = torch.tensor([peak_rss(), private.peak or 0], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(peaks, op=dist.ReduceOp.MAX)
     return int(peaks[0]), int(peaks[1])

@@ -134,6 +134,7 @@ class PrivatePeak:
         import threading
 
         self.interval, self.peak = interval, private_rss()
+        self._lock = threading.Lock()  # the sampler and the caller of take() both update the peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="modelmill-private-peak", daemon=True)
 
@@ -146,16 +147,18 @@ class PrivatePeak:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._take()
+        self.take()
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            self._take()
+            self.take()
 
-    def _take(self) -> None:
+    def take(self) -> None:
+        """Sample now (the thread samples every ``interval`` seconds)."""
         now = private_rss()
-        if now is not None and self.peak is not None:
-            self.peak = max(self.peak, now)
+        with self._lock:
+            if now is not None and self.peak is not None:
+                self.peak = max(self.peak, now)
 
 
 def private_rss() -> int | None:

@@ -56,31 +56,29 @@ class ShardStream:
         self.rank, self.world, self.seed = rank, world, seed
 
     def __len__(self) -> int:
-        return self.spec.rows // self.world  # equal=True: the remainder of the division is left out
+        return self.spec.rows // self.world  # equal=True: every rank gets as many, the remainder is left out
 
     def to(self, device: torch.device) -> ShardStream:
         return self
 
     def batches(self, epoch: int, batch_size: int) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
-        """This epoch's batches: ``batch_size`` rows each (the last one fewer), shuffled within
-        a buffer with a seed of the epoch and rank. Every rank takes as many steps as the one
-        with the fewest batches (a check per step: a rank that stepped alone would leave the
-        others waiting in DDP forever); what a rank has left is read to the end, unused, so
-        that the split's next epoch starts on every rank alike."""
-        batches = self.iterator.iter_torch_batches(
+        """This epoch's batches: ``batch_size`` rows each, shuffled within a buffer with a seed of
+        the epoch and rank, as many as the schedule counts (``steps_per_epoch``: a last batch of
+        one row is left out, as on one machine). Before each step the ranks check that every one
+        of them has a batch (a rank that stepped alone would leave the others waiting in DDP
+        forever); Ray's equal split makes that always so, the check keeps it from hanging if not."""
+        from modelmill.training.batches import steps_per_epoch
+
+        steps = steps_per_epoch(len(self), batch_size)
+        found = iter(self.iterator.iter_torch_batches(
             batch_size=batch_size, local_shuffle_buffer_size=min(self.spec.shuffle_rows, max(len(self), 1)),
-            local_shuffle_seed=self.seed + epoch * self.world + self.rank, drop_last=False)
+            local_shuffle_seed=self.seed + epoch * self.world + self.rank, drop_last=False))
         names = [input_column(i) for i in range(self.spec.inputs)]
-        found = iter(batches)
-        for batch in found:
-            if not _all_have(True):
-                break
+        for _ in range(steps):
+            batch = next(found, None)
+            if not _all_have(batch is not None) or batch is None:  # Ray's iterator ends early on a break
+                return
             yield [batch[name] for name in names], batch[TARGET]
-        else:
-            _all_have(False)
-            return
-        for _ in found:  # another rank ran out first
-            pass
 
 
 def _all_have(mine: bool) -> bool:
