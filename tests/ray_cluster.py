@@ -132,10 +132,12 @@ def _stop(cluster: TestCluster) -> None:
             os.killpg(pid, 15)
         except ProcessLookupError:
             continue
+    # one wait for both, side by side; a node still up after it (its raylet finishing its own
+    # clean-up) is killed with its whole process group: the cluster's folder goes right after
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in (cluster.node_pid, cluster.head_pid)):
+        time.sleep(0.2)
     for pid in (cluster.node_pid, cluster.head_pid):
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
         if _alive(pid):
             os.killpg(pid, 9)
 
