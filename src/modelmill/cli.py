@@ -59,7 +59,7 @@ def train(
 ) -> None:
     """Clean, split, fit the features, train, evaluate and write the bundle (a forecast config:
     backtest, fit on every step, write the bundle)."""
-    from modelmill.config import load_task_config
+    from modelmill.config import PipelineConfig, load_task_config
 
     checked = _with_training(load_task_config(config), backend, workers)  # a wrong config fails here, before imports
     key = run_key(encrypt, key_file)  # --key-file implies --encrypt; a missing key fails before any run folder
@@ -72,10 +72,10 @@ def train(
 
         check_ray_training(checked.training, encrypted=key is not None)
         connect(what=WHAT)
-    if getattr(getattr(checked, "data", None), "shards", False):  # a predict config's; a forecast has none
+    if isinstance(checked, PipelineConfig) and checked.data.shards:  # forecast and recommend configs refuse it
         from modelmill.api.sharded import check_sharded
 
-        check_sharded(checked)  # type: ignore[arg-type]
+        check_sharded(checked)
     from modelmill.runs import check_resume, mark_latest, new_run_dir, resumable_run
     from modelmill.tasks import pipeline_for
 

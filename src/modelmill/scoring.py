@@ -51,8 +51,13 @@ def score(predictor: Predictor, frame: pd.DataFrame, *, plots: bool, plots_dir: 
 def score_outputs(target: Target[Any], raw: torch.Tensor, frame: pd.DataFrame, *, plots: bool,
                   plots_dir: Path | None, history: list[dict[str, float]],
                   key: bytes | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """:func:`score` of raw model outputs already made, for labelled rows whose target values
-    ``frame`` holds (the outputs of rows in shards, say)."""
+    """:func:`score` of raw model outputs already made (the outputs of rows in shards, say), on
+    the rows of ``frame`` (their target values) that are labelled."""
+    known = target.labelled(frame[target.name])
+    if not known.any():
+        raise DataError("no row has a known target value to evaluate against", column=target.name)
+    if not known.all():
+        raw, frame = raw[torch.from_numpy(known)], frame.loc[known]
     truth = target.codes(frame[target.name])
     metrics = metrics_of(target, raw, truth)
     pngs: dict[str, bytes] = {}

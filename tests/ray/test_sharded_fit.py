@@ -22,7 +22,7 @@ from modelmill import load
 from modelmill.api.pipeline import Pipeline, _frame_hash
 from modelmill.bundle import read_bundle
 from modelmill.api.sharded import check_sharded
-from modelmill.config import load_config
+from modelmill.config import load_config, load_task_config
 from modelmill.data.clean import clean_rows
 from modelmill.errors import ConfigError, ModelError
 from modelmill.features import build_features
@@ -123,7 +123,7 @@ def test_a_table_in_shards_fits_like_the_single_machine_code_on_the_same_rows(
 
 def test_what_needs_the_whole_table_is_refused_before_any_reading(tmp_path: Path) -> None:
     nowhere = tmp_path / "nowhere"  # never read: each refusal comes first
-    with pytest.raises(ConfigError, match="needs training.backend: ray"):
+    with pytest.raises(ConfigError, match="which only the ray backend has. Fix: training.backend: ray"):
         check_sharded(load_config(config(nowhere, backend="local")))
     time_split = config(nowhere)
     time_split["data"]["split"] = {"method": "time", "column": "x"}
@@ -144,7 +144,7 @@ def test_what_needs_the_whole_table_is_refused_before_any_reading(tmp_path: Path
     unheld = config(nowhere)
     unheld["data"]["split"]["valid"] = 0
     unheld["target"]["threshold"] = "auto"
-    with pytest.raises(ConfigError, match="holds no rows out: set data.split.valid above 0"):
+    with pytest.raises(ConfigError, match="data.split.valid is 0. Fix: data.split.valid above 0"):
         check_sharded(load_config(unheld))
     with pytest.raises(ConfigError, match="a frame in memory"):
         Pipeline(config(nowhere)).fit(table())
@@ -152,7 +152,11 @@ def test_what_needs_the_whole_table_is_refused_before_any_reading(tmp_path: Path
     words["features"].append({"name": "colour", "type": "text"})
     words["features"] = words["features"][:2] + words["features"][3:]
     with pytest.raises(ModelError, match=r"'colour' \(text\) cannot be fitted from shards"):
-        Pipeline(words).fit()
+        check_sharded(load_config(words))
+    forecast = {"task": "forecast", "name": "f", "data": {"source": "x.csv", "shards": True},
+                "series": {"time": "t", "target": "y", "horizon": 3}}
+    with pytest.raises(ConfigError, match="task: forecast reads its table on one machine"):
+        load_task_config(forecast)
 
 
 def test_the_cli_refuses_shards_without_ray_training_before_a_run_folder(tmp_path: Path) -> None:

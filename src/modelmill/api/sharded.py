@@ -6,10 +6,12 @@ streamed to Ray Train's workers; the validation rows come to the driver (every w
 validates on them, as without shards), the test rows are scored on the cluster and only
 their outputs and target values come back.
 
-What needs the whole table at once is refused before any work (learners and ensembles,
-text and image features, a privacy policy, dropped outlier rows, a time split, an encrypted
-run), and what describes the table is taken from a seeded sample of its training rows (the
-data checks and the profile that drift monitoring compares against)."""
+What needs the whole table at once, or a reader shards do not have, is refused before any
+work (learners and ensembles, text and image features, a privacy policy, dropped outlier
+rows, a time, column or files split, reader settings other than Parquet or comma-separated
+CSV with a header, a threshold or calibration without a validation split, an encrypted run),
+and what describes the table is taken from a seeded sample of about 100,000 training rows
+(the data checks and the profile that drift monitoring compares against)."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import pandas as pd
 import torch
 
-from modelmill.api.training import NO_HELD_OUT, decide_threshold, monitored_metric, train_model
+from modelmill.api.training import decide_threshold, monitored_metric, train_model
 from modelmill.config import PipelineConfig
+from modelmill.data.clean import CleaningReport
 from modelmill.data.validate import check_columns, validate_frame
 from modelmill.errors import ConfigError, DataError
 from modelmill.evaluation.metrics import check_metric
@@ -34,9 +38,11 @@ from modelmill.predictor.output import prediction_profile
 from modelmill.privacy.policy import PrivacyPolicy
 from modelmill.scoring import decision_metrics, metric_intervals, score_outputs
 from modelmill.training.decision import needs_held_out
+from modelmill.training.streams import ALL_AT_ONCE
 
 if TYPE_CHECKING:
     from modelmill.api.pipeline import Pipeline
+    from modelmill.sharding import Shards
 
 log = logging.getLogger("modelmill")
 SAMPLE_ROWS = 100_000  # training rows drawn for the data checks and the profile
@@ -47,13 +53,15 @@ def check_sharded(config: PipelineConfig) -> None:
 
     Raises:
         ConfigError: the backend is not ray, or a setting needs the whole table at once.
+        ModelError: a feature type that cannot be fitted from shards (text, images).
     """
+    from modelmill.sharding.fit import check_partials
     from modelmill.sharding.split import check_split
 
     fix = "or data.shards: false"
     if config.training.backend != "ray":
-        raise ConfigError("data.shards streams the rows to Ray Train's workers: it needs training.backend: ray "
-                          "(or --backend ray)", path="data.shards")
+        raise ConfigError("data.shards streams the rows to Ray Train's workers, which only the ray backend has. "
+                          f"Fix: training.backend: ray (or --backend ray), {fix}", path="data.shards")
     if PrivacyPolicy.from_config(config, hash_key=False).active:
         raise ConfigError("a privacy policy (privacy:) is not applied to rows in shards yet: its treated values "
                           f"would be read on the cluster in clear. Fix: remove privacy.columns, {fix}",
@@ -61,7 +69,7 @@ def check_sharded(config: PipelineConfig) -> None:
     outliers = config.cleaning.outliers
     if outliers.method != "none" and outliers.action == "drop":
         raise ConfigError("outliers.action: drop needs bounds fitted on the training split before its rows are "
-                          f"dropped, a second pass this path does not make. Fix: action: clip, {fix}",
+                          f"dropped, a second pass this path does not make. Fix: cleaning.outliers.action: clip, {fix}",
                           path="cleaning.outliers.action")
     check_split(config.data.split)
     data = config.data
@@ -74,8 +82,12 @@ def check_sharded(config: PipelineConfig) -> None:
         raise ConfigError(f"{', '.join(odd)}: shards are read as Parquet, or as comma-separated UTF-8 CSV with a "
                           f"header row, and nothing else. Fix: convert the files (Parquet keeps the types), {fix}",
                           path="data")
+    if isinstance(model_maker(config), (Learner, Weighted)):
+        raise ConfigError(f"model type {config.model.type!r} {ALL_AT_ONCE}", path="model.type")
+    check_partials([*build_features(config), build_target(config)])  # text and images
     if needs_held_out(config.target) and not data.split.valid:
-        raise ConfigError(NO_HELD_OUT.split(", or use model type")[0], path="data.split.valid")
+        raise ConfigError("threshold: auto and calibration are chosen on the validation split, and data.split.valid "
+                          f"is 0. Fix: data.split.valid above 0, {fix}", path="data.split.valid")
 
 
 def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path | None, resume: bool,
@@ -83,7 +95,6 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
     """Fit ``pipeline`` on ``source`` (a relative path starts at ``base``) in shards (see the
     module); sets what ``Pipeline.fit`` sets."""
     from modelmill.sharding import fit_features, read_shards
-    from modelmill.sharding.fit import check_partials
     from modelmill.sharding.clean import clean_shards
     from modelmill.sharding.collect import fingerprint, sample_frame, whole_frame
     from modelmill.sharding.split import split_shards
@@ -99,13 +110,7 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
         laps[stage], last = time.perf_counter() - last, time.perf_counter()
 
     features = build_features(config)
-    maker = model_maker(config)
-    maker.check(features)
-    if isinstance(maker, (Learner, Weighted)):
-        raise ConfigError(f"model type {config.model.type!r} fits on all training rows at once, which rows in "
-                          "shards never are. Fix: model type mlp or linear, or data.shards: false",
-                          path="model.type")
-    check_partials([*features, build_target(config)])  # text and images: refused before any reading
+    model_maker(config).check(features)
     if config.data.split.method == "stratified":
         log.info("data.shards: the stratified split is random here (by a seeded hash of each row's position)")
     if config.evaluation.explain:
@@ -127,12 +132,14 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
     log.info(f"rows in shards: {read:,} read, {kept:,} after cleaning; " +
              ", ".join(f"{part} {count:,}" for part, count in rows.items()))
     if not rows["train"]:
-        raise DataError("no training rows are left after cleaning and the split", source=source)
+        raise DataError("no training rows are left after cleaning and the split. Fix: look at the cleaning report "
+                        "(rows without a target, missing values a feature drops), or a smaller data.split.test / "
+                        "valid", source=source)
     if needs_held_out(config.target) and not rows["valid"]:  # before any fitting, as on one machine
         raise DataError("the validation split is empty, and threshold: auto or calibration are chosen on it. Fix: "
                         "more rows or a larger data.split.valid", source=source)
     if evaluate and not rows["test"]:
-        raise DataError("the test split is empty; use more rows or a larger data.split.test", source=source)
+        raise DataError("the test split is empty. Fix: more rows or a larger data.split.test", source=source)
     lap("split")
     sample = sample_frame(parts["train"], SAMPLE_ROWS, seed=config.training.seed)
     pipeline.warnings_ = validate_frame(sample, config, features, source=f"{source} (a sample of training rows)")
@@ -179,16 +186,14 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
              ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in laps.items()))
 
 
-def _columns(shards: Any) -> Any:
+def _columns(shards: Shards) -> pd.DataFrame:
     """An empty frame with the shards' columns, for the single-machine column check."""
-    import pandas as pd
-
     from modelmill.sharding import ROW
 
     return pd.DataFrame(columns=[name for name in shards.dataset.schema().names if name != ROW])
 
 
-def _note_features(features: list[Feature[Any]], report: Any) -> None:
+def _note_features(features: list[Feature[Any]], report: CleaningReport) -> None:
     for feature in features:
         notes = feature.report()
         report.column(feature.name).update(notes.entries)

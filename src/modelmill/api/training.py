@@ -23,7 +23,7 @@ from modelmill.training.decision import decide, needs_held_out
 from modelmill.training.ensemble import fit_ensemble
 from modelmill.training.fitting import FitSettings, fit_model
 from modelmill.training.privacy import DifferentialPrivacy
-from modelmill.training.streams import StreamedRows
+from modelmill.training.streams import ALL_AT_ONCE, StreamedRows
 
 NO_HELD_OUT = ("threshold: auto and calibration are chosen on held-out predictions, and this run holds no "
                "rows out: set data.split.valid above 0, or use model type auto or ensemble (which predict "
@@ -71,9 +71,7 @@ def train_model(config: PipelineConfig, parts: Predictor, train: TensorData | St
                            persist_cache=key is None)
     if isinstance(parts.maker, Weighted):
         if isinstance(train, StreamedRows):
-            raise ConfigError(f"model type {config.model.type!r} fits several candidates on all training rows at "
-                              "once, which rows in shards (data.shards) never are. Fix: a torch model type (mlp, "
-                              "linear), or data.shards: false", path="model.type")
+            raise ConfigError(f"model type {config.model.type!r} {ALL_AT_ONCE}", path="model.type")
         model = config.model
         return fit_ensemble(parts.maker, parts.model, train, valid, settings, features=parts.features,
                             time_split=config.data.split.method == "time",

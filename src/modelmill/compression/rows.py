@@ -65,7 +65,8 @@ def _record(bundle: Bundle) -> SplitRecord:
     split = bundle.split()
     if split is None:
         raise DataError(f"bundle {bundle.path} has no record of its test split (it was trained before bundles "
-                        "kept one, or in shards: data.shards records none). Fix: pass --data FILE, labelled rows to judge the compressed model on")
+                        "kept one, or in shards: data.shards records none). Fix: pass --data FILE, labelled rows "
+                        "to judge the compressed model on")
     return SplitRecord.from_json(split)
 
 

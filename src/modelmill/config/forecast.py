@@ -35,6 +35,17 @@ class ForecastDataConfig(DataConfig):
     split: SplitConfig | None = Field(None, exclude=True, description="Not for forecasts: they are judged by "
                                       "rolling-origin backtesting (see backtest).")  # type: ignore[assignment]
 
+    shards: bool = Field(False, exclude=True, description="Not for task: forecast: its series are read on one "
+                         "machine.")
+
+    @field_validator("shards")
+    @classmethod
+    def _no_shards(cls, shards: bool) -> bool:
+        if shards:
+            raise ValueError("task: forecast reads its table on one machine: data.shards is for task: predict. "
+                             "Fix: remove data.shards")
+        return shards
+
     @field_validator("split")
     @classmethod
     def _no_split(cls, split: SplitConfig | None) -> None:

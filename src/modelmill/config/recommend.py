@@ -30,6 +30,17 @@ class RecommendDataConfig(DataConfig):
     split: SplitConfig | None = Field(None, exclude=True, description="Not for recommendations: each user's "
                                       "latest interactions are held out (see holdout).")  # type: ignore[assignment]
 
+    shards: bool = Field(False, exclude=True, description="Not for task: recommend: its interactions are read on one "
+                         "machine.")
+
+    @field_validator("shards")
+    @classmethod
+    def _no_shards(cls, shards: bool) -> bool:
+        if shards:
+            raise ValueError("task: recommend reads its table on one machine: data.shards is for task: predict. "
+                             "Fix: remove data.shards")
+        return shards
+
     @field_validator("split")
     @classmethod
     def _no_split(cls, split: SplitConfig | None) -> None:

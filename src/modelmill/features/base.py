@@ -67,7 +67,7 @@ class Component(ABC, Generic[ConfigT]):
     def _not_sharded(self) -> str:
         return (f"feature {self.name!r} ({getattr(self.config, 'type', '?')}) cannot be fitted from shards on a "
                 "cluster: its state is not a merge of per-shard statistics. Fix: fit this pipeline on one "
-                "machine (training.backend: local), or leave the feature out")
+                "machine (data.shards: false), or leave the feature out")
 
     @abstractmethod
     def state(self) -> dict[str, Any]:

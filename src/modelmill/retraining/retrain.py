@@ -198,7 +198,8 @@ def _retrain(config: PipelineConfig, config_path: Path, store: LogStore, folder:
     split = champion.bundle.split()
     if split is None:
         raise ServingError(f"version {champion.version} has no record of its test split (trained before bundles kept "
-                           "one, or in shards: data.shards records none): the challenger could not be judged on the same rows. Fix: train the champion again")
+                           "one, or in shards: data.shards records none): the challenger could not be judged on the "
+                           "same rows. Fix: train the champion again")
     record = SplitRecord.from_json(split)
     pipeline = Pipeline(config, base_dir=config_path.parent)
     original = pipeline.read()

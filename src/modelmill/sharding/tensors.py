@@ -17,15 +17,16 @@ from modelmill.sharding.read import Reading, Shards, frame_of
 from modelmill.training.streams import TARGET, StreamedRows, StreamSpec, input_column
 
 RAW = "__modelmill_raw_"  # a model output's column (one per output)
+ORDER = "__modelmill_order"  # the row's position, to put the outputs back in row order
 
 
-def tensor_rows(shards: Shards, predictor: Predictor, *, held_out: bool = True) -> StreamedRows:
+def tensor_rows(shards: Shards, predictor: Predictor) -> StreamedRows:
     """The shards' inputs and target as a materialised dataset for Ray Train's workers (they
     hold no CPU of the cluster for a transform: the stream only reads what is stored)."""
-    inputs = len(predictor.input_slots()) if predictor.maker.view == "both" else len(predictor.features)
+    inputs = 1 + max((max(slots) for slots in predictor.input_slots() if slots), default=-1)  # the model's inputs
     dataset = shards.dataset.map_batches(_tensors, batch_format="pyarrow", batch_size=None,
                                          fn_kwargs={"predictor": predictor, "reading": shards.reading})
-    return StreamedRows(dataset.materialize(), StreamSpec(rows=shards.rows, inputs=inputs), held_out=held_out)
+    return StreamedRows(dataset.materialize(), StreamSpec(rows=shards.rows, inputs=inputs))
 
 
 def _tensors(batch: pa.Table, *, predictor: Predictor, reading: Reading) -> dict[str, np.ndarray]:
@@ -49,7 +50,7 @@ def outputs_of(shards: Shards, predictor: Predictor, *, rows_per_batch: int = 10
     whole = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
     if whole.empty:
         return torch.empty(0), pd.DataFrame({name: []})
-    whole = whole.sort_values("__modelmill_order", kind="stable")
+    whole = whole.sort_values(ORDER, kind="stable")
     raw = whole[[c for c in whole.columns if c.startswith(RAW)]].to_numpy(dtype=np.float32)
     return torch.from_numpy(raw.copy()), whole[[name]].reset_index(drop=True)
 
@@ -60,7 +61,7 @@ def _outputs(batch: pa.Table, *, predictor: Predictor, reading: Reading) -> pd.D
         raw = predictor.raw(frame).float().numpy()
     out = pd.DataFrame({f"{RAW}{i}": raw[:, i] for i in range(raw.shape[1])})
     out[predictor.target.name] = frame[predictor.target.name].to_numpy()
-    out["__modelmill_order"] = rows
+    out[ORDER] = rows
     return out
 
 

@@ -20,7 +20,7 @@ from modelmill.models import Learner, ModelType, TensorData, TrainResult, predic
 from modelmill.training.backends import BACKENDS
 from modelmill.training.callbacks import Callback
 from modelmill.training.learners import fit_learner
-from modelmill.training.streams import StreamedRows
+from modelmill.training.streams import ALL_AT_ONCE, StreamedRows
 from modelmill.training.trainer import Scorer, Trainer
 
 log = logging.getLogger("modelmill")
@@ -55,9 +55,7 @@ def fit_model(maker: ModelType[Any], module: nn.Module, train: TensorData | Stre
     ``train`` streamed from the cluster (:class:`StreamedRows`) trains torch models on Ray only."""
     if isinstance(maker, Learner):
         if isinstance(train, StreamedRows):
-            raise ConfigError(f"model type {getattr(maker.config, 'type', '?')!r} fits by its own solver on all "
-                              "training rows at once, which rows in shards (data.shards) never are. Fix: a torch "
-                              "model type (mlp, linear), or data.shards: false", path="model.type")
+            raise ConfigError(f"model type {getattr(maker.config, 'type', '?')!r} {ALL_AT_ONCE}", path="model.type")
         if settings.training.backend != "local":  # a learner has its own solver, not the trainer's epochs
             why = f"; not on LightGBM's distributed mode: {LIGHTGBM_ON_RAY}" \
                 if getattr(maker.config, "type", None) == "gbdt" else ""

@@ -3,7 +3,9 @@
 The driver (this module) puts the module, each worker's shard of the training rows and the
 validation rows into the cluster's object store, starts ``training.workers`` workers
 (:mod:`modelmill.training.ray_worker`: the trainer's own epoch and step code, the model in
-DDP, each worker fetching and holding its own shard only), and gets back the last epoch's
+DDP, each worker fetching and holding its own shard only; with ``data.shards`` the training
+rows are a Ray Dataset instead, which Ray Train splits among the workers as streams,
+:mod:`modelmill.training.streams`), and gets back the last epoch's
 checkpoint, in the trainer's own format: the best weights go into the module, the
 loop state becomes the :class:`TrainResult`, as the local backend's. A worker that dies is
 replaced and the group resumes from the last epoch's checkpoint, ``training.max_failures``

@@ -1,5 +1,5 @@
 """What each Ray Train worker runs (``training.backend: ray``): the trainer's own prepare /
-epoch / finish on this worker's shard of the training rows, the model wrapped in torch's
+epoch / finish on this worker's training rows (its shard, or its share of a stream), the model wrapped in torch's
 DistributedDataParallel, a checkpoint in the trainer's format reported to Ray Train after
 every epoch, and a resume from Ray Train's latest checkpoint when a replaced worker group
 starts again.
@@ -23,9 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from modelmill.config.schema import TrainingConfig
 from modelmill.errors import ModelError
+from modelmill.models import TensorData
 from modelmill.training.runtime import (PrivatePeak, keep_freed_memory, peak_rss, pick_device, process_settings,
                                         resolve_precision)
-from modelmill.models import TensorData
 from modelmill.training.streams import ShardStream, StreamSpec
 from modelmill.training.trainer import CHECKPOINT_NAME, Scorer, Trainer, TrainingRun
 
@@ -45,13 +45,13 @@ class WorkerJob:
     monitor: str
     mode: Literal["max", "min"]
     model: Any  # ray ObjectRef of the nn.Module
-    shards: list[Any]  # ray ObjectRefs of each rank's TensorData of training rows (``shard``), by rank
+    shards: list[Any]  # ray ObjectRefs of each rank's TensorData of training rows (``shard``), by rank; or []
     valid: Any  # ray ObjectRef of the validation TensorData
     batch_size: int  # the whole step's rows, shared out among the workers
     persist_cache: bool
     initial: bytes | None = None  # the run's own checkpoint, for `train --resume`
     markers: str | None = None
-    stream: StreamSpec | None = None  # training rows streamed from Ray Train's "train" dataset (no shards)
+    stream: StreamSpec | None = None  # training rows streamed from Ray Train's "train" dataset (shards is [])
 
 
 class Replicated(DistributedDataParallel):

@@ -3,7 +3,7 @@
 Train splits it among the workers (``streaming_split`` with ``equal=True``: every rank gets
 the same number of rows, so the same number of steps), and each worker's trainer iterates
 its share batch by batch (:class:`ShardStream`), never holding more than a shuffle buffer of
-it. Rows are shuffled within that buffer, not over the whole table as one machine does.
+it (and the blocks Ray reads ahead). Rows are shuffled within that buffer, not over the whole table as one machine does.
 
 Ray is imported inside the methods: this module is imported where Ray may be missing."""
 
@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 TARGET = "target"
+ALL_AT_ONCE = ("fits on all training rows at once, which rows in shards (data.shards) never are. Fix: model type "
+               "mlp or linear, or data.shards: false")  # why learners and ensembles cannot take a stream
 SHUFFLE_ROWS = 50_000  # rows a worker shuffles among: ~7 MB for 32 numbers
 
 
@@ -39,7 +41,6 @@ class StreamedRows:
 
     dataset: Any
     spec: StreamSpec
-    held_out: bool = True
 
     def __len__(self) -> int:
         return self.spec.rows
@@ -76,7 +77,7 @@ class ShardStream:
         names = [input_column(i) for i in range(self.spec.inputs)]
         for _ in range(steps):
             batch = next(found, None)
-            if not _all_have(batch is not None) or batch is None:  # Ray's iterator ends early on a break
+            if not _all_have(batch is not None) or batch is None:  # every rank stops at the same step
                 return
             yield [batch[name] for name in names], batch[TARGET]
 

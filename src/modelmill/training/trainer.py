@@ -31,8 +31,8 @@ from modelmill.training.batches import BatchSampler, ShuffledBatches, batches, r
 from modelmill.training.callbacks import Callback, EarlyStopping, LoopState, ProgressBar, TimeBudget
 from modelmill.training.checkpoint import load_checkpoint, save_checkpoint
 from modelmill.training.optim import OPTIMIZERS, SCHEDULERS, Schedule
-from modelmill.training.streams import ShardStream
 from modelmill.training.runtime import autocast, keep_freed_memory, pick_device, process_settings, resolve_precision
+from modelmill.training.streams import ShardStream
 from modelmill.training.tuning import cache_frozen, frozen_encoders, parameter_groups, warm_up_encoders
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
@@ -44,7 +44,8 @@ log = logging.getLogger("modelmill")
 class TrainingRun:
     """One pass of the loop over ``epochs``: what ``prepare`` sets up and ``epoch`` advances.
     A callback's ``on_prepare`` may wrap ``model`` and ``optimizer`` or swap the ``sampler``
-    (differential privacy needs all three)."""
+    (differential privacy needs all three). Rows streamed from the cluster (``ShardStream``)
+    come in their own order: the sampler is not used."""
 
     model: nn.Module
     train: TensorData | ShardStream
