@@ -138,13 +138,15 @@ class Pipeline:
         are sealed with it."""
         config = self.config
         if config.data.shards:
-            self._fit_in_shards(data, run_dir=run_dir, resume=resume, evaluate=evaluate, given=(test, valid, key))
+            from modelmill.api.sharded import fit_in_shards
+
+            fit_in_shards(self, data, given=(test, valid, key), run_dir=run_dir, resume=resume, evaluate=evaluate)
             return self
         if key is not None:
             self.key_ = as_key(key)
         if valid is not None and test is None:
             raise ValueError("valid= is given with test= only (the config's split makes both otherwise)")
-        clock = _Stopwatch()
+        clock = Stopwatch()
         # personal data is treated right after reading, so that cleaning, the split, the features,
         # the profile and the report only ever see treated values (a hash without its key fails here)
         policy = PrivacyPolicy.from_config(config)
@@ -217,20 +219,6 @@ class Pipeline:
         self.fitted_at_ = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.info("seconds: " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
         return self
-
-    def _fit_in_shards(self, data: Data | None, *, run_dir: Path | None, resume: bool, evaluate: bool,
-                       given: tuple[Any, ...]) -> None:
-        """``data.shards``: the fit on the Ray cluster (:mod:`modelmill.api.sharded`)."""
-        from modelmill.api.sharded import fit_in_shards
-
-        if isinstance(data, pd.DataFrame) or any(value is not None for value in given):
-            raise ConfigError("data.shards reads its rows on the Ray cluster from data.source (or a path given "
-                              "instead): a frame in memory, given test or validation rows and an encryption key "
-                              "are not taken. Fix: data.shards: false", path="data.shards")
-        given_path = data is not None  # a path given here starts at the working directory, as _read's
-        fit_in_shards(self, str(data) if given_path else self.config.data.source,
-                      base=Path.cwd() if given_path else self.base_dir, run_dir=run_dir, resume=resume,
-                      evaluate=evaluate)
 
     def _evaluate_test(self, parts: Predictor, test: pd.DataFrame, run_dir: Path | None) -> None:
         if self.result_ is None:
@@ -386,7 +374,7 @@ class Pipeline:
         return write_contents(Path(path), contents, lineage, key=as_key(key) if key is not None else self.key_)
 
 
-class _Stopwatch:
+class Stopwatch:
     """Seconds per stage, for the log (where a run's time goes)."""
 
     def __init__(self) -> None:

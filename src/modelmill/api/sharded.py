@@ -16,7 +16,6 @@ and what describes the table is taken from a seeded sample of about 100,000 trai
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -90,10 +89,13 @@ def check_sharded(config: PipelineConfig) -> None:
                           f"is 0. Fix: data.split.valid above 0, {fix}", path="data.split.valid")
 
 
-def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path | None, resume: bool,
-                  evaluate: bool) -> None:
-    """Fit ``pipeline`` on ``source`` (a relative path starts at ``base``) in shards (see the
-    module); sets what ``Pipeline.fit`` sets."""
+def fit_in_shards(pipeline: Pipeline, data: str | Path | pd.DataFrame | None, *, given: tuple[Any, ...],
+                  run_dir: Path | None, resume: bool, evaluate: bool) -> None:
+    """Fit ``pipeline`` in shards (see the module) on ``data``, a path (relative to the working
+    directory, as ``Pipeline.fit`` reads one) or None for ``data.source`` (relative to the
+    config's folder); sets what ``Pipeline.fit`` sets. ``given``: the fit's test rows,
+    validation rows and key, none of which a fit in shards takes."""
+    from modelmill.api.pipeline import Stopwatch
     from modelmill.sharding import fit_features, read_shards
     from modelmill.sharding.clean import clean_shards
     from modelmill.sharding.collect import fingerprint, sample_frame, whole_frame
@@ -101,14 +103,13 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
     from modelmill.sharding.tensors import class_rows_of, outputs_of, tensor_rows
 
     config = pipeline.config
+    if isinstance(data, pd.DataFrame) or any(value is not None for value in given):
+        raise ConfigError("data.shards reads its rows on the Ray cluster from data.source (or a path given "
+                          "instead): a frame in memory, given test or validation rows and an encryption key "
+                          "are not taken. Fix: data.shards: false", path="data.shards")
+    source, base = (str(data), Path.cwd()) if data is not None else (config.data.source, pipeline.base_dir)
     check_sharded(config)
-    laps: dict[str, float] = {}
-    started = last = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal last
-        laps[stage], last = time.perf_counter() - last, time.perf_counter()
-
+    clock = Stopwatch()
     features = build_features(config)
     model_maker(config).check(features)
     if config.data.split.method == "stratified":
@@ -120,11 +121,11 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
     check_columns(_columns(shards),
                   [f.name for f in config.features] + [config.target.name], source=source)
     pipeline.source_, pipeline.data_hash_ = source, fingerprint(shards)
-    lap("read")
+    clock.lap("read")
     read = shards.rows
     cleaned, report = clean_shards(shards, config, features)
     del shards  # each stage's copy leaves the object store once the next one is materialised
-    lap("validate and clean")
+    clock.lap("validate and clean")
     parts = split_shards(cleaned, config.data.split)
     kept = cleaned.rows
     del cleaned
@@ -140,7 +141,7 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
                         "more rows or a larger data.split.valid", source=source)
     if evaluate and not rows["test"]:
         raise DataError("the test split is empty. Fix: more rows or a larger data.split.test", source=source)
-    lap("split")
+    clock.lap("split")
     sample = sample_frame(parts["train"], SAMPLE_ROWS, seed=config.training.seed)
     pipeline.warnings_ = validate_frame(sample, config, features, source=f"{source} (a sample of training rows)")
     for warning in pipeline.warnings_:
@@ -156,13 +157,13 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
     valid = predictor.tensors(valid_frame)
     if not rows["valid"]:  # no held-out rows: the sample stands in, as the training rows do on one machine
         valid = TensorData(valid.inputs, valid.target, valid.lengths, held_out=False)
-    lap("fit features")
+    clock.lap("fit features")
     check_metric(target.task, monitored_metric(config, target.task), "training.early_stopping.metric")
     pipeline.privacy_ = None
     pipeline.result_ = result = train_model(config, predictor, train, valid, callbacks=pipeline.callbacks,
                                             run_dir=run_dir, resume=resume, key=None)
     pipeline.decision_ = decide_threshold(config, predictor, result)
-    lap("fit the model")
+    clock.lap("fit the model")
     pipeline.predictor_, pipeline.cleaning_, pipeline.split_ = predictor, report, None
     pipeline.profile_ = predictor.profile(sample)
     pipeline.metrics_, pipeline.plots_, pipeline.intervals_ = {}, {}, {}
@@ -179,11 +180,11 @@ def fit_in_shards(pipeline: Pipeline, source: str, *, base: Path, run_dir: Path 
     pipeline.metrics_["rows"] = rows
     if rows["valid"] and result.best_value is not None:
         pipeline.metrics_[f"valid_{monitored_metric(config, target.task)}"] = float(result.best_value)
-    lap("evaluate")
-    pipeline.timings_ = laps
+    clock.lap("evaluate")
+    pipeline.timings_ = clock.laps
     pipeline.fitted_at_ = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    log.info(f"seconds ({time.perf_counter() - started:.1f} in all): " +
-             ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in laps.items()))
+    log.info(f"seconds ({sum(clock.laps.values()):.1f} in all): " +
+             ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in clock.laps.items()))
 
 
 def _columns(shards: Shards) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from modelmill.config.schema import PipelineConfig
 from modelmill.data.clean import CleaningReport, ColumnRules, clean_rows
 from modelmill.sharding.dedup import drop_duplicates
-from modelmill.sharding.read import ROW, Reading, Shards, frame_of
+from modelmill.sharding.read import ROW, Reading, Shards, frame_of, in_row_order
 
 EXAMPLES = 50  # rows named per kind of unreadable cell, as the single-machine report keeps
 
@@ -48,8 +48,7 @@ def _cleaned(batch: pa.Table, config: PipelineConfig, columns: list[ColumnRules]
     frame.index = rows
     frame[ROW] = rows
     cleaned, report = clean_rows(frame, config, columns)
-    ordered = batch.take(pa.compute.sort_indices(batch, sort_keys=[(ROW, "ascending")]))
-    return ordered.filter(pa.array(np.isin(rows, cleaned[ROW].to_numpy()))), report
+    return in_row_order(batch).filter(pa.array(np.isin(rows, cleaned[ROW].to_numpy()))), report
 
 
 def _batch_report(batch: pa.Table, *, config: PipelineConfig, columns: list[ColumnRules],

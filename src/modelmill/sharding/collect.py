@@ -12,15 +12,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from modelmill.data.image_values import hashable_frame
+from modelmill.data.split import row_hashes
 from modelmill.sharding.read import Reading, Shards, frame_of
+
+
+def tables_of(dataset: Any) -> list[pa.Table]:
+    """A Ray Dataset's non-empty blocks, fetched to the driver."""
+    import ray
+
+    return [table for table in ray.get(dataset.to_arrow_refs()) if table.num_rows]
 
 
 def whole_frame(shards: Shards) -> pd.DataFrame:
     """All rows of ``shards`` as one frame, in row order (for a part that fits in memory)."""
-    import ray
-
-    tables = [t for t in ray.get(shards.dataset.to_arrow_refs()) if t.num_rows]
+    tables = tables_of(shards.dataset)
     if not tables:
         return pd.DataFrame()
     return frame_of(pa.concat_tables(tables, promote_options="default"), shards.reading)[0].reset_index(drop=True)
@@ -46,7 +51,7 @@ def fingerprint(shards: Shards) -> str:
 
 def _row_hashes(batch: pa.Table, *, reading: Reading) -> dict[str, Any]:
     frame, rows = frame_of(batch, reading)
-    hashes = pd.util.hash_pandas_object(hashable_frame(frame), index=False).to_numpy()
+    hashes = row_hashes(frame, list(frame.columns))
     packed = np.empty(1, dtype=object)
     packed[0] = hashes.tobytes()
     return {"first": np.array([rows[0] if len(rows) else -1]), "hashes": packed}

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from modelmill.data.clean import duplicated_rows
 from modelmill.data.image_values import hashable_frame
-from modelmill.sharding.read import ROW, Reading, Shards, frame_of
+from modelmill.sharding.read import Reading, Shards, frame_of, in_row_order
 
 PART = "__modelmill_partition"
 ROWS_PER_PARTITION = 250_000  # a partition is deduplicated in one worker's memory
@@ -34,12 +34,10 @@ def drop_duplicates(shards: Shards, columns: Sequence[str], *, partitions: int |
 def _tag(batch: pa.Table, *, columns: list[str], reading: Reading, partitions: int) -> pa.Table:
     frame, _ = frame_of(batch, reading)
     hashes = pd.util.hash_pandas_object(hashable_frame(frame[columns]), index=False).to_numpy()
-    order = pa.compute.sort_indices(batch, sort_keys=[(ROW, "ascending")])  # frame_of's order
-    return batch.take(order).append_column(PART, pa.array((hashes % np.uint64(partitions)).astype(np.int64)))
+    return in_row_order(batch).append_column(PART, pa.array((hashes % np.uint64(partitions)).astype(np.int64)))
 
 
 def _first_copies(group: pa.Table, *, columns: list[str], reading: Reading) -> pa.Table:
     group = group.drop_columns([PART])
     frame, _ = frame_of(group, reading)
-    ordered = group.take(pa.compute.sort_indices(group, sort_keys=[(ROW, "ascending")]))
-    return ordered.filter(pa.array(~duplicated_rows(hashable_frame(frame[columns]))))
+    return in_row_order(group).filter(pa.array(~duplicated_rows(hashable_frame(frame[columns]))))

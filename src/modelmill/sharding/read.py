@@ -170,12 +170,16 @@ def _number(block: pa.Table, start: int) -> pa.Table:
     return block.append_column(ROW, pa.array(np.arange(start, start + block.num_rows, dtype=np.int64)))
 
 
+def in_row_order(batch: pa.Table) -> pa.Table:
+    """The batch's rows sorted by their position in the whole table (``frame_of``'s order)."""
+    return batch.take(pa.compute.sort_indices(batch, sort_keys=[(ROW, "ascending")]))
+
+
 def frame_of(batch: pa.Table, reading: Reading) -> tuple[pd.DataFrame, np.ndarray]:
     """A batch as the single-machine reader's frame of the same rows (``to_pandas`` of the
     table with the file's pandas metadata, nullable columns as a table with nulls gives
     them), in row order, and the rows' positions."""
-    order = pa.compute.sort_indices(batch, sort_keys=[(ROW, "ascending")])
-    batch = batch.take(order)
+    batch = in_row_order(batch)
     rows = batch.column(ROW).to_numpy()
     table = batch.drop_columns([ROW])
     if reading.metadata:

@@ -14,7 +14,7 @@ import pyarrow as pa
 from modelmill.config.schema import SplitConfig
 from modelmill.data.image_values import hashable_frame
 from modelmill.errors import ConfigError
-from modelmill.sharding.read import ROW, Reading, Shards, frame_of
+from modelmill.sharding.read import ROW, Reading, Shards, frame_of, in_row_order
 
 PARTS = ("train", "valid", "test")
 METHODS = ("random", "stratified", "group")
@@ -67,7 +67,7 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 
 def _rows_of(batch: pa.Table, *, split: SplitConfig, reading: Reading, part: str) -> pa.Table:
-    ordered = batch.take(pa.compute.sort_indices(batch, sort_keys=[(ROW, "ascending")]))
+    ordered = in_row_order(batch)
     if split.method == "group":
         frame, _ = frame_of(batch, reading)
         keys = pd.util.hash_pandas_object(hashable_frame(frame[[str(split.column)]]), index=False).to_numpy()

@@ -5,7 +5,6 @@ values, collected on the driver for the metrics (a few numbers per row, not the 
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import pyarrow as pa
 import torch
 
 from modelmill.predictor import Predictor
+from modelmill.sharding.collect import tables_of
 from modelmill.sharding.read import Reading, Shards, frame_of
 from modelmill.training.streams import TARGET, StreamedRows, StreamSpec, input_column
 
@@ -46,7 +46,7 @@ def outputs_of(shards: Shards, predictor: Predictor, *, rows_per_batch: int = 10
     name = predictor.target.name
     scored = shards.dataset.map_batches(_outputs, batch_format="pyarrow", batch_size=rows_per_batch,
                                         fn_kwargs={"predictor": predictor, "reading": shards.reading})
-    tables = [table for table in _tables(scored) if table.num_rows]
+    tables = tables_of(scored)
     whole = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
     if whole.empty:
         return torch.empty(0), pd.DataFrame({name: []})
@@ -64,11 +64,6 @@ def _outputs(batch: pa.Table, *, predictor: Predictor, reading: Reading) -> pd.D
     out[ORDER] = rows
     return out
 
-
-def _tables(dataset: Any) -> list[pa.Table]:
-    import ray
-
-    return list(ray.get(dataset.to_arrow_refs()))
 
 
 def class_rows_of(shards: Shards, predictor: Predictor) -> dict[str, int]:
