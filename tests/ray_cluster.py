@@ -126,15 +126,17 @@ def _wait_for_nodes(cluster: TestCluster, count: int, timeout: float = 90) -> No
 
 
 def _stop(cluster: TestCluster) -> None:
-    """SIGTERM to each `ray start --block`: it stops the processes of its node."""
+    """SIGTERM to each `ray start --block`, then SIGKILL to what is left of its process group."""
     for pid in (cluster.node_pid, cluster.head_pid):
         try:
             os.killpg(pid, 15)
         except ProcessLookupError:
             continue
-    # one wait for both, side by side; a node still up after it (its raylet finishing its own
-    # clean-up) is killed with its whole process group: the cluster's folder goes right after
-    deadline = time.monotonic() + 5
+    # one short wait for both, then SIGKILL to each whole process group: `ray start --block` stops
+    # its node's processes one after another, each with a grace of its own (over 8 s here), and
+    # nothing of a test cluster needs that clean-up (its folder goes right after; the workers exit
+    # when their raylet does)
+    deadline = time.monotonic() + 1
     while time.monotonic() < deadline and any(_alive(pid) for pid in (cluster.node_pid, cluster.head_pid)):
         time.sleep(0.2)
     for pid in (cluster.node_pid, cluster.head_pid):

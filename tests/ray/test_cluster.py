@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import psutil
 import pytest
 
@@ -31,17 +35,20 @@ def test_the_test_cluster_has_two_nodes_on_loopback_with_a_token(ray_cluster: Te
     assert ray_cluster.environment["RAY_AUTH_MODE"] == "token"
 
 
-def test_a_driver_without_the_token_is_refused(ray_cluster: TestCluster) -> None:
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("token", [None, "0" * 64])
+def test_a_driver_without_the_token_is_refused(ray_cluster: TestCluster, token: str | None) -> None:
     probe = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print('joined')"
-    environment = {k: v for k, v in __import__("os").environ.items()
+    environment = {k: v for k, v in os.environ.items()
                    if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")}
+    if token is not None:  # a token, but not the cluster's
+        environment.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    # Ray retries a refused connection 20 times, a second apart: 3 show the refusal as well
+    environment["RAY_NUM_REDIS_GET_RETRIES"] = "3"
     done = subprocess.run([sys.executable, "-c", probe, ray_cluster.address], env=environment,
                           capture_output=True, text=True, timeout=120)
     assert "joined" not in done.stdout
     assert done.returncode != 0
+    assert "InvalidAuthToken" in done.stderr, done.stderr[-2000:]  # refused for the token, not for anything else
 
 
 def test_no_cluster_at_the_address_names_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,12 @@ def table(seed: int = 0) -> pd.DataFrame:
     x, z = rng.normal(size=ROWS), rng.lognormal(2, 1, ROWS)
     colour = rng.choice(["red", "green", "blue", "plum"], size=ROWS)
     score = 1.5 * x + (colour == "red") - 0.2 * np.log(z) + rng.normal(scale=0.7, size=ROWS)
-    frame = pd.DataFrame({"x": x, "z": np.round(z, 2), "colour": colour,
+    count = pd.array(rng.integers(0, 40, ROWS), dtype="Int64")
+    count[:ROWS // 2][rng.random(ROWS // 2) < 0.05] = pd.NA  # nulls in the first files only
+    frame = pd.DataFrame({"x": x, "z": np.round(z, 2), "colour": colour, "count": count, "code": count,
+                          "flag": np.where(rng.random(ROWS) < 0.4, "yes", "no"),
+                          "when": (pd.Timestamp("2010-01-01") + pd.to_timedelta(rng.integers(0, 4_000, ROWS),
+                                                                                unit="D")).astype(str),
                           "label": np.where(score > 0, "good", "bad").astype(object)})
     frame.loc[rng.random(ROWS) < 0.02, "label"] = None  # rows without a target
     frame.loc[rng.random(ROWS) < 0.05, "z"] = np.nan
@@ -53,8 +58,13 @@ def config(folder: Path, **training: Any) -> dict[str, Any]:
     return {
         "name": "sharded",
         "data": {"source": str(folder), "shards": True, "split": {"method": "random", "test": 0.25, "seed": 3}},
+        # pandas' nullable integers, read back from the Parquet files' metadata: a batch without a
+        # null must give the category "code" the values the whole table gives it ("3", not "3.0")
         "features": [{"name": "x", "type": "number"}, {"name": "z", "type": "number"},
-                     {"name": "colour", "type": "category"}],
+                     {"name": "colour", "type": "category"},
+                     {"name": "count", "type": "number", "normalization": "robust", "missing": {"strategy": "mode"}},
+                     {"name": "code", "type": "category", "min_frequency": 30}, {"name": "flag", "type": "binary"},
+                     {"name": "when", "type": "date"}],
         "target": {"name": "label", "type": "binary"},
         "model": {"type": "mlp", "hidden": [16]},
         "training": {"epochs": 4, "batch_size": 128, "progress": False, "backend": "ray", "workers": 2,
