@@ -34,6 +34,7 @@ class DataError(ModelmillError):
         column: str | None = None,
         rows: Iterable[int] | None = None,
     ) -> None:
+        self.detail = message  # the message without where (for an error re-raised with another source)
         self.source = source
         self.column = column
         self.rows = list(rows) if rows is not None else []

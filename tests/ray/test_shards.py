@@ -6,6 +6,7 @@ CLI.)"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,61 @@ def test_a_source_the_workers_cannot_read_is_a_clear_error(ray_cluster: TestClus
     broken.write_bytes(b"PAR1 these bytes are not Parquet")
     with pytest.raises(DataError, match=rf"in {broken}: it cannot be read on the cluster: .*magic bytes.*Fix: put the data"):
         read_shards(str(broken))
+
+
+def mixed_files(folder: Path, *, word: str | None) -> pd.DataFrame:
+    """Three CSV files of 200 rows: codes that are digits in the first two files and letters
+    in the last, and ``word`` (if given) among the numbers of row 450 (the last file's 50th)."""
+    rng = np.random.default_rng(1)
+    whole = pd.DataFrame({"amount": np.round(rng.normal(size=600), 6).astype(object),
+                          "code": [str(c) for c in rng.integers(10, 14, 400)] + list(rng.choice(["A7", "B2"], 200)),
+                          "label": rng.integers(0, 2, 600)})
+    if word is not None:
+        whole.loc[450, "amount"] = word
+    for i in range(3):
+        whole.iloc[i * 200:(i + 1) * 200].to_csv(folder / f"part-{i}.csv", index=False)
+    return read_table(DataConfig(source=str(_joined(folder))))  # the table as one file, read by the single machine
+
+
+def _joined(folder: Path) -> Path:
+    lines = [f.read_text().splitlines() for f in sorted(folder.glob("part-*.csv"))]
+    joined = folder.parent / f"{folder.name}-whole.csv"
+    joined.write_text("\n".join(lines[0] + [line for part in lines[1:] for line in part[1:]]) + "\n")
+    return joined
+
+
+def test_a_word_in_a_number_column_is_named_with_its_row_wherever_it_is(ray_cluster: TestCluster,
+                                                                        tmp_path: Path) -> None:
+    from modelmill.api import Pipeline
+    from modelmill.config import load_config
+    from modelmill.features import build_features
+    from modelmill.sharding.clean import clean_shards
+
+    (tmp_path / "bad").mkdir()
+    mixed_files(tmp_path / "bad", word="abc")
+    source = str(tmp_path / "bad" / "part-*.csv")
+    config = {"name": "mixed", "data": {"source": source, "shards": True},
+              "features": [{"name": "amount", "type": "number"}, {"name": "code", "type": "category"}],
+              "target": {"name": "label", "type": "binary"}, "model": {"type": "linear"},
+              "training": {"backend": "ray", "workers": 1, "epochs": 1, "progress": False}}
+    settings = load_config(config)
+    shards = read_shards(source)  # the column is numbers in two files and text in one: text in every block
+    assert str(shards.dataset.schema().base_schema.field("amount").type) == "string"
+    message = (rf"in {re.escape(source)} column 'amount' rows 450: is a number feature but holds 1 values that are "
+               r"not numbers \(e.g. 'abc'\)\. Fix: .* \(counted in one block of the table; others may hold more\)$")
+    with pytest.raises(DataError, match=message):
+        clean_shards(shards, settings, build_features(settings))
+    with pytest.raises(DataError, match=message) as raised:  # through the pipeline, out of Ray's wrapper
+        Pipeline(config).fit()
+    assert "Failed to apply UDF" not in str(raised.value) and "Traceback" not in str(raised.value)
+
+    (tmp_path / "good").mkdir()
+    whole = mixed_files(tmp_path / "good", word=None)
+    shards = read_shards(str(tmp_path / "good"))
+    cleaned, report = clean_shards(shards, settings, build_features(settings))
+    assert report.rows_out == 600  # no duplicates: the fits below see the whole table
+    # the codes read as numbers in two files are the whole table's text ("12"), not 12 or "12.0"
+    fitted = fit_features(cleaned, build_features(settings))
+    for sharded, local in zip(fitted, build_features(settings)):
+        check_state(local.fit(whole[local.name]), sharded)
+    assert set(fitted[1].state()["vocabulary"]) >= {"10", "13", "A7", "B2"}, fitted[1].state()

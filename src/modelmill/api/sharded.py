@@ -95,12 +95,7 @@ def fit_in_shards(pipeline: Pipeline, data: str | Path | pd.DataFrame | None, *,
     directory, as ``Pipeline.fit`` reads one) or None for ``data.source`` (relative to the
     config's folder); sets what ``Pipeline.fit`` sets. ``given``: the fit's test rows,
     validation rows and key, none of which a fit in shards takes."""
-    from modelmill.api.pipeline import Stopwatch
-    from modelmill.sharding import fit_features, read_shards
-    from modelmill.sharding.clean import clean_shards
-    from modelmill.sharding.collect import fingerprint, sample_frame, whole_frame
-    from modelmill.sharding.split import split_shards
-    from modelmill.sharding.tensors import class_rows_of, outputs_of, tensor_rows
+    from modelmill.sharding.read import user_errors
 
     config = pipeline.config
     if isinstance(data, pd.DataFrame) or any(value is not None for value in given):
@@ -109,6 +104,19 @@ def fit_in_shards(pipeline: Pipeline, data: str | Path | pd.DataFrame | None, *,
                           "are not taken. Fix: data.shards: false", path="data.shards")
     source, base = (str(data), Path.cwd()) if data is not None else (config.data.source, pipeline.base_dir)
     check_sharded(config)
+    with user_errors(source):  # a batch's DataError, say, comes back from Ray as itself
+        _fit(pipeline, source, base, run_dir=run_dir, resume=resume, evaluate=evaluate)
+
+
+def _fit(pipeline: Pipeline, source: str, base: Path, *, run_dir: Path | None, resume: bool, evaluate: bool) -> None:
+    from modelmill.api.pipeline import Stopwatch
+    from modelmill.sharding import fit_features, read_shards
+    from modelmill.sharding.clean import clean_shards
+    from modelmill.sharding.collect import fingerprint, sample_frame, whole_frame
+    from modelmill.sharding.split import split_shards
+    from modelmill.sharding.tensors import class_rows_of, outputs_of, tensor_rows
+
+    config = pipeline.config
     clock = Stopwatch()
     features = build_features(config)
     model_maker(config).check(features)

@@ -84,7 +84,8 @@ class DataConfig(Section):
         "cleaned, split, fitted on and transformed in shards on the cluster and streamed to the training workers, "
         "so the table is never whole on one machine. The split is by a seeded hash of each row's position (not "
         "the rows a split on one machine draws; stratified splits are random here), rows are shuffled within a "
-        "buffer, and the checks and the drift profile take a sample of about 100,000 training rows. Torch model "
+        "buffer, and the data checks (but each feature's check of its values, which runs on every block) and the "
+        "drift profile take a sample of about 100,000 training rows. Torch model "
         "types (mlp, linear) only; no text or image features, privacy policy, outliers.action: drop, time, column "
         "or files split, reader settings beyond Parquet or comma-separated UTF-8 CSV with a header, or threshold: "
         "auto / calibration without a validation split.")

@@ -2,7 +2,12 @@
 every batch cleaned by the single-machine rules themselves (``data.clean.clean_rows``: rows
 without a target, with an unreadable cell, or missing a value whose feature asks for
 ``drop``), which look at one row at a time. The per-batch reports are summed into one, the
-report the single-machine cleaning gives for the same table."""
+report the single-machine cleaning gives for the same table.
+
+Every batch is also checked by each feature's own value check (``validate``: a word in a
+number column, a date that does not parse), as the single-machine pipeline checks the whole
+frame: a bad value anywhere in the table is named with its row, not only one in the sample
+of rows the data checks see."""
 
 from __future__ import annotations
 
@@ -10,18 +15,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from modelmill.config.schema import PipelineConfig
-from modelmill.data.clean import CleaningReport, ColumnRules, clean_rows
+from modelmill.data.clean import CleaningReport, clean_rows
+from modelmill.errors import DataError
+from modelmill.features.base import Feature
 from modelmill.sharding.dedup import drop_duplicates
-from modelmill.sharding.read import ROW, Reading, Shards, frame_of, in_row_order
+from modelmill.sharding.read import ROW, Reading, Shards, frame_of, in_row_order, user_errors
 
 EXAMPLES = 50  # rows named per kind of unreadable cell, as the single-machine report keeps
 
 
 def clean_shards(shards: Shards, config: PipelineConfig,
-                 columns: Sequence[ColumnRules]) -> tuple[Shards, CleaningReport]:
+                 columns: Sequence[Feature[Any]]) -> tuple[Shards, CleaningReport]:
     """The shards cleaned (materialised on the cluster) and the cleaning report."""
     report = CleaningReport(rows_in=shards.rows)
     if config.cleaning.duplicates == "drop":
@@ -29,8 +37,9 @@ def clean_shards(shards: Shards, config: PipelineConfig,
         shards, report.duplicates_dropped = drop_duplicates(shards, names)
     rowwise = config.model_copy(update={"cleaning": config.cleaning.model_copy(update={"duplicates": "keep"})})
     settings = {"config": rowwise, "columns": list(columns), "reading": shards.reading}
-    reports = shards.dataset.map_batches(_batch_report, batch_format="pyarrow", batch_size=None,
-                                         fn_kwargs=settings).take_all()
+    with user_errors(shards.source):
+        reports = shards.dataset.map_batches(_batch_report, batch_format="pyarrow", batch_size=None,
+                                             fn_kwargs=settings).take_all()
     for row in reports:
         _add(report, row["report"])
     kept = shards.dataset.map_batches(_kept, batch_format="pyarrow", batch_size=None, fn_kwargs=settings)
@@ -40,25 +49,42 @@ def clean_shards(shards: Shards, config: PipelineConfig,
     return shards.with_dataset(kept, rows), report
 
 
-def _cleaned(batch: pa.Table, config: PipelineConfig, columns: list[ColumnRules],
-             reading: Reading) -> tuple[pa.Table, CleaningReport]:
+def _cleaned(batch: pa.Table, config: PipelineConfig, columns: list[Feature[Any]],
+             reading: Reading, *, check: bool = False) -> tuple[pa.Table, CleaningReport]:
     """The batch's rows that the single-machine cleaning keeps (in row order), and its report,
-    which names rows by their position in the whole table."""
+    which names rows by their position in the whole table; ``check``: each feature's value
+    check first."""
     frame, rows = frame_of(batch, reading)
+    if check:
+        _check_values(frame, rows, columns)
     frame.index = rows
     frame[ROW] = rows
     cleaned, report = clean_rows(frame, config, columns)
     return in_row_order(batch).filter(pa.array(np.isin(rows, cleaned[ROW].to_numpy()))), report
 
 
-def _batch_report(batch: pa.Table, *, config: PipelineConfig, columns: list[ColumnRules],
+def _check_values(frame: pd.DataFrame, rows: np.ndarray, columns: list[Feature[Any]]) -> None:
+    """Each feature's ``validate`` on the batch (in row order, ``rows`` its positions).
+
+    Raises:
+        DataError: as the feature raises it, with the rows' positions in the whole table.
+    """
+    for checks in columns:
+        try:
+            checks.validate(frame[checks.name])
+        except DataError as error:
+            raise DataError(f"{error.detail} (counted in one block of the table; others may hold more)",
+                            column=error.column, rows=rows[error.rows].tolist() if error.rows else None) from None
+
+
+def _batch_report(batch: pa.Table, *, config: PipelineConfig, columns: list[Feature[Any]],
                   reading: Reading) -> dict[str, np.ndarray]:
     report = np.empty(1, dtype=object)
-    report[0] = _cleaned(batch, config, columns, reading)[1]
+    report[0] = _cleaned(batch, config, columns, reading, check=True)[1]
     return {"report": report}
 
 
-def _kept(batch: pa.Table, *, config: PipelineConfig, columns: list[ColumnRules], reading: Reading) -> pa.Table:
+def _kept(batch: pa.Table, *, config: PipelineConfig, columns: list[Feature[Any]], reading: Reading) -> pa.Table:
     return _cleaned(batch, config, columns, reading)[0]
 
 

@@ -18,11 +18,22 @@ batch's frame holds the values the whole frame holds:
 * **pandas' own metadata.** A Parquet file written by pandas says which pandas types its
   columns had (``Int64``, say), and the single-machine reader restores them; the first
   file's metadata is read on the cluster and given to every batch.
+* **A column of several types.** A column read as numbers from one file and as text from
+  another (a word in a number column, codes that are digits in some files only) is text in
+  every block, as it is in a frame read whole; its numbers are written as pyarrow writes
+  them (``1.5``, and ``1`` for ``1.0``). Types that widen (integers and floats) are left to
+  Ray, which widens them.
+
+A user's error raised on the cluster (a batch's ``DataError``) comes back as itself: each
+dataset raises a batch function's own exception (``raise_original_map_exception``), and
+``user_errors`` takes it out of Ray's wrapper.
 """
 
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from modelmill.errors import DataError
+from modelmill.errors import DataError, ModelmillError
 
 ROW = "__modelmill_row"  # the row's position in the whole table
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -111,6 +122,7 @@ def read_shards(source: str, *, base: Path | None = None, blocks: int | None = N
         dataset = _read(ray, fmt, files, blocks)
         dataset.context.execution_options.preserve_order = True  # positions follow the files' order
         dataset, rows, nullable = _numbered(ray, dataset)
+        dataset.context.raise_original_map_exception = True  # for user_errors (its derived datasets too)
         metadata = ray.get(ray.remote(_schema_metadata).remote(files[0])) if fmt == "parquet" else None
     except DataError:
         raise
@@ -152,21 +164,42 @@ def _numbered(ray: Any, dataset: Any) -> tuple[Any, int, frozenset[str]]:
     """The dataset read into the object store with every row's position, its rows, and its
     integer and boolean columns holding a null somewhere."""
     refs = dataset.materialize().to_arrow_refs()  # the blocks, in the files' order
-    sizes = ray.get([ray.remote(_survey).remote(ref) for ref in refs])
-    offsets = np.cumsum([0] + [rows for rows, _ in sizes])
+    surveys = ray.get([ray.remote(_survey).remote(ref) for ref in refs])
+    offsets = np.cumsum([0] + [rows for rows, _, _ in surveys])
+    textual = _mixed_types([types for _, _, types in surveys])
     number = ray.remote(_number)
-    numbered = [number.remote(ref, int(start)) for ref, start in zip(refs, offsets)]
-    nullable = frozenset(name for _, names in sizes for name in names)
+    numbered = [number.remote(ref, int(start), textual) for ref, start in zip(refs, offsets)]
+    nullable = frozenset(name for _, names, _ in surveys for name in names) - textual
     return ray.data.from_arrow_refs(numbered), int(offsets[-1]), nullable
 
 
-def _survey(block: pa.Table) -> tuple[int, list[str]]:
+def _survey(block: pa.Table) -> tuple[int, list[str], dict[str, pa.DataType]]:
+    """The block's rows, its integer and boolean columns with a null, and its columns' types."""
     names = [name for name, column in zip(block.column_names, block.columns)
              if (pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)) and column.null_count]
-    return block.num_rows, names
+    return block.num_rows, names, dict(zip(block.column_names, block.schema.types))
 
 
-def _number(block: pa.Table, start: int) -> pa.Table:
+def _mixed_types(blocks: list[dict[str, pa.DataType]]) -> frozenset[str]:
+    """The columns whose types in different blocks do not widen into one (text in one block,
+    numbers or dates in another): read as text in every block."""
+    seen: dict[str, set[pa.DataType]] = {}
+    for types in blocks:
+        for name, kind in types.items():
+            seen.setdefault(name, set()).add(kind)
+    mixed = set()
+    for name, kinds in seen.items():
+        try:
+            pa.unify_schemas([pa.schema([(name, kind)]) for kind in kinds], promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            mixed.add(name)
+    return frozenset(mixed)
+
+
+def _number(block: pa.Table, start: int, textual: frozenset[str]) -> pa.Table:
+    for name in textual:
+        at = block.schema.get_field_index(name)
+        block = block.set_column(at, name, block.column(at).cast(pa.string()))
     return block.append_column(ROW, pa.array(np.arange(start, start + block.num_rows, dtype=np.int64)))
 
 
@@ -192,6 +225,23 @@ def frame_of(batch: pa.Table, reading: Reading) -> tuple[pd.DataFrame, np.ndarra
         elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
             frame[name] = frame[name].astype("float64")
     return frame, rows
+
+
+@contextmanager
+def user_errors(source: str) -> Iterator[None]:
+    """A user's error raised by a batch function on the cluster, taken out of Ray's wrapper
+    (whose message holds a traceback): a DataError names ``source`` where it names none."""
+    try:
+        yield
+    except ModelmillError as error:  # Ray's wrapper is an instance of the error it wraps
+        cause = getattr(error, "cause", None)
+        if not isinstance(cause, ModelmillError) or cause is error:
+            raise
+        if isinstance(cause, DataError):
+            raise DataError(cause.detail, source=cause.source or source, column=cause.column,
+                            rows=cause.rows) from None
+        cause.args = (str(cause).split("\n", 1)[0],)  # Ray adds its retry advice on the lines below
+        raise cause from None
 
 
 def _reason(error: BaseException) -> str:
