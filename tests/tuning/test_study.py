@@ -91,6 +91,18 @@ def test_no_validation_rows_is_refused_before_a_study_exists(tmp_path: Path) -> 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_config_in_shards_is_refused_with_the_way_round_before_a_study_exists(tmp_path: Path) -> None:
+    from modelmill.tuning import tune
+
+    config = tiny(tmp_path, data={"source": "data.csv", "shards": True}, model={"type": "mlp"},
+                  training={"backend": "ray", "workers": 2}, tune={"trials": 4})
+    for backend in ("local", "ray"):  # refused before Ray is imported or a cluster is looked for
+        with pytest.raises(ConfigError, match="data.shards: a search reads its table once, on this machine.*"
+                                              "Fix: tune on a sample of the table"):
+            tune(config, base_dir=tmp_path, runs=tmp_path / "runs", backend=backend)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_optuna_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # what an import of an absent package raises
     with pytest.raises(ConfigError, match=r"pip install 'modelmill\[tune\]'"):

@@ -88,6 +88,11 @@ def optuna_module() -> Any:
 
 def prepare(config: PipelineConfig) -> tuple[Space, str, str]:
     """The search space, the metric and the direction; every check that needs no study."""
+    if config.data.shards:
+        raise ConfigError("a search reads its table once, on this machine, and fits every trial on it; data.shards "
+                          "is for a table that does not fit there. Fix: tune on a sample of the table (data.source "
+                          "a sample, data.shards: false), then train best.yaml with data.shards: true",
+                          path="data.shards")
     space = build_space(config, build_features(config))
     task = build_target(config).task
     chosen = config.training.early_stopping.metric
