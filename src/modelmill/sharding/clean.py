@@ -23,7 +23,7 @@ from modelmill.data.clean import CleaningReport, clean_rows
 from modelmill.errors import DataError
 from modelmill.features.base import Feature
 from modelmill.sharding.dedup import drop_duplicates
-from modelmill.sharding.read import ROW, Reading, Shards, frame_of, in_row_order, user_errors
+from modelmill.sharding.read import ROW, Reading, Shards, dataset_of, frame_of, in_row_order, user_errors
 
 EXAMPLES = 50  # rows named per kind of unreadable cell, as the single-machine report keeps
 
@@ -31,36 +31,35 @@ EXAMPLES = 50  # rows named per kind of unreadable cell, as the single-machine r
 def clean_shards(shards: Shards, config: PipelineConfig,
                  columns: Sequence[Feature[Any]]) -> tuple[Shards, CleaningReport]:
     """The shards cleaned (materialised on the cluster) and the cleaning report."""
+    import ray
+
     report = CleaningReport(rows_in=shards.rows)
     if config.cleaning.duplicates == "drop":
         names = [f.name for f in config.features] + [config.target.name]
         shards, report.duplicates_dropped = drop_duplicates(shards, names)
     rowwise = config.model_copy(update={"cleaning": config.cleaning.model_copy(update={"duplicates": "keep"})})
-    settings = {"config": rowwise, "columns": list(columns), "reading": shards.reading}
-    with user_errors(shards.source):
-        reports = shards.dataset.map_batches(_batch_report, batch_format="pyarrow", batch_size=None,
-                                             fn_kwargs=settings).take_all()
-    for row in reports:
-        _add(report, row["report"])
-    kept = shards.dataset.map_batches(_kept, batch_format="pyarrow", batch_size=None, fn_kwargs=settings)
-    kept = kept.materialize()
-    rows = int(kept.count())
-    report.rows_out = rows
-    return shards.with_dataset(kept, rows), report
+    settings = ray.put((rowwise, list(columns), shards.reading))  # sent once, not once a block
+    clean = ray.remote(_clean_block).options(num_returns=2)
+    with user_errors(shards.source):  # one task a block: its kept rows and its report
+        outputs: list[Any] = [clean.remote(block, settings) for block in shards.dataset.to_arrow_refs()]
+        parts = ray.get([part for _, part in outputs])
+    for part in parts:
+        _add(report, part)
+    report.rows_out = sum(part.rows_out for part in parts)
+    return shards.with_dataset(dataset_of([kept for kept, _ in outputs]), report.rows_out), report
 
 
-def _cleaned(batch: pa.Table, config: PipelineConfig, columns: list[Feature[Any]],
-             reading: Reading, *, check: bool = False) -> tuple[pa.Table, CleaningReport]:
-    """The batch's rows that the single-machine cleaning keeps (in row order), and its report,
-    which names rows by their position in the whole table; ``check``: each feature's value
-    check first."""
-    frame, rows = frame_of(batch, reading)
-    if check:
-        _check_values(frame, rows, columns)
+def _clean_block(block: pa.Table, settings: tuple[PipelineConfig, list[Feature[Any]], Reading]
+                 ) -> tuple[pa.Table, CleaningReport]:
+    """The block's rows that the single-machine cleaning keeps (in row order), and its report,
+    which names rows by their position in the whole table; each feature's value check first."""
+    config, columns, reading = settings
+    frame, rows = frame_of(block, reading)
+    _check_values(frame, rows, columns)
     frame.index = rows
     frame[ROW] = rows
     cleaned, report = clean_rows(frame, config, columns)
-    return in_row_order(batch).filter(pa.array(np.isin(rows, cleaned[ROW].to_numpy()))), report
+    return in_row_order(block).filter(pa.array(np.isin(rows, cleaned[ROW].to_numpy()))), report
 
 
 def _check_values(frame: pd.DataFrame, rows: np.ndarray, columns: list[Feature[Any]]) -> None:
@@ -75,17 +74,6 @@ def _check_values(frame: pd.DataFrame, rows: np.ndarray, columns: list[Feature[A
         except DataError as error:
             raise DataError(f"{error.detail} (counted in one block of the table; others may hold more)",
                             column=error.column, rows=rows[error.rows].tolist() if error.rows else None) from None
-
-
-def _batch_report(batch: pa.Table, *, config: PipelineConfig, columns: list[Feature[Any]],
-                  reading: Reading) -> dict[str, np.ndarray]:
-    report = np.empty(1, dtype=object)
-    report[0] = _cleaned(batch, config, columns, reading, check=True)[1]
-    return {"report": report}
-
-
-def _kept(batch: pa.Table, *, config: PipelineConfig, columns: list[Feature[Any]], reading: Reading) -> pa.Table:
-    return _cleaned(batch, config, columns, reading)[0]
 
 
 def _add(total: CleaningReport, part: CleaningReport) -> None:

@@ -122,7 +122,6 @@ def read_shards(source: str, *, base: Path | None = None, blocks: int | None = N
         dataset = _read(ray, fmt, files, blocks)
         dataset.context.execution_options.preserve_order = True  # positions follow the files' order
         dataset, rows, nullable = _numbered(ray, dataset)
-        dataset.context.raise_original_map_exception = True  # for user_errors (its derived datasets too)
         metadata = ray.get(ray.remote(_schema_metadata).remote(files[0])) if fmt == "parquet" else None
     except DataError:
         raise
@@ -170,7 +169,17 @@ def _numbered(ray: Any, dataset: Any) -> tuple[Any, int, frozenset[str]]:
     number = ray.remote(_number)
     numbered = [number.remote(ref, int(start), textual) for ref, start in zip(refs, offsets)]
     nullable = frozenset(name for _, names, _ in surveys for name in names) - textual
-    return ray.data.from_arrow_refs(numbered), int(offsets[-1]), nullable
+    return dataset_of(numbered), int(offsets[-1]), nullable
+
+
+def dataset_of(blocks: list[Any]) -> Any:
+    """A Ray Dataset of Arrow blocks in the object store (references), whose batch functions
+    raise their own errors, for ``user_errors`` (the datasets made from it inherit that)."""
+    import ray
+
+    dataset = ray.data.from_arrow_refs(blocks)
+    dataset.context.raise_original_map_exception = True
+    return dataset
 
 
 def _survey(block: pa.Table) -> tuple[int, list[str], dict[str, pa.DataType]]:
