@@ -206,6 +206,13 @@ def evaluate(
         out.print(f"mlflow run: {tracked.url}", soft_wrap=True)
 
 
+class Backend(str, Enum):
+    """What reads and predicts a file: this process, or a Ray cluster in shards."""
+
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
@@ -214,12 +221,23 @@ def predict(
     runtime: Annotated[Runtime, typer.Option(help="What runs the model (auto: what the bundle names).")]
     = Runtime.auto,
     key_file: KeyFileOption = None,
+    backend: Annotated[Backend, typer.Option(
+        help="local: this process reads the whole file. ray: a Parquet or CSV file, folder or glob is read and "
+        "predicted in shards on the Ray cluster at RAY_ADDRESS (else a private one on this machine); the "
+        "predictions go into the --output folder as Parquet files, each row with its position in the input "
+        "(row).")] = Backend.local,
 ) -> None:
     """Predict every row of a file (a forecast bundle: the next horizon of every series in the file; a recommend
     bundle: the top-k list of every user in the file)."""
     from modelmill.bundle import read_bundle
 
     verified = read_bundle(bundle, given_key(key_file))  # a wrong path, a damaged bundle or a wrong key fails here
+    if backend is Backend.ray:
+        from modelmill.api.sharded_predict import predict_shards
+
+        rows = predict_shards(verified, data, output, runtime=runtime.value)
+        err.print(f"wrote the predictions of {rows:,} rows to {output}/ (Parquet files)")
+        return
     from modelmill.data.sinks import write_table
     from modelmill.tasks import TASKS, task_from_bundle
 

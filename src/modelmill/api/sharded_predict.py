@@ -1,0 +1,103 @@
+"""Predicting a table that is never whole on one machine: the source is read as shards on the
+Ray cluster (``read_shards``), each block is predicted by a bundle loaded once per Ray actor
+(the same ``Pipeline.predict`` as ``modelmill predict``), and the predictions are written as
+Parquet files into a folder, each row with its position in the whole table (``row``), so
+they join back to the input. Nothing but the bundle's check and the files' schema comes to
+the driver.
+
+Refused before any reading, with the fix: an encrypted bundle (its key would have to travel
+to every node), a bundle with a privacy policy (its hash key too), a forecast or recommend
+bundle (their predictions need a series' or a user's rows together), an output folder that
+already holds files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from modelmill.errors import ConfigError, DataError
+from modelmill.sharding.read import ROW, Reading, frame_of, read_shards, user_errors
+
+if TYPE_CHECKING:
+    from modelmill.bundle import Bundle
+
+POSITION = "row"  # the output's column: the row's position in the whole input table (from 0)
+WHAT = "modelmill predict --backend ray"
+
+
+def check_predict_shards(bundle: Bundle, output: Path) -> None:
+    """Refuse, before any reading, what a prediction in shards cannot do (with the fix).
+
+    Raises:
+        ConfigError: an encrypted bundle, a privacy policy, a task other than predict, or an
+            output folder that holds files (or is a file).
+    """
+    from modelmill.privacy.policy import PrivacyPolicy
+
+    local = "Fix: --backend local"
+    if bundle.task != "predict":
+        raise ConfigError(f"a {bundle.task} bundle predicts from a series' or a user's rows together, which shards "
+                          f"split. {local}", path="--backend")
+    if bundle.encrypted:
+        raise ConfigError("an encrypted bundle is not predicted on Ray: its key would travel to every node of the "
+                          f"cluster. {local} (it decrypts in memory on this machine)", path="--backend")
+    if PrivacyPolicy.from_config(bundle.config(), hash_key=False).active:
+        raise ConfigError("a bundle with a privacy policy is not predicted on Ray: its hash key would travel to "
+                          f"every node of the cluster. {local}", path="--backend")
+    if output.is_file() or (output.is_dir() and any(output.iterdir())):
+        raise ConfigError(f"{output} already holds files; predictions in shards are written as a folder of Parquet "
+                          "files of their own. Fix: --output a new or empty folder", path="--output")
+
+
+def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | None = None,
+                   base: Path | None = None) -> int:
+    """Predict every row of ``source`` (a Parquet or CSV file, folder or glob) on the cluster
+    with ``bundle`` (read and verified here; its folder read again by each actor, so readable
+    by every node, as the source is) and write the predictions as Parquet files into the
+    folder ``output``; the rows predicted. ``runtime``: as ``modelmill.load`` takes it.
+
+    Raises:
+        ConfigError: see ``check_predict_shards``.
+        DataError: the source cannot be read, lacks a feature's column, or holds a value the
+            model cannot read (named with its row's position in the whole table).
+    """
+    from modelmill.cluster import connect
+    from modelmill.data.validate import check_columns
+
+    check_predict_shards(bundle, output)
+    features = [feature.name for feature in bundle.config().features]
+    ray = connect(what=WHAT)
+    shards = read_shards(source, base=base)
+    check_columns(pd.DataFrame(columns=[n for n in shards.dataset.schema().names if n != ROW]), features,
+                  source=source)
+    actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    with user_errors(source):
+        predicted = shards.dataset.map_batches(
+            _Predicting, batch_format="pyarrow", batch_size=None, concurrency=(1, actors),
+            fn_constructor_kwargs={"bundle": str(bundle.path), "runtime": runtime, "reading": shards.reading})
+        predicted.write_parquet(str(output))
+    return shards.rows
+
+
+class _Predicting:
+    """One Ray actor: the bundle loaded once, then every block it is given predicted."""
+
+    def __init__(self, bundle: str, runtime: str | None, reading: Reading) -> None:
+        from modelmill.api import load
+
+        self.pipeline = load(bundle, runtime=runtime)
+        self.reading = reading
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        frame, rows = frame_of(block, self.reading)
+        try:
+            predicted = self.pipeline.predict(frame)
+        except DataError as error:  # its rows are the block's: name them in the whole table
+            raise DataError(error.detail, column=error.column,
+                            rows=rows[error.rows].tolist() if error.rows else None) from None
+        predicted.insert(0, POSITION, np.asarray(rows, dtype=np.int64))
+        return pa.Table.from_pandas(predicted.reset_index(drop=True), preserve_index=False)
