@@ -35,7 +35,7 @@ def test_the_test_cluster_has_two_nodes_on_loopback_with_a_token(ray_cluster: Te
     assert ray_cluster.environment["RAY_AUTH_MODE"] == "token"
 
 
-@pytest.mark.parametrize("token", [None, "0" * 64])
+@pytest.mark.parametrize("token", [None, "0" * 64], ids=["missing", "wrong"])
 def test_a_driver_without_the_token_is_refused(ray_cluster: TestCluster, token: str | None) -> None:
     probe = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print('joined')"
     environment = {k: v for k, v in os.environ.items()

@@ -41,7 +41,7 @@ def table(seed: int = 0) -> pd.DataFrame:
     x, z = rng.normal(size=ROWS), rng.lognormal(2, 1, ROWS)
     colour = rng.choice(["red", "green", "blue", "plum"], size=ROWS)
     score = 1.5 * x + (colour == "red") - 0.2 * np.log(z) + rng.normal(scale=0.7, size=ROWS)
-    count = pd.array(rng.integers(0, 40, ROWS), dtype="Int64")
+    count = pd.array(rng.geometric(0.15, ROWS), dtype="Int64")  # skewed: the rarest codes fall below min_frequency
     count[:ROWS // 2][rng.random(ROWS // 2) < 0.05] = pd.NA  # nulls in the first files only
     frame = pd.DataFrame({"x": x, "z": np.round(z, 2), "colour": colour, "count": count, "code": count,
                           "flag": np.where(rng.random(ROWS) < 0.4, "yes", "no"),
@@ -130,6 +130,9 @@ def test_a_table_in_shards_fits_like_the_single_machine_code_on_the_same_rows(
                 assert got[key] == pytest.approx(value, rel=1e-9), f"{local.name}.{key}"
             else:
                 assert got[key] == value, f"{local.name}.{key}"
+
+    vocabulary = next(f for f in loaded.parts.features if f.name == "code").state()["vocabulary"]
+    assert 0 < len(vocabulary) < train["code"].dropna().nunique()  # min_frequency merged the rarest codes
 
     # the test metric scored on the cluster is the bundle's own on the same test rows
     proba = loaded.predict(test)["label_probability_good"].to_numpy()

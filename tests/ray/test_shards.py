@@ -129,7 +129,8 @@ def test_a_source_the_workers_cannot_read_is_a_clear_error(ray_cluster: TestClus
         read_shards(str(tmp_path / "nowhere"))
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 these bytes are not Parquet")
-    with pytest.raises(DataError, match=rf"in {broken}: it cannot be read on the cluster: .*magic bytes.*Fix: put the data"):
+    with pytest.raises(DataError,
+                       match=rf"in {broken}: it cannot be read on the cluster: .*magic bytes.*Fix: put the data"):
         read_shards(str(broken))
 
 
@@ -175,9 +176,13 @@ def test_a_word_in_a_number_column_is_named_with_its_row_wherever_it_is(ray_clus
                r"not numbers \(e.g. 'abc'\)\. Fix: .* \(counted in one block of the table; others may hold more\)$")
     with pytest.raises(DataError, match=message):
         clean_shards(shards, settings, build_features(settings))
-    with pytest.raises(DataError, match=message) as raised:  # through the pipeline, out of Ray's wrapper
+    with pytest.raises(DataError, match=message) as raised:  # through the pipeline
         Pipeline(config).fit()
     assert "Failed to apply UDF" not in str(raised.value) and "Traceback" not in str(raised.value)
+    as_target = load_config({**config, "features": [{"name": "code", "type": "category"}],
+                             "target": {"name": "amount", "type": "number"}})
+    with pytest.raises(DataError, match=r"column 'amount' rows 450: is a number feature but holds 1 values"):
+        clean_shards(shards, as_target, build_features(as_target))  # the word in a number target
 
     (tmp_path / "good").mkdir()
     whole = mixed_files(tmp_path / "good", word=None)

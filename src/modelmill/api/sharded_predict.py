@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from modelmill.errors import ConfigError, DataError
+from modelmill.errors import ConfigError
 from modelmill.sharding.read import ROW, Reading, frame_of, read_shards, user_errors
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | 
     """
     from modelmill.cluster import connect
     from modelmill.data.validate import check_columns
+    from modelmill.features import build_features
+    from modelmill.sharding.clean import check_values
 
     check_predict_shards(bundle, output)
     features = [feature.name for feature in bundle.config().features]
@@ -74,7 +76,11 @@ def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | 
     shards = read_shards(source, base=base)
     check_columns(pd.DataFrame(columns=[n for n in shards.dataset.schema().names if n != ROW]), features,
                   source=source)
-    actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # the values each feature reads, checked block by block before any actor starts: an error
+    # raised inside an actor's batch would come with Ray's traceback on the console
+    check_values(shards, build_features(bundle.config()))
+    # an actor a CPU, but never more than there are blocks: each one loads the bundle (and torch)
+    actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), shards.dataset.num_blocks()))
     with user_errors(source):
         predicted = shards.dataset.map_batches(
             _Predicting, batch_format="pyarrow", batch_size=None, concurrency=(1, actors),
@@ -94,10 +100,6 @@ class _Predicting:
 
     def __call__(self, block: pa.Table) -> pa.Table:
         frame, rows = frame_of(block, self.reading)
-        try:
-            predicted = self.pipeline.predict(frame)
-        except DataError as error:  # its rows are the block's: name them in the whole table
-            raise DataError(error.detail, column=error.column,
-                            rows=rows[error.rows].tolist() if error.rows else None) from None
+        predicted = self.pipeline.predict(frame)
         predicted.insert(0, POSITION, np.asarray(rows, dtype=np.int64))
         return pa.Table.from_pandas(predicted.reset_index(drop=True), preserve_index=False)

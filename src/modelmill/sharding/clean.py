@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from modelmill.config.schema import PipelineConfig
@@ -23,7 +22,7 @@ from modelmill.data.clean import CleaningReport, clean_rows
 from modelmill.errors import DataError
 from modelmill.features.base import Feature
 from modelmill.sharding.dedup import drop_duplicates
-from modelmill.sharding.read import ROW, Reading, Shards, dataset_of, frame_of, in_row_order, user_errors
+from modelmill.sharding.read import ROW, Reading, Shards, dataset_of, frame_of, in_row_order
 
 EXAMPLES = 50  # rows named per kind of unreadable cell, as the single-machine report keeps
 
@@ -40,9 +39,10 @@ def clean_shards(shards: Shards, config: PipelineConfig,
     rowwise = config.model_copy(update={"cleaning": config.cleaning.model_copy(update={"duplicates": "keep"})})
     settings = ray.put((rowwise, list(columns), shards.reading))  # sent once, not once a block
     clean = ray.remote(_clean_block).options(num_returns=2)
-    with user_errors(shards.source):  # one task a block: its kept rows and its report
-        outputs: list[Any] = [clean.remote(block, settings) for block in shards.dataset.to_arrow_refs()]
-        parts = ray.get([part for _, part in outputs])
+    # one task a block: its kept rows and its report, or the error its rows raised (see _in_table)
+    outputs: list[Any] = [clean.remote(block, settings) for block in shards.dataset.to_arrow_refs()]
+    parts = ray.get([part for _, part in outputs])
+    _raise_first(parts, shards)
     for part in parts:
         _add(report, part)
     report.rows_out = sum(part.rows_out for part in parts)
@@ -50,30 +50,62 @@ def clean_shards(shards: Shards, config: PipelineConfig,
 
 
 def _clean_block(block: pa.Table, settings: tuple[PipelineConfig, list[Feature[Any]], Reading]
-                 ) -> tuple[pa.Table, CleaningReport]:
+                 ) -> tuple[pa.Table, CleaningReport | DataError]:
     """The block's rows that the single-machine cleaning keeps (in row order), and its report,
-    which names rows by their position in the whole table; each feature's value check first."""
+    which names rows by their position in the whole table; each feature's value check first.
+    A DataError its rows raise (a word in a number column or target) is returned in place of
+    the report, with the rows' positions in the whole table."""
     config, columns, reading = settings
     frame, rows = frame_of(block, reading)
-    _check_values(frame, rows, columns)
-    frame.index = rows
-    frame[ROW] = rows
-    cleaned, report = clean_rows(frame, config, columns)
+    try:
+        for checks in columns:
+            checks.validate(frame[checks.name])
+        frame.index = rows
+        frame[ROW] = rows
+        cleaned, report = clean_rows(frame, config, columns)
+    except DataError as error:
+        return block.slice(0, 0), _in_table(error, rows)
     return in_row_order(block).filter(pa.array(np.isin(rows, cleaned[ROW].to_numpy()))), report
 
 
-def _check_values(frame: pd.DataFrame, rows: np.ndarray, columns: list[Feature[Any]]) -> None:
-    """Each feature's ``validate`` on the batch (in row order, ``rows`` its positions).
+def check_values(shards: Shards, columns: Sequence[Feature[Any]]) -> None:
+    """Each feature's check of its values (``validate``) on every block of ``shards``.
 
     Raises:
-        DataError: as the feature raises it, with the rows' positions in the whole table.
+        DataError: the first block's (in row order) that fails, naming the source and the rows'
+            positions in the whole table.
     """
-    for checks in columns:
-        try:
+    import ray
+
+    settings = ray.put((list(columns), shards.reading))
+    check = ray.remote(_check_block)
+    _raise_first(ray.get([check.remote(block, settings) for block in shards.dataset.to_arrow_refs()]), shards)
+
+
+def _check_block(block: pa.Table, settings: tuple[list[Feature[Any]], Reading]) -> DataError | None:
+    columns, reading = settings
+    frame, rows = frame_of(block, reading)
+    try:
+        for checks in columns:
             checks.validate(frame[checks.name])
-        except DataError as error:
-            raise DataError(f"{error.detail} (counted in one block of the table; others may hold more)",
-                            column=error.column, rows=rows[error.rows].tolist() if error.rows else None) from None
+    except DataError as error:
+        return _in_table(error, rows)
+    return None
+
+
+def _in_table(error: DataError, rows: np.ndarray) -> DataError:
+    """A block's error (its rows positions in the block, returned by the task rather than raised:
+    a failed task has Ray log its traceback, on the console too, beside the message) with the
+    rows' positions in the whole table."""
+    return DataError(f"{error.detail} (counted in one block of the table; others may hold more)",
+                     column=error.column, rows=rows[error.rows].tolist() if error.rows else None)
+
+
+def _raise_first(parts: list[Any], shards: Shards) -> None:
+    """Raise the first (in row order) of the DataErrors among the blocks' results, with the source."""
+    errors = sorted((part for part in parts if isinstance(part, DataError)), key=lambda e: min(e.rows, default=0))
+    if errors:
+        raise DataError(errors[0].detail, source=shards.source, column=errors[0].column, rows=errors[0].rows)
 
 
 def _add(total: CleaningReport, part: CleaningReport) -> None:

@@ -28,9 +28,10 @@ def drop_duplicates(shards: Shards, columns: Sequence[str], *, partitions: int |
     count = partitions or max(2, -(-shards.rows // ROWS_PER_PARTITION))
     settings = {"columns": list(columns), "reading": shards.reading}
     tagged = shards.dataset.map_batches(_tag, batch_format="pyarrow", fn_kwargs={**settings, "partitions": count})
-    # Ray Data's default shuffle (hash partitioning through aggregator actors it starts for each
-    # groupby) took 17 s to deduplicate 2 million rows on two cores and 11 s for 6,000 rows; its
-    # pull-based sort shuffle (map tasks, then reduce tasks, no actors) 7 s and 3.6 s
+    # Ray Data's default shuffle (SHUFFLE_V2: hash partitioning through aggregator actors it starts for
+    # each groupby) took 17 s to deduplicate 2 million rows on two cores and 11 s for 6,000 rows; its
+    # pull-based sort shuffle (map tasks, then reduce tasks, no actors) 7 s and 3.6 s. (The setting
+    # lands in the context the datasets derived from one read share; nothing else shuffles them.)
     tagged.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     kept = tagged.groupby(PART).map_groups(_first_copies, batch_format="pyarrow", fn_kwargs=settings).materialize()
     rows = int(kept.count())

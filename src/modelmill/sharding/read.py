@@ -18,11 +18,13 @@ batch's frame holds the values the whole frame holds:
 * **pandas' own metadata.** A Parquet file written by pandas says which pandas types its
   columns had (``Int64``, say), and the single-machine reader restores them; the first
   file's metadata is read on the cluster and given to every batch.
-* **A column of several types.** A column read as numbers from one file and as text from
-  another (a word in a number column, codes that are digits in some files only) is text in
-  every block, as it is in a frame read whole; its numbers are written as pyarrow writes
-  them (``1.5``, and ``1`` for ``1.0``). Types that widen (integers and floats) are left to
-  Ray, which widens them.
+* **A column of several types.** CSV files are read one by one, each with the types its own
+  values suggest. A column gets one type in every block: integers in one file and floats in
+  another are floats everywhere, a file where it is empty takes the others' type, and a
+  column read as numbers from one file and as text from another (a word in a number column,
+  codes that are digits in some files only) is text everywhere, as in a frame read whole,
+  except that its numbers are written as pyarrow writes them (``1.5``, and ``1`` for
+  ``1.0``). Parquet files must agree on their schema (Ray reads them all with the first's).
 
 A user's error raised on the cluster (a batch's ``DataError``) comes back as itself: each
 dataset raises a batch function's own exception (``raise_original_map_exception``), and
@@ -128,7 +130,8 @@ def read_shards(source: str, *, base: Path | None = None, blocks: int | None = N
     except Exception as error:  # reading failed (on a worker, or listing on the driver): name what
         raise DataError(f"it cannot be read on the cluster: {_reason(error)}. Fix: put the data where every "
                         "node of the cluster (and this driver) can read it, and check that it is valid "
-                        f"{'Parquet' if fmt == 'parquet' else 'CSV'}", source=source) from None
+                        + ("Parquet, every file with the same columns and types" if fmt == "parquet" else "CSV"),
+                        source=source) from None
     if rows == 0:
         raise DataError("0 rows: it holds no records", source=source)
     return Shards(dataset, source, rows, Reading(nullable, metadata))
@@ -160,15 +163,17 @@ def _tidy(batch: pa.Table) -> pa.Table:
 
 
 def _numbered(ray: Any, dataset: Any) -> tuple[Any, int, frozenset[str]]:
-    """The dataset read into the object store with every row's position, its rows, and its
-    integer and boolean columns holding a null somewhere."""
+    """The dataset read into the object store with every row's position and each column of one
+    type in every block, its rows, and its integer and boolean columns holding a null somewhere."""
     refs = dataset.materialize().to_arrow_refs()  # the blocks, in the files' order
     surveys = ray.get([ray.remote(_survey).remote(ref) for ref in refs])
-    offsets = np.cumsum([0] + [rows for rows, _, _ in surveys])
-    textual = _mixed_types([types for _, _, types in surveys])
+    offsets = np.cumsum([0] + [rows for rows, _ in surveys])
+    types = _column_types([columns for _, columns in surveys])
     number = ray.remote(_number)
-    numbered = [number.remote(ref, int(start), textual) for ref, start in zip(refs, offsets)]
-    nullable = frozenset(name for _, names, _ in surveys for name in names) - textual
+    numbered = [number.remote(ref, int(start), types) for ref, start in zip(refs, offsets)]
+    nulls = {name: sum(columns[name][1] for _, columns in surveys if name in columns) for name in types}
+    nullable = frozenset(name for name, kind in types.items()
+                         if (pa.types.is_integer(kind) or pa.types.is_boolean(kind)) and nulls[name])
     return dataset_of(numbered), int(offsets[-1]), nullable
 
 
@@ -182,33 +187,36 @@ def dataset_of(blocks: list[Any]) -> Any:
     return dataset
 
 
-def _survey(block: pa.Table) -> tuple[int, list[str], dict[str, pa.DataType]]:
-    """The block's rows, its integer and boolean columns with a null, and its columns' types."""
-    names = [name for name, column in zip(block.column_names, block.columns)
-             if (pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)) and column.null_count]
-    return block.num_rows, names, dict(zip(block.column_names, block.schema.types))
+def _survey(block: pa.Table) -> tuple[int, dict[str, tuple[pa.DataType, int]]]:
+    """The block's rows, and each column's type (null where every value is: a CSV reader gives
+    such a column a type of its own choosing) and nulls."""
+    return block.num_rows, {name: (pa.null() if column.null_count == block.num_rows else column.type,
+                                   column.null_count) for name, column in zip(block.column_names, block.columns)}
 
 
-def _mixed_types(blocks: list[dict[str, pa.DataType]]) -> frozenset[str]:
-    """The columns whose types in different blocks do not widen into one (text in one block,
-    numbers or dates in another): read as text in every block."""
+def _column_types(blocks: list[dict[str, tuple[pa.DataType, int]]]) -> dict[str, pa.DataType]:
+    """Each column's type in every block: its blocks' types widened into one (integers and
+    floats into floats, a column of nulls into the others' type), or text where they do not
+    widen (text in one block, numbers or dates in another)."""
     seen: dict[str, set[pa.DataType]] = {}
-    for types in blocks:
-        for name, kind in types.items():
+    for columns in blocks:
+        for name, (kind, _) in columns.items():
             seen.setdefault(name, set()).add(kind)
-    mixed = set()
+    types = {}
     for name, kinds in seen.items():
         try:
-            pa.unify_schemas([pa.schema([(name, kind)]) for kind in kinds], promote_options="permissive")
+            types[name] = pa.unify_schemas([pa.schema([(name, kind)]) for kind in kinds],
+                                           promote_options="permissive").field(name).type
         except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            mixed.add(name)
-    return frozenset(mixed)
+            types[name] = pa.string()
+    return types
 
 
-def _number(block: pa.Table, start: int, textual: frozenset[str]) -> pa.Table:
-    for name in textual:
-        at = block.schema.get_field_index(name)
-        block = block.set_column(at, name, block.column(at).cast(pa.string()))
+def _number(block: pa.Table, start: int, types: dict[str, pa.DataType]) -> pa.Table:
+    for at, (name, column) in enumerate(zip(block.column_names, block.columns)):
+        wanted = types.get(name, column.type)
+        if column.type != wanted and not pa.types.is_null(wanted):
+            block = block.set_column(at, name, column.cast(wanted))
     return block.append_column(ROW, pa.array(np.arange(start, start + block.num_rows, dtype=np.int64)))
 
 
@@ -247,9 +255,11 @@ def user_errors(source: str) -> Iterator[None]:
         if not isinstance(cause, ModelmillError) or cause is error:
             raise
         if isinstance(cause, DataError):
-            raise DataError(cause.detail, source=cause.source or source, column=cause.column,
+            raise DataError(getattr(cause, "detail", str(cause)), source=cause.source or source, column=cause.column,
                             rows=cause.rows) from None
-        cause.args = (str(cause).split("\n", 1)[0],)  # Ray adds its retry advice on the lines below
+        text = str(cause)
+        if "\nFailed to apply UDF" in text:  # Ray Data adds its retry advice to the message
+            cause.args = (text.split("\nFailed to apply UDF", 1)[0],)
         raise cause from None
 
 
