@@ -136,10 +136,13 @@ def test_a_source_the_workers_cannot_read_is_a_clear_error(ray_cluster: TestClus
 
 def mixed_files(folder: Path, *, word: str | None) -> pd.DataFrame:
     """Three CSV files of 200 rows: codes that are digits in the first two files and letters
-    in the last, and ``word`` (if given) among the numbers of row 450 (the last file's 50th)."""
+    in the last, sizes that are whole numbers in the first file only, rates that the first file
+    leaves empty, and ``word`` (if given) among the numbers of row 450 (the last file's 50th)."""
     rng = np.random.default_rng(1)
     whole = pd.DataFrame({"amount": np.round(rng.normal(size=600), 6).astype(object),
                           "code": [str(c) for c in rng.integers(10, 14, 400)] + list(rng.choice(["A7", "B2"], 200)),
+                          "size": np.concatenate([rng.integers(1, 4, 200), rng.choice([1.5, 2.0, 3.0], 400)]),
+                          "rate": np.concatenate([np.full(200, np.nan), np.round(rng.random(400), 4)]),
                           "label": rng.integers(0, 2, 600)})
     if word is not None:
         whole.loc[450, "amount"] = word
@@ -187,10 +190,16 @@ def test_a_word_in_a_number_column_is_named_with_its_row_wherever_it_is(ray_clus
     (tmp_path / "good").mkdir()
     whole = mixed_files(tmp_path / "good", word=None)
     shards = read_shards(str(tmp_path / "good"))
-    cleaned, report = clean_shards(shards, settings, build_features(settings))
+    # one type in every block: integers widened to floats, and the type of the files that have values
+    schema = shards.dataset.schema().base_schema
+    assert (str(schema.field("size").type), str(schema.field("rate").type)) == ("double", "double")
+    wider = load_config({**config, "features": [*config["features"], {"name": "size", "type": "category"},
+                                                {"name": "rate", "type": "number"}]})
+    cleaned, report = clean_shards(shards, wider, build_features(wider))
     assert report.rows_out == 600  # no duplicates: the fits below see the whole table
-    # the codes read as numbers in two files are the whole table's text ("12"), not 12 or "12.0"
-    fitted = fit_features(cleaned, build_features(settings))
-    for sharded, local in zip(fitted, build_features(settings)):
+    # the codes read as numbers in two files are the whole table's text ("12"), not 12 or "12.0";
+    # the sizes 1.0 of the first file are the whole table's 1.0, not 1
+    fitted = fit_features(cleaned, build_features(wider))
+    for sharded, local in zip(fitted, build_features(wider)):
         check_state(local.fit(whole[local.name]), sharded)
     assert set(fitted[1].state()["vocabulary"]) >= {"10", "13", "A7", "B2"}, fitted[1].state()
