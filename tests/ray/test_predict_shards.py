@@ -49,6 +49,7 @@ def test_every_row_is_predicted_as_the_single_machine_predicts_it(
     expected = load(bundle).predict(table).reset_index(drop=True)
     # in this process (the CLI's --backend ray reaches the same call: see the tests below)
     assert predict_shards(read_bundle(bundle), str(bundle.parent / "parquet"), tmp_path / "out") == ROWS
+    assert not list(tmp_path.glob(".out.partial-*"))  # written beside it, then renamed into place
     got = written(tmp_path / "out")
     assert got[POSITION].tolist() == list(range(ROWS))  # every row once, with its position in the whole table
     assert list(got.columns) == [POSITION, *expected.columns]

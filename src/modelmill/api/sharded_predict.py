@@ -2,8 +2,9 @@
 Ray cluster (``read_shards``), each block is predicted by a bundle loaded once per Ray actor
 (the same ``Pipeline.predict`` as ``modelmill predict``), and the predictions are written as
 Parquet files into a folder, each row with its position in the whole table (``row``), so
-they join back to the input. Nothing but the bundle's check and the files' schema comes to
-the driver.
+they join back to the input. The workers write the files: the folder must be one every node
+can write to (a shared filesystem), as the source and the bundle must be readable by every
+node. Nothing but the checks' results and the files' schema comes to the driver.
 
 Refused before any reading, with the fix: an encrypted bundle (its key would have to travel
 to every node), a bundle with a privacy policy (its hash key too), a forecast or recommend
@@ -12,6 +13,8 @@ already holds files."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,11 +84,19 @@ def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | 
     check_values(shards, build_features(bundle.config()))
     # an actor a CPU, but never more than there are blocks: each one loads the bundle (and torch)
     actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), shards.dataset.num_blocks()))
-    with user_errors(source):
-        predicted = shards.dataset.map_batches(
-            _Predicting, batch_format="pyarrow", batch_size=None, concurrency=(1, actors),
-            fn_constructor_kwargs={"bundle": str(bundle.path), "runtime": runtime, "reading": shards.reading})
-        predicted.write_parquet(str(output))
+    # written beside the output and renamed into place once whole: a failed run leaves no half of it
+    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
+    try:
+        with user_errors(source):
+            predicted = shards.dataset.map_batches(
+                _Predicting, batch_format="pyarrow", batch_size=None, concurrency=(1, actors),
+                fn_constructor_kwargs={"bundle": str(bundle.path), "runtime": runtime, "reading": shards.reading})
+            predicted.write_parquet(str(partial))
+        if output.is_dir():
+            output.rmdir()  # empty: check_predict_shards said so
+        partial.rename(output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return shards.rows
 
 
