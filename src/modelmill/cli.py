@@ -216,8 +216,10 @@ class Backend(str, Enum):
 @app.command()
 def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle or run directory.")],
-    data: Annotated[str, typer.Argument(help="Data file or URL to predict.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write.")],
+    data: Annotated[str, typer.Argument(help="Data file or URL to predict (with --backend ray: a Parquet or CSV "
+                                              "file, folder or glob).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV (or .parquet/.jsonl) to write (with --backend "
+                                         "ray: a new folder of Parquet files).")],
     runtime: Annotated[Runtime, typer.Option(help="What runs the model (auto: what the bundle names).")]
     = Runtime.auto,
     key_file: KeyFileOption = None,

@@ -16,7 +16,7 @@ import pytest
 from modelmill import load
 from modelmill.api import Pipeline
 from modelmill.bundle import read_bundle
-from modelmill.errors import ConfigError
+from modelmill.errors import BundleError, ConfigError
 from modelmill.api.sharded_predict import POSITION, predict_shards
 from tests.conftest import base_config, make_frame
 from tests.ray_cluster import TestCluster
@@ -44,11 +44,14 @@ def written(folder: Path) -> pd.DataFrame:
 
 
 def test_every_row_is_predicted_as_the_single_machine_predicts_it(
-        ray_cluster: TestCluster, trained: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+        ray_cluster: TestCluster, trained: tuple[Path, pd.DataFrame], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     bundle, table = trained
     expected = load(bundle).predict(table).reset_index(drop=True)
-    # in this process (the CLI's --backend ray reaches the same call: see the tests below)
-    assert predict_shards(read_bundle(bundle), str(bundle.parent / "parquet"), tmp_path / "out") == ROWS
+    # in this process (the CLI's --backend ray reaches the same call: see the tests below), with an
+    # output path relative to this process's folder, which is not the workers'
+    monkeypatch.chdir(tmp_path)
+    assert predict_shards(read_bundle(bundle), str(bundle.parent / "parquet"), Path("out")) == ROWS
     assert not list(tmp_path.glob(".out.partial-*"))  # written beside it, then renamed into place
     got = written(tmp_path / "out")
     assert got[POSITION].tolist() == list(range(ROWS))  # every row once, with its position in the whole table
@@ -87,3 +90,5 @@ def test_what_cannot_be_predicted_in_shards_is_refused_before_any_reading(
                            "-o", str(taken), "--backend", "ray"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "already holds files" in " ".join(done.stderr.split()), done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+    with pytest.raises(BundleError, match="onnxruntime"):  # no ONNX model in the bundle: before any reading
+        predict_shards(read_bundle(bundle), str(tmp_path / "nowhere"), tmp_path / "new", runtime="onnxruntime")

@@ -2,14 +2,16 @@
 Ray cluster (``read_shards``), each block is predicted by a bundle loaded once per Ray actor
 (the same ``Pipeline.predict`` as ``modelmill predict``), and the predictions are written as
 Parquet files into a folder, each row with its position in the whole table (``row``), so
-they join back to the input. The workers write the files: the folder must be one every node
-can write to (a shared filesystem), as the source and the bundle must be readable by every
-node. Nothing but the checks' results and the files' schema comes to the driver.
+they join back to the input. The workers write the files beside the output folder, which is
+then renamed into place: its parent must be one every node can write to (a shared
+filesystem), as the source and the bundle must be readable by every node. Nothing but the
+checks' results and the files' schema comes to the driver.
 
 Refused before any reading, with the fix: an encrypted bundle (its key would have to travel
-to every node), a bundle with a privacy policy (its hash key too), a forecast or recommend
-bundle (their predictions need a series' or a user's rows together), an output folder that
-already holds files."""
+to every node), a bundle with a privacy policy (its hash key too), image features (their
+paths start at the table's folder), a forecast or recommend bundle (their predictions need a
+series' or a user's rows together), an output folder that already holds files, a runtime the
+bundle has no model for."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from modelmill.errors import ConfigError
-from modelmill.sharding.read import ROW, Reading, frame_of, read_shards, user_errors
+from modelmill.errors import BundleError, ConfigError
+from modelmill.sharding.read import ROW, Reading, cluster_reason, frame_of, read_shards, user_errors
 
 if TYPE_CHECKING:
     from modelmill.bundle import Bundle
@@ -36,8 +38,8 @@ def check_predict_shards(bundle: Bundle, output: Path) -> None:
     """Refuse, before any reading, what a prediction in shards cannot do (with the fix).
 
     Raises:
-        ConfigError: an encrypted bundle, a privacy policy, a task other than predict, or an
-            output folder that holds files (or is a file).
+        ConfigError: an encrypted bundle, a privacy policy, image features, a task other than
+            predict, or an output folder that holds files (or is a file).
     """
     from modelmill.privacy.policy import PrivacyPolicy
 
@@ -51,6 +53,10 @@ def check_predict_shards(bundle: Bundle, output: Path) -> None:
     if PrivacyPolicy.from_config(bundle.config(), hash_key=False).active:
         raise ConfigError("a bundle with a privacy policy is not predicted on Ray: its hash key would travel to "
                           f"every node of the cluster. {local}", path="--backend")
+    images = [f.name for f in bundle.config().features if f.type == "image"]
+    if images:
+        raise ConfigError(f"image feature(s) {', '.join(map(repr, images))}: their cells are paths to files, which "
+                          f"shards do not resolve against the table's folder. {local}", path="--backend")
     if output.is_file() or (output.is_dir() and any(output.iterdir())):
         raise ConfigError(f"{output} already holds files; predictions in shards are written as a folder of Parquet "
                           "files of their own. Fix: --output a new or empty folder", path="--output")
@@ -73,7 +79,11 @@ def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | 
     from modelmill.features import build_features
     from modelmill.sharding.clean import check_values
 
+    from modelmill.api import from_bundle
+
+    output = output.expanduser().absolute()  # the workers write it: never relative to their own folder
     check_predict_shards(bundle, output)
+    from_bundle(bundle, runtime=runtime)  # a runtime the bundle has no model for fails here, not in an actor
     features = [feature.name for feature in bundle.config().features]
     ray = connect(what=WHAT)
     shards = read_shards(source, base=base)
@@ -86,15 +96,22 @@ def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | 
     actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), shards.dataset.num_blocks()))
     # written beside the output and renamed into place once whole: a failed run leaves no half of it
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
+    settings = {"bundle": str(bundle.path.absolute()), "runtime": runtime, "reading": shards.reading}
     try:
         with user_errors(source):
             predicted = shards.dataset.map_batches(
-                _Predicting, batch_format="pyarrow", batch_size=None, concurrency=(1, actors),
-                fn_constructor_kwargs={"bundle": str(bundle.path), "runtime": runtime, "reading": shards.reading})
+                _Predicting, batch_format="pyarrow", batch_size=None, fn_constructor_kwargs=settings,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
             predicted.write_parquet(str(partial))
         if output.is_dir():
             output.rmdir()  # empty: check_predict_shards said so
         partial.rename(output)
+    except ray.exceptions.ActorDiedError as error:  # an actor could not load the bundle
+        raise BundleError(f"{bundle.path} cannot be loaded on the cluster: {cluster_reason(error)}. Fix: put the "
+                          "bundle where every node of the cluster can read it") from None
+    except OSError as error:
+        raise ConfigError(f"the predictions cannot be written to {output}: {error}. Fix: an output folder whose "
+                          "parent every node of the cluster can write to", path="--output") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return shards.rows

@@ -11,6 +11,7 @@ of rows the data checks see."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,7 +104,8 @@ def _in_table(error: DataError, rows: np.ndarray) -> DataError:
 
 def _raise_first(parts: list[Any], shards: Shards) -> None:
     """Raise the first (in row order) of the DataErrors among the blocks' results, with the source."""
-    errors = sorted((part for part in parts if isinstance(part, DataError)), key=lambda e: min(e.rows, default=0))
+    errors = sorted((part for part in parts if isinstance(part, DataError)),
+                    key=lambda error: min(error.rows, default=math.inf))  # one naming no row last
     if errors:
         raise DataError(errors[0].detail, source=shards.source, column=errors[0].column, rows=errors[0].rows)
 

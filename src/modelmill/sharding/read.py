@@ -128,7 +128,7 @@ def read_shards(source: str, *, base: Path | None = None, blocks: int | None = N
     except DataError:
         raise
     except Exception as error:  # reading failed (on a worker, or listing on the driver): name what
-        raise DataError(f"it cannot be read on the cluster: {_reason(error)}. Fix: put the data where every "
+        raise DataError(f"it cannot be read on the cluster: {cluster_reason(error)}. Fix: put the data where every "
                         "node of the cluster (and this driver) can read it, and check that it is valid "
                         + ("Parquet, every file with the same columns and types" if fmt == "parquet" else "CSV"),
                         source=source) from None
@@ -216,7 +216,9 @@ def _number(block: pa.Table, start: int, types: dict[str, pa.DataType]) -> pa.Ta
     for at, (name, column) in enumerate(zip(block.column_names, block.columns)):
         wanted = types.get(name, column.type)
         if column.type != wanted and not pa.types.is_null(wanted):
-            block = block.set_column(at, name, column.cast(wanted))
+            # integers widened to floats lose digits past 2**53, as a float column read whole does
+            lossy = pa.types.is_integer(column.type) and pa.types.is_floating(wanted)
+            block = block.set_column(at, name, column.cast(wanted, safe=not lossy))
     return block.append_column(ROW, pa.array(np.arange(start, start + block.num_rows, dtype=np.int64)))
 
 
@@ -263,7 +265,7 @@ def user_errors(source: str) -> Iterator[None]:
         raise cause from None
 
 
-def _reason(error: BaseException) -> str:
+def cluster_reason(error: BaseException) -> str:
     """The first line of what failed on the worker, shortened."""
     text = str(getattr(error, "cause", None) or error)
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("Traceback", "  "))]
