@@ -41,6 +41,7 @@ def check_predict_shards(bundle: Bundle, output: Path) -> None:
         ConfigError: an encrypted bundle, a privacy policy, image features, a task other than
             predict, or an output folder that holds files (or is a file).
     """
+    from modelmill.features import build_features
     from modelmill.privacy.policy import PrivacyPolicy
 
     local = "Fix: --backend local"
@@ -53,7 +54,7 @@ def check_predict_shards(bundle: Bundle, output: Path) -> None:
     if PrivacyPolicy.from_config(bundle.config(), hash_key=False).active:
         raise ConfigError("a bundle with a privacy policy is not predicted on Ray: its hash key would travel to "
                           f"every node of the cluster. {local}", path="--backend")
-    images = [f.name for f in bundle.config().features if f.type == "image"]
+    images = [f.name for f in build_features(bundle.config()) if f.modality == "image"]
     if images:
         raise ConfigError(f"image feature(s) {', '.join(map(repr, images))}: their cells are paths to files, which "
                           f"shards do not resolve against the table's folder. {local}", path="--backend")
