@@ -78,13 +78,12 @@ def predict_shards(bundle: Bundle, source: str, output: Path, *, runtime: str | 
     from modelmill.cluster import connect
     from modelmill.data.validate import check_columns
     from modelmill.features import build_features
+    from modelmill.predictor.predictor import model_for_runtime
     from modelmill.sharding.clean import check_values
-
-    from modelmill.api import from_bundle
 
     output = output.expanduser().absolute()  # the workers write it: never relative to their own folder
     check_predict_shards(bundle, output)
-    from_bundle(bundle, runtime=runtime)  # a runtime the bundle has no model for fails here, not in an actor
+    model_for_runtime(bundle, runtime)  # a runtime the bundle has no model for fails here, not in an actor
     features = [feature.name for feature in bundle.config().features]
     ray = connect(what=WHAT)
     shards = read_shards(source, base=base)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from modelmill.config.schema import PipelineConfig
@@ -59,8 +60,7 @@ def _clean_block(block: pa.Table, settings: tuple[PipelineConfig, list[Feature[A
     config, columns, reading = settings
     frame, rows = frame_of(block, reading)
     try:
-        for checks in columns:
-            checks.validate(frame[checks.name])
+        _validate(frame, columns)
         frame.index = rows
         frame[ROW] = rows
         cleaned, report = clean_rows(frame, config, columns)
@@ -87,11 +87,15 @@ def _check_block(block: pa.Table, settings: tuple[list[Feature[Any]], Reading]) 
     columns, reading = settings
     frame, rows = frame_of(block, reading)
     try:
-        for checks in columns:
-            checks.validate(frame[checks.name])
+        _validate(frame, columns)
     except DataError as error:
         return _in_table(error, rows)
     return None
+
+
+def _validate(frame: pd.DataFrame, columns: list[Feature[Any]]) -> None:
+    for checks in columns:
+        checks.validate(frame[checks.name])
 
 
 def _in_table(error: DataError, rows: np.ndarray) -> DataError:
